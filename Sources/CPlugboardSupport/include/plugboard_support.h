@@ -1,0 +1,71 @@
+/*
+ * Small C helpers for what Swift cannot express directly: atomics on memory
+ * that lives in a shared mapping, futex waits, sealed memfds, and the clock.
+ * Nothing here is part of the plugin ABI (that is SDK/include/plugboard.h).
+ */
+#ifndef PLUGBOARD_SUPPORT_H
+#define PLUGBOARD_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Atomics on raw shared memory. Swift's Atomic<T> must own its storage, and
+ * the ring's counters live inside a memfd mapping, so they are reached through
+ * these (inlined by the Clang importer). */
+static inline uint64_t pbs_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint64_t pbs_load_relaxed_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline uint64_t pbs_load_seqcst_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void pbs_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void pbs_store_seqcst_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pbs_load_seqcst_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline uint32_t pbs_load_acquire_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void pbs_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t pbs_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t pbs_fetch_sub_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+static inline void pbs_fence_seqcst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void pbs_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/** CLOCK_MONOTONIC in nanoseconds (the clock of pb_event.timestamp_ns). */
+static inline uint64_t pbs_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/**
+ * Waits while *word == expected, at most timeout_ns (0 = no limit).
+ * Returns 0 when woken or the value differed, -1 with errno (ETIMEDOUT, EINTR) otherwise.
+ * The corresponding system call is futex(FUTEX_WAIT); the word may be in shared memory.
+ */
+int pbs_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns);
+/** Wakes up to `count` waiters on `word` (futex(FUTEX_WAKE)). Returns the number woken or -1. */
+int pbs_futex_wake(uint32_t *word, int count);
+
+/**
+ * Creates an anonymous memory file of `size` bytes (memfd_create with
+ * MFD_CLOEXEC | MFD_ALLOW_SEALING), sizes it, and seals it against shrinking,
+ * growing and further sealing. Returns the fd, or -1 with errno.
+ */
+int pbs_memfd_create_sealed(const char *name, size_t size);
+/** The seals in force on fd (F_GET_SEALS), or -1 with errno. */
+int pbs_memfd_seals(int fd);
+/** Bit values of F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE (for tests and docs). */
+int pbs_seal_seal(void);
+int pbs_seal_shrink(void);
+int pbs_seal_grow(void);
+int pbs_seal_write(void);
+
+/** Names the calling thread (pthread_setname_np, cut to 15 bytes). */
+void pbs_set_thread_name(const char *name);
+
+/** errno of the calling thread. */
+int pbs_errno(void);
+
+#endif
