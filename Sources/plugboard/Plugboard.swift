@@ -1,0 +1,23 @@
+import ArgumentParser
+import PlugboardCore
+
+/// The `plugboard` command: host daemon and plugin tooling.
+///
+/// Exit codes (docs/operations.md): 0 success, 1 runtime failure, 64 usage error
+/// (ArgumentParser's validation exit), 70 a stuck component at shutdown.
+@main
+struct Plugboard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugboard",
+        abstract: "Host runtime and SDK tooling for USB device-event plugins.",
+        version: "plugboard \(PlugboardCoreVersion.string) (plugin ABI \(PlugboardCoreVersion.abi))",
+        subcommands: Plugboard.allSubcommands
+    )
+
+    /// One entry per subcommand file. Keep one line each so parallel work merges cleanly.
+    static var allSubcommands: [any ParsableCommand.Type] {
+        var list: [any ParsableCommand.Type] = []
+        list.append(RunCommand.self)
+        return list
+    }
+}
