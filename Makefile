@@ -1,0 +1,52 @@
+# Plugboard — the two commands that matter are `make demo` and `make test`.
+# Both install what they need first (Debian packages, as root) and are safe to re-run.
+
+SWIFT       ?= swift
+CONFIG      ?= debug
+BUILD_DIR   := .build/$(CONFIG)
+PLUGIN_DIR  := build/plugins
+APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server redis-tools \
+                umockdev libumockdev-dev prometheus
+
+SAMPLE_PLUGINS := usb-logger device-counter
+
+.PHONY: all deps build plugins test demo bench fuzz clean
+
+all: build
+
+## deps: install the Debian packages Plugboard needs, only those missing (apt-get update only then).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "==> system packages present"; fi
+
+## build: the daemon, the CLI and the plugins (SamplePlugins/ copied into build/plugins).
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+	@$(MAKE) --no-print-directory plugins
+
+plugins:
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(SAMPLE_PLUGINS); do cp -f $(BUILD_DIR)/lib$$p.so $(PLUGIN_DIR)/; done
+
+## test: every test, against real redis-server, real libudev under umockdev, real .so plugins.
+test: build
+	@# umockdev's uevent sender aborts when its datagram queue (default 10) fills: raise it.
+	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); burst tests may fail"
+	umockdev-wrapper $(SWIFT) test
+
+## demo: the real daemon on a bundled session through the sample plugins.
+demo: build
+	$(BUILD_DIR)/plugboard run --plugins $(PLUGIN_DIR) --source replay:demo/session.jsonl
+
+## bench: benchmarks (nested package in Benchmarks/), printed as a table.
+bench: build
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --format markdown
+
+clean:
+	rm -rf .build build Benchmarks/.build
