@@ -31,6 +31,8 @@ let package = Package(
     products: [
         .executable(name: "plugboard", targets: ["plugboard"]),
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
+        .library(name: "PlugboardUdev", targets: ["PlugboardUdev"]),
+        .executable(name: "plugboard-demo-bed", targets: ["plugboard-demo-bed"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -51,12 +53,28 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // The udev source: libudev monitor + enumeration, overflow resync, kernel-group fallback.
+        .target(name: "PlugboardUdev", dependencies: [
+            "CUdev", "PlugboardCore", "CPlugboard", "CPlugboardSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // umockdev (tests and `make demo` only; never linked into `plugboard`).
+        .systemLibrary(name: "CUmockdev", pkgConfig: "umockdev-1.0", providers: [.apt(["libumockdev-dev"])]),
+        // A simulated USB bus on umockdev: shared by the udev tests and the demo bed.
+        .target(name: "PlugboardTestbed", dependencies: ["CUmockdev"]),
+        // `make demo`: plays a scripted hotplug session through a umockdev testbed into `plugboard run`.
+        .executableTarget(name: "plugboard-demo-bed", dependencies: ["PlugboardTestbed"]),
+
         .executableTarget(name: "plugboard", dependencies: [
             "PlugboardCore",
+            "PlugboardUdev",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardUdevTests", dependencies: [
+            "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
+        ]),
     ] + plugins.map(\.1)
 )

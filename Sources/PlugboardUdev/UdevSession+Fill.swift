@@ -1,0 +1,180 @@
+import CPlugboard
+import CUdev
+import PlugboardCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension UdevSession {
+    /// Fills the event being written from a `udev_device`, straight from `udev_device_get_*`.
+    ///
+    /// Each field has an ordered list of sources (docs/udev.md, "Where each field comes
+    /// from"); the first usable one wins. In kernel mode the udev-only properties (ID_*)
+    /// are skipped, since raw uevents never carry them. A value that is present but
+    /// unusable (non-hex id, number out of range) is counted in `badValues` and the next
+    /// source is tried; the field stays 0 when none is usable. Strings are copied as bytes
+    /// (UTF-8 is not required) and cut to PB_STRING_MAX with the truncated flag set.
+    func fill(_ w: inout EventWriter, _ dev: OpaquePointer, action: EventAction, flags: EventFlags, receipt: UInt64) {
+        let udevProps = mode == .udev
+        let e = w.event
+        w.action = action
+        w.insert(flags: flags)
+        e.pointee.timestamp_ns = receipt
+        e.pointee.kernel_seqnum = udev_device_get_seqnum(dev)
+
+        // StaticString names: no String bridging per lookup.
+        func prop(_ name: StaticString) -> UnsafePointer<CChar>? {
+            udev_device_get_property_value(dev, UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self))
+        }
+        func attr(_ name: StaticString) -> UnsafePointer<CChar>? {
+            udev_device_get_sysattr_value(dev, UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self))
+        }
+        /// The first of two candidates that parses (the second is read only if needed);
+        /// counts present-but-unusable values.
+        func first<T>(_ a: UnsafePointer<CChar>?, _ b: @autoclosure () -> UnsafePointer<CChar>? = nil,
+                      parse: (UnsafePointer<CChar>) -> T?) -> T? {
+            if let a {
+                if let v = parse(a) { return v }
+                counters.badValues.add(1, ordering: .relaxed)
+            }
+            if let b = b() {
+                if let v = parse(b) { return v }
+                counters.badValues.add(1, ordering: .relaxed)
+            }
+            return nil
+        }
+        let dec16: (UnsafePointer<CChar>) -> UInt16? = { UdevValue.decimal($0, max: 0xffff).map { UInt16($0) } }
+
+        e.pointee.busnum = first(prop("BUSNUM"), attr("busnum"), parse: dec16) ?? 0
+        e.pointee.devnum = first(prop("DEVNUM"), attr("devnum"), parse: dec16) ?? 0
+
+        // vendor/product: ID_VENDOR_ID/ID_MODEL_ID, else PRODUCT (hex "46d/c52b/1201"), else sysattrs.
+        var haveIDs = false
+        if udevProps, let v = first(prop("ID_VENDOR_ID"), parse: UdevValue.hex16),
+           let p = first(prop("ID_MODEL_ID"), parse: UdevValue.hex16)
+        {
+            e.pointee.vendor_id = v
+            e.pointee.product_id = p
+            haveIDs = true
+        }
+        let product = first(prop("PRODUCT"), parse: { UdevValue.triple($0, radix: 16, maxDigits: 4, max: 0xffff) })
+        if !haveIDs, let product {
+            e.pointee.vendor_id = UInt16(product.0)
+            e.pointee.product_id = UInt16(product.1)
+            haveIDs = true
+        }
+        if !haveIDs {
+            e.pointee.vendor_id = first(attr("idVendor"), parse: UdevValue.hex16) ?? 0
+            e.pointee.product_id = first(attr("idProduct"), parse: UdevValue.hex16) ?? 0
+        }
+        if let bcd = first(udevProps ? prop("ID_REVISION") : nil, parse: UdevValue.hex16) {
+            e.pointee.bcd_device = bcd
+        } else if let product {
+            e.pointee.bcd_device = UInt16(product.2)
+        } else {
+            e.pointee.bcd_device = first(attr("bcdDevice"), parse: UdevValue.hex16) ?? 0
+        }
+
+        // class/subclass/protocol: TYPE (decimal "9/0/3"), else sysattrs (hex).
+        if let t = first(prop("TYPE"), parse: { UdevValue.triple($0, radix: 10, maxDigits: 3, max: 255) }) {
+            e.pointee.device_class = UInt8(t.0)
+            e.pointee.device_subclass = UInt8(t.1)
+            e.pointee.device_protocol = UInt8(t.2)
+        } else {
+            e.pointee.device_class = first(attr("bDeviceClass"), parse: UdevValue.hex8) ?? 0
+            e.pointee.device_subclass = first(attr("bDeviceSubClass"), parse: UdevValue.hex8) ?? 0
+            e.pointee.device_protocol = first(attr("bDeviceProtocol"), parse: UdevValue.hex8) ?? 0
+        }
+        e.pointee.speed_kbps = first(attr("speed"), parse: UdevValue.speedKbps) ?? 0
+
+        // Strings, in slot order.
+        w.setString(.syspath, cString: udev_device_get_syspath(dev))
+        w.setString(.devnode, cString: udev_device_get_devnode(dev))
+        if udevProps, let s = prop("ID_SERIAL_SHORT") {
+            w.setString(.serial, cString: s)
+        } else {
+            w.setString(.serial, cString: attr("serial"))
+        }
+        setDescriptorString(&w, .manufacturer, attr: attr("manufacturer"),
+                            encoded: udevProps ? prop("ID_VENDOR_ENC") : nil, plain: udevProps ? prop("ID_VENDOR") : nil)
+        setDescriptorString(&w, .product, attr: attr("product"),
+                            encoded: udevProps ? prop("ID_MODEL_ENC") : nil, plain: udevProps ? prop("ID_MODEL") : nil)
+        w.setString(.driver, cString: udev_device_get_driver(dev))
+
+        // Interfaces: ID_USB_INTERFACES (":030101:030102:"), else the usb_interface children.
+        if udevProps, let list = prop("ID_USB_INTERFACES") {
+            appendInterfaceList(&w, list)
+        } else {
+            appendChildInterfaces(&w, dev)
+        }
+        if let n = first(attr("bNumInterfaces"), parse: { UdevValue.decimal($0, max: 255) }) {
+            e.pointee.num_interfaces = max(UInt8(n), e.pointee.interfaces_len)
+        }
+    }
+
+    /// The device's own string if sysfs has it, else udev's decoded `_ENC` form, else udev's
+    /// sanitised form (underscores for blanks).
+    private func setDescriptorString(_ w: inout EventWriter, _ field: EventStringField, attr: UnsafePointer<CChar>?,
+                                     encoded: UnsafePointer<CChar>?, plain: UnsafePointer<CChar>?) {
+        if let attr {
+            w.setString(field, cString: attr)
+        } else if let encoded {
+            let (n, cut) = UdevValue.decodeEscapes(encoded, into: decodeBuffer)
+            w.setString(field, UnsafeRawBufferPointer(rebasing: decodeBuffer[0..<n]))
+            if cut { w.insert(flags: .truncated) }
+        } else if let plain {
+            w.setString(field, cString: plain)
+        }
+    }
+
+    /// Parses ID_USB_INTERFACES: 6-hex-digit triples between colons. Bad entries are skipped and counted.
+    private func appendInterfaceList(_ w: inout EventWriter, _ list: UnsafePointer<CChar>) {
+        var q = UnsafeRawPointer(list).assumingMemoryBound(to: UInt8.self)
+        while q.pointee != 0 {
+            if q.pointee == UInt8(ascii: ":") { q += 1; continue }
+            var v: UInt32 = 0, n = 0
+            while q.pointee != 0, q.pointee != UInt8(ascii: ":") {
+                if let d = UdevValue.hexDigit(q.pointee), n < 6 { v = v << 4 | d } else { n = 99 }
+                n += 1
+                q += 1
+            }
+            if n == 6 {
+                appendUnique(&w, UInt8(v >> 16), UInt8((v >> 8) & 0xff), UInt8(v & 0xff))
+            } else {
+                counters.badValues.add(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    /// Reads the interface descriptors of the device's `usb_interface` children from sysfs.
+    private func appendChildInterfaces(_ w: inout EventWriter, _ dev: OpaquePointer) {
+        guard let children = try? UdevEnumeration(context: udev, parent: dev) else { return }
+        let own = udev_device_get_syspath(dev)
+        children.forEachSyspath { path in
+            if let own, strcmp(own, path) == 0 { return }
+            guard let child = udev_device_new_from_syspath(udev.raw, path) else { return }
+            defer { udev_device_unref(child) }
+            guard let t = udev_device_get_devtype(child), strcmp(t, "usb_interface") == 0 else { return }
+            // Only direct children: a hub's enumeration also lists its downstream devices' interfaces.
+            guard let parent = udev_device_get_parent(child), let pp = udev_device_get_syspath(parent),
+                  let own, strcmp(pp, own) == 0 else { return }
+            guard let c = UdevValue.hex8(udev_device_get_sysattr_value(child, "bInterfaceClass")) else {
+                counters.badValues.add(1, ordering: .relaxed)
+                return
+            }
+            let s = UdevValue.hex8(udev_device_get_sysattr_value(child, "bInterfaceSubClass")) ?? 0
+            let p = UdevValue.hex8(udev_device_get_sysattr_value(child, "bInterfaceProtocol")) ?? 0
+            appendUnique(&w, c, s, p)
+        }
+    }
+
+    private func appendUnique(_ w: inout EventWriter, _ c: UInt8, _ s: UInt8, _ p: UInt8) {
+        let e = UnsafePointer(w.event)
+        let n = Int(e.pointee.interfaces_len)
+        let dup = withUnsafeBytes(of: e.pointee.interfaces) { raw in
+            (0..<n).contains { raw[$0 * 3] == c && raw[$0 * 3 + 1] == s && raw[$0 * 3 + 2] == p }
+        }
+        if !dup { w.appendInterface(class: c, subclass: s, protocol: p) }
+    }
+}
