@@ -39,18 +39,18 @@ public struct SimulatedUSBDevice: Sendable {
         return String(repeating: "0", count: max(0, digits - s.count)) + s
     }
 
-    var attributes: [(String, String)] {
-        var a: [(String, String)] = [
+    var attributes: [(String, [UInt8])] {
+        var a: [(String, [UInt8])] = [
             ("busnum", "\(bus)"), ("devnum", "\(devnum)"), ("idVendor", hex(vendorID, 4)), ("idProduct", hex(productID, 4)),
             ("bcdDevice", hex(bcdDevice, 4)), ("bDeviceClass", hex(deviceClass, 2)), ("bDeviceSubClass", hex(deviceSubclass, 2)),
             ("bDeviceProtocol", hex(deviceProtocol, 2)), ("speed", speed), ("bNumInterfaces", " \(interfaces.count)"),
-        ]
-        if let serial { a.append(("serial", String(decoding: serial, as: UTF8.self))) }
-        if let manufacturer { a.append(("manufacturer", String(decoding: manufacturer, as: UTF8.self))) }
-        if let product { a.append(("product", String(decoding: product, as: UTF8.self))) }
+        ].map { ($0.0, Array($0.1.utf8)) }
+        if let serial { a.append(("serial", serial)) }
+        if let manufacturer { a.append(("manufacturer", manufacturer)) }
+        if let product { a.append(("product", product)) }
         for (k, v) in extraAttributes {
             a.removeAll { $0.0 == k }
-            a.append((k, v))
+            a.append((k, Array(v.utf8)))
         }
         return a
     }
@@ -102,7 +102,7 @@ extension Testbed {
     }
 
     func add(_ device: SimulatedUSBDevice, name: String, parent: String?) throws -> String {
-        let path = try addDevice(subsystem: "usb", name: name, parent: parent, attributes: device.attributes,
+        let path = try addDevice(subsystem: "usb", name: name, parent: parent, binaryAttributes: device.attributes,
                                  properties: device.properties)
         // libudev reads a device's driver from its `driver` link (the uevent file's DRIVER is
         // only used for uevents), so enumerated devices need the link too.

@@ -37,7 +37,15 @@ public final class Testbed {
     @discardableResult
     public func addDevice(subsystem: String, name: String, parent: String?, attributes: [(String, String)],
                           properties: [(String, [UInt8])]) throws -> String {
-        var attrs: [UnsafeMutablePointer<CChar>?] = attributes.flatMap { [strdup($0.0), strdup($0.1)] } + [nil]
+        try addDevice(subsystem: subsystem, name: name, parent: parent,
+                      binaryAttributes: attributes.map { ($0.0, Array($0.1.utf8)) }, properties: properties)
+    }
+
+    /// Adds a device whose attribute values are arbitrary bytes (no NUL), and sends its `add` uevent.
+    @discardableResult
+    public func addDevice(subsystem: String, name: String, parent: String?, binaryAttributes attributes: [(String, [UInt8])],
+                          properties: [(String, [UInt8])]) throws -> String {
+        var attrs: [UnsafeMutablePointer<CChar>?] = attributes.flatMap { [strdup($0.0), Self.cBytes($0.1)] } + [nil]
         var props: [UnsafeMutablePointer<CChar>?] = properties.flatMap { [strdup($0.0), Self.cBytes($0.1)] } + [nil]
         defer {
             attrs.forEach { free($0) }
@@ -56,7 +64,19 @@ public final class Testbed {
     public func uevent(_ syspath: String, _ action: String) { umockdev_testbed_uevent(raw, syspath, action) }
 
     /// Removes the device (and its children) from sysfs. umockdev 0.17 sends no uevent for it.
-    public func removeDevice(_ syspath: String) { umockdev_testbed_remove_device(raw, syspath) }
+    /// umockdev 0.17 leaves the device's `/sys/bus/<subsystem>/devices/<name>` links behind,
+    /// which makes adding a device with the same name again (a replug) abort; they are removed here.
+    public func removeDevice(_ syspath: String) {
+        umockdev_testbed_remove_device(raw, syspath)
+        var g = glob_t()
+        defer { globfree(&g) }
+        guard glob(sysDir + "/bus/*/devices/*", 0, nil, &g) == 0 else { return }
+        var st = stat()
+        for i in 0..<Int(g.gl_pathc) {
+            guard let p = g.gl_pathv[i] else { continue }
+            if stat(p, &st) != 0 && errno == ENOENT { unlink(p) }  // a dangling link
+        }
+    }
 
     /// Sets a sysfs attribute (a file in the device's directory).
     public func setAttribute(_ syspath: String, _ name: String, _ value: [UInt8]) {

@@ -300,8 +300,12 @@ final class UdevSession {
         let parent = String(decoding: UnsafeRawBufferPointer(start: syspath, count: syspath.distance(to: slash)), as: UTF8.self)
         guard let known = context.deviceTable.lookup(syspath: parent) else { return }
         guard let t = interfaceTriple(dev) else { return }
-        let has = known.withEvent { e in e.interfaces.contains { $0 == t } }
-        if has { return }
+        // Nothing to tell when the triple is known, or when the list is full (the record is
+        // already flagged truncated and num_interfaces counts them all).
+        let useless = known.withEvent { e in
+            Int(e.pointee.interfaces_len) >= EventLayout.maxInterfaces || e.interfaces.contains { $0 == t }
+        }
+        if useless { return }
         let seqnum = udev_device_get_seqnum(dev)
         let seq = context.publishDeviceEvent(wake: false) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .change, flags: .fromTable, receipt: receipt) }

@@ -41,7 +41,11 @@ enum UdevValue {
             guard let d = hexDigit(c), d < radix else { break }
             digits += 1
             if digits > maxDigits { return nil }
-            v = v * UInt64(radix) + UInt64(d)
+            // Absurdly long numbers must not trap: overflow is just a bad value.
+            let (m, o1) = v.multipliedReportingOverflow(by: UInt64(radix))
+            let (a, o2) = m.addingReportingOverflow(UInt64(d))
+            if o1 || o2 { return nil }
+            v = a
             q += 1
         }
         guard digits > 0, v <= max else { return nil }

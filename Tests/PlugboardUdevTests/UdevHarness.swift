@@ -59,7 +59,7 @@ final class UdevHarness {
     /// Creates the testbed, lets `setup` add the devices present at start (coldplug), then
     /// starts the runtime with the recorder plugin and the udev source, and waits until the
     /// source is ready (monitor receiving, enumeration published).
-    init(mode: UdevMode = .udev, controlPath: String? = nil, ringSlots: Int = 4096,
+    init(mode: UdevMode = .udev, controlPath: String? = nil, ringSlots: Int = 4096, coldplug: Bool = true,
          setup: (Testbed) throws -> Void = { _ in }) throws {
         bed = try Testbed()
         try setup(bed)
@@ -74,6 +74,7 @@ final class UdevHarness {
         #expect(runtime.startWorkers() == 1, "the recorder plugin must start")
         var so = UdevSourceOptions()
         so.mode = mode
+        so.coldplug = coldplug
         if let controlPath { so.udevControlPath = controlPath }
         source = UdevSource(options: so, counters: counters, faults: faults)
         runtime.start(source: source)
