@@ -23,13 +23,14 @@ public struct UdevSource: EventSource {
     public let counters: UdevSourceCounters
     /// Test seam: injected receive failures (nil in production).
     public let faults: UdevFaultInjection?
-    /// Called on the source thread after each event built from a uevent or from sysfs is
-    /// published, with its ring sequence and the device (valid during the call). For tools
-    /// (`plugboard monitor --properties`); keep it short.
-    public let onEvent: (@Sendable (UInt64, UdevDeviceView) -> Void)?
+    /// Called on the source thread right after each event is published, with its ring sequence
+    /// and the udev device it was built from (valid during the call; nil for events built from
+    /// the device table alone, such as resync removes). For tools (`plugboard monitor
+    /// --properties`); keep it short.
+    public let onEvent: (@Sendable (UInt64, UdevDeviceView?) -> Void)?
 
     public init(options: UdevSourceOptions = UdevSourceOptions(), counters: UdevSourceCounters = UdevSourceCounters(),
-                faults: UdevFaultInjection? = nil, onEvent: (@Sendable (UInt64, UdevDeviceView) -> Void)? = nil) {
+                faults: UdevFaultInjection? = nil, onEvent: (@Sendable (UInt64, UdevDeviceView?) -> Void)? = nil) {
         self.options = options
         self.counters = counters
         self.faults = faults
@@ -424,11 +425,12 @@ final class UdevSession {
     }
 
     private func publishResyncRemove(_ record: DeviceRecord, receipt: UInt64) {
-        context.publishDeviceEvent(wake: false) { w in
+        let seq = context.publishDeviceEvent(wake: false) { w in
             record.withEvent { Self.writeFromRecord(&w, $0, action: .remove, flags: [.resync, .fromTable], receipt: receipt) }
             w.event.pointee.kernel_seqnum = 0
-        }
+        }.sequence
         context.resynced.add(1, ordering: .relaxed)
+        source.onEvent?(seq, nil)
     }
 
     // MARK: building events

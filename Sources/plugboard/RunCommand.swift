@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardUdev
 import Synchronization
 
 /// `plugboard run`: the host daemon.
@@ -18,8 +19,10 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("plugins"), help: ArgumentHelp("A plugin directory (repeatable).", valueName: "DIR"))
     var pluginDirectories: [String] = []
 
-    @Option(help: ArgumentHelp("Event source: replay:FILE or synthetic:N.", valueName: "SOURCE"))
-    var source: SourceSpec
+    @Option(help: ArgumentHelp("Event source: udev (live USB devices), replay:FILE or synthetic:N.", valueName: "SOURCE"))
+    var source: SourceSpec = .udev
+
+    @OptionGroup var udev: UdevOptions
 
     @Option(name: .customLong("plugin-config"),
             help: ArgumentHelp("Configuration for one plugin (repeatable).", valueName: "NAME.KEY=VALUE"))
@@ -44,6 +47,7 @@ struct RunCommand: ParsableCommand {
         if pluginDirectories.isEmpty { throw ValidationError("give at least one plugin directory with --plugins DIR") }
         if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
         if batchSize < 1 || batchSize > 4096 { throw ValidationError("--batch-size must be from 1 to 4096") }
+        try udev.validate()
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
@@ -62,8 +66,7 @@ struct RunCommand: ParsableCommand {
         switch source {
         case .replay(let path): eventSource = try ReplaySource(path: path)
         case .synthetic(let n): eventSource = SyntheticSource(count: n)
-        case .udev:
-            throw CLI.Failure("the udev source is not built yet in this version; use replay:FILE or synthetic:N")
+        case .udev: eventSource = UdevSource(options: udev.sourceOptions)
         }
 
         let runtime = try Runtime(options: options, logger: logger)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import PlugboardCore
 
-/// A `--source` value: `replay:FILE`, `synthetic:N` (and `udev` once that source is built).
+/// A `--source` value: `udev` (the default), `replay:FILE`, `synthetic:N`.
 enum SourceSpec: ExpressibleByArgument, Sendable, Equatable {
     case replay(path: String)
     case synthetic(count: UInt64)
