@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server re
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo bench fuzz clean
+.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz clean
 
 all: build
 
@@ -40,9 +40,25 @@ test: build
 	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); burst tests may fail"
 	umockdev-wrapper $(SWIFT) test
 
-## demo: the real daemon on a bundled session through the sample plugins.
+## demo: a scripted hotplug session (hub, keyboard, flash drive, unplug/replug, a burst) played
+## through a umockdev testbed into the real `plugboard run --source udev` with the sample plugins.
+## Needs no USB hardware; the bed stops plugboard with SIGTERM at the end (summary printed).
 demo: build
+	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); the burst may abort umockdev"
+	umockdev-wrapper $(BUILD_DIR)/plugboard-demo-bed --plugboard $(BUILD_DIR)/plugboard --plugins $(PLUGIN_DIR)
+
+## demo-replay: the same plugins on the bundled recorded session (no umockdev needed).
+demo-replay: build
 	$(BUILD_DIR)/plugboard run --plugins $(PLUGIN_DIR) --source replay:demo/session.jsonl
+
+## bench-udev: udev latency figures (docs/benchmarks.md, "## udev"): release build, real plugboard
+## under umockdev, a probe plugin noting callback-entry times.
+bench-udev: deps
+	$(SWIFT) build -c release
+	@mkdir -p build/bench-plugins && cp -f .build/release/libpbtest-latency-probe.so build/bench-plugins/
+	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || true
+	umockdev-wrapper .build/release/plugboard-demo-bed --measure 5000 --gap-us 2000 --plugboard .build/release/plugboard \
+	  --plugins build/bench-plugins --latency-output build/latency-probe.txt
 
 ## bench: benchmarks (nested package in Benchmarks/), printed as a table.
 bench: build

@@ -23,6 +23,8 @@ let plugins = [
     plugin("pbtest-init-fails", target: "PBTestInitFails", path: "Tests/TestPlugins/init-fails"),
     plugin("pbtest-unresolved", target: "PBTestUnresolved", path: "Tests/TestPlugins/unresolved"),
     plugin("pbtest-recorder", target: "PBTestRecorder", path: "Tests/TestPlugins/recorder"),
+    // Notes callback-entry times for the udev latency figures (plugboard-demo-bed --measure).
+    plugin("pbtest-latency-probe", target: "PBTestLatencyProbe", path: "Tests/TestPlugins/latency-probe"),
 ]
 
 let package = Package(
