@@ -55,17 +55,35 @@ public struct SimulatedUSBDevice: Sendable {
         return a
     }
 
+    /// udev's `\xNN` escaping of descriptor strings (blanks, backslashes and bytes outside
+    /// printable ASCII are escaped), as in ID_VENDOR_ENC.
+    static func udevEncoded(_ bytes: [UInt8]) -> [UInt8] {
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for c in bytes {
+            if c > 0x20 && c < 0x7f && c != 0x5c {
+                out.append(c)
+            } else {
+                out += [0x5c, 0x78, hex[Int(c >> 4)], hex[Int(c & 15)]]
+            }
+        }
+        return out
+    }
+
     var properties: [(String, [UInt8])] {
         func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         var p: [(String, [UInt8])] = [
-            ("DEVTYPE", b("usb_device")), ("DRIVER", b(driver)), ("DEVNAME", b("bus/usb/" + pad3(bus) + "/" + pad3(devnum))),
+            ("DEVTYPE", b("usb_device")), ("DEVNAME", b("bus/usb/" + pad3(bus) + "/" + pad3(devnum))),
             ("PRODUCT", b("\(String(vendorID, radix: 16))/\(String(productID, radix: 16))/\(String(bcdDevice, radix: 16))")),
             ("TYPE", b("\(deviceClass)/\(deviceSubclass)/\(deviceProtocol)")),
             ("BUSNUM", b(pad3(bus))), ("DEVNUM", b(pad3(devnum))),
         ]
+        if !driver.isEmpty { p.append(("DRIVER", b(driver))) }
         if udevProperties {
             p += [("ID_VENDOR_ID", b(hex(vendorID, 4))), ("ID_MODEL_ID", b(hex(productID, 4))), ("ID_REVISION", b(hex(bcdDevice, 4)))]
             if let serial { p.append(("ID_SERIAL_SHORT", serial)) }
+            if let manufacturer { p.append(("ID_VENDOR_ENC", Self.udevEncoded(manufacturer))) }
+            if let product { p.append(("ID_MODEL_ENC", Self.udevEncoded(product))) }
             if !interfaces.isEmpty {
                 p.append(("ID_USB_INTERFACES", b(":" + interfaces.map { hex($0.0, 2) + hex($0.1, 2) + hex($0.2, 2) + ":" }.joined())))
             }

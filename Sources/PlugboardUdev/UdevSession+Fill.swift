@@ -15,7 +15,12 @@ extension UdevSession {
     /// unusable (non-hex id, number out of range) is counted in `badValues` and the next
     /// source is tried; the field stays 0 when none is usable. Strings are copied as bytes
     /// (UTF-8 is not required) and cut to PB_STRING_MAX with the truncated flag set.
-    func fill(_ w: inout EventWriter, _ dev: OpaquePointer, action: EventAction, flags: EventFlags, receipt: UInt64) {
+    ///
+    /// `known` is the device's table record for a change, bind or unbind: its link speed and
+    /// interfaces cannot have changed without a new add (interface adds are folded into the
+    /// record), so they are copied instead of read from sysfs again (two to a dozen reads).
+    func fill(_ w: inout EventWriter, _ dev: OpaquePointer, action: EventAction, flags: EventFlags, receipt: UInt64,
+              known: UnsafePointer<pb_event>? = nil) {
         let udevProps = mode == .udev
         let e = w.event
         w.action = action
@@ -86,7 +91,11 @@ extension UdevSession {
             e.pointee.device_subclass = first(attr("bDeviceSubClass"), parse: UdevValue.hex8) ?? 0
             e.pointee.device_protocol = first(attr("bDeviceProtocol"), parse: UdevValue.hex8) ?? 0
         }
-        e.pointee.speed_kbps = first(attr("speed"), parse: UdevValue.speedKbps) ?? 0
+        if let known {
+            e.pointee.speed_kbps = known.pointee.speed_kbps
+        } else {
+            e.pointee.speed_kbps = first(attr("speed"), parse: UdevValue.speedKbps) ?? 0
+        }
 
         // Strings, in slot order.
         w.setString(.syspath, cString: udev_device_get_syspath(dev))
@@ -96,13 +105,26 @@ extension UdevSession {
         } else {
             w.setString(.serial, cString: attr("serial"))
         }
-        setDescriptorString(&w, .manufacturer, attr: attr("manufacturer"),
-                            encoded: udevProps ? prop("ID_VENDOR_ENC") : nil, plain: udevProps ? prop("ID_VENDOR") : nil)
-        setDescriptorString(&w, .product, attr: attr("product"),
-                            encoded: udevProps ? prop("ID_MODEL_ENC") : nil, plain: udevProps ? prop("ID_MODEL") : nil)
+        // udev's `_ENC` properties hold the descriptor strings byte for byte (escaped), so in udev
+        // mode they spare two sysfs reads per event; sysfs is the fallback, then udev's sanitised form.
+        setDescriptorString(&w, .manufacturer, encoded: udevProps ? prop("ID_VENDOR_ENC") : nil, attr: attr("manufacturer"),
+                            plain: udevProps ? prop("ID_VENDOR") : nil)
+        setDescriptorString(&w, .product, encoded: udevProps ? prop("ID_MODEL_ENC") : nil, attr: attr("product"),
+                            plain: udevProps ? prop("ID_MODEL") : nil)
         w.setString(.driver, cString: udev_device_get_driver(dev))
 
         // Interfaces: ID_USB_INTERFACES (":030101:030102:"), else the usb_interface children.
+        if let known {
+            let n = Int(known.pointee.interfaces_len)
+            withUnsafeBytes(of: known.pointee.interfaces) { raw in
+                for i in 0..<n { w.appendInterface(class: raw[i * 3], subclass: raw[i * 3 + 1], protocol: raw[i * 3 + 2]) }
+            }
+            if known.pointee.flags & UInt16(PB_EVENT_TRUNCATED) != 0 && known.pointee.interfaces_len >= PB_MAX_INTERFACES {
+                w.insert(flags: .truncated)
+            }
+            e.pointee.num_interfaces = known.pointee.num_interfaces
+            return
+        }
         if udevProps, let list = prop("ID_USB_INTERFACES") {
             appendInterfaceList(&w, list)
         } else {
@@ -113,17 +135,17 @@ extension UdevSession {
         }
     }
 
-    /// The device's own string if sysfs has it, else udev's decoded `_ENC` form, else udev's
-    /// sanitised form (underscores for blanks).
-    private func setDescriptorString(_ w: inout EventWriter, _ field: EventStringField, attr: UnsafePointer<CChar>?,
-                                     encoded: UnsafePointer<CChar>?, plain: UnsafePointer<CChar>?) {
-        if let attr {
-            w.setString(field, cString: attr)
-        } else if let encoded {
+    /// udev's decoded `_ENC` form if present, else the device's string from sysfs (read only
+    /// then), else udev's sanitised form (underscores for blanks).
+    private func setDescriptorString(_ w: inout EventWriter, _ field: EventStringField, encoded: UnsafePointer<CChar>?,
+                                     attr: @autoclosure () -> UnsafePointer<CChar>?, plain: @autoclosure () -> UnsafePointer<CChar>?) {
+        if let encoded {
             let (n, cut) = UdevValue.decodeEscapes(encoded, into: decodeBuffer)
             w.setString(field, UnsafeRawBufferPointer(rebasing: decodeBuffer[0..<n]))
             if cut { w.insert(flags: .truncated) }
-        } else if let plain {
+        } else if let attr = attr() {
+            w.setString(field, cString: attr)
+        } else if let plain = plain() {
             w.setString(field, cString: plain)
         }
     }

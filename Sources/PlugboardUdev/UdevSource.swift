@@ -237,8 +237,13 @@ final class UdevSession {
         case .remove: handleRemove(dev, syspath: syspath, receipt: receipt)
         case .add: handleAdd(dev, syspath: syspath, receipt: receipt)
         default:
+            let known = context.deviceTable.lookup(syspath: String(cString: syspath))
             let seq = context.publishDeviceEvent(wake: false) { w in
-                fill(&w, dev, action: action, flags: [], receipt: receipt)
+                if let known {
+                    known.withEvent { fill(&w, dev, action: action, flags: [], receipt: receipt, known: $0) }
+                } else {
+                    fill(&w, dev, action: action, flags: [], receipt: receipt)
+                }
             }.sequence
             source.onEvent?(seq, UdevDeviceView(raw: dev))
         }

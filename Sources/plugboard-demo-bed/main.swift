@@ -7,6 +7,7 @@
 // The bed creates the testbed (so it must run under umockdev's preload), starts plugboard as
 // its child (which inherits the preload and the testbed), sends the session's uevents, then
 // stops plugboard with SIGTERM, which it handles gracefully (drain, summary).
+import Dispatch
 import Foundation
 import PlugboardTestbed
 
@@ -52,6 +53,41 @@ func say(_ s: String) {
 }
 
 func pause(_ seconds: Double) { Thread.sleep(forTimeInterval: seconds) }
+
+func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Wake-up latencies of an idle thread blocked on a semaphore, `count` times, `gap` apart.
+func wakeLatencies(count: Int, gapMicroseconds: Int) -> [UInt64] {
+    final class Shared: @unchecked Sendable {
+        // @unchecked: `posted` is written before the semaphore post and read after the wait
+        // (the semaphore orders them); `out` is touched by the waiter thread only until `done`.
+        var posted: UInt64 = 0
+        var out: [UInt64] = []
+        let go = DispatchSemaphore(value: 0)
+        let done = DispatchSemaphore(value: 0)
+    }
+    let s = Shared()
+    s.out.reserveCapacity(count)
+    let waiter = Thread {
+        for _ in 0..<count {
+            s.go.wait()
+            s.out.append(monotonicNs() &- s.posted)
+        }
+        s.done.signal()
+    }
+    waiter.start()
+    for _ in 0..<count {
+        usleep(UInt32(gapMicroseconds))
+        s.posted = monotonicNs()
+        s.go.signal()
+    }
+    s.done.wait()
+    return s.out
+}
 
 /// umockdev's uevent sender aborts when a listener's datagram queue (net.unix.max_dgram_qlen,
 /// default 10) is full; bursts need it deeper.
@@ -103,9 +139,16 @@ final class Tally {
 let count = Tally()
 let keyboard = device(port: "1", devnum: 2, vid: 0x046d, pid: 0xc31c, bcd: 0x6400, speed: "1.5", serial: nil,
                       manufacturer: "Logitech", product: "USB Keyboard", interfaces: [(3, 1, 1), (3, 0, 0)])
+var measuredDevice = ""
 do {
     rootHub = try bed.addRootHub()
     keyboardPath = try bed.add(keyboard, parent: rootHub)
+    if args.measure > 0 {
+        // Present before plugboard starts, so its interface is not folded into a `change` later.
+        let drive = device(port: "2", devnum: 3, vid: 0x0781, pid: 0x5567, speed: "480", serial: "4C530001230915117213",
+                           manufacturer: "SanDisk", product: "Cruzer Blade", interfaces: [(8, 6, 0x50)])
+        measuredDevice = try bed.add(drive, parent: rootHub)
+    }
 } catch { fail("\(error)") }
 
 // plugboard, as a child: it inherits LD_PRELOAD and UMOCKDEV_DIR, so it sees the testbed.
@@ -127,17 +170,11 @@ pause(0.5)  // let it publish the enumeration first, for a readable screen
 
 if args.measure > 0 {
     // Latency run: one device, `measure` change uevents spaced so the workers are idle.
-    let drive = device(port: "2", devnum: 3, vid: 0x0781, pid: 0x5567, speed: "480", serial: "4C530001230915117213",
-                       manufacturer: "SanDisk", product: "Cruzer Blade", interfaces: [(8, 6, 0x50)])
-    let path: String
-    do { path = try bed.add(drive, parent: rootHub) } catch { fail("\(error)") }
-    pause(0.2)
+    let path = measuredDevice
     var sends: [UInt64] = []
     sends.reserveCapacity(args.measure)
-    var ts = timespec()
     for _ in 0..<args.measure {
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        sends.append(UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec))
+        sends.append(monotonicNs())
         bed.uevent(path, "change")
         usleep(UInt32(args.gapMicroseconds))
     }
@@ -167,7 +204,14 @@ if args.measure > 0 {
         let p50 = pct(v, 0.5), p99 = pct(v, 0.99), mx = pct(v, 1.0)
         return name + String(format: ": p50 %.1f us, p99 %.1f us, max %.1f us", p50, p99, mx)
     }
-    print("events \(args.measure), gap \(args.gapMicroseconds) us")
+    // Same-run baseline: how long this machine takes to wake an idle thread blocked on a futex
+    // (a semaphore) and run it, with the same gap: the floor under any cross-thread hand-off.
+    let baseline = wakeLatencies(count: args.measure, gapMicroseconds: args.gapMicroseconds)
+    var load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?"
+    load = String(load.prefix { $0 != "\n" })
+    print("events \(args.measure), gap \(args.gapMicroseconds) us, cpus \(ProcessInfo.processInfo.activeProcessorCount), loadavg \(load)")
+    print(row("baseline: idle thread wake-up (semaphore post -> waiter runs)", baseline))
+    print(String(format: "ratio host-internal / baseline: p50 %.2f, p99 %.2f", pct(host, 0.5) / pct(baseline, 0.5), pct(host, 0.99) / pct(baseline, 0.99)))
     print(row("host-internal (receipt -> callback entry)", host))
     print(row("end-to-end (umockdev uevent sent -> callback entry)", endToEnd))
     exit(0)

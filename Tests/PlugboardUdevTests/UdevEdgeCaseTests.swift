@@ -57,6 +57,7 @@ extension UdevSourceTests {
         defer { h.stop() }
         _ = try h.waitForEvents(2)
         h.bed.setAttribute(drive, "manufacturer", Array("SanDisk Corp.".utf8))
+        h.bed.setProperty(drive, "ID_VENDOR_ENC", Array("SanDisk\\x20Corp.".utf8))
         h.bed.uevent(drive, "change")
         let events = try h.waitForEvents(3)
         #expect(events[2].action == "change" && events[2].value("manufacturer") == "SanDisk Corp.")

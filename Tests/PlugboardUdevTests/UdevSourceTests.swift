@@ -83,6 +83,7 @@ struct UdevSourceTests {
         // change: udev properties changed (a new product string).
         d.product = Array("Cruzer Blade 2".utf8)
         h.bed.setAttribute(path, "product", d.product!)
+        h.bed.setProperty(path, "ID_MODEL_ENC", Array("Cruzer\\x20Blade\\x202".utf8))
         h.bed.uevent(path, "change")
         h.bed.uevent(path, "unbind")
         h.bed.uevent(path, "bind")
@@ -147,6 +148,8 @@ struct UdevSourceTests {
         mouse.productID = 0xc077
         mouse.product = Array("USB Optical Mouse".utf8)
         mouse.interfaces = [(3, 1, 2)]
+        // No driver: the testbed links it only after the add uevent, which races with the resync.
+        mouse.driver = ""
         let mousePath = try h.bed.add(mouse, parent: hub)
         let events = try h.waitForEvents(5)
         let resync = Array(events.dropFirst(3))
