@@ -162,7 +162,9 @@ final class UdevSession {
         }
     }
 
-    /// Reads up to `options.batch` messages, then wakes the consumers once.
+    /// Reads up to `options.batch` messages. Each live event wakes sleeping consumers as soon as
+    /// it is published (a wake costs a futex call only when a consumer sleeps, so a burst read
+    /// by busy workers pays nothing); the final flush covers the resync paths.
     private func readBatch() throws {
         defer { context.producer.flush() }
         for _ in 0..<max(1, options.batch) {
@@ -238,7 +240,7 @@ final class UdevSession {
         case .add: handleAdd(dev, syspath: syspath, receipt: receipt)
         default:
             let known = context.deviceTable.lookup(syspath: String(cString: syspath))
-            let seq = context.publishDeviceEvent(wake: false) { w in
+            let seq = context.publishDeviceEvent(wake: true) { w in
                 if let known {
                     known.withEvent { fill(&w, dev, action: action, flags: [], receipt: receipt, known: $0) }
                 } else {
@@ -261,7 +263,7 @@ final class UdevSession {
             return
         }
         let seqnum = udev_device_get_seqnum(dev)
-        let seq = context.publishDeviceEvent(wake: false) { w in
+        let seq = context.publishDeviceEvent(wake: true) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .remove, flags: .fromTable, receipt: receipt) }
             w.event.pointee.kernel_seqnum = seqnum
         }.sequence
@@ -274,7 +276,7 @@ final class UdevSession {
     private func handleAdd(_ dev: OpaquePointer, syspath: UnsafePointer<CChar>, receipt: UInt64) {
         let key = String(cString: syspath)
         guard let known = context.deviceTable.lookup(syspath: key) else {
-            let seq = context.publishDeviceEvent(wake: false) { w in
+            let seq = context.publishDeviceEvent(wake: true) { w in
                 fill(&w, dev, action: .add, flags: [], receipt: receipt)
             }.sequence
             source.onEvent?(seq, UdevDeviceView(raw: dev))
@@ -289,7 +291,7 @@ final class UdevSession {
         }
         counters.replacedDevices.add(1, ordering: .relaxed)
         publishResyncRemove(known, receipt: receipt)
-        let seq = context.publishDeviceEvent(wake: false) { w in
+        let seq = context.publishDeviceEvent(wake: true) { w in
             Self.writeFromRecord(&w, fresh, action: .add, flags: [], receipt: receipt)
             w.event.pointee.kernel_seqnum = fresh.pointee.kernel_seqnum
         }.sequence
@@ -313,7 +315,7 @@ final class UdevSession {
         }
         if useless { return }
         let seqnum = udev_device_get_seqnum(dev)
-        let seq = context.publishDeviceEvent(wake: false) { w in
+        let seq = context.publishDeviceEvent(wake: true) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .change, flags: .fromTable, receipt: receipt) }
             w.event.pointee.kernel_seqnum = seqnum
             w.appendInterface(class: t.0, subclass: t.1, protocol: t.2)
