@@ -100,17 +100,27 @@ extension UdevSession {
         // Strings, in slot order.
         w.setString(.syspath, cString: udev_device_get_syspath(dev))
         w.setString(.devnode, cString: udev_device_get_devnode(dev))
-        if udevProps, let s = prop("ID_SERIAL_SHORT") {
-            w.setString(.serial, cString: s)
+        if !udevProps, let known {
+            // Kernel mode: the descriptor strings are read by the kernel once, when the device is
+            // enumerated, and cached in sysfs until it goes away, so a known device's are the ones
+            // in its record (three sysfs reads spared).
+            w.setString(.serial, known.bytes(.serial))
+            w.setString(.manufacturer, known.bytes(.manufacturer))
+            w.setString(.product, known.bytes(.product))
+            if known.pointee.flags & UInt16(PB_EVENT_TRUNCATED) != 0 { w.insert(flags: .truncated) }
         } else {
-            w.setString(.serial, cString: attr("serial"))
+            if udevProps, let s = prop("ID_SERIAL_SHORT") {
+                w.setString(.serial, cString: s)
+            } else {
+                w.setString(.serial, cString: attr("serial"))
+            }
+            // udev's `_ENC` properties hold the descriptor strings byte for byte (escaped), so in udev
+            // mode they spare two sysfs reads per event; sysfs is the fallback, then udev's sanitised form.
+            setDescriptorString(&w, .manufacturer, encoded: udevProps ? prop("ID_VENDOR_ENC") : nil, attr: attr("manufacturer"),
+                                plain: udevProps ? prop("ID_VENDOR") : nil)
+            setDescriptorString(&w, .product, encoded: udevProps ? prop("ID_MODEL_ENC") : nil, attr: attr("product"),
+                                plain: udevProps ? prop("ID_MODEL") : nil)
         }
-        // udev's `_ENC` properties hold the descriptor strings byte for byte (escaped), so in udev
-        // mode they spare two sysfs reads per event; sysfs is the fallback, then udev's sanitised form.
-        setDescriptorString(&w, .manufacturer, encoded: udevProps ? prop("ID_VENDOR_ENC") : nil, attr: attr("manufacturer"),
-                            plain: udevProps ? prop("ID_VENDOR") : nil)
-        setDescriptorString(&w, .product, encoded: udevProps ? prop("ID_MODEL_ENC") : nil, attr: attr("product"),
-                            plain: udevProps ? prop("ID_MODEL") : nil)
         w.setString(.driver, cString: udev_device_get_driver(dev))
 
         // Interfaces: ID_USB_INTERFACES (":030101:030102:"), else the usb_interface children.

@@ -1,3 +1,5 @@
+import Logging
+import PlugboardCore
 import Synchronization
 
 /// Which netlink group the udev source listens to.
@@ -105,5 +107,22 @@ public final class UdevFaultInjection: Sendable {
             v = now
         }
         return false
+    }
+}
+
+extension UdevSourceCounters {
+    /// Logs every counter in one line (at the end of `plugboard run`).
+    public func log(to logger: Logger, context: SourceContext?) {
+        func v(_ a: borrowing Atomic<UInt64>) -> String { "\(a.load(ordering: .relaxed))" }
+        let meta: Logger.Metadata = [
+            "mode": "\(mode.map(\.rawValue) ?? "not started")", "received": "\(v(received))", "coldplug": "\(v(coldplugged))",
+            "published": "\(context?.published.load(ordering: .relaxed) ?? 0)",
+            "truncated": "\(context?.truncated.load(ordering: .relaxed) ?? 0)",
+            "resync_events": "\(context?.resynced.load(ordering: .relaxed) ?? 0)", "overflows": "\(v(overflows))",
+            "resync_passes": "\(v(resyncPasses))", "drained": "\(v(drained))", "unknown_removes": "\(v(unknownRemoves))",
+            "duplicate_adds": "\(v(duplicateAdds))", "replaced_devices": "\(v(replacedDevices))",
+            "interface_events": "\(v(interfaceEvents))", "bad_values": "\(v(badValues))", "monitor_reopens": "\(v(monitorReopens))",
+        ]
+        logger.info("udev source counters", metadata: meta)
     }
 }

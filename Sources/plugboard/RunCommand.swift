@@ -63,10 +63,11 @@ struct RunCommand: ParsableCommand {
         for s in pluginSettings { options.pluginConfiguration[s.plugin, default: [:]][s.key] = s.value }
 
         let eventSource: any EventSource
+        let udevCounters = UdevSourceCounters()
         switch source {
         case .replay(let path): eventSource = try ReplaySource(path: path)
         case .synthetic(let n): eventSource = SyntheticSource(count: n)
-        case .udev: eventSource = UdevSource(options: udev.sourceOptions)
+        case .udev: eventSource = UdevSource(options: udev.sourceOptions, counters: udevCounters)
         }
 
         let runtime = try Runtime(options: options, logger: logger)
@@ -98,6 +99,7 @@ struct RunCommand: ParsableCommand {
         _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
         let elapsed = clock.now - started
         CLI.printSummary(runtime: runtime, sourceName: eventSource.name, elapsed: elapsed)
+        if source == .udev { udevCounters.log(to: logger, context: runtime.sourceContext) }
         if let e = runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
         if exitCode != 0 { throw ExitCode(exitCode) }
     }

@@ -282,6 +282,12 @@ struct UdevSourceTests {
         events = try h.waitForEvents(4)
         #expect(events[3].action == "change")
         #expect(events[3].fields == expectedFields(cam, syspath: camPath, flags: flagFromTable, interfaces: [(0x0e, 1, 0)]))
+        // A change of a known device in kernel mode: the driver comes from the uevent, the rest
+        // (descriptor strings, speed, interfaces: fixed until the device goes away) from its record.
+        h.bed.uevent(path, "change")
+        events = try h.waitForEvents(5)
+        #expect(events[4].action == "change")
+        #expect(events[4].fields == expectedFields(d, syspath: path, flags: 0, serial: "ATTR-SERIAL"))
     }
 
     @Test func udevModeIsUsedWhenUdevdsControlSocketExistsAndPrefersUdevProperties() throws {
