@@ -355,10 +355,13 @@ final class UdevSession {
             _ = poll(&stop, 1, Int32(backoffMs))
             if context.shouldStop { return }
         }
+        // Bounded in attempts, not only in messages, so an error that repeats cannot hold us here.
         var drained: UInt64 = 0
-        while drained < 1 << 22 {
+        var attempts = 0
+        while attempts < 1 << 22 {
+            attempts += 1
             guard let dev = monitor.receive() else {
-                if errno == EINTR || errno == ENOBUFS { continue }
+                if errno == EINTR || (errno == ENOBUFS && attempts < 8) { continue }
                 break
             }
             udev_device_unref(dev)
