@@ -170,7 +170,7 @@ final class UdevSession {
         for _ in 0..<max(1, options.batch) {
             let dev: OpaquePointer?
             if let faults = source.faults, faults.take(faults.receiveErrors) {
-                errno = ENOBUFS
+                errno = faults.receiveErrno.load(ordering: .relaxed)
                 dev = nil
             } else {
                 dev = monitor.receive()

@@ -2,6 +2,10 @@ import Logging
 import PlugboardCore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Which netlink group the udev source listens to.
 public enum UdevMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// `udev` when udevd runs (its control socket exists), else `kernel`.
@@ -82,13 +86,18 @@ public final class UdevSourceCounters: Sendable {
 /// netlink overflow would, since umockdev cannot overflow a socket (its sender aborts first).
 public final class UdevFaultInjection: Sendable {
     let receiveErrors = Atomic<Int>(0)
+    let receiveErrno = Atomic<Int32>(ENOBUFS)
     let pollErrors = Atomic<Int>(0)
 
     public init() {}
 
-    /// The next `count` receives fail with ENOBUFS without reading the socket (what
-    /// `udev_monitor_receive_device` reports after the kernel dropped messages).
-    public func failNextReceives(_ count: Int = 1) { receiveErrors.store(count, ordering: .releasing) }
+    /// The next `count` receives fail with `errno` (ENOBUFS by default: what
+    /// `udev_monitor_receive_device` reports after the kernel dropped messages) without
+    /// reading the socket.
+    public func failNextReceives(_ count: Int = 1, errno code: Int32 = ENOBUFS) {
+        receiveErrno.store(code, ordering: .relaxed)
+        receiveErrors.store(count, ordering: .releasing)
+    }
 
     /// The next `count` waits report POLLERR at once, like a socket with an error latched.
     public func failNextPolls(_ count: Int) { pollErrors.store(count, ordering: .releasing) }

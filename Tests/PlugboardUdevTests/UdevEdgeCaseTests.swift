@@ -241,3 +241,27 @@ extension UdevSourceTests {
         #expect(h.runtime.sourceError == nil)
     }
 }
+
+extension UdevSourceTests {
+    @Test func aSocketThatKeepsFailingIsReopenedAndResynced() throws {
+        var hub = "", drive = ""
+        let h = try UdevHarness { bed in
+            hub = try bed.addRootHub()
+            drive = try bed.add(flashDrive(), parent: hub)
+        }
+        defer { h.stop() }
+        _ = try h.waitForEvents(2)
+        h.bed.removeDevice(drive)  // gone unannounced: the resync after the reopen must notice
+        // Malformed messages are refused with EAGAIN and consumed (see the test above); an error
+        // that repeats without any message read means the socket is broken: EIO 100 times.
+        h.faults.failNextReceives(100, errno: EIO)
+        h.bed.uevent(hub, "change")  // wakes the loop; lost with the old socket
+        try waitUntil("the monitor is reopened") { h.counters.monitorReopens.load(ordering: .relaxed) >= 1 }
+        let events = try h.waitForEvents(3)
+        #expect(events[2].action == "remove" && events[2].value("flags") == "\(flagResync | flagFromTable)")
+        h.bed.uevent(hub, "change")
+        let after = try h.waitForEvents(4)
+        #expect(after[3].action == "change", "events flow through the reopened monitor")
+        #expect(h.runtime.deviceTable.syspaths == h.sysfsDevices)
+    }
+}
