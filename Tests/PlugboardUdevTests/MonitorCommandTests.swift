@@ -95,3 +95,28 @@ extension UdevSourceTests {
         #expect(all.contains("    ACTION=add"))
     }
 }
+
+/// Bad udev options are refused before anything runs, with the option and the fix.
+struct UdevOptionValidationTests {
+    func run(_ args: [String]) throws -> (status: Int32, stderr: String) {
+        let child = try ChildProcess(args)
+        child.process.waitUntilExit()
+        let err = child.stderr.fileHandleForReading.readDataToEndOfFile()
+        return (child.process.terminationStatus, String(decoding: err, as: UTF8.self))
+    }
+
+    @Test func aReceiveBufferOutOfRangeIsAUsageErrorNamingTheOptionAndTheRange() throws {
+        for cmd in [["monitor"], ["run", "--plugins", "/nonexistent"]] {
+            let r = try run(cmd + ["--udev-receive-buffer", "0"])
+            #expect(r.status == 64)
+            #expect(r.stderr.contains("--udev-receive-buffer must be from 1 to 2047 (MiB); the default is 128"))
+        }
+    }
+
+    @Test func anUnknownUdevModeIsAUsageErrorListingTheModes() throws {
+        let r = try run(["monitor", "--udev-mode", "sometimes"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--udev-mode"))
+        #expect(r.stderr.contains("auto") && r.stderr.contains("kernel"))
+    }
+}
