@@ -12,6 +12,7 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run the host daemon: read events from a source and feed them to the plugins.",
         discussion: """
+            The default source, udev, reads live USB events (docs/udev.md) until a signal.
             Finite sources (replay:FILE, synthetic:N) end the run once every plugin has drained them.
             SIGINT/SIGTERM stop gracefully (drain, then shut the plugins down); a second signal stops at once.
             """)
