@@ -31,6 +31,7 @@ let package = Package(
     products: [
         .executable(name: "plugboard", targets: ["plugboard"]),
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
+        .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -51,12 +52,22 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Redis publishing (hiredis 0.14.1): pipelined XADD with explicit IDs, reconnect, spill; `plugboard tail`.
+        .target(name: "PlugboardRedis", dependencies: [
+            "CHiredis", "CPlugboard",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
+        .executableTarget(name: "plugboard-redis-bench", dependencies: ["PlugboardRedis", "CPlugboard"]),
+
         .executableTarget(name: "plugboard", dependencies: [
             "PlugboardCore",
+            "PlugboardRedis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "CHiredis", "CPlugboard"]),
     ] + plugins.map(\.1)
 )
