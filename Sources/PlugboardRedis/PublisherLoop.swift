@@ -79,7 +79,7 @@ final class PublisherLoop {
                                                          "mode": "\(config.mode.rawValue)"])
         } catch let error as RedisError where error.isTransient {
             markDown(error, wasConnected: false)
-            logger.warning("Redis is not reachable; starting anyway, spilling up to \(config.spillBytes >> 20) MiB of events and retrying with backoff",
+            logger.warning("Redis is not reachable; starting anyway, spilling up to \(byteCount(config.spillBytes)) of events and retrying with backoff",
                            metadata: ["redis": "\(server)", "error": "\(error)"])
         }
     }
@@ -134,7 +134,7 @@ final class PublisherLoop {
             }
             lastMs = ms
         case .error(let e):
-            throw RedisError(.server, server: server, "XINFO STREAM \(keys.events): \(e)")
+            throw RedisError.fromReply(e, server: server, context: "XINFO STREAM \(keys.events)")
         default:
             throw RedisError(.unexpectedReply, server: server,
                              "XINFO STREAM \(keys.events): expected an array or an error, got \(reply.shape)")
@@ -152,7 +152,7 @@ final class PublisherLoop {
         if wasConnected {
             spilledThisOutage = 0
             droppedThisOutage = 0
-            logger.warning("lost the connection to Redis; spilling up to \(config.spillBytes >> 20) MiB of events, reconnecting with backoff",
+            logger.warning("lost the connection to Redis; spilling up to \(byteCount(config.spillBytes)) of events, reconnecting with backoff",
                            metadata: ["redis": "\(server)", "error": "\(text)",
                                       "in_flight": "\(eSentN - eAckedN)", "pending": "\(eStoredN - eAckedN)"])
         }
@@ -475,4 +475,11 @@ struct Backoff {
     }
 
     mutating func reset() { attempt = 0 }
+}
+
+/// "64 MiB", "64 KiB", "512 B": for log lines.
+func byteCount(_ n: Int) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
+    if n >= 1 << 10 { return "\(n >> 10) KiB" }
+    return "\(n) B"
 }

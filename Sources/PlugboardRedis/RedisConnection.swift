@@ -105,6 +105,11 @@ public final class RedisConnection {
         return try withNextReply { try RedisReply(copying: $0, server: url.redacted, context: name) }
     }
 
+    /// Reads and copies the next reply without sending anything (pub/sub messages, pipelines).
+    public func readReply(context: String = "reply") throws -> RedisReply {
+        try withNextReply { try RedisReply(copying: $0, server: url.redacted, context: context) }
+    }
+
     /// Queues one command given as byte arrays (control paths; allocates).
     public func appendCommand(bytes args: [[UInt8]]) throws {
         let argc = args.count
@@ -137,6 +142,9 @@ public final class RedisConnection {
         try authenticate()
         if url.database != 0 {
             let reply = try command(["SELECT", String(url.database)])
+            if case .error(let e) = reply, RedisError.unavailablePrefixes.contains(where: { e.hasPrefix($0) }) {
+                throw RedisError.fromReply(e, server: url.redacted, context: "SELECT \(url.database)")
+            }
             guard case .status = reply else {
                 throw RedisError(.select, server: url.redacted, "SELECT \(url.database) failed: \(reply.shape)",
                                  fix: "use a database index the server has (its 'databases' setting, 16 by default)")
@@ -151,6 +159,9 @@ public final class RedisConnection {
             if let user = url.user { args.append(user) }
             args.append(password)
             let reply = try command(args)
+            if case .error(let e) = reply, RedisError.unavailablePrefixes.contains(where: { e.hasPrefix($0) }) {
+                throw RedisError.fromReply(e, server: server, context: "AUTH")
+            }
             if case .error(let e) = reply {
                 let who = url.user.map { "ACL user '\($0)'" } ?? "the default user"
                 throw RedisError(.authentication, server: server, "authentication as \(who) failed: \(e)",
@@ -170,7 +181,7 @@ public final class RedisConnection {
             throw RedisError(.authentication, server: server, "the server requires a password and the URL gives none (\(e))",
                              fix: "add it to the URL: redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@host:port/db for an ACL user")
         case .error(let e):
-            throw RedisError(.server, server: server, "PING failed: \(e)")
+            throw RedisError.fromReply(e, server: server, context: "PING")
         default:
             throw RedisError(.unexpectedReply, server: server, "PING: expected status PONG, got \(ping.shape)")
         }
@@ -194,8 +205,11 @@ public final class RedisConnection {
     }
 
     private func ioError(doing what: String) -> RedisError {
-        let reason = context.map { RedisConnection.errstr($0) } ?? "no context"
+        var reason = context.map { RedisConnection.errstr($0) } ?? "no context"
         let code = context?.pointee.err ?? 0
+        if code == REDIS_ERR_IO && reason.contains("Resource temporarily unavailable") {
+            reason = "no reply within the command timeout (\(options.commandTimeout))"
+        }
         let kind: String
         switch code {
         case REDIS_ERR_EOF: kind = "server closed the connection"

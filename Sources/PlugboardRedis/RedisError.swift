@@ -14,6 +14,8 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
         case select
         /// The connection broke while sending or reading (I/O error, EOF, timeout). Retried.
         case io
+        /// The server is up but cannot serve yet (LOADING its dataset, BUSY script, MASTERDOWN). Retried.
+        case unavailable
         /// Redis answered with an error reply (`-ERR ...`, `-WRONGTYPE ...`).
         case server
         /// Redis answered with a reply whose type or shape the caller did not expect.
@@ -43,13 +45,25 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
         return text
     }
 
-    /// True for failures that a reconnect may cure (connect, I/O). AUTH, SELECT and wrong types
+    /// True for failures that a reconnect may cure (connect, I/O, a loading server). AUTH, SELECT and wrong types
     /// are configuration problems: the publisher still retries them (the server may be fixed
     /// under it) but logs them as errors, and `start` refuses them up front.
     public var isTransient: Bool {
         switch code {
-        case .connect, .io: return true
+        case .connect, .io, .unavailable: return true
         default: return false
         }
+    }
+}
+
+extension RedisError {
+    /// Error replies that go away by themselves: the server is loading, busy or failing over.
+    static let unavailablePrefixes = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"]
+
+    /// `.unavailable` for a transient error reply, else `fallback`.
+    static func fromReply(_ e: String, server: String, context: String, fallback: Code = .server) -> RedisError {
+        let code: Code = unavailablePrefixes.contains(where: { e.hasPrefix($0) }) ? .unavailable
+            : e.hasPrefix("WRONGTYPE") ? .wrongType : fallback
+        return RedisError(code, server: server, "\(context): \(e)")
     }
 }
