@@ -55,7 +55,7 @@ let package = Package(
 
         // Redis publishing (hiredis 0.14.1): pipelined XADD with explicit IDs, reconnect, spill; `plugboard tail`.
         .target(name: "PlugboardRedis", dependencies: [
-            "CHiredis", "CPlugboard",
+            "CHiredis", "CPlugboard", "PlugboardCore",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
@@ -69,6 +69,6 @@ let package = Package(
         ]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
-        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "CHiredis", "CPlugboard"]),
+        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard"]),
     ] + plugins.map(\.1)
 )

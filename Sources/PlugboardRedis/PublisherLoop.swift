@@ -2,6 +2,7 @@ import CHiredis
 import CPlugboard
 import Foundation
 import Logging
+import PlugboardCore
 
 /// The publisher thread's state machine. Owned by that thread alone (see `LoopHandoff`).
 ///
@@ -38,7 +39,7 @@ final class PublisherLoop {
     private var droppedThisOutage: UInt64 = 0
     private var spilledThisOutage: UInt64 = 0
     private var rejectedLogged: UInt64 = 0
-    private let batch: UnsafeMutableBufferPointer<UnsafePointer<pb_event>>
+    private let batch: UnsafeMutablePointer<UnsafePointer<pb_event>?>
 
     init(configuration: RedisPublisher.Configuration, control: PublisherControl, logger: Logger,
          source: any EventBatchSource, pluginSource: (any PluginOutputSource)?) {
@@ -54,18 +55,12 @@ final class PublisherLoop {
         self.plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))
         self.backoff = Backoff(base: configuration.backoffBase, max: configuration.backoffMax)
         let maxBatch = max(1, configuration.maxBatch)
-        let placeholder = UnsafeMutablePointer<pb_event>.allocate(capacity: 1)
-        placeholder.initialize(to: pb_event())
         batch = .allocate(capacity: maxBatch)
-        batch.initialize(repeating: UnsafePointer(placeholder))
-        placeholderEvent = placeholder
+        batch.initialize(repeating: nil, count: maxBatch)
     }
-
-    private let placeholderEvent: UnsafeMutablePointer<pb_event>
 
     deinit {
         batch.deallocate()
-        placeholderEvent.deallocate()
     }
 
     // MARK: Connecting
@@ -181,7 +176,8 @@ final class PublisherLoop {
     // MARK: The loop
 
     func run() {
-        let idleWait: Duration = pluginSource == nil ? .milliseconds(20) : .milliseconds(1)
+        // The ring wakes us (futex) when events come; plugin output has no wakeup, so poll it each ms.
+        let idleWaitNs: UInt64 = pluginSource == nil ? 20_000_000 : 1_000_000
         while true {
             let stopping = control.stopRequested.load(ordering: .acquiring)
             let took = sourceFinished ? 0 : intake()
@@ -212,10 +208,10 @@ final class PublisherLoop {
             }
             if !sent && took == 0 && pluginTook == 0 {
                 if connected {
-                    source.wait(timeout: idleWait)
+                    source.wait(timeoutNanoseconds: idleWaitNs)
                 } else {
                     let untilAttempt = Int64(nextAttemptNs) - Int64(monotonicNanos())
-                    source.wait(timeout: .nanoseconds(max(100_000, min(untilAttempt, 20_000_000))))
+                    source.wait(timeoutNanoseconds: UInt64(max(100_000, min(untilAttempt, 20_000_000))))
                 }
             }
         }
@@ -234,17 +230,28 @@ final class PublisherLoop {
             room = min(room, Int(free / UInt64(Int(PB_EVENT_MAX_SIZE) + RecordStore.headerSize + 16)))
             if room == 0 { return 0 }
         }
-        switch source.next(max: room, into: batch) {
+        switch source.poll(max: room, into: batch) {
         case .events(let n):
             guard n > 0 else { return 0 }
+            let (storedBefore, storedNBefore) = (eStored, eStoredN)
             var dropped: UInt64 = 0
             for i in 0..<n {
-                if let next = events.storeEvent(batch[i], stored: eStored, acked: eAcked) {
+                guard let e = batch[i] else { continue }
+                if let next = events.storeEvent(e, stored: eStored, acked: eAcked) {
                     eStored = next
                     eStoredN += 1
                 } else {
                     dropped += 1
                 }
+            }
+            if !source.commit() {
+                // The producer overwrote the batch while we copied it: the copies may be torn.
+                eStored = storedBefore
+                eStoredN = storedNBefore
+                control.lapped.add(UInt64(n), ordering: .relaxed)
+                logger.warning("the Redis publisher was lapped while reading a batch; the batch is skipped",
+                               metadata: ["missed": "\(n)", "redis": "\(server)"])
+                return n
             }
             if !connected {
                 let spilled = UInt64(n) - dropped
@@ -265,6 +272,8 @@ final class PublisherLoop {
                 }
             }
             return n
+        case .empty:
+            return 0
         case .lapped(let missed):
             control.lapped.add(missed, ordering: .relaxed)
             logger.warning("the Redis publisher fell a whole ring behind; events skipped",

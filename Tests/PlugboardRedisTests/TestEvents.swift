@@ -1,4 +1,5 @@
 import CPlugboard
+import PlugboardCore
 import PlugboardRedis
 import Synchronization
 #if canImport(Glibc)
@@ -114,11 +115,11 @@ final class GeneratedEventSource: EventBatchSource {
 
     deinit { slots.deallocate() }
 
-    func next(max: Int, into buffer: UnsafeMutableBufferPointer<UnsafePointer<pb_event>>) -> EventBatch {
+    func poll(max: Int, into buffer: UnsafeMutablePointer<UnsafePointer<pb_event>?>) -> RingPoll {
         let limit = min(total, gate.released.load(ordering: .acquiring))
         if Int(nextSeq) > total && finishes { return .finished }
-        let n = min(max, slotCount, buffer.count, limit - Int(nextSeq) + 1)
-        guard n > 0 else { return .events(0) }
+        let n = min(max, slotCount, limit - Int(nextSeq) + 1)
+        guard n > 0 else { return .empty }
         for i in 0..<n {
             let slot = slots + i * Int(PB_EVENT_MAX_SIZE)
             TestEvents.fill(slot, seq: nextSeq)
@@ -129,9 +130,9 @@ final class GeneratedEventSource: EventBatchSource {
         return .events(n)
     }
 
-    func wait(timeout: Duration) {
-        let (s, atto) = timeout.components
-        let us = min(200, Int(s) * 1_000_000 + Int(atto / 1_000_000_000_000))
-        usleep(UInt32(max(1, us)))
+    func commit() -> Bool { true }
+
+    func wait(timeoutNanoseconds: UInt64) {
+        usleep(UInt32(max(1, min(200, timeoutNanoseconds / 1000))))
     }
 }
