@@ -41,7 +41,7 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var description: String {
         var text = "redis \(server): \(message)"
-        if let fix { text += ". Fix: \(fix)" }
+        if let fix { text += (text.hasSuffix(".") ? " " : ". ") + "Fix: \(fix)" }
         return text
     }
 

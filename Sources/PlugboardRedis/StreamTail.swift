@@ -105,3 +105,33 @@ public final class StreamTail {
 
     private static func pad3(_ s: String) -> String { String(repeating: "0", count: max(0, 3 - s.count)) + s }
 }
+
+extension StreamTail {
+    /// One entry as a JSON object: `{"id": ..., "field": "value", ...}` (every value a string).
+    public static func json(_ e: StreamEntry) -> String {
+        var out = "{\"id\":" + quote(e.id)
+        for f in e.fields { out += "," + quote(f.name) + ":" + quote(f.value) }
+        return out + "}"
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if u.value < 0x20 {
+                    let h = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

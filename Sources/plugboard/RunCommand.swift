@@ -40,6 +40,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup(title: "Redis")
+    var redisOptions: RedisRunOptions
+
     func validate() throws {
         if pluginDirectories.isEmpty { throw ValidationError("give at least one plugin directory with --plugins DIR") }
         if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
@@ -71,6 +74,7 @@ struct RunCommand: ParsableCommand {
         let running = runtime.startWorkers()
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
 
+        let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
         let clock = ContinuousClock()
         let started = clock.now
@@ -93,6 +97,7 @@ struct RunCommand: ParsableCommand {
             break
         }
         _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
+        RedisWiring.stop(redisPublisher, deadline: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)), logger: logger)
         let elapsed = clock.now - started
         CLI.printSummary(runtime: runtime, sourceName: eventSource.name, elapsed: elapsed)
         if let e = runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
