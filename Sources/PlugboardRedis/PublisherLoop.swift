@@ -184,8 +184,8 @@ final class PublisherLoop {
             let pluginTook = drainPlugins()
             var sent = false
             if connected {
-                if eSentN < eStoredN || pSentN < pStoredN {
-                    sendPipeline()
+                if eSentN < eStoredN || pSentN < pStoredN || inFlightBatches > 0 {
+                    pump()
                     sent = true
                 }
             } else if monotonicNanos() >= nextAttemptNs {
@@ -317,13 +317,74 @@ final class PublisherLoop {
         var description: String
     }
 
-    /// Appends everything waiting (up to maxBatch events and maxBatch plugin records), then reads
-    /// every reply in order. A broken connection or a retryable server error marks Redis down:
-    /// the unanswered rest of the window is replayed after the reconnect.
-    private func sendPipeline() {
+    /// Moves the pipeline one step. Up to two batches are in flight: batch k+1 is encoded and
+    /// queued while Redis still works on batch k, and `redisGetReply` for batch k then writes
+    /// k+1 out before reading, so the publisher and the server run in parallel. A broken
+    /// connection or a retryable server error marks Redis down; the unanswered window is
+    /// replayed after the reconnect.
+    private func pump() {
+        do {
+            var appended = false
+            if inFlightBatches < PublisherLoop.maxBatchesInFlight && (eSentN < eStoredN || pSentN < pStoredN) {
+                try appendBatch()
+                appended = true
+            }
+            if inFlightBatches == PublisherLoop.maxBatchesInFlight || (!appended && inFlightBatches > 0) {
+                try readOldestBatch()
+            }
+        } catch {
+            inFlightBatches = 0
+            batchHead = 0
+            markDown(error, wasConnected: true)
+        }
+    }
+
+    private static let maxBatchesInFlight = 2
+    /// Sizes (events, plugin records) of the batches in flight, oldest at `batchHead`.
+    private var batchSizes: [(events: Int, plugins: Int)] = Array(repeating: (0, 0), count: 2)
+    private var batchHead = 0
+    private var inFlightBatches = 0
+
+    /// Encodes and queues up to maxBatch waiting events and maxBatch plugin records.
+    private func appendBatch() throws {
         guard let connection, let epoch = epochMs else { return }
         let nE = Int(min(UInt64(config.maxBatch), eStoredN - eSentN))
         let nP = Int(min(UInt64(config.maxBatch), pStoredN - pSentN))
+        let stream = config.mode.usesStream
+        let channel = config.mode.usesChannel
+        var pos = eSent
+        for _ in 0..<nE {
+            let r = events.record(at: pos)
+            let e = r.payload.assumingMemoryBound(to: pb_event.self)
+            if stream {
+                let argc = encoder.encodeXADD(e, epochMs: epoch)
+                try connection.append(argc, encoder.argv, encoder.lengths)
+            }
+            if channel {
+                let argc = encoder.encodePUBLISH(e, epochMs: epoch, valuesFresh: stream)
+                try connection.append(argc, encoder.argv, encoder.lengths)
+            }
+            pos = r.next
+        }
+        eSent = pos
+        eSentN += UInt64(nE)
+        pos = pSent
+        for _ in 0..<nP {
+            let r = plugins.record(at: pos)
+            let argc = encoder.encodePluginXADD(PluginRecord(reading: r.payload), epochMs: epoch)
+            try connection.append(argc, encoder.argv, encoder.lengths)
+            pos = r.next
+        }
+        pSent = pos
+        pSentN += UInt64(nP)
+        batchSizes[(batchHead + inFlightBatches) % PublisherLoop.maxBatchesInFlight] = (nE, nP)
+        inFlightBatches += 1
+    }
+
+    /// Reads every reply of the oldest batch in flight, in order, and acknowledges its records.
+    private func readOldestBatch() throws {
+        guard let connection else { return }
+        let (nE, nP) = batchSizes[batchHead]
         let stream = config.mode.usesStream
         let channel = config.mode.usesChannel
         var published: UInt64 = 0, duplicates: UInt64 = 0, rejected: UInt64 = 0, channelAcks: UInt64 = 0
@@ -333,81 +394,53 @@ final class PublisherLoop {
             control.rejected.add(rejected, ordering: .relaxed)
             control.channelPublished.add(channelAcks, ordering: .relaxed)
         }
-        do {
-            var pos = eSent
-            for _ in 0..<nE {
-                let r = events.record(at: pos)
-                let e = r.payload.assumingMemoryBound(to: pb_event.self)
-                if stream {
-                    let argc = encoder.encodeXADD(e, epochMs: epoch)
-                    try connection.append(argc, encoder.argv, encoder.lengths)
-                }
-                if channel {
-                    let argc = encoder.encodePUBLISH(e, epochMs: epoch, valuesFresh: stream)
-                    try connection.append(argc, encoder.argv, encoder.lengths)
-                }
-                pos = r.next
-            }
-            eSent = pos
-            eSentN += UInt64(nE)
-            pos = pSent
-            for _ in 0..<nP {
-                let r = plugins.record(at: pos)
-                let argc = encoder.encodePluginXADD(PluginRecord(reading: r.payload), epochMs: epoch)
-                try connection.append(argc, encoder.argv, encoder.lengths)
-                pos = r.next
-            }
-            pSent = pos
-            pSentN += UInt64(nP)
-
-            for _ in 0..<nE {
-                var refused: String?
-                if stream {
-                    switch try connection.withNextReply(PublisherLoop.classifyXADD) {
-                    case .ok: break
-                    case .duplicate: duplicates += 1
-                    case .retry(let why): throw Retry(description: "XADD \(keys.events): \(why)")
-                    case .rejected(let why): refused = "XADD \(keys.events): \(why)"
-                    }
-                }
-                if channel {
-                    switch try connection.withNextReply(PublisherLoop.classifyPUBLISH) {
-                    case .ok, .duplicate: channelAcks += 1
-                    case .retry(let why): throw Retry(description: "PUBLISH \(keys.channel): \(why)")
-                    case .rejected(let why): refused = refused ?? "PUBLISH \(keys.channel): \(why)"
-                    }
-                }
-                let r = events.record(at: eAcked)
-                let e = r.payload.assumingMemoryBound(to: pb_event.self)
-                if let refused {
-                    rejected += 1
-                    logRejected(refused, sequence: e.pointee.sequence)
-                } else {
-                    published += 1
-                    if let observer = config.ackObserver { observer(e, monotonicNanos()) }
-                }
-                eAcked = r.next
-                eAckedN += 1
-            }
-            for _ in 0..<nP {
-                let r = plugins.record(at: pAcked)
+        for _ in 0..<nE {
+            var refused: String?
+            if stream {
                 switch try connection.withNextReply(PublisherLoop.classifyXADD) {
-                case .ok, .duplicate:
-                    control.pluginPublished.add(1, ordering: .relaxed)
-                case .retry(let why):
-                    throw Retry(description: "XADD \(keys.pluginPrefix)*: \(why)")
-                case .rejected(let why):
-                    control.pluginRejected.add(1, ordering: .relaxed)
-                    let rec = PluginRecord(reading: r.payload)
-                    let name = String(decoding: UnsafeRawBufferPointer(start: rec.name.0, count: rec.name.1), as: UTF8.self)
-                    logRejected("XADD \(keys.pluginPrefix)\(name): \(why)", sequence: rec.sequence)
+                case .ok: break
+                case .duplicate: duplicates += 1
+                case .retry(let why): throw Retry(description: "XADD \(keys.events): \(why)")
+                case .rejected(let why): refused = "XADD \(keys.events): \(why)"
                 }
-                pAcked = r.next
-                pAckedN += 1
             }
-        } catch {
-            markDown(error, wasConnected: true)
+            if channel {
+                switch try connection.withNextReply(PublisherLoop.classifyPUBLISH) {
+                case .ok, .duplicate: channelAcks += 1
+                case .retry(let why): throw Retry(description: "PUBLISH \(keys.channel): \(why)")
+                case .rejected(let why): refused = refused ?? "PUBLISH \(keys.channel): \(why)"
+                }
+            }
+            let r = events.record(at: eAcked)
+            let e = r.payload.assumingMemoryBound(to: pb_event.self)
+            if let refused {
+                rejected += 1
+                logRejected(refused, sequence: e.pointee.sequence)
+            } else {
+                published += 1
+                if let observer = config.ackObserver { observer(e, monotonicNanos()) }
+            }
+            eAcked = r.next
+            eAckedN += 1
         }
+        for _ in 0..<nP {
+            let r = plugins.record(at: pAcked)
+            switch try connection.withNextReply(PublisherLoop.classifyXADD) {
+            case .ok, .duplicate:
+                control.pluginPublished.add(1, ordering: .relaxed)
+            case .retry(let why):
+                throw Retry(description: "XADD \(keys.pluginPrefix)*: \(why)")
+            case .rejected(let why):
+                control.pluginRejected.add(1, ordering: .relaxed)
+                let rec = PluginRecord(reading: r.payload)
+                let name = String(decoding: UnsafeRawBufferPointer(start: rec.name.0, count: rec.name.1), as: UTF8.self)
+                logRejected("XADD \(keys.pluginPrefix)\(name): \(why)", sequence: rec.sequence)
+            }
+            pAcked = r.next
+            pAckedN += 1
+        }
+        batchHead = (batchHead + 1) % PublisherLoop.maxBatchesInFlight
+        inFlightBatches -= 1
     }
 
     private func logRejected(_ what: String, sequence: UInt64) {
