@@ -50,3 +50,13 @@ bench: build
 
 clean:
 	rm -rf .build build Benchmarks/.build
+
+## demo-redis: the demo session published to a local redis-server (free loopback port) and shown
+## arriving through `plugboard tail`. `make demo` can run it as its last step.
+.PHONY: demo-redis bench-redis
+demo-redis: build
+	scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR)
+
+## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build).
+bench-redis: deps
+	Benchmarks/scripts/redis.sh

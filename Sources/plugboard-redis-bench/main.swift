@@ -154,6 +154,7 @@ case "rate":
     print(String(format: "publish_rate events=%d seconds=%.3f events_per_s=%.0f rejected=%llu", args.events, Double(ns) / 1e9, rate, stats.rejected))
 case "latency":
     let total = Int(Double(args.rate) * args.seconds)
+    guard total > 0 else { print("--rate and --seconds must give at least one event"); exit(64) }
     let log = LatencyLog(capacity: total)
     config.ackObserver = { e, ackNs in log.record(ackNs &- e.pointee.timestamp_ns) }
     let publisher = RedisPublisher(configuration: config)
