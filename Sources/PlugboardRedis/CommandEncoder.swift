@@ -28,6 +28,7 @@ final class CommandEncoder {
     private let dataWord: Text
     private let fieldNames: [Text]
     private let jsonKeys: [Text]   // `"name":` for the PUBLISH payload
+    private let isNumber: [Bool]   // by EventField raw value: a JSON number, not a string
     private let hasMaxLength: Bool
     /// Values of the last encoded event, by EventField raw value (reused by the JSON payload).
     private var values: [Text]
@@ -63,6 +64,7 @@ final class CommandEncoder {
         dataWord = intern("data")
         fieldNames = EventField.allCases.map { intern($0.name) }
         jsonKeys = EventField.allCases.map { intern("\"\($0.name)\":") }
+        isNumber = EventField.allCases.map(\.isNumber)
     }
 
     deinit {
@@ -99,13 +101,13 @@ final class CommandEncoder {
         let idText = id(epochMs, e.pointee.sequence)
         appendBytes(idText)
         appendByte(UInt8(ascii: "\""))
-        for f in EventField.allCases {
+        for f in 0..<values.count {
             appendByte(UInt8(ascii: ","))
-            appendBytes(jsonKeys[f.rawValue])
-            if f.isNumber {
-                appendBytes(values[f.rawValue])
+            appendBytes(jsonKeys[f])
+            if isNumber[f] {
+                appendBytes(values[f])
             } else {
-                appendJSONString(values[f.rawValue])
+                appendJSONString(values[f])
             }
         }
         appendByte(UInt8(ascii: "}"))

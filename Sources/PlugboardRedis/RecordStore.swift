@@ -90,10 +90,13 @@ struct PluginRecord {
         slot.storeBytes(of: UInt16(topic.count), toByteOffset: 10, as: UInt16.self)
         slot.storeBytes(of: UInt32(data.count), toByteOffset: 12, as: UInt32.self)
         var at = headerSize
-        for part in [name, topic, data] where part.count > 0 {
-            (slot + at).copyMemory(from: part.baseAddress!, byteCount: part.count)
+        func put(_ part: UnsafeRawBufferPointer) {
+            if let base = part.baseAddress, part.count > 0 { (slot + at).copyMemory(from: base, byteCount: part.count) }
             at += part.count
         }
+        put(name)
+        put(topic)
+        put(data)
     }
 
     init(reading slot: UnsafeRawPointer) {

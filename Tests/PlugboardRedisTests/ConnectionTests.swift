@@ -129,3 +129,20 @@ struct ConnectionTests {
         #expect(try conn.command(["CLIENT", "INFO"]).text?.contains("db=5") == true)
     }
 }
+
+@Suite("Unix socket", .serialized)
+struct UnixSocketTests {
+    @Test("unix:// with AUTH and ?db=N: the publisher delivers over the socket")
+    func publishesOverAUnixSocket() throws {
+        let server = try RedisServer(extraArgs: ["--requirepass", "pw"], password: "pw", unixSocket: true)
+        defer { server.stop() }
+        let url = try RedisURL(parsing: "unix://:pw@\(server.socketPath)?db=3")
+        let publisher = RedisPublisher(configuration: testConfiguration(url, host: "unix-host"))
+        try publisher.start(events: GeneratedEventSource(total: 100, gate: SourceGate(released: 100)))
+        #expect(publisher.flush(timeout: .seconds(30)))
+        #expect(publisher.stop().published == 100)
+        let client = try RedisConnection(url: url)
+        #expect(try client.command(["XLEN", "plugboard:{unix-host}:events"]) == .integer(100))
+        #expect(try client.command(["CLIENT", "INFO"]).text?.contains("db=3") == true)
+    }
+}

@@ -16,7 +16,13 @@ final class RedisServer {
     let user: String?
     private var process: Process?
 
-    init(extraArgs: [String] = [], user: String? = nil, password: String? = nil, start: Bool = true) throws {
+    /// Also listens on `\(dir)/redis.sock`.
+    let unixSocket: Bool
+    var socketPath: String { "\(dir)/redis.sock" }
+
+    init(extraArgs: [String] = [], user: String? = nil, password: String? = nil, unixSocket: Bool = false,
+         start: Bool = true) throws {
+        self.unixSocket = unixSocket
         port = try RedisServer.freePort()
         var template = Array("/tmp/plugboard-redis-test-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed: errno \(errno)") }
@@ -43,6 +49,7 @@ final class RedisServer {
         p.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                        "--appendfsync", "always", "--dir", dir, "--daemonize", "no",
                        "--logfile", "\(dir)/redis.log"] + extraArgs
+            + (unixSocket ? ["--unixsocket", socketPath, "--unixsocketperm", "700"] : [])
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
