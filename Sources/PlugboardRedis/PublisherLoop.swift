@@ -196,7 +196,9 @@ final class PublisherLoop {
             control.pluginPending.store(pStoredN - pAckedN, ordering: .relaxed)
             if pending == 0 && took == 0 && pluginTook == 0 {
                 control.idleGeneration.add(1, ordering: .releasing)
-                if sourceFinished || stopping { break }
+                // A finished ring is not the end: plugins publish their last records while they
+                // shut down, after the ring drained. Only `stop` ends the thread.
+                if stopping { break }
             }
             if stopping && monotonicNanos() >= control.stopDeadlineNs.load(ordering: .acquiring) {
                 if pending > 0 {
@@ -207,7 +209,9 @@ final class PublisherLoop {
                 break
             }
             if !sent && took == 0 && pluginTook == 0 {
-                if connected {
+                if sourceFinished {
+                    usleep(1000)  // a closed ring's wait returns at once
+                } else if connected {
                     source.wait(timeoutNanoseconds: idleWaitNs)
                 } else {
                     let untilAttempt = Int64(nextAttemptNs) - Int64(monotonicNanos())

@@ -117,7 +117,9 @@ public final class RedisPublisher: Sendable {
         return true
     }
 
-    /// Asks the thread to deliver what it holds (for up to `timeout`) and exit; waits for it.
+    /// Asks the thread to deliver what it holds, including plugin output queued until now (for up
+    /// to `timeout`), and exit; waits for it. The thread runs until `stop`, also after the ring
+    /// finished, because plugins still publish while they shut down.
     /// Undelivered events are counted in `stats.pending` and logged.
     @discardableResult
     public func stop(timeout: Duration = .seconds(5)) -> RedisPublisherStats {

@@ -70,11 +70,11 @@ struct RunCommand: ParsableCommand {
         }
 
         let runtime = try Runtime(options: options, logger: logger)
+        let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
         try runtime.loadPlugins()
         let running = runtime.startWorkers()
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
 
-        let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
         let clock = ContinuousClock()
         let started = clock.now

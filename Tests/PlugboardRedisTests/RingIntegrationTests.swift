@@ -26,7 +26,7 @@ struct RingIntegrationTests {
         }
         sourceThread.start()
 
-        // The ring closes after the last event; the publisher delivers everything, then exits.
+        // The ring closes after the last event; the publisher delivers everything, then waits for stop.
         #expect(eventually(timeout: .seconds(120)) { publisher.stats.published == 20_000 })
         let stats = publisher.stop()
         #expect(stats.lapped == 0 && stats.dropped == 0 && stats.pending == 0)
