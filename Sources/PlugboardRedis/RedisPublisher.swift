@@ -68,6 +68,13 @@ public final class RedisPublisher: Sendable {
         self.logger = logger
     }
 
+    /// A publisher dropped without `stop` tells its thread to exit at once (nothing more is
+    /// delivered); call `stop` to deliver what it holds first.
+    deinit {
+        control.stopDeadlineNs.store(0, ordering: .releasing)
+        control.stopRequested.store(true, ordering: .releasing)
+    }
+
     /// Counters and state, for logs, `/health` and tests.
     public var stats: RedisPublisherStats { control.snapshot() }
 
