@@ -41,7 +41,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The plugin ABI: SDK/include/plugboard.h is the single source of truth, imported here.
@@ -60,14 +59,14 @@ let package = Package(
 
         // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
         .target(name: "PlugboardDaemon", dependencies: [
-            "PlugboardCore",
+            "PlugboardCore", "CPlugboardSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "TOMLKit", package: "TOMLKit"),
-            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
