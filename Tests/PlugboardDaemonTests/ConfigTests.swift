@@ -118,6 +118,7 @@ struct ConfigTests {
             "redis.stream": "s", "redis.maxlen": "10", "redis.batch": "3", "performance.debounce_ms": "0",
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
+            "shutdown.state_file": "/var/lib/plugboard/last-shutdown",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -132,6 +133,7 @@ struct ConfigTests {
         #expect(d.plugins.dirs == ["/a", "/b"])
         #expect(d.shutdownDeadline == .milliseconds(1500))
         #expect(d.monitoring.enabled == false)
+        #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
     }
 
     @Test("sizes and durations accept their written forms in the file")

@@ -84,6 +84,8 @@ public enum ConfigSchema {
 
         ConfigKey(path: "shutdown.deadline", kind: .duration(.milliseconds(100)...(.seconds(300))), defaultValue: .duration(.seconds(5)),
                   help: "Hard limit for a graceful shutdown; past it the daemon exits 70 naming the stuck component."),
+        ConfigKey(path: "shutdown.state_file", kind: .string, defaultValue: .string(""),
+                  help: "File where each shutdown's duration is kept for the next run's plugboard_last_shutdown_* metrics; empty keeps none."),
     ]
 
     /// Environment variables with the prefix that are not keys but are still understood.

@@ -75,6 +75,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var monitoring: Monitoring
     public var plugins: Plugins
     public var shutdownDeadline: Duration
+    /// Empty when none is kept.
+    public var shutdownStateFile: String
 
     /// Every default, as documented.
     public static var defaults: DaemonConfig {
@@ -99,6 +101,7 @@ public struct DaemonConfig: Sendable, Equatable {
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen)
         self.plugins = Plugins(dirs: list("plugins.dirs"), cacheSize: int("plugins.cache_size"))
         self.shutdownDeadline = deadline
+        self.shutdownStateFile = str("shutdown.state_file")
     }
 
     /// The smallest power of two >= n (n >= 1).

@@ -159,7 +159,7 @@ struct DeviceJSON: Encodable {
     var busnum: UInt16
     var devnum: UInt16
 
-    init(_ d: DeviceRecord) {
+    init(_ d: DeviceInfo) {
         syspath = d.syspath
         devnode = d.devnode
         vendor_id = String(format: "%04x", d.vendorID)

@@ -34,6 +34,8 @@ public struct ShutdownReport: Sendable, Equatable {
 public enum ShutdownCoordinator {
     /// The steps, in order, as named in reports and logs.
     public static let phases = ["stop source", "drain", "plugin shutdown", "flush outputs"]
+    /// How long past the deadline a step may take to report who is busy (not to finish its work).
+    static let graceMilliseconds = 100
 
     /// Shuts `runtime` down within `deadline` (from now).
     /// - Returns: the report; `completed == false` names the stuck phase and components.
@@ -66,14 +68,19 @@ public enum ShutdownCoordinator {
         // Wait on the wall clock equivalent of `end`: DispatchTime is monotonic too.
         let remaining = end - clock.now
         let waitNanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
-        let timedOut = done.wait(timeout: .now() + .nanoseconds(Int(waitNanos))) == .timedOut
+        var timedOut = done.wait(timeout: .now() + .nanoseconds(Int(waitNanos))) == .timedOut
+        if timedOut {
+            // A step that honours the deadline returns right at it with the names of who is busy:
+            // give it a moment to do so, for a precise message.
+            timedOut = done.wait(timeout: .now() + .milliseconds(Int(graceMilliseconds))) == .timedOut
+        }
         let state = progress.snapshot()
         if timedOut || !state.busy.isEmpty {
             // Still running past the deadline (or a step gave up at it): ask the runtime who is busy,
             // so the message names the plugin rather than only the step.
             var stuck = state.busy
             if stuck.isEmpty {
-                stuck = runtime.status().plugins.filter { $0.state == .draining || $0.lag > 0 }.map { "plugin \($0.name)" }
+                stuck = runtime.status().plugins.filter { $0.lag > 0 }.map { "plugin \($0.name)" }
             }
             return ShutdownReport(completed: false, duration: min(clock.now - start, deadline), stuckPhase: state.phase, stuck: stuck)
         }

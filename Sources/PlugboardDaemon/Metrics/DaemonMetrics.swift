@@ -95,9 +95,9 @@ public final class DaemonMetrics: Sendable {
     /// The names, types and label sets written by `writeCore` (the docs' table and the tests use it).
     public static let coreFamilies: [(name: String, type: String, labels: [String], help: String)] = [
         ("plugboard_event_latency_seconds", "histogram", [], "Receipt (pb_event.timestamp_ns) to the start of the plugin callback, every plugin."),
-        ("plugboard_event_latency_quantile_seconds", "gauge", ["quantile"], "p50/p95/p99 of event latency since start, from fine log-linear buckets (within 6.25%)."),
+        ("plugboard_event_latency_quantiles_seconds", "summary", ["quantile"], "p50/p95/p99 of event latency since start, from fine log-linear buckets (within 6.25%)."),
         ("plugboard_plugin_callback_duration_seconds", "histogram", ["plugin"], "Duration of one events callback, per plugin."),
-        ("plugboard_plugin_callback_duration_quantile_seconds", "gauge", ["plugin", "quantile"], "p50/p95/p99 of callback duration since start, per plugin."),
+        ("plugboard_plugin_callback_duration_quantiles_seconds", "summary", ["plugin", "quantile"], "p50/p95/p99 of callback duration since start, per plugin."),
         ("plugboard_plugin_load_duration_seconds", "histogram", [], "dlopen, negotiation and init, over all plugins."),
         ("plugboard_plugin_load_seconds", "gauge", ["plugin"], "dlopen, negotiation and init of each plugin."),
         ("plugboard_manifest_parse_duration_seconds", "histogram", [], "Parsing or mapping one plugin manifest."),
@@ -114,7 +114,8 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_lag_events", "gauge", ["plugin"], "Events published but not yet processed, per plugin (consumer)."),
         ("plugboard_plugin_laps_total", "counter", ["plugin"], "Times a plugin fell a whole ring behind."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
-        ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
+        ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
+        ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action (no samples until the core counts per action)."),
         ("plugboard_plugin_events_total", "counter", ["plugin"], "Events delivered to each plugin."),
         ("plugboard_plugin_errors_total", "counter", ["plugin"], "Plugin callbacks that returned an error, and refused loads."),
         ("plugboard_source_live", "gauge", [], "1 while the event source is delivering."),
@@ -142,8 +143,10 @@ public final class DaemonMetrics: Sendable {
         }
         func quantiles(_ name: String, _ h: HistogramSnapshot, _ labels: [(String, String)] = []) {
             for q in exportedQuantiles {
-                w.sample(name, labels + [("quantile", PrometheusTextWriter.format(q))], (h.quantile(q) ?? 0) / 1e9)
+                w.sample(name, labels + [("quantile", PrometheusTextWriter.format(q))], h.quantile(q).map { $0 / 1e9 } ?? .nan)
             }
+            w.sample(name + "_sum", labels, Double(h.sumNanoseconds) / 1e9)
+            w.sample(name + "_count", labels, Double(h.count))
         }
         func seconds(_ d: Duration) -> Double {
             Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
@@ -152,13 +155,13 @@ public final class DaemonMetrics: Sendable {
 
         header("plugboard_event_latency_seconds")
         histogram("plugboard_event_latency_seconds", s.eventLatency)
-        header("plugboard_event_latency_quantile_seconds")
-        quantiles("plugboard_event_latency_quantile_seconds", s.eventLatency)
+        header("plugboard_event_latency_quantiles_seconds")
+        quantiles("plugboard_event_latency_quantiles_seconds", s.eventLatency)
 
         header("plugboard_plugin_callback_duration_seconds")
         for p in s.plugins { histogram("plugboard_plugin_callback_duration_seconds", p.callbackDuration, [("plugin", p.name)]) }
-        header("plugboard_plugin_callback_duration_quantile_seconds")
-        for p in s.plugins { quantiles("plugboard_plugin_callback_duration_quantile_seconds", p.callbackDuration, [("plugin", p.name)]) }
+        header("plugboard_plugin_callback_duration_quantiles_seconds")
+        for p in s.plugins { quantiles("plugboard_plugin_callback_duration_quantiles_seconds", p.callbackDuration, [("plugin", p.name)]) }
 
         header("plugboard_plugin_load_duration_seconds")
         histogram("plugboard_plugin_load_duration_seconds", HistogramSnapshot(values: s.plugins.compactMap(\.loadTime).map(nanos)))
@@ -197,10 +200,14 @@ public final class DaemonMetrics: Sendable {
         for p in s.plugins { w.sample("plugboard_plugin_laps_total", [("plugin", p.name)], Double(p.laps)) }
         header("plugboard_resyncs_total")
         w.sample("plugboard_resyncs_total", [], Double(s.resyncs))
+        header("plugboard_events_published_total")
+        w.sample("plugboard_events_published_total", [], Double(s.ring.published))
         header("plugboard_events_total")
-        // Every action is always present, so rate() works from the first scrape.
-        for action in ["add", "remove", "change", "bind", "unbind", "resync", "unknown"] {
-            w.sample("plugboard_events_total", [("action", action)], Double(s.eventsByAction[action] ?? 0))
+        if let byAction = s.eventsByAction {
+            // Every action is always present, so rate() works from the first scrape.
+            for action in ["add", "remove", "change", "bind", "unbind", "resync", "unknown"] {
+                w.sample("plugboard_events_total", [("action", action)], Double(byAction[action] ?? 0))
+            }
         }
         header("plugboard_plugin_events_total")
         for p in s.plugins { w.sample("plugboard_plugin_events_total", [("plugin", p.name)], Double(p.events)) }

@@ -39,10 +39,11 @@ public struct RuntimeStatus: Sendable {
     /// The source is delivering events (udev monitor bound, replay or synthetic running).
     public var sourceLive: Bool
     public var plugins: [PluginStatus]
-    public var devices: [DeviceRecord]
+    public var devices: [DeviceInfo]
     public var ring: RingStatus
-    /// Events published into the ring, by `pb_action_name` ("add", "remove"...).
-    public var eventsByAction: [String: UInt64]
+    /// Events published into the ring, by `pb_action_name` ("add", "remove"...); nil when the
+    /// runtime does not count them per action (the core does not yet).
+    public var eventsByAction: [String: UInt64]?
     /// Resyncs sent to plugins (after a lap or a netlink overflow).
     public var resyncs: UInt64
     /// Receipt (`pb_event.timestamp_ns`) to the start of the plugin callback, over all plugins.
@@ -52,8 +53,8 @@ public struct RuntimeStatus: Sendable {
     public var manifestCache: CacheCounters
 
     public init(pluginsInitialised: Bool = false, sourceLive: Bool = false, plugins: [PluginStatus] = [],
-                devices: [DeviceRecord] = [], ring: RingStatus = RingStatus(slots: 0, published: 0, fill: 0),
-                eventsByAction: [String: UInt64] = [:], resyncs: UInt64 = 0, eventLatency: HistogramSnapshot = .empty,
+                devices: [DeviceInfo] = [], ring: RingStatus = RingStatus(slots: 0, published: 0, fill: 0),
+                eventsByAction: [String: UInt64]? = nil, resyncs: UInt64 = 0, eventLatency: HistogramSnapshot = .empty,
                 redis: RedisStatus? = nil, startup: StartupTimings = StartupTimings(), manifestCache: CacheCounters = CacheCounters()) {
         self.pluginsInitialised = pluginsInitialised
         self.sourceLive = sourceLive
@@ -107,7 +108,7 @@ public struct PluginStatus: Sendable {
 }
 
 /// One present device (a row of the device table).
-public struct DeviceRecord: Sendable, Equatable {
+public struct DeviceInfo: Sendable, Equatable {
     public var syspath: String
     public var devnode: String
     public var vendorID: UInt16
