@@ -44,9 +44,14 @@ test: build
 demo: build
 	$(BUILD_DIR)/plugboard run --plugins $(PLUGIN_DIR) --source replay:demo/session.jsonl
 
-## bench: benchmarks (nested package in Benchmarks/), printed as a table.
+## bench: benchmarks (nested package in Benchmarks/), printed as tables with same-run baselines.
 bench: build
-	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --format markdown
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress --format markdown
+	@rm -rf build/bench && mkdir -p build/bench
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress \
+	  --target PluginLoadBenchmarks --format histogramPercentiles --path ../build/bench >/dev/null
+	@echo "Plugin load against raw dlopen of the same .so (same run):"
+	@Benchmarks/scripts/load-ratios.sh build/bench
 
 clean:
 	rm -rf .build build Benchmarks/.build

@@ -319,7 +319,8 @@ public final class RingConsumer: @unchecked Sendable {
         // The oldest slot of the batch (cursor + 1) is overwritten once the producer
         // publishes cursor + 1 + capacity.
         if head &- cursor > UInt64(ring.capacity) {
-            lap(to: head, skipped: head &- pendingEnd)
+            // The whole batch counts as missed: what the reader saw may be torn.
+            lap(to: head, skipped: head &- cursor)
             return false
         }
         cursor = pendingEnd

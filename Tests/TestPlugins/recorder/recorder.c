@@ -7,6 +7,10 @@
  */
 #include <plugboard.h>
 
+#ifndef RECORDER_NAME
+#define RECORDER_NAME "recorder"
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +88,7 @@ static void shutdown_(void *s) {
     free(r);
 }
 
-static const pb_plugin_api api = {sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), "recorder", "0.1.0",
+static const pb_plugin_api api = {sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), RECORDER_NAME, "0.1.0",
                                   init, events, resync, 0, 0, shutdown_};
 PB_PLUGIN_ENTRY(in, out) {
     pb_status s = pb_negotiate_default(in, out, &api);
