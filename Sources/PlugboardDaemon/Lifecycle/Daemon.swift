@@ -123,14 +123,12 @@ final class DaemonService: Service, Sendable {
         let runtime = self.runtime
         try await onThread("pb-start") { try runtime.start() }
         state.started = true
+        // start() returned: every plugin's init has returned and the source was started. That is
+        // what READY=1 promises systemd (a finite source may already have ended; /readyz says so).
         let status = runtime.status()
-        if state.notReadyReason(status) == nil {
-            metrics.ready.set(to: 1)
-            do { try notifier.ready(status: "\(status.plugins.count) plugins, source live") } catch {
-                logger.warning("\(error)")
-            }
-        } else {
-            logger.warning("runtime started but is not ready: \(state.notReadyReason(status) ?? "")")
+        metrics.ready.set(to: state.notReadyReason(status) == nil ? 1 : 0)
+        do { try notifier.ready(status: "\(status.plugins.count) plugins, source started") } catch {
+            logger.warning("\(error)")
         }
         logger.info("plugboard running", metadata: ["plugins": "\(status.plugins.count)"])
 

@@ -218,16 +218,15 @@ public final class DaemonMetrics: Sendable {
         header("plugboard_devices_present")
         w.sample("plugboard_devices_present", [], Double(s.devices.count))
 
-        if let r = s.redis {
-            header("plugboard_redis_up")
-            w.sample("plugboard_redis_up", [], r.connected ? 1 : 0)
-            header("plugboard_redis_published_total")
-            w.sample("plugboard_redis_published_total", [], Double(r.published))
-            header("plugboard_redis_spilled_total")
-            w.sample("plugboard_redis_spilled_total", [], Double(r.spilled))
-            header("plugboard_redis_dropped_total")
-            w.sample("plugboard_redis_dropped_total", [], Double(r.dropped))
-        }
+        // Declared always; samples only when Redis is configured (so "Redis down" cannot fire without it).
+        header("plugboard_redis_up")
+        if let r = s.redis { w.sample("plugboard_redis_up", [], r.connected ? 1 : 0) }
+        header("plugboard_redis_published_total")
+        if let r = s.redis { w.sample("plugboard_redis_published_total", [], Double(r.published)) }
+        header("plugboard_redis_spilled_total")
+        if let r = s.redis { w.sample("plugboard_redis_spilled_total", [], Double(r.spilled)) }
+        header("plugboard_redis_dropped_total")
+        if let r = s.redis { w.sample("plugboard_redis_dropped_total", [], Double(r.dropped)) }
     }
 }
 

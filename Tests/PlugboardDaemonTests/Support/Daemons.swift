@@ -1,12 +1,20 @@
 import Foundation
 import Synchronization
 
+@testable import PlugboardDaemon
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A minimal HTTP/1.1 GET over a real TCP socket (no client library: what a scraper does).
-func httpGet(host: String = "127.0.0.1", port: Int, path: String) throws -> (status: Int, body: String) {
+/// Runs on its own thread: the server's handlers need Swift's cooperative pool, which a blocking
+/// socket call must not occupy on a 2-core machine.
+func httpGet(host: String = "127.0.0.1", port: Int, path: String) async throws -> (status: Int, body: String) {
+    try await onThread("test-http") { try httpGetBlocking(host: host, port: port, path: path) }
+}
+
+func httpGetBlocking(host: String, port: Int, path: String) throws -> (status: Int, body: String) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
     defer { close(fd) }
@@ -90,7 +98,7 @@ final class DaemonProcess: Sendable {
     var stderr: String { output.text.withLock { $0.err } }
 
     /// The HTTP port, once the daemon printed its listening line (at most `timeout`).
-    func port(timeout: Duration = .seconds(20)) throws -> Int {
+    func port(timeout: Duration = .seconds(20)) async throws -> Int {
         let end = ContinuousClock.now + timeout
         while ContinuousClock.now < end {
             if let line = stdout.split(separator: "\n").first(where: { $0.contains("listening on http://") }),
@@ -98,17 +106,17 @@ final class DaemonProcess: Sendable {
                 return port
             }
             if !process.isRunning { throw TestFailure("daemon exited early: \(stderr)") }
-            Thread.sleep(forTimeInterval: 0.02)
+            try await Task.sleep(for: .milliseconds(20))
         }
         throw TestFailure("daemon did not listen within \(timeout): \(stderr)")
     }
 
     /// Polls `condition` every 20 ms for at most `timeout`.
-    func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) throws {
+    func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
         let end = ContinuousClock.now + timeout
         while ContinuousClock.now < end {
-            if try condition() { return }
-            Thread.sleep(forTimeInterval: 0.02)
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
         }
         throw TestFailure("timed out waiting for \(what); stderr: \(stderr)")
     }
@@ -117,15 +125,15 @@ final class DaemonProcess: Sendable {
 
     /// Waits for the exit (killing it after `timeout` so a broken test cannot hang), returns the status.
     @discardableResult
-    func waitForExit(timeout: Duration = .seconds(30)) -> Int32 {
+    func waitForExit(timeout: Duration = .seconds(30)) async -> Int32 {
         let end = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
+        while process.isRunning && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(10)) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
         // Let the readability handlers take the last bytes.
-        Thread.sleep(forTimeInterval: 0.05)
+        try? await Task.sleep(for: .milliseconds(50))
         outPipe.fileHandleForReading.readabilityHandler = nil
         errPipe.fileHandleForReading.readabilityHandler = nil
         return process.terminationStatus
@@ -146,21 +154,18 @@ let packageRoot: String = {
     return FileManager.default.currentDirectoryPath
 }()
 
-/// Builds a copy of the recorder test plugin under another name (the host refuses duplicate names),
-/// with the system C compiler against SDK/include/plugboard.h, into `dir`.
+/// Builds the recorder test plugin under another name (the host refuses duplicate names) with the
+/// system C compiler against SDK/include/plugboard.h, into `dir`.
 func buildRecorderPlugin(named name: String, into dir: String) throws {
-    let source = try String(contentsOfFile: packageRoot + "/Tests/TestPlugins/recorder/recorder.c", encoding: .utf8)
-    let renamed = source.replacingOccurrences(of: "\"recorder\", \"0.1.0\"", with: "\"\(name)\", \"0.1.0\"")
-    guard renamed != source else { throw TestFailure("recorder.c no longer declares its name as expected") }
-    let c = dir + "/\(name).c"
-    try renamed.write(toFile: c, atomically: true, encoding: .utf8)
-    try compileC(c, output: dir + "/lib\(name).so")
+    try compileC(packageRoot + "/Tests/TestPlugins/recorder/recorder.c", output: dir + "/lib\(name).so",
+                 defines: ["RECORDER_NAME=\"\(name)\""])
 }
 
 /// `cc -shared -fPIC` against the SDK header.
-func compileC(_ source: String, output: String) throws {
+func compileC(_ source: String, output: String, defines: [String] = []) throws {
     let r = try runProcess("/usr/bin/cc", ["-std=gnu11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden",
-                                           "-I", packageRoot + "/SDK/include", "-o", output, source], env: [:])
+                                           "-I", packageRoot + "/SDK/include", "-o", output, source] + defines.map { "-D" + $0 },
+                           env: [:])
     guard r.status == 0 else { throw TestFailure("cc failed for \(source): \(r.stderr)") }
 }
 
