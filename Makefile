@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server re
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo bench fuzz clean
+.PHONY: all deps build plugins test demo bench fuzz tsan clean
 
 all: build
 
@@ -52,6 +52,12 @@ bench: build
 	  --target PluginLoadBenchmarks --format histogramPercentiles --path ../build/bench >/dev/null
 	@echo "Plugin load against raw dlopen of the same .so (same run):"
 	@Benchmarks/scripts/load-ratios.sh build/bench
+
+## tsan: the ring's concurrency tests under ThreadSanitizer (separate build in .build-tsan).
+## Only the lap-free tests: a reader lapped mid-read races with the producer by design (see docs/architecture.md).
+tsan: deps
+	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread \
+	  --filter 'millionEventsInOrder|flowControlWaits|stalledConsumerIsLapped|lappedDuringBatch'
 
 clean:
 	rm -rf .build build Benchmarks/.build
