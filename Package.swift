@@ -78,6 +78,9 @@ let package = Package(
         ]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        // The operations figures in docs/benchmarks.md (`make bench-ops`).
+        .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
+                                                                   .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore"]),
     ] + plugins.map(\.1)
 )
