@@ -61,3 +61,11 @@ tsan: deps
 
 clean:
 	rm -rf .build build Benchmarks/.build
+
+## bench-ops: operations figures (shutdown time with 10 plugins and a full ring, RSS over plugin
+## load/unload cycles), each against a same-run baseline; tables for docs/benchmarks.md.
+.PHONY: bench-ops
+bench-ops: deps
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product PlugboardOpsBench
+	.build/release/PlugboardOpsBench --runs 40 --cycles 1000
