@@ -302,6 +302,20 @@ struct ConfigTests {
         #expect(problems(env: ["PLUGBOARD_CONFIG": "/nonexistent/x.toml"]).first?.origin == .environment(name: "PLUGBOARD_CONFIG"))
     }
 
+    @Test("a file that is not UTF-8 text is an error naming it")
+    func notUTF8() throws {
+        let dir = TempDir()
+        let path = dir.path + "/latin1.toml"
+        try Data([0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x20, 0x3d, 0x20, 0x22, 0xe9, 0x22, 0x0a]).write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try ConfigLoader(searchPaths: [], environment: [:]).load(file: path)
+            Issue.record("loaded a file that is not UTF-8")
+        } catch {
+            #expect(error.problems.first?.origin == .file(path: path, line: nil))
+            #expect(error.problems.first?.problem.hasPrefix("cannot be read as UTF-8 text") == true)
+        }
+    }
+
     @Test("an unknown or malformed flag key is an error naming the flag")
     func badFlags() {
         let p = problems(flags: ["performance.batchsize=3"])
