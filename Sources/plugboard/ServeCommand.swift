@@ -88,7 +88,13 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             report = try await Daemon.run(runtime: runtime, options: options, version: PlugboardCoreVersion.string)
         } catch {
-            FileHandle.standardError.write(Data("plugboard: \(error)\n".utf8))
+            var message = "\(error)"
+            if message.contains("Address already in use") {
+                message = "cannot listen on \(config.monitoring.listen) (monitoring.listen, from "
+                    + "\(effective.origin("monitoring.listen"))): address already in use. Fix: choose a free port "
+                    + "(--listen, PLUGBOARD_MONITORING_LISTEN or [monitoring] listen) or stop the process that holds it"
+            }
+            FileHandle.standardError.write(Data("plugboard: \(message)\n".utf8))
             throw ExitCode(1)
         }
         if report.completed {

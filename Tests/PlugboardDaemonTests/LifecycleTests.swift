@@ -218,6 +218,25 @@ struct DaemonProcessTests {
         #expect(await d.waitForExit() == 0, "stderr: \(d.stderr)")
     }
 
+    @Test("a listen port already in use exits 1 naming monitoring.listen and the fix")
+    func portInUse() async throws {
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(holder, 1)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let dir = TempDir()
+        let d = try DaemonProcess(arguments: ["--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:\(port)"])
+        #expect(await d.waitForExit() == 1)
+        #expect(d.stderr.contains("cannot listen on 127.0.0.1:\(port) (monitoring.listen, from command line --listen 127.0.0.1:\(port)): address already in use. Fix: choose a free port"))
+    }
+
     @Test("bad configuration exits 64 with the problem, before anything starts")
     func badConfigExit() async throws {
         let d = try DaemonProcess(arguments: ["--source", "udevv", "--listen", "127.0.0.1:0"])

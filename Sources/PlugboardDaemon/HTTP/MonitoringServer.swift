@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Logging
@@ -103,8 +104,6 @@ struct CoreMetricsCounter: Sendable {
     init(_ c: CoreMetrics.Counter) { counter = c }
     func increment() { counter.increment() }
 }
-
-import CoreMetrics
 
 /// /plugins entry.
 struct PluginJSON: Encodable {
