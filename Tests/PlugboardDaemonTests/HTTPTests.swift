@@ -112,12 +112,14 @@ struct HTTPTests {
 
     @Test("the real daemon binds the configured loopback address")
     func realDaemonLoopback() async throws {
-        let dir = TempDir()
-        let d = try DaemonProcess(arguments: ["--source", "synthetic:10", "--plugins", dir.path, "--listen", "127.0.0.1:0"])
-        let port = try await d.port()
-        #expect(listeningAddress(port: port) == "0100007F")
-        d.signal(SIGTERM)
-        #expect(await d.waitForExit() == 0)
+        try await onTestThread {
+            let dir = TempDir()
+            let d = try DaemonProcess(arguments: ["--source", "synthetic:10", "--plugins", dir.path, "--listen", "127.0.0.1:0"])
+            let port = try d.port()
+            #expect(listeningAddress(port: port) == "0100007F")
+            d.signal(SIGTERM)
+            #expect(d.waitForExit() == 0)
+        }
     }
 }
 

@@ -32,7 +32,7 @@ func families(_ page: String) -> [String: String] {
 }
 
 /// One scrape of a real daemon that ran 3000 synthetic events through two real recorder plugins.
-func scrapeRealDaemon() async throws -> String {
+func scrapeRealDaemon() throws -> String {
     let dir = TempDir()
     try buildRecorderPlugin(named: "m0", into: dir.path)
     try buildRecorderPlugin(named: "m1", into: dir.path)
@@ -40,15 +40,15 @@ func scrapeRealDaemon() async throws -> String {
         "--source", "synthetic:3000", "--plugins", dir.path, "--listen", "127.0.0.1:0",
         "--plugin-config", "m0.output=\(dir.path)/m0.txt", "--plugin-config", "m1.output=\(dir.path)/m1.txt",
     ])
-    let port = try await d.port()
+    let port = try d.port()
     var page = ""
-    try await d.waitFor("both plugins to process 3000 events") {
-        page = try await httpGet(port: port, path: "/metrics").body
+    try d.waitFor("both plugins to process 3000 events") {
+        page = try httpGetBlocking(port: port, path: "/metrics").body
         return page.contains("plugboard_plugin_events_total{plugin=\"m0\"} 3000")
             && page.contains("plugboard_plugin_events_total{plugin=\"m1\"} 3000")
     }
     d.signal(SIGTERM)
-    #expect(await d.waitForExit() == 0)
+    #expect(d.waitForExit() == 0)
     return page
 }
 
@@ -56,26 +56,28 @@ func scrapeRealDaemon() async throws -> String {
 struct MetricsTests {
     @Test("/metrics of a real daemon passes promtool check metrics and has the latency histograms and quantiles")
     func realScrapeIsValid() async throws {
-        let page = try await scrapeRealDaemon()
-        let check = try promtool(["check", "metrics"], input: page)
-        #expect(check.status == 0, "promtool: \(check.stdout)")
-        let fams = families(page)
-        #expect(fams["plugboard_event_latency_seconds"] == "histogram")
-        #expect(fams["plugboard_plugin_callback_duration_seconds"] == "histogram")
-        #expect(fams["plugboard_event_latency_quantiles_seconds"] == "summary")
-        #expect(fams["plugboard_plugin_callback_duration_quantiles_seconds"] == "summary")
-        // Every event reached both plugins: 6000 latency samples; the +Inf bucket equals the count.
-        #expect(metricValue(page, "plugboard_event_latency_seconds_count") == 6000)
-        #expect(page.contains("plugboard_event_latency_seconds_bucket{le=\"+Inf\"} 6000"))
-        #expect(page.contains("plugboard_event_latency_seconds_bucket{le=\"0.08\"}"))
-        for q in ["0.5", "0.95", "0.99"] {
-            #expect(page.contains("plugboard_event_latency_quantiles_seconds{quantile=\"\(q)\"}"))
-            #expect(page.contains("plugboard_plugin_callback_duration_quantiles_seconds{plugin=\"m0\",quantile=\"\(q)\"}"))
+        try await onTestThread {
+            let page = try scrapeRealDaemon()
+            let check = try promtool(["check", "metrics"], input: page)
+            #expect(check.status == 0, "promtool: \(check.stdout)")
+            let fams = families(page)
+            #expect(fams["plugboard_event_latency_seconds"] == "histogram")
+            #expect(fams["plugboard_plugin_callback_duration_seconds"] == "histogram")
+            #expect(fams["plugboard_event_latency_quantiles_seconds"] == "summary")
+            #expect(fams["plugboard_plugin_callback_duration_quantiles_seconds"] == "summary")
+            // Every event reached both plugins: 6000 latency samples; the +Inf bucket equals the count.
+            #expect(metricValue(page, "plugboard_event_latency_seconds_count") == 6000)
+            #expect(page.contains("plugboard_event_latency_seconds_bucket{le=\"+Inf\"} 6000"))
+            #expect(page.contains("plugboard_event_latency_seconds_bucket{le=\"0.08\"}"))
+            for q in ["0.5", "0.95", "0.99"] {
+                #expect(page.contains("plugboard_event_latency_quantiles_seconds{quantile=\"\(q)\"}"))
+                #expect(page.contains("plugboard_plugin_callback_duration_quantiles_seconds{plugin=\"m0\",quantile=\"\(q)\"}"))
+            }
+            #expect(metricValue(page, "plugboard_events_published_total") == 3000)
+            #expect((metricValue(page, "plugboard_resident_memory_bytes") ?? 0) > 1_000_000)
+            #expect(page.contains("plugboard_plugin_load_seconds{plugin=\"m0\"}"))
+            #expect(metricValue(page, "plugboard_worker_start_duration_seconds_count") == 1)
         }
-        #expect(metricValue(page, "plugboard_events_published_total") == 3000)
-        #expect((metricValue(page, "plugboard_resident_memory_bytes") ?? 0) > 1_000_000)
-        #expect(page.contains("plugboard_plugin_load_seconds{plugin=\"m0\"}"))
-        #expect(metricValue(page, "plugboard_worker_start_duration_seconds_count") == 1)
     }
 
     @Test("every exported family is documented in docs/operations.md with its type")
@@ -154,33 +156,35 @@ struct MonitoringFilesTests {
 
     @Test("every metric the dashboard and the alert rules query is one a real daemon exports")
     func queriedMetricsExist() async throws {
-        let page = try await scrapeRealDaemon()
-        let fams = families(page)
-        let dashboardText = try String(contentsOfFile: packageRoot + "/monitoring/grafana-dashboard.json", encoding: .utf8)
-        let dashboard = try JSONSerialization.jsonObject(with: Data(dashboardText.utf8))
-        var exprs: [String] = []
-        func walk(_ v: Any) {
-            if let d = v as? [String: Any] {
-                for (k, x) in d { if k == "expr", let s = x as? String { exprs.append(s) } else { walk(x) } }
-            } else if let a = v as? [Any] { a.forEach(walk) }
-        }
-        walk(dashboard)
-        #expect(exprs.count >= 6, "the dashboard has too few queries")
-        let dashboardMetrics = queriedMetrics(exprs.joined(separator: "\n"), families: fams)
-        let rules = try String(contentsOfFile: packageRoot + "/monitoring/alert-rules.yml", encoding: .utf8)
-        let ruleMetrics = queriedMetrics(rules, families: fams)
-        #expect(!dashboardMetrics.isEmpty && !ruleMetrics.isEmpty)
-        for name in dashboardMetrics.union(ruleMetrics).sorted() {
-            #expect(fams[name] != nil, "\(name) is queried but not exported")
-        }
-        // The panels the operators asked for.
-        for needed in ["plugboard_event_latency_seconds", "plugboard_events_published_total", "plugboard_plugin_lag_events",
-                       "plugboard_redis_up", "plugboard_plugin_errors_total", "plugboard_resident_memory_bytes"] {
-            #expect(dashboardMetrics.contains(needed), "dashboard lacks \(needed)")
-        }
-        for needed in ["plugboard_plugin_load_seconds", "plugboard_event_latency_seconds", "plugboard_resident_memory_bytes",
-                       "plugboard_last_shutdown_duration_seconds", "plugboard_redis_up", "plugboard_plugin_laps_total"] {
-            #expect(ruleMetrics.contains(needed), "alert rules lack \(needed)")
+        try await onTestThread {
+            let page = try scrapeRealDaemon()
+            let fams = families(page)
+            let dashboardText = try String(contentsOfFile: packageRoot + "/monitoring/grafana-dashboard.json", encoding: .utf8)
+            let dashboard = try JSONSerialization.jsonObject(with: Data(dashboardText.utf8))
+            var exprs: [String] = []
+            func walk(_ v: Any) {
+                if let d = v as? [String: Any] {
+                    for (k, x) in d { if k == "expr", let s = x as? String { exprs.append(s) } else { walk(x) } }
+                } else if let a = v as? [Any] { a.forEach(walk) }
+            }
+            walk(dashboard)
+            #expect(exprs.count >= 6, "the dashboard has too few queries")
+            let dashboardMetrics = queriedMetrics(exprs.joined(separator: "\n"), families: fams)
+            let rules = try String(contentsOfFile: packageRoot + "/monitoring/alert-rules.yml", encoding: .utf8)
+            let ruleMetrics = queriedMetrics(rules, families: fams)
+            #expect(!dashboardMetrics.isEmpty && !ruleMetrics.isEmpty)
+            for name in dashboardMetrics.union(ruleMetrics).sorted() {
+                #expect(fams[name] != nil, "\(name) is queried but not exported")
+            }
+            // The panels the operators asked for.
+            for needed in ["plugboard_event_latency_seconds", "plugboard_events_published_total", "plugboard_plugin_lag_events",
+                           "plugboard_redis_up", "plugboard_plugin_errors_total", "plugboard_resident_memory_bytes"] {
+                #expect(dashboardMetrics.contains(needed), "dashboard lacks \(needed)")
+            }
+            for needed in ["plugboard_plugin_load_seconds", "plugboard_event_latency_seconds", "plugboard_resident_memory_bytes",
+                           "plugboard_last_shutdown_duration_seconds", "plugboard_redis_up", "plugboard_plugin_laps_total"] {
+                #expect(ruleMetrics.contains(needed), "alert rules lack \(needed)")
+            }
         }
     }
 }

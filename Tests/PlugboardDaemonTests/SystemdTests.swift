@@ -50,20 +50,19 @@ struct SystemdTests {
 
     @Test("the real daemon sends READY=1, keeps sending WATCHDOG=1, and STOPPING=1 on SIGTERM")
     func daemonNotifies() async throws {
-        let dir = TempDir()
-        let sock = try DatagramSocket(dir: dir.path)
-        let d = try DaemonProcess(arguments: ["--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0"],
-                                  environment: ["NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "200000"])
-        let ready = await onThread("recv") { sock.receive(until: "READY=1", timeout: .seconds(20)) }
-        #expect(ready?.last?.hasPrefix("READY=1") == true, "stderr: \(d.stderr)")
-        var pings: [[String]] = []
-        for _ in 0..<3 {
-            if let p = await onThread("recv", { sock.receive(until: "WATCHDOG=1", timeout: .seconds(5)) }) { pings.append(p) }
+        try await onTestThread {
+            let dir = TempDir()
+            let sock = try DatagramSocket(dir: dir.path)
+            let d = try DaemonProcess(arguments: ["--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0"],
+                                      environment: ["NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "200000"])
+            let ready = sock.receive(until: "READY=1", timeout: .seconds(60))
+            #expect(ready?.last?.hasPrefix("READY=1") == true, "stderr: \(d.stderr)")
+            let pings = (0..<3).compactMap { _ in sock.receive(until: "WATCHDOG=1", timeout: .seconds(10)) }
+            #expect(pings.count == 3)
+            d.signal(SIGTERM)
+            #expect(sock.receive(until: "STOPPING=1", timeout: .seconds(30)) != nil)
+            #expect(d.waitForExit() == 0)
         }
-        #expect(pings.count == 3)
-        d.signal(SIGTERM)
-        #expect(await onThread("recv") { sock.receive(until: "STOPPING=1", timeout: .seconds(10)) } != nil)
-        #expect(await d.waitForExit() == 0)
     }
 
     @Test("packaging/plugboard.service passes systemd-analyze verify", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))

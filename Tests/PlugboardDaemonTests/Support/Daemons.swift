@@ -14,7 +14,7 @@ func httpGet(host: String = "127.0.0.1", port: Int, path: String) async throws -
     try await onThread("test-http") { try httpGetBlocking(host: host, port: port, path: path) }
 }
 
-func httpGetBlocking(host: String, port: Int, path: String) throws -> (status: Int, body: String) {
+func httpGetBlocking(host: String = "127.0.0.1", port: Int, path: String) throws -> (status: Int, body: String) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
     defer { close(fd) }
@@ -22,7 +22,9 @@ func httpGetBlocking(host: String, port: Int, path: String) throws -> (status: I
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     inet_pton(AF_INET, host, &addr.sin_addr)
-    var tv = timeval(tv_sec: 10, tv_usec: 0)
+    // Generous: in a full `swift test` other suites' blocking tests can hold the cooperative pool
+    // that the in-process server's handlers need.
+    var tv = timeval(tv_sec: 120, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
         connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
@@ -63,6 +65,13 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// Runs a process test's body on its own thread. Process tests poll and wait with wall-clock
+/// timeouts; on Swift's cooperative pool they could be starved by other suites' blocking tests
+/// (2 cores, so 2 pool threads) and time out without anything being wrong.
+func onTestThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+    try await onThread("process-test", body)
+}
+
 /// A real `plugboard serve` process: started, its output collected, signalled, awaited.
 final class DaemonProcess: Sendable {
     let process: Process
@@ -98,7 +107,7 @@ final class DaemonProcess: Sendable {
     var stderr: String { output.text.withLock { $0.err } }
 
     /// The HTTP port, once the daemon printed its listening line (at most `timeout`).
-    func port(timeout: Duration = .seconds(20)) async throws -> Int {
+    func port(timeout: Duration = .seconds(60)) throws -> Int {
         let end = ContinuousClock.now + timeout
         while ContinuousClock.now < end {
             if let line = stdout.split(separator: "\n").first(where: { $0.contains("listening on http://") }),
@@ -106,17 +115,17 @@ final class DaemonProcess: Sendable {
                 return port
             }
             if !process.isRunning { throw TestFailure("daemon exited early: \(stderr)") }
-            try await Task.sleep(for: .milliseconds(20))
+            Thread.sleep(forTimeInterval: 0.02)
         }
         throw TestFailure("daemon did not listen within \(timeout): \(stderr)")
     }
 
     /// Polls `condition` every 20 ms for at most `timeout`.
-    func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+    func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) throws {
         let end = ContinuousClock.now + timeout
         while ContinuousClock.now < end {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(20))
+            if try condition() { return }
+            Thread.sleep(forTimeInterval: 0.02)
         }
         throw TestFailure("timed out waiting for \(what); stderr: \(stderr)")
     }
@@ -125,15 +134,15 @@ final class DaemonProcess: Sendable {
 
     /// Waits for the exit (killing it after `timeout` so a broken test cannot hang), returns the status.
     @discardableResult
-    func waitForExit(timeout: Duration = .seconds(30)) async -> Int32 {
+    func waitForExit(timeout: Duration = .seconds(60)) -> Int32 {
         let end = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(10)) }
+        while process.isRunning && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
         // Let the readability handlers take the last bytes.
-        try? await Task.sleep(for: .milliseconds(50))
+        Thread.sleep(forTimeInterval: 0.05)
         outPipe.fileHandleForReading.readabilityHandler = nil
         errPipe.fileHandleForReading.readabilityHandler = nil
         return process.terminationStatus
