@@ -60,7 +60,7 @@ let package = Package(
 
         // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
         .target(name: "PlugboardDaemon", dependencies: [
-            "PlugboardCore", "CPlugboardSupport",
+            "PlugboardCore", "CPlugboard",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -71,7 +71,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore",
+            "PlugboardCore", "CPlugboard",
             "PlugboardDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
