@@ -71,7 +71,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore", "CPlugboard",
+            "PlugboardCore",
             "PlugboardDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
