@@ -71,3 +71,10 @@ demo-redis: build
 ## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build).
 bench-redis: deps
 	Benchmarks/scripts/redis.sh
+## bench-ops: operations figures (shutdown time with 10 plugins and a full ring, RSS over plugin
+## load/unload cycles), each against a same-run baseline; tables for docs/benchmarks.md.
+.PHONY: bench-ops
+bench-ops: deps
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product PlugboardOpsBench
+	.build/release/PlugboardOpsBench --runs 40 --cycles 1000

@@ -39,6 +39,9 @@ public final class EventRing: Sendable {
 
     /// Number of slots (a power of two).
     public let capacity: Int
+    /// The most events a consumer can have unread before the next event laps it
+    /// (`capacity - 1`: the producer may be writing the slot after the newest one).
+    public var window: Int { capacity - 1 }
     /// Bytes per slot.
     public let slotSize: Int
     /// The memfd holding the ring.
