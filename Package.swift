@@ -25,6 +25,7 @@ let plugins = [
     plugin("pbtest-recorder", target: "PBTestRecorder", path: "Tests/TestPlugins/recorder"),
     // Notes callback-entry times for the udev latency figures (plugboard-demo-bed --measure).
     plugin("pbtest-latency-probe", target: "PBTestLatencyProbe", path: "Tests/TestPlugins/latency-probe"),
+    plugin("pbtest-slow", target: "PBTestSlow", path: "Tests/TestPlugins/slow"),
 ]
 
 let package = Package(
@@ -35,10 +36,17 @@ let package = Package(
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
         .library(name: "PlugboardUdev", targets: ["PlugboardUdev"]),
         .executable(name: "plugboard-demo-bed", targets: ["plugboard-demo-bed"]),
+        .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Daemon wiring (issue 6): config, lifecycle, HTTP, metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // The plugin ABI: SDK/include/plugboard.h is the single source of truth, imported here.
@@ -67,9 +75,31 @@ let package = Package(
         // `make demo`: plays a scripted hotplug session through a umockdev testbed into `plugboard run`.
         .executableTarget(name: "plugboard-demo-bed", dependencies: ["PlugboardTestbed"]),
 
+        // Redis publishing (hiredis 0.14.1): pipelined XADD with explicit IDs, reconnect, spill; `plugboard tail`.
+        .target(name: "PlugboardRedis", dependencies: [
+            "CHiredis", "CPlugboard", "PlugboardCore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
+        .executableTarget(name: "plugboard-redis-bench", dependencies: ["PlugboardRedis", "CPlugboard"]),
+
+        // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
+        .target(name: "PlugboardDaemon", dependencies: [
+            "PlugboardCore", "CPlugboard",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+
         .executableTarget(name: "plugboard", dependencies: [
             "PlugboardCore",
             "PlugboardUdev",
+            "PlugboardRedis",
+            "PlugboardDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -78,5 +108,10 @@ let package = Package(
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
         ]),
+        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard"]),
+        // The operations figures in docs/benchmarks.md (`make bench-ops`).
+        .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
+                                                                   .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore"]),
     ] + plugins.map(\.1)
 )

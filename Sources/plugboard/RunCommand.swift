@@ -44,6 +44,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup(title: "Redis")
+    var redisOptions: RedisRunOptions
+
     func validate() throws {
         if pluginDirectories.isEmpty { throw ValidationError("give at least one plugin directory with --plugins DIR") }
         if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
@@ -72,6 +75,7 @@ struct RunCommand: ParsableCommand {
         }
 
         let runtime = try Runtime(options: options, logger: logger)
+        let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
         try runtime.loadPlugins()
         let running = runtime.startWorkers()
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
@@ -98,6 +102,7 @@ struct RunCommand: ParsableCommand {
             break
         }
         _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
+        RedisWiring.stop(redisPublisher, deadline: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)), logger: logger)
         let elapsed = clock.now - started
         CLI.printSummary(runtime: runtime, sourceName: eventSource.name, elapsed: elapsed)
         if source == .udev { udevCounters.log(to: logger, context: runtime.sourceContext) }

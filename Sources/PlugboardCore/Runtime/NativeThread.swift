@@ -36,6 +36,8 @@ public final class NativeThread: Sendable {
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed for \(name): \(rc)")
+        // Joined through `done` (which supports a timeout), so the pthread itself is detached.
+        pthread_detach(thread)
     }
 
     /// Waits for the thread to finish, at most `timeout` (nil = forever).

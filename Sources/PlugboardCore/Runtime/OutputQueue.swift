@@ -8,6 +8,12 @@ public struct OutputRecord: Sendable, Equatable {
     public var topic: String
     /// The payload bytes (copied).
     public var payload: [UInt8]
+
+    public init(plugin: String, topic: String, payload: [UInt8]) {
+        self.plugin = plugin
+        self.topic = topic
+        self.payload = payload
+    }
 }
 
 /// The bounded queue between plugins' `publish` host calls (many worker threads)

@@ -124,10 +124,10 @@ public final class Worker: Sendable {
                     cursor.store(consumer.cursor, ordering: .relaxed)
                 } else {
                     // Overwritten while the plugin read it: what it saw may be torn.
-                    lapped(missed: 0)
+                    lapped()
                 }
-            case .lapped(let skipped):
-                lapped(missed: skipped)
+            case .lapped:
+                lapped()
             case .empty:
                 consumer.wait(timeoutNanoseconds: 100_000_000)
             case .finished:
@@ -139,9 +139,11 @@ public final class Worker: Sendable {
         stateValue.store(WorkerState.stopped.rawValue, ordering: .releasing)
     }
 
-    private func lapped(missed skipped: UInt64) {
-        laps.add(1, ordering: .relaxed)
-        missed.add(skipped, ordering: .relaxed)
+    /// The consumer was lapped (before or during a batch): publish its counts, resync the plugin.
+    private func lapped() {
+        let skipped = consumer.missed &- missed.load(ordering: .relaxed)
+        laps.store(consumer.laps, ordering: .relaxed)
+        missed.store(consumer.missed, ordering: .relaxed)
         cursor.store(consumer.cursor, ordering: .relaxed)
         logger.warning("plugin fell a whole ring behind and was lapped; resynchronising from the device table",
                        metadata: ["plugin": "\(plugin.name)", "missed": "\(skipped)"])

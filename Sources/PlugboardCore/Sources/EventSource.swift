@@ -50,11 +50,13 @@ public final class SourceContext: Sendable {
     public var shouldStop: Bool { stopFlag.load(ordering: .relaxed) }
 
     /// Asks the source to stop; wakes a source blocked in poll on `stopFD`.
+    ///
+    /// Flow control stays on: what a finite source already produced still reaches every
+    /// plugin. `Runtime.stop` abandons it only when the deadline is near (a stuck plugin).
     public func requestStop() {
         stopFlag.store(true, ordering: .relaxed)
         var one: UInt64 = 1
         _ = write(stopFD, &one, 8)
-        producer.abandonFlowControl.store(true, ordering: .relaxed)
     }
 
     /// Publishes a device event and keeps the device table in step with it.
@@ -75,8 +77,13 @@ public final class SourceContext: Sendable {
             if e.pointee.action == UInt16(PB_ACTION_REMOVE), e.pointee.vendor_id == 0, e.pointee.product_id == 0,
                let known = deviceTable.lookup(syspath: e.string(.syspath))
             {
-                let flags = w.event.pointee.flags
+                // Keep what the remove itself says (its SEQNUM, and bus/dev when given).
+                let flags = w.event.pointee.flags, seqnum = w.event.pointee.kernel_seqnum
+                let busnum = w.event.pointee.busnum, devnum = w.event.pointee.devnum
                 known.withEvent { w.copyAttributes(from: $0) }
+                w.event.pointee.kernel_seqnum = seqnum
+                if busnum != 0 { w.event.pointee.busnum = busnum }
+                if devnum != 0 { w.event.pointee.devnum = devnum }
                 w.event.pointee.flags |= flags | UInt16(PB_EVENT_FROM_TABLE)
                 w.event.pointee.flags &= ~UInt16(PB_EVENT_COLDPLUG)
             }
