@@ -125,6 +125,15 @@ final class UdevHarness {
         }
     }
 
+    /// The counters, for failure messages.
+    var diagnostics: String {
+        let c = counters
+        let stats = runtime.pluginStats.first.map { "plugin events \($0.events) laps \($0.laps) lag \($0.lag) state \($0.state)" } ?? "no plugin"
+        return "received \(c.received.load(ordering: .relaxed)), published \(runtime.sourceContext?.published.load(ordering: .relaxed) ?? 0), "
+            + "recorded \(events.count), overflows \(c.overflows.load(ordering: .relaxed)), unknown removes \(c.unknownRemoves.load(ordering: .relaxed)), "
+            + "duplicate adds \(c.duplicateAdds.load(ordering: .relaxed)), source error \(runtime.sourceError ?? "none"), \(stats)"
+    }
+
     /// Syspaths of the usb_devices in the testbed's sysfs now (what a fresh enumeration sees).
     var sysfsDevices: Set<String> {
         let root = bed.sysDir

@@ -231,12 +231,19 @@ struct UdevSourceTests {
         // waits when it is 3,000 ahead of the reader, since umockdev aborts on a full queue
         // (4,096 datagrams); that bounds the test tool, not the host.
         for i in 0..<(total - 50) {
-            while h.counters.received.load(ordering: .relaxed) + 3000 < base + UInt64(i) { usleep(200) }
+            let stuck = Date().addingTimeInterval(30)
+            while h.counters.received.load(ordering: .relaxed) + 3000 < base + UInt64(i) {
+                if Date() > stuck { throw TestbedError("the source stopped reading at uevent \(i): \(h.diagnostics)") }
+                usleep(200)
+            }
             // Even rounds unplug all 50, odd rounds plug them back.
             let path = devices[i % 50]
             h.bed.uevent(path, (i / 50) % 2 == 0 ? "remove" : "add")
         }
-        let events = try h.waitForEvents(1 + total, timeout: 60)
+        let events: [RecordedEvent]
+        do { events = try h.waitForEvents(1 + total, timeout: 60) } catch {
+            throw TestbedError("\(error); \(h.diagnostics)")
+        }
         let burst = events.dropFirst()
         #expect(burst.count == total)
         let seqnums = burst.map(\.seqnum)
