@@ -31,10 +31,17 @@ let package = Package(
     products: [
         .executable(name: "plugboard", targets: ["plugboard"]),
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
+        .library(name: "PlugboardManifest", targets: ["PlugboardManifest"]),
+        .library(name: "PlugboardManifestTools", targets: ["PlugboardManifestTools"]),
+        // libFuzzer target for the .pbm reader: `make fuzz` builds it with `--sanitize=fuzzer`.
+        .executable(name: "plugboard-manifest-fuzz", targets: ["PlugboardManifestFuzz"]),
+        // Release-mode figures for docs/benchmarks.md `## Manifests` (`make bench-manifests`).
+        .executable(name: "plugboard-manifest-bench", targets: ["PlugboardManifestBench"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // The plugin ABI: SDK/include/plugboard.h is the single source of truth, imported here.
@@ -52,10 +59,24 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore",
+            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // Manifests: the .pbm format (reader/writer), match index, registry cache, dependency order,
+        // plugin catalog. Dependency-free (only the ABI header) so the fuzz target links just this.
+        .target(name: "PlugboardManifest", dependencies: ["CPlugboard"]),
+        // plugin.toml -> Manifest (TOMLKit) and the packer; kept out of PlugboardManifest for the fuzz build.
+        .target(name: "PlugboardManifestTools", dependencies: [
+            "PlugboardManifest",
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
+        .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        .testTarget(name: "PlugboardManifestTests",
+                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"],
+                    resources: [.copy("Fixtures")]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
     ] + plugins.map(\.1)
