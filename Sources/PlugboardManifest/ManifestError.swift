@@ -58,3 +58,10 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
         return "\(location): \(field): \(p) Fix: \(fix)"
     }
 }
+
+extension ManifestError {
+    /// `error` itself when it is a `ManifestError` (everything this module throws is), else wrapped.
+    public static func from(_ error: any Error, file: String) -> ManifestError {
+        (error as? ManifestError) ?? ManifestError(.format, file: file, field: "file", problem: "\(error)", fix: "see the message")
+    }
+}
