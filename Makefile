@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server re
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo bench fuzz clean
+.PHONY: all deps build plugins test demo bench fuzz bench-manifests clean
 
 all: build
 
@@ -33,6 +33,10 @@ build: deps
 plugins:
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(SAMPLE_PLUGINS); do cp -f $(BUILD_DIR)/lib$$p.so $(PLUGIN_DIR)/; done
+	@# Each .so gets its binary manifest next to it (docs/manifest.md); the host skips a .so without one.
+	@for p in $(SAMPLE_PLUGINS); do \
+	  $(BUILD_DIR)/plugboard pack SamplePlugins/$$p/plugin.toml --library $(PLUGIN_DIR)/lib$$p.so -o $(PLUGIN_DIR)/$$p.pbm || exit 1; \
+	done
 
 ## test: every test, against real redis-server, real libudev under umockdev, real .so plugins.
 test: build
@@ -48,5 +52,24 @@ demo: build
 bench: build
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --format markdown
 
+## fuzz: libFuzzer on the .pbm reader (PlugboardManifestFuzz), FUZZ_RUNS executions (default 1,000,000).
+## Built in its own build directory with --sanitize=fuzzer; -DPLUGBOARD_FUZZ drops the replay main so
+## libFuzzer's main links. New inputs go to $(FUZZ_BUILD)/corpus; crashes to $(FUZZ_BUILD)/crash-*.
+FUZZ_BUILD ?= .build-fuzz
+FUZZ_RUNS  ?= 1000000
+FUZZ_SEEDS := Tests/PlugboardManifestTests/FuzzCorpus
+fuzz:
+	$(SWIFT) build --build-path $(FUZZ_BUILD) --sanitize=fuzzer -Xswiftc -DPLUGBOARD_FUZZ --product plugboard-manifest-fuzz
+	@mkdir -p $(FUZZ_BUILD)/corpus
+	@cd $(FUZZ_BUILD) && ./debug/plugboard-manifest-fuzz -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 \
+	    corpus ../$(FUZZ_SEEDS) > fuzz.log 2>&1; rc=$$?; tail -n 25 fuzz.log; \
+	  runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' fuzz.log); \
+	  echo "fuzz: $${runs:-0} executions of LLVMFuzzerTestOneInput (exit $$rc)"; exit $$rc
+
+## bench-manifests: figures for docs/benchmarks.md `## Manifests` (release build of a small tool).
+bench-manifests:
+	$(SWIFT) build -c release --product plugboard-manifest-bench
+	.build/release/plugboard-manifest-bench
+
 clean:
-	rm -rf .build build Benchmarks/.build
+	rm -rf .build build Benchmarks/.build .build-fuzz

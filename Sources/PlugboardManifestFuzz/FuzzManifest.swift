@@ -18,6 +18,17 @@ import Glibc
 public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let raw = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size)
     checkOne(raw)
+    // libFuzzer cannot forge a CRC, so most mutations die at the checksum. Run a second copy with the
+    // length and checksum fields repaired, which takes the mutation into the section parser.
+    if size >= PBMFormat.headerSize && size <= PBMFormat.maxFileSize {
+        var copy = Array(raw)
+        copy.withUnsafeMutableBytes { b in
+            b.storeBytes(of: UInt32(size).littleEndian, toByteOffset: 8, as: UInt32.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(b), skippingFieldAt: PBMFormat.checksumOffset)
+            b.storeBytes(of: crc.littleEndian, toByteOffset: PBMFormat.checksumOffset, as: UInt32.self)
+        }
+        copy.withUnsafeBytes { checkOne($0) }
+    }
     return 0
 }
 
