@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
         .testTarget(name: "PlugboardManifestTests",
                     dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"],
-                    resources: [.copy("Fixtures")]),
+                    resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
     ] + plugins.map(\.1)

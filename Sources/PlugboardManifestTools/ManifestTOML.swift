@@ -163,15 +163,18 @@ private struct Parser {
             return nil
         }
         var rules: [MatchRule] = []
+        var skippedRule = false
         for (i, item) in arr.enumerated() {
             let at = "match[\(i + 1)]"
             guard let t = item.table else {
                 report(at, "must be a table, found \(item.type.description)", "write each rule as a [[match]] table")
+                skippedRule = true
                 continue
             }
             unknownKeys(t, allowed: ["subsystem", "vendor", "product", "device_class", "interface_class", "serial", "actions"], at: at)
             if t.isEmpty {
                 report(at, "the rule is empty", "add subsystem = \"usb\" to match every USB device, or vendor/product/class fields")
+                skippedRule = true
                 continue
             }
             var r = MatchRule()
@@ -199,7 +202,7 @@ private struct Parser {
             }
             rules.append(r)
         }
-        return rules
+        return skippedRule ? nil : rules
     }
 
     /// A hex code given as a string ("046d", "0x046d"), as a TOML integer (0x046d), or "*" for any.
@@ -242,7 +245,7 @@ private struct Parser {
             else if let b = value.bool { text = b ? "true" : "false" }
             else if let d = value.double { text = String(d) }
             else {
-                report(field, "a \(value.type.description) cannot be passed to the plugin (config values are strings)",
+                report(field, "\(article(value.type.description)) cannot be passed to the plugin (config values are strings)",
                        "use a string, number or boolean; encode lists as a string such as \"a,b,c\"")
                 continue
             }
@@ -271,6 +274,10 @@ private struct Parser {
             if let sym, let sig { out.append(Export(symbol: sym, signature: sig)) }
         }
         return out
+    }
+
+    func article(_ noun: String) -> String {
+        (["a", "e", "i", "o", "u"].contains(noun.prefix(1)) ? "an " : "a ") + noun
     }
 
     func distance(_ a: String, _ b: String) -> Int {
