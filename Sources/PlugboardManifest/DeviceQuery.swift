@@ -7,6 +7,7 @@ public struct DeviceQuery: Sendable, Equatable {
     public var product: UInt16
     /// Checked against both the device class and the interface classes (a device presents its class
     /// in either place; HID keyboards, for instance, have device class 00 and interface class 03).
+    /// nil: device class 00 and no interfaces.
     public var classCode: UInt8?
     public var serial: String?
     public var action: UInt16
@@ -81,7 +82,7 @@ public struct DeviceQuery: Sendable, Equatable {
         if !rule.actions.isEmpty, !rule.actions.contains(MatchRule.Actions(rawValue: UInt8(truncatingIfNeeded: 1 << min(action, 7)))) {
             return "actions are \(rule.actions.names.joined(separator: ",")), the event is \((1...6).contains(action) ? MatchRule.Actions.names[Int(action) - 1].0 : "unknown")"
         }
-        if let c = rule.deviceClass, c != classCode { return "device_class is \(hex2(c)), the device's is \(classCode.map(hex2) ?? "not given (add :CLASS)")" }
+        if let c = rule.deviceClass, c != (classCode ?? 0) { return "device_class is \(hex2(c)), the device's is \(classCode.map(hex2) ?? "00 (add :CLASS to give one)")" }
         if let c = rule.interfaceClass, c != classCode { return "interface_class is \(hex2(c)), the device's is \(classCode.map(hex2) ?? "not given (add :CLASS)")" }
         if let p = rule.serial {
             guard let s = serial else { return "serial must match \"\(p)\" (pass --serial to check)" }

@@ -191,9 +191,10 @@ public final class MatchIndex: Sendable {
         if f & PBMFormat.MatchField.serial != 0 {
             let s = e.pointee.serial
             let raw = UnsafeRawPointer(e)
-            // Same bounds rule as pb_event_string in the header: absent or out of bounds reads as "".
-            let ok = s.offset != 0 && UInt32(s.offset) + UInt32(s.length) < e.pointee.total_size
-            let subject = UnsafeRawBufferPointer(start: ok ? raw + Int(s.offset) : nil, count: ok ? Int(s.length) : 0)
+            // Same bounds rule as pb_event_string in the header; an absent (or out of bounds) serial
+            // never matches a serial rule, not even "*".
+            guard s.offset != 0 && UInt32(s.offset) + UInt32(s.length) < e.pointee.total_size else { return false }
+            let subject = UnsafeRawBufferPointer(start: raw + Int(s.offset), count: Int(s.length))
             let matched = serialPool.withUnsafeBytes { pool in
                 Glob.matches(pattern: UnsafeRawBufferPointer(rebasing: pool[Int(c.serialStart)..<Int(c.serialStart + c.serialCount)]), subject)
             }
