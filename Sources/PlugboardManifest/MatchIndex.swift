@@ -1,15 +1,25 @@
 import CPlugboard
 
-/// All plugins' `[[match]]` rules compiled into one hash index keyed by vendor:product, with two
-/// wildcard buckets (vendor:*, *:*) — the idea of kmod's `modules.alias.bin`, where the lookup key
-/// is the device and the wildcard patterns are tried in a fixed, small number of probes.
+/// All plugins' `[[match]]` rules compiled into one hash index keyed by vendor:product, with wildcard
+/// buckets — the idea of kmod's `modules.alias.bin`, where the lookup key is the device and the
+/// wildcard patterns are tried in a fixed, small number of probes. Each rule goes into exactly one
+/// bucket, the most specific its fields allow:
+///
+///     exact      vendor:product           (vendor and product set)
+///     vendor     vendor:*                 (vendor set)
+///     class      *:* device_class=C       (no vendor, device_class set)
+///     interface  *:* interface_class=C    (no vendor or device_class, interface_class set)
+///     any        everything else          (serial/actions only, or subsystem only)
+///
+/// An event probes exact(vid,pid), vendor(vid), class(its device class), interface(each distinct
+/// interface class it has) and any; the remaining fields of the candidate rules are then checked.
 ///
 /// Two kinds of question, neither of which scans all plugins:
 /// - per worker: `firstMatch(plugin:event:)` — does plugin `i` want this event, and by which rule?
-///   Three probes of a table keyed by (plugin, kind, vendor, product); the cost depends on how many
-///   of *that plugin's* rules share a bucket, not on the number of plugins.
+///   The probes go to a table keyed by (plugin, bucket); the cost depends on how many of *that
+///   plugin's* rules share a bucket, not on the number of plugins.
 /// - per event: `forEachMatch(event:)` — which plugins want it (for `explain --device` and tests);
-///   three probes of the global buckets, then only the candidate rules.
+///   the same probes of the global buckets, then a merge of only the candidate rules.
 ///
 /// The hot path (`firstMatch`) does not allocate, lock or retain: the storage is immutable after init.
 public final class MatchIndex: Sendable {
@@ -29,6 +39,7 @@ public final class MatchIndex: Sendable {
     }
 
     static let kindExact: UInt64 = 0, kindVendor: UInt64 = 1, kindAny: UInt64 = 2
+    static let kindClass: UInt64 = 3, kindInterface: UInt64 = 4
 
     let rules: [Compiled]
     /// Glob bytes of every serial pattern, back to back.
@@ -70,6 +81,8 @@ public final class MatchIndex: Sendable {
                 let kind: UInt64, v: UInt16, pr: UInt16
                 if rule.vendor != nil && rule.product != nil { kind = Self.kindExact; v = c.vendor; pr = c.product }
                 else if rule.vendor != nil { kind = Self.kindVendor; v = c.vendor; pr = 0 }
+                else if let dc = rule.deviceClass { kind = Self.kindClass; v = 0; pr = UInt16(dc) }
+                else if let ic = rule.interfaceClass { kind = Self.kindInterface; v = 0; pr = UInt16(ic) }
                 else { kind = Self.kindAny; v = 0; pr = 0 }
                 buckets[Self.key(plugin: p, kind: kind, vendor: v, product: pr), default: []].append(id)
                 buckets[Self.key(plugin: -1, kind: kind, vendor: v, product: pr), default: []].append(id)
@@ -99,15 +112,25 @@ public final class MatchIndex: Sendable {
         self.pluginCount = plugins.count
     }
 
-    /// Bit 63 set so that no key is 0 (the empty slot); plugin -1 is the global bucket.
+    /// Bit 63 set so that no key is 0 (the empty slot); plugin -1 is the global bucket. Bits 35...62
+    /// hold plugin + 1, 32...34 the bucket kind, then vendor and product (or the class code).
     @inline(__always)
     static func key(plugin: Int, kind: UInt64, vendor: UInt16, product: UInt16) -> UInt64 {
-        (1 << 63) | (UInt64(UInt32(truncatingIfNeeded: plugin + 1)) << 34) | (kind << 32) | (UInt64(vendor) << 16) | UInt64(product)
+        (1 << 63) | ((UInt64(UInt32(truncatingIfNeeded: plugin + 1)) & 0xFFF_FFFF) << 35) | (kind << 32) | (UInt64(vendor) << 16) | UInt64(product)
     }
 
+    /// A full 64-bit mixer (murmur3's finaliser): every key bit reaches the low bits used for the slot.
+    /// (A plain multiply-shift kept only low key bits there, so one (vendor, product) of many plugins
+    /// collided into one probe chain and a lookup grew with the plugin count; the benchmark showed it.)
     @inline(__always)
     static func hash(_ k: UInt64) -> Int {
-        Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 20)
+        var x = k
+        x ^= x >> 33
+        x &*= 0xFF51_AFD7_ED55_8CCD
+        x ^= x >> 33
+        x &*= 0xC4CE_B9FE_1A85_EC53
+        x ^= x >> 33
+        return Int(truncatingIfNeeded: x)
     }
 
     /// The slot of `k`, or -1.
@@ -131,6 +154,15 @@ public final class MatchIndex: Sendable {
         var best = Int32.max
         probe(Self.key(plugin: plugin, kind: Self.kindExact, vendor: vid, product: pid), event, &best)
         probe(Self.key(plugin: plugin, kind: Self.kindVendor, vendor: vid, product: 0), event, &best)
+        probe(Self.key(plugin: plugin, kind: Self.kindClass, vendor: 0, product: UInt16(event.pointee.device_class)), event, &best)
+        let n = min(Int(event.pointee.interfaces_len), Int(PB_MAX_INTERFACES))
+        if n > 0 {
+            let base = UnsafeRawPointer(event) + Self.interfacesOffset
+            for i in 0..<n where !Self.seenEarlier(base, i) {
+                probe(Self.key(plugin: plugin, kind: Self.kindInterface, vendor: 0,
+                               product: UInt16(base.load(fromByteOffset: i * Self.interfaceStride, as: UInt8.self))), event, &best)
+            }
+        }
         probe(Self.key(plugin: plugin, kind: Self.kindAny, vendor: 0, product: 0), event, &best)
         return best == Int32.max ? nil : Int(best)
     }
@@ -159,22 +191,77 @@ public final class MatchIndex: Sendable {
         { [self] event in self.firstMatch(plugin: plugin, event: event) != nil }
     }
 
-    /// Calls `body(plugin, rule)` for every plugin that wants `event`, with its first matching rule,
-    /// in plugin order. Allocates a small result set; meant for tools, not for the worker hot path.
-    public func matchingPlugins(event: UnsafePointer<pb_event>) -> [(plugin: Int, rule: Int)] {
+    /// Calls `body(plugin, rule)` once for every plugin that wants `event`, with its first matching
+    /// rule, in plugin order. Three probes of the global buckets, then a merge of the three candidate
+    /// lists (each sorted by plugin, then rule): the cost follows the number of candidate rules, not
+    /// the number of plugins. Does not allocate.
+    public func forEachMatch(event: UnsafePointer<pb_event>, _ body: (_ plugin: Int, _ rule: Int) -> Void) {
         let vid = event.pointee.vendor_id, pid = event.pointee.product_id
-        var best: [Int: Int] = [:]
-        for (kind, v, p) in [(Self.kindExact, vid, pid), (Self.kindVendor, vid, 0), (Self.kindAny, UInt16(0), UInt16(0))] {
-            let slot = find(Self.key(plugin: -1, kind: kind, vendor: v, product: p))
-            if slot < 0 { continue }
-            let start = Int(starts[slot]), end = start + Int(counts[slot])
-            for i in start..<end {
-                let c = rules[Int(order[i])]
-                if let b = best[Int(c.plugin)], b <= Int(c.rule) { continue }
-                if matches(c, event) { best[Int(c.plugin)] = Int(c.rule) }
+        let n = min(Int(event.pointee.interfaces_len), Int(PB_MAX_INTERFACES))
+        // Up to 4 + 32 candidate lists, on the stack.
+        withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 4 + Int(PB_MAX_INTERFACES)) { ranges in
+            var count = 0
+            func add(_ r: Range<Int>) {
+                if !r.isEmpty { ranges.initializeElement(at: count, to: r); count += 1 }
             }
+            add(range(Self.key(plugin: -1, kind: Self.kindExact, vendor: vid, product: pid)))
+            add(range(Self.key(plugin: -1, kind: Self.kindVendor, vendor: vid, product: 0)))
+            add(range(Self.key(plugin: -1, kind: Self.kindClass, vendor: 0, product: UInt16(event.pointee.device_class))))
+            add(range(Self.key(plugin: -1, kind: Self.kindAny, vendor: 0, product: 0)))
+            if n > 0 {
+                let base = UnsafeRawPointer(event) + Self.interfacesOffset
+                for i in 0..<n where !Self.seenEarlier(base, i) {
+                    add(range(Self.key(plugin: -1, kind: Self.kindInterface, vendor: 0,
+                                       product: UInt16(base.load(fromByteOffset: i * Self.interfaceStride, as: UInt8.self)))))
+                }
+            }
+            var lastPlugin: Int32 = -1
+            while true {
+                // The smallest rule id at the head of the lists (ids are in plugin, then rule, order).
+                var pick = -1
+                var best = Int32.max
+                for j in 0..<count where !ranges[j].isEmpty && order[ranges[j].lowerBound] < best {
+                    best = order[ranges[j].lowerBound]
+                    pick = j
+                }
+                if pick < 0 { break }
+                ranges[pick] = (ranges[pick].lowerBound + 1)..<ranges[pick].upperBound
+                let c = rules[Int(best)]
+                if c.plugin == lastPlugin { continue } // this plugin already matched with an earlier rule
+                if matches(c, event) {
+                    lastPlugin = c.plugin
+                    body(Int(c.plugin), Int(c.rule))
+                }
+            }
+            _ = ranges.prefix(count).deinitialize()
         }
-        return best.sorted { $0.key < $1.key }.map { (plugin: $0.key, rule: $0.value) }
+    }
+
+    static let interfacesOffset = MemoryLayout<pb_event>.offset(of: \pb_event.interfaces)!
+    static let interfaceStride = MemoryLayout<pb_usb_interface>.stride
+
+    /// True when interface `i`'s class already appeared among interfaces 0..<i (probe each class once).
+    @inline(__always)
+    static func seenEarlier(_ base: UnsafeRawPointer, _ i: Int) -> Bool {
+        let c = base.load(fromByteOffset: i * interfaceStride, as: UInt8.self)
+        for j in 0..<i where base.load(fromByteOffset: j * interfaceStride, as: UInt8.self) == c { return true }
+        return false
+    }
+
+    @inline(__always)
+    func range(_ key: UInt64) -> Range<Int> {
+        let slot = find(key)
+        if slot < 0 { return 0..<0 }
+        let start = Int(starts[slot])
+        return start..<(start + Int(counts[slot]))
+    }
+
+    /// Every plugin that wants `event` with its first matching rule, in plugin order (allocates the
+    /// result; for tools such as `explain --device`).
+    public func matchingPlugins(event: UnsafePointer<pb_event>) -> [(plugin: Int, rule: Int)] {
+        var out: [(plugin: Int, rule: Int)] = []
+        forEachMatch(event: event) { out.append((plugin: $0, rule: $1)) }
+        return out
     }
 
     @inline(__always)
