@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server re
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo bench fuzz bench-manifests clean
+.PHONY: all deps build plugins test demo bench fuzz tsan bench-manifests clean
 
 all: build
 
@@ -48,9 +48,20 @@ test: build
 demo: build
 	$(BUILD_DIR)/plugboard run --plugins $(PLUGIN_DIR) --source replay:demo/session.jsonl
 
-## bench: benchmarks (nested package in Benchmarks/), printed as a table.
+## bench: benchmarks (nested package in Benchmarks/), printed as tables with same-run baselines.
 bench: build
-	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --format markdown
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress --format markdown
+	@rm -rf build/bench && mkdir -p build/bench
+	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress \
+	  --target PluginLoadBenchmarks --format histogramPercentiles --path ../build/bench >/dev/null
+	@echo "Plugin load against raw dlopen of the same .so (same run):"
+	@Benchmarks/scripts/load-ratios.sh build/bench
+
+## tsan: the ring's concurrency tests under ThreadSanitizer (separate build in .build-tsan).
+## Only the lap-free tests: a reader lapped mid-read races with the producer by design (see docs/architecture.md).
+tsan: deps
+	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread \
+	  --filter 'millionEventsInOrder|flowControlWaits|stalledConsumerIsLapped|lappedDuringBatch'
 
 ## fuzz: libFuzzer on the .pbm reader (PlugboardManifestFuzz), FUZZ_RUNS executions (default 1,000,000).
 ## Built in its own build directory with --sanitize=fuzzer; -DPLUGBOARD_FUZZ drops the replay main so

@@ -23,6 +23,7 @@ let plugins = [
     plugin("pbtest-init-fails", target: "PBTestInitFails", path: "Tests/TestPlugins/init-fails"),
     plugin("pbtest-unresolved", target: "PBTestUnresolved", path: "Tests/TestPlugins/unresolved"),
     plugin("pbtest-recorder", target: "PBTestRecorder", path: "Tests/TestPlugins/recorder"),
+    plugin("pbtest-slow", target: "PBTestSlow", path: "Tests/TestPlugins/slow"),
 ]
 
 let package = Package(

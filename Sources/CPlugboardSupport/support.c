@@ -6,6 +6,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,3 +60,5 @@ void pbs_set_thread_name(const char *name) {
 }
 
 int pbs_errno(void) { return errno; }
+
+int pbs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

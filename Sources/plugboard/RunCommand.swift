@@ -1,9 +1,128 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
 import PlugboardCore
+import Synchronization
 
 /// `plugboard run`: the host daemon.
-struct RunCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the host daemon.")
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the host daemon: read events from a source and feed them to the plugins.",
+        discussion: """
+            Finite sources (replay:FILE, synthetic:N) end the run once every plugin has drained them.
+            SIGINT/SIGTERM stop gracefully (drain, then shut the plugins down); a second signal stops at once.
+            """)
 
-    func run() async throws {}
+    @Option(name: .customLong("plugins"), help: ArgumentHelp("A plugin directory (repeatable).", valueName: "DIR"))
+    var pluginDirectories: [String] = []
+
+    @Option(help: ArgumentHelp("Event source: replay:FILE or synthetic:N.", valueName: "SOURCE"))
+    var source: SourceSpec
+
+    @Option(name: .customLong("plugin-config"),
+            help: ArgumentHelp("Configuration for one plugin (repeatable).", valueName: "NAME.KEY=VALUE"))
+    var pluginSettings: [PluginSetting] = []
+
+    @Option(help: "Ring slots (rounded up to a power of two).")
+    var ringSlots: Int = 4096
+
+    @Option(help: "Most events per plugin callback.")
+    var batchSize: Int = 64
+
+    @Flag(help: "Let finite sources lap slow plugins instead of waiting for them (as a live source does).")
+    var lossy = false
+
+    @Option(help: "Seconds to drain and shut down after a signal before giving up.")
+    var shutdownDeadline: Double = 5
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        if pluginDirectories.isEmpty { throw ValidationError("give at least one plugin directory with --plugins DIR") }
+        if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
+        if batchSize < 1 || batchSize > 4096 { throw ValidationError("--batch-size must be from 1 to 4096") }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() throws {
+        let logger = CLI.makeLogger(level: logLevel)
+        var options = RuntimeOptions()
+        options.pluginDirectories = pluginDirectories
+        options.ringSlots = ringSlots
+        options.batchSize = batchSize
+        options.flowControlForFiniteSources = !lossy
+        for s in pluginSettings { options.pluginConfiguration[s.plugin, default: [:]][s.key] = s.value }
+
+        let eventSource: any EventSource
+        switch source {
+        case .replay(let path): eventSource = try ReplaySource(path: path)
+        case .synthetic(let n): eventSource = SyntheticSource(count: n)
+        case .udev:
+            throw CLI.Failure("the udev source is not built yet in this version; use replay:FILE or synthetic:N")
+        }
+
+        let runtime = try Runtime(options: options, logger: logger)
+        try runtime.loadPlugins()
+        let running = runtime.startWorkers()
+        if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
+
+        let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
+        let clock = ContinuousClock()
+        let started = clock.now
+        runtime.start(source: eventSource)
+
+        let drained = DispatchSemaphore(value: 0)
+        let drainer = NativeThread(name: "pb-drain") {
+            runtime.waitUntilDrained()
+            drained.signal()
+        }
+        var exitCode: Int32 = 0
+        while drained.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
+            guard signals.count > 0 else { continue }
+            logger.notice("signal received: stopping (drain, then shut plugins down); send it again to stop at once")
+            let report = runtime.stop(deadline: .milliseconds(Int(shutdownDeadline * 1000)))
+            if !report.clean {
+                logger.error("shutdown deadline of \(shutdownDeadline)s passed; still busy: \(report.stuck.joined(separator: ", "))")
+                exitCode = 70
+            }
+            break
+        }
+        _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
+        let elapsed = clock.now - started
+        CLI.printSummary(runtime: runtime, sourceName: eventSource.name, elapsed: elapsed)
+        if let e = runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
+        if exitCode != 0 { throw ExitCode(exitCode) }
+    }
+}
+
+/// Counts delivered signals; the first is handled gracefully, the second exits at once.
+final class SignalWatcher {
+    private final class Counter: Sendable {
+        let received = Atomic<Int>(0)
+    }
+    private let counter = Counter()
+    private let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32]) {
+        sources = signals.map { s in
+            signal(s, SIG_IGN)
+            return DispatchSource.makeSignalSource(signal: s, queue: .global())
+        }
+        for src in sources {
+            src.setEventHandler { [counter] in
+                if counter.received.add(1, ordering: .relaxed).newValue >= 2 {
+                    FileHandle.standardError.write(Data("plugboard: second signal, stopping at once\n".utf8))
+                    exit(130)
+                }
+            }
+            src.resume()
+        }
+    }
+
+    var count: Int { counter.received.load(ordering: .relaxed) }
 }

@@ -65,6 +65,9 @@ int pbs_seal_write(void);
 /** Names the calling thread (pthread_setname_np, cut to 15 bytes). */
 void pbs_set_thread_name(const char *name);
 
+/** A non-blocking, close-on-exec eventfd (for waking poll loops), or -1 with errno. */
+int pbs_eventfd(void);
+
 /** errno of the calling thread. */
 int pbs_errno(void);
 

@@ -7,6 +7,10 @@
  */
 #include <plugboard.h>
 
+#ifndef RECORDER_NAME
+#define RECORDER_NAME "recorder"
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,7 @@ typedef struct rec {
     FILE *out;
     long delay_us;
     int publish;
+    int dump_table;
 } rec;
 
 static const pb_host_api *g_api;
@@ -34,6 +39,8 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     r->delay_us = d ? atol(d) : 0;
     const char *p = g_api->config_get(h, "publish");
     r->publish = p && strcmp(p, "1") == 0;
+    const char *t = g_api->config_get(h, "dump_table");
+    r->dump_table = t && strcmp(t, "1") == 0;
     *s = r;
     return PB_OK;
 }
@@ -53,6 +60,8 @@ static void write_event(FILE *f, const pb_event *e) {
 
 static pb_status events(void *s, const pb_event *const *ev, uint32_t n) {
     rec *r = (rec *)s;
+    g_api->counter_add(r->host, "events", n);
+    g_api->gauge_set(r->host, "last_batch", (double)n);
     for (uint32_t i = 0; i < n; i++) {
         write_event(r->out, ev[i]);
         if (r->publish) {
@@ -77,14 +86,22 @@ static pb_status resync(void *s, const pb_event *const *dev, uint32_t n) {
     return PB_OK;
 }
 
+static void visit(void *user, const pb_event *device) {
+    FILE *f = (FILE *)user;
+    fprintf(f, "TABLE ");
+    write_event(f, device);
+}
+
 static void shutdown_(void *s) {
     rec *r = (rec *)s;
+    if (r->dump_table) g_api->device_table(r->host, visit, r->out);
+    g_api->counter_add(r->host, "shutdowns", 1);
     fprintf(r->out, "SHUTDOWN\n");
     fclose(r->out);
     free(r);
 }
 
-static const pb_plugin_api api = {sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), "recorder", "0.1.0",
+static const pb_plugin_api api = {sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), RECORDER_NAME, "0.1.0",
                                   init, events, resync, 0, 0, shutdown_};
 PB_PLUGIN_ENTRY(in, out) {
     pb_status s = pb_negotiate_default(in, out, &api);

@@ -1,0 +1,115 @@
+import CPlugboard
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The host side of one loaded plugin: what `pb_host *` points to.
+///
+/// It owns the plugin's configuration (as C strings), its logger, its metrics and
+/// its link to the output queue and the device table. It lives as long as the
+/// plugin can call the host (until `shutdown` returns).
+public final class PluginContext: Sendable {
+    /// The plugin's name (from its table).
+    public let name: String
+    public let logger: Logger
+    public let configuration: [String: String]
+    let outputQueue: OutputQueue
+    let deviceTable: DeviceTable
+
+    // C copies of the configuration, handed to init and config_get; freed in deinit.
+    // Written once in init, read-only afterwards.
+    nonisolated(unsafe) let cEntries: UnsafeMutablePointer<pb_config_entry>
+    nonisolated(unsafe) let cConfig: UnsafeMutablePointer<pb_config>
+    let entryCount: Int
+
+    /// Plugin-defined metrics, by kind and name.
+    public struct Metrics: Sendable {
+        public var counters: [String: UInt64] = [:]
+        public var gauges: [String: Double] = [:]
+        public var histograms: [String: [Double]] = [:]
+    }
+    let metrics = Mutex(Metrics())
+    let lastMessage = Mutex<String?>(nil)
+    let published = Atomic<UInt64>(0)
+    let publishRefused = Atomic<UInt64>(0)
+
+    public init(name: String, configuration: [String: String], outputQueue: OutputQueue,
+                deviceTable: DeviceTable, logger: Logger) {
+        self.name = name
+        self.configuration = configuration
+        self.outputQueue = outputQueue
+        self.deviceTable = deviceTable
+        var l = logger
+        l[metadataKey: "plugin"] = "\(name)"
+        self.logger = l
+        let sorted = configuration.sorted { $0.key < $1.key }
+        entryCount = sorted.count
+        cEntries = .allocate(capacity: max(sorted.count, 1))
+        for (i, kv) in sorted.enumerated() {
+            cEntries[i] = pb_config_entry(key: UnsafePointer(strdup(kv.key)), value: UnsafePointer(strdup(kv.value)))
+        }
+        cConfig = .allocate(capacity: 1)
+        cConfig.initialize(to: pb_config(size: UInt32(MemoryLayout<pb_config>.size), count: UInt32(sorted.count),
+                                         entries: UnsafePointer(cEntries)))
+    }
+
+    deinit {
+        for i in 0..<entryCount {
+            free(UnsafeMutablePointer(mutating: cEntries[i].key))
+            free(UnsafeMutablePointer(mutating: cEntries[i].value))
+        }
+        cEntries.deallocate()
+        cConfig.deallocate()
+    }
+
+    /// The opaque `pb_host *` handed to the plugin.
+    var hostPointer: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ host: OpaquePointer?) -> PluginContext? {
+        guard let host else { return nil }
+        return Unmanaged<PluginContext>.fromOpaque(UnsafeRawPointer(host)).takeUnretainedValue()
+    }
+
+    /// A copy of the plugin's metrics.
+    public var metricsSnapshot: Metrics { metrics.withLock { $0 } }
+    /// Records the plugin published, and refused (queue full or too large).
+    public var publishCounts: (accepted: UInt64, refused: UInt64) {
+        (published.load(ordering: .relaxed), publishRefused.load(ordering: .relaxed))
+    }
+    /// The last warning or error the plugin logged (used in init-failure messages).
+    public var lastWarningOrError: String? { lastMessage.withLock { $0 } }
+
+    func log(level: Int32, message: String) {
+        let l: Logger.Level = switch level {
+        case PB_LOG_TRACE: .trace
+        case PB_LOG_DEBUG: .debug
+        case PB_LOG_INFO: .info
+        case PB_LOG_WARNING: .warning
+        default: .error
+        }
+        if level >= PB_LOG_WARNING { lastMessage.withLock { $0 = message } }
+        logger.log(level: l, "\(message)")
+    }
+
+    func publish(topic: String, payload: [UInt8]) -> Int32 {
+        switch outputQueue.push(OutputRecord(plugin: name, topic: topic, payload: payload)) {
+        case .success:
+            published.add(1, ordering: .relaxed)
+            return PB_OK
+        case .failure(.full):
+            publishRefused.add(1, ordering: .relaxed)
+            return PB_ERR_FULL
+        case .failure(.tooLarge):
+            publishRefused.add(1, ordering: .relaxed)
+            return PB_ERR_INVALID
+        }
+    }
+
+    func configValue(_ key: UnsafePointer<CChar>) -> UnsafePointer<CChar>? {
+        for i in 0..<entryCount where strcmp(cEntries[i].key, key) == 0 { return cEntries[i].value }
+        return nil
+    }
+}

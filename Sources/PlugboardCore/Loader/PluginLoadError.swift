@@ -1,0 +1,101 @@
+import CPlugboard
+
+/// Why a plugin could not be loaded. Each case renders a message naming the file,
+/// the cause and the fix; the host logs it and keeps serving the other plugins.
+public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable {
+        /// The file could not be read.
+        case unreadable(any Error)
+        /// Not an ELF shared object.
+        case notELF
+        /// Built for another machine or word size.
+        case wrongArchitecture(found: String, expected: String)
+        /// `dlopen` failed because a symbol the plugin needs is not defined anywhere.
+        case unresolvedSymbol(symbol: String, dlerror: String)
+        /// `dlopen` failed for another reason.
+        case openFailed(dlerror: String)
+        /// No `pb_plugin_entry` symbol.
+        case noEntryPoint
+        /// The plugin answered with an ABI version this host does not speak.
+        case abiMismatch(pluginMajor: UInt16, pluginMinor: UInt16)
+        /// The entry point refused the host's version (returned non-zero).
+        case negotiationRefused(status: Int32)
+        /// The plugin table is missing or malformed.
+        case invalidTable(reason: String)
+        /// `init` returned non-zero.
+        case initFailed(status: Int32, lastLog: String?)
+        /// A manifest or dependency problem found before loading (the manifests layer fills this).
+        case skipped(reason: String)
+    }
+
+    /// The plugin file.
+    public var file: String
+    public var kind: Kind
+
+    public init(file: String, kind: Kind) {
+        self.file = file
+        self.kind = kind
+    }
+
+    /// A stable code for the cause, e.g. `no-entry-point`.
+    public var code: String {
+        switch kind {
+        case .unreadable: "unreadable"
+        case .notELF: "not-elf"
+        case .wrongArchitecture: "wrong-architecture"
+        case .unresolvedSymbol: "unresolved-symbol"
+        case .openFailed: "dlopen-failed"
+        case .noEntryPoint: "no-entry-point"
+        case .abiMismatch: "abi-mismatch"
+        case .negotiationRefused: "negotiation-refused"
+        case .invalidTable: "invalid-table"
+        case .initFailed: "init-failed"
+        case .skipped: "skipped"
+        }
+    }
+
+    public var description: String {
+        let host = "\(PB_ABI_MAJOR).\(PB_ABI_MINOR)"
+        switch kind {
+        case .unreadable(let e):
+            return "\(file): cannot read the plugin: \(e) (fix: check the path and its permissions)"
+        case .notELF:
+            return "\(file): not an ELF shared object (fix: build the plugin with `cc -shared -fPIC`, or remove the file from the plugin directory)"
+        case .wrongArchitecture(let found, let expected):
+            return "\(file): built for \(found), but this host is \(expected) (fix: rebuild the plugin for this machine)"
+        case .unresolvedSymbol(let symbol, let text):
+            return "\(file): unresolved symbol '\(symbol)' (dlerror: \(text)) (fix: link the library that defines it, or remove the reference)"
+        case .openFailed(let text):
+            return "\(file): dlopen failed: \(text)"
+        case .noEntryPoint:
+            return "\(file): no entry point '\(PB_ENTRY_SYMBOL)' (fix: define it with PB_PLUGIN_ENTRY(in, out) from plugboard.h and export it)"
+        case .abiMismatch(let major, let minor):
+            return "\(file): plugin speaks ABI \(major).\(minor), this host speaks ABI \(host) (fix: rebuild the plugin against plugboard.h \(PB_ABI_MAJOR).x, minor <= \(PB_ABI_MINOR))"
+        case .negotiationRefused(let status):
+            return "\(file): the plugin refused host ABI \(host) (entry point returned \(status)) (fix: rebuild the plugin against this host's plugboard.h)"
+        case .invalidTable(let reason):
+            return "\(file): invalid plugin table: \(reason) (fix: fill pb_plugin_api as plugboard.h describes)"
+        case .initFailed(let status, let lastLog):
+            let detail = lastLog.map { "; plugin said: \($0)" } ?? ""
+            return "\(file): init failed with status \(status) (\(statusName(status)))\(detail) (fix: check the plugin's configuration)"
+        case .skipped(let reason):
+            return "\(file): skipped: \(reason)"
+        }
+    }
+}
+
+/// The `PB_*` name of a status code.
+public func statusName(_ status: Int32) -> String {
+    switch status {
+    case PB_OK: "PB_OK"
+    case PB_ERR_GENERIC: "PB_ERR_GENERIC"
+    case PB_ERR_ABI: "PB_ERR_ABI"
+    case PB_ERR_CONFIG: "PB_ERR_CONFIG"
+    case PB_ERR_NOMEM: "PB_ERR_NOMEM"
+    case PB_ERR_INVALID: "PB_ERR_INVALID"
+    case PB_ERR_UNSUPPORTED: "PB_ERR_UNSUPPORTED"
+    case PB_ERR_FULL: "PB_ERR_FULL"
+    case PB_ERR_NOT_FOUND: "PB_ERR_NOT_FOUND"
+    default: "status \(status)"
+    }
+}

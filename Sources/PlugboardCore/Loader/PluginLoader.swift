@@ -1,0 +1,81 @@
+import CPlugboard
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Finds plugin files and opens them: ELF check, `dlopen(RTLD_NOW | RTLD_LOCAL)`,
+/// entry point, version negotiation. `init` is left to the plugin's worker thread.
+public enum PluginLoader {
+    /// Every `*.so` file directly inside `directories`, sorted by path.
+    /// - Throws: `PlugboardError` naming a directory that cannot be read.
+    public static func discover(in directories: [String]) throws -> [String] {
+        var found: [String] = []
+        for dir in directories {
+            guard let d = opendir(dir) else {
+                throw PlugboardError(code: "plugins.dir", file: dir, field: "plugins.dirs",
+                                     reason: "cannot read plugin directory: \(errnoDescription(errno))",
+                                     fix: "create it or correct the path given with --plugins")
+            }
+            defer { closedir(d) }
+            while let entry = readdir(d) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                }
+                guard name.hasSuffix(".so"), !name.hasPrefix(".") else { continue }
+                let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
+                var st = stat()
+                if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { found.append(path) }
+            }
+        }
+        return found.sorted()
+    }
+
+    /// Opens and negotiates one plugin.
+    /// - Throws: `PluginLoadError` naming the file and the cause.
+    public static func open(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
+        let image = try ELFImage.inspect(path: path)
+        _ = dlerror()
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            let text = dlerror().map { String(cString: $0) } ?? "unknown error"
+            if let range = text.range(of: "undefined symbol: ") {
+                let symbol = String(text[range.upperBound...].prefix { $0 != " " && $0 != "," && $0 != "\t" })
+                throw PluginLoadError(file: path, kind: .unresolvedSymbol(symbol: symbol, dlerror: text))
+            }
+            throw PluginLoadError(file: path, kind: .openFailed(dlerror: text))
+        }
+        func fail(_ kind: PluginLoadError.Kind) -> PluginLoadError {
+            if !image.containsSwift { dlclose(handle) }
+            return PluginLoadError(file: path, kind: kind)
+        }
+        guard let sym = dlsym(handle, PB_ENTRY_SYMBOL) else { throw fail(.noEntryPoint) }
+        let entry = unsafeBitCast(sym, to: pb_entry_fn.self)
+        var input = pb_negotiate_in(size: UInt32(MemoryLayout<pb_negotiate_in>.size),
+                                    host_major: UInt16(PB_ABI_MAJOR), host_minor: UInt16(PB_ABI_MINOR),
+                                    host_api: UnsafePointer(HostAPI.table))
+        var output = pb_negotiate_out(size: UInt32(MemoryLayout<pb_negotiate_out>.size), plugin_major: 0,
+                                      plugin_minor: 0, plugin_api: nil)
+        let status = entry(&input, &output)
+        guard status == PB_OK else {
+            if status == PB_ERR_ABI, output.plugin_major != 0, output.plugin_major != UInt16(PB_ABI_MAJOR) {
+                throw fail(.abiMismatch(pluginMajor: output.plugin_major, pluginMinor: output.plugin_minor))
+            }
+            throw fail(.negotiationRefused(status: status))
+        }
+        guard output.plugin_major == UInt16(PB_ABI_MAJOR), output.plugin_minor <= UInt16(PB_ABI_MINOR) else {
+            throw fail(.abiMismatch(pluginMajor: output.plugin_major, pluginMinor: output.plugin_minor))
+        }
+        guard let api = output.plugin_api else { throw fail(.invalidTable(reason: "plugin_api is NULL")) }
+        let minimum = MemoryLayout<pb_plugin_api>.offset(of: \pb_plugin_api.shutdown)! + MemoryLayout<UnsafeRawPointer>.size
+        guard Int(api.pointee.size) >= minimum else {
+            throw fail(.invalidTable(reason: "size \(api.pointee.size) is smaller than the ABI 1.0 table (\(minimum) bytes)"))
+        }
+        guard api.pointee.events != nil else { throw fail(.invalidTable(reason: "the events callback is NULL")) }
+        let name = api.pointee.name.map { String(cString: $0) } ?? ""
+        guard !name.isEmpty else { throw fail(.invalidTable(reason: "name is NULL or empty")) }
+        let version = api.pointee.version.map { String(cString: $0) } ?? "0.0.0"
+        return LoadedPlugin(path: path, image: image, handle: handle, api: api, abiMinor: output.plugin_minor,
+                            name: name, version: version)
+    }
+}

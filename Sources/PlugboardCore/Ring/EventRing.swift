@@ -1,0 +1,353 @@
+import CPlugboard
+import CPlugboardSupport
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A single-producer, multi-consumer broadcast ring of `pb_event`s in a sealed memfd.
+///
+/// Layout of the mapping (all offsets in bytes; docs/architecture.md has the picture):
+///
+///     0     magic "PBRING01", version, slot size, slot count     (header line)
+///     64    published: the sequence of the newest published event (producer's line)
+///     128   waiters, futex word                                   (wakeup line)
+///     192   closed flag                                           (end-of-stream line)
+///     4096  slot 0 ... slot N-1, `slotSize` bytes each
+///
+/// Sequences start at 1; event `s` lives in slot `(s - 1) & mask`. The producer
+/// writes a slot, then publishes it by storing its sequence with release order.
+/// It never waits: a consumer that falls `capacity` events behind is *lapped*
+/// (it learns so when it polls, and after a batch whose slots were overwritten
+/// while it read them), counts the lap and resynchronises from the device table.
+///
+/// The memory is a sealed memfd (no shrink, no grow) so that a worker process can
+/// later map the same ring read-only; today all consumers are threads.
+public final class EventRing: Sendable {
+    public static let magic: UInt64 = 0x3130_474E_4952_4250  // "PBRING01" little-endian
+    @usableFromInline static let headerSize = 4096
+    static let publishedOffset = 64
+    static let waitersOffset = 128
+    static let futexOffset = 132
+    static let closedOffset = 192
+
+    /// Number of slots (a power of two).
+    public let capacity: Int
+    /// Bytes per slot.
+    public let slotSize: Int
+    /// The memfd holding the ring.
+    public let fd: Int32
+    /// Bytes mapped.
+    public let mappedSize: Int
+
+    // The mapping is written only by the single producer (slots, `published`,
+    // `closed`) and through atomics (waiters, futex word); consumers only read
+    // slots after an acquire load of `published`. That protocol, not the type
+    // system, makes sharing the raw pointer across threads safe.
+    @usableFromInline nonisolated(unsafe) let base: UnsafeMutableRawPointer
+    @usableFromInline let mask: UInt64
+    let producerTaken = Atomic<Bool>(false)
+    let consumers = Mutex<[ObjectIdentifier: RingConsumer]>([:])
+
+    /// Creates a ring of at least `slotCount` slots (rounded up to a power of two).
+    /// - Throws: `PlugboardError` when the memfd cannot be created, sealed or mapped.
+    public init(slotCount: Int, slotSize: Int = EventLayout.maxSize) throws {
+        precondition(slotCount > 0 && slotSize >= EventLayout.headerSize && slotSize % 64 == 0)
+        var n = 1
+        while n < slotCount { n <<= 1 }
+        capacity = n
+        self.slotSize = slotSize
+        mask = UInt64(n - 1)
+        mappedSize = Self.headerSize + n * slotSize
+        let fd = pbs_memfd_create_sealed("plugboard-ring", mappedSize)
+        guard fd >= 0 else {
+            throw PlugboardError(code: "ring.memfd", field: "event_buffer_size",
+                                 reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(errnoDescription(pbs_errno()))",
+                                 fix: "lower performance.event_buffer_size or raise the memory limit")
+        }
+        let p = mmap(nil, mappedSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            let e = pbs_errno()
+            close(fd)
+            throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(errnoDescription(e))",
+                                 fix: "lower performance.event_buffer_size")
+        }
+        self.fd = fd
+        base = p
+        base.storeBytes(of: Self.magic, toByteOffset: 0, as: UInt64.self)
+        base.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
+        base.storeBytes(of: UInt32(slotSize), toByteOffset: 12, as: UInt32.self)
+        base.storeBytes(of: UInt32(n), toByteOffset: 16, as: UInt32.self)
+    }
+
+    deinit {
+        munmap(base, mappedSize)
+        close(fd)
+    }
+
+    @usableFromInline @inline(__always) var publishedPointer: UnsafeMutablePointer<UInt64> {
+        (base + Self.publishedOffset).assumingMemoryBound(to: UInt64.self)
+    }
+    @inline(__always) var waitersPointer: UnsafeMutablePointer<UInt32> {
+        (base + Self.waitersOffset).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) var futexPointer: UnsafeMutablePointer<UInt32> {
+        (base + Self.futexOffset).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) var closedPointer: UnsafeMutablePointer<UInt32> {
+        (base + Self.closedOffset).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// The newest published sequence (0 before the first event).
+    @inline(__always) public var published: UInt64 { pbs_load_acquire_u64(publishedPointer) }
+
+    /// True once the producer closed the ring (a finite source ended).
+    @inline(__always) public var isClosed: Bool { pbs_load_acquire_u32(closedPointer) != 0 }
+
+    /// The slot that holds sequence `seq`.
+    @usableFromInline @inline(__always) func slot(_ seq: UInt64) -> UnsafeMutableRawPointer {
+        base + Self.headerSize + Int((seq &- 1) & mask) * slotSize
+    }
+
+    /// The one producer of this ring. Traps if called twice: single producer by construction.
+    public func makeProducer() -> RingProducer {
+        let (exchanged, _) = producerTaken.compareExchange(expected: false, desired: true, ordering: .relaxed)
+        precondition(exchanged, "EventRing has exactly one producer")
+        return RingProducer(ring: self)
+    }
+
+    /// A new consumer whose cursor starts at the newest published event (it sees what comes next).
+    public func makeConsumer(name: String) -> RingConsumer {
+        let c = RingConsumer(ring: self, name: name, cursor: published)
+        consumers.withLock { $0[ObjectIdentifier(c)] = c }
+        return c
+    }
+
+    /// The cursor of the slowest registered consumer, or nil when there is none.
+    func minimumConsumerCursor() -> UInt64? {
+        consumers.withLock { $0.values.map { $0.sharedCursor.load(ordering: .acquiring) }.min() }
+    }
+
+    /// Names and lags of the registered consumers (for metrics).
+    public var consumerLags: [(name: String, lag: UInt64)] {
+        let head = published
+        return consumers.withLock { $0.values.map { ($0.name, head &- $0.sharedCursor.load(ordering: .relaxed)) } }
+    }
+
+    /// Wakes every waiting consumer. Called by the producer after publishing when someone sleeps.
+    @usableFromInline @inline(__always) func wakeIfWaiting() {
+        // Pairs with the waiter's seq_cst increment of `waiters` then load of
+        // `published`: either the waiter sees the new sequence, or we see it waiting.
+        pbs_fence_seqcst()
+        if pbs_load_seqcst_u32(waitersPointer) != 0 { wakeAll() }
+    }
+
+    func wakeAll() {
+        _ = pbs_fetch_add_u32(futexPointer, 1)
+        _ = pbs_futex_wake(futexPointer, Int32.max)
+    }
+
+    /// The seals in force on the ring's memfd (for tests and `/debug`).
+    public var seals: Int32 { pbs_memfd_seals(fd) }
+}
+
+/// The single writer of an `EventRing`. Use it from one thread only.
+public final class RingProducer: @unchecked Sendable {
+    // @unchecked: handed once to the source thread and used only there (single
+    // producer, enforced by EventRing.makeProducer); `next` is never shared.
+    public let ring: EventRing
+    @usableFromInline var next: UInt64
+    /// When true the producer waits for the slowest registered consumer instead of
+    /// lapping it: for finite sources (replay, synthetic) whose whole point is that
+    /// every event arrives. Live sources (udev) never wait.
+    public var flowControl = false
+    /// Set from any thread to stop waiting for consumers (shutdown, a stuck plugin).
+    public let abandonFlowControl = Atomic<Bool>(false)
+    @usableFromInline var roomUntil: UInt64 = 0
+
+    init(ring: EventRing) {
+        self.ring = ring
+        self.next = ring.published + 1
+    }
+
+    /// Blocks until writing `seq` overwrites nothing a registered consumer has yet to read.
+    @usableFromInline
+    func waitForRoom(_ seq: UInt64) {
+        var spins = 0
+        while !abandonFlowControl.load(ordering: .relaxed) {
+            guard let slowest = ring.minimumConsumerCursor() else {
+                roomUntil = seq &+ UInt64(ring.capacity / 2)
+                return
+            }
+            if seq &- slowest <= UInt64(ring.capacity) {
+                roomUntil = slowest &+ UInt64(ring.capacity)
+                return
+            }
+            ring.wakeIfWaiting()
+            spins += 1
+            if spins < 64 { pbs_cpu_relax() } else { sched_yield() }
+            if spins > 10_000 { usleepShort() }
+        }
+        roomUntil = seq
+    }
+
+    /// The sequence the next published event will get.
+    public var nextSequence: UInt64 { next }
+
+    /// Fills the next slot in place with `fill`, publishes it and wakes sleeping consumers.
+    /// - Returns: the event's sequence.
+    @inlinable @discardableResult
+    public func publish(_ fill: (inout EventWriter) throws -> Void) rethrows -> UInt64 {
+        let seq = try write(fill)
+        ring.wakeIfWaiting()
+        return seq
+    }
+
+    /// Like `publish`, but leaves waking consumers to a later `flush()`: for sources that
+    /// produce bursts (one wakeup per burst instead of per event).
+    @inlinable @discardableResult
+    public func publishWithoutWake(_ fill: (inout EventWriter) throws -> Void) rethrows -> UInt64 {
+        try write(fill)
+    }
+
+    @inlinable
+    func write(_ fill: (inout EventWriter) throws -> Void) rethrows -> UInt64 {
+        let seq = next
+        if flowControl && seq > roomUntil { waitForRoom(seq) }
+        var writer = EventWriter(at: ring.slot(seq), capacity: ring.slotSize, sequence: seq)
+        try fill(&writer)
+        pbs_store_release_u64(ring.publishedPointer, seq)
+        next = seq &+ 1
+        return seq
+    }
+
+    /// Wakes consumers sleeping on the ring (after `publishWithoutWake`).
+    public func flush() { ring.wakeIfWaiting() }
+
+    /// Marks the end of a finite stream: consumers drain what is published, then finish.
+    public func close() {
+        pbs_store_release_u32(ring.closedPointer, 1)
+        ring.wakeAll()
+    }
+}
+
+/// What a consumer's poll found.
+public enum RingPoll: Equatable, Sendable {
+    /// `count` events are ready in the buffer given to `poll`.
+    case events(Int)
+    /// The consumer fell a whole ring behind and skipped `missed` events; its cursor now
+    /// points at the newest event. Resynchronise from the device table.
+    case lapped(missed: UInt64)
+    /// Nothing new yet.
+    case empty
+    /// The ring is closed and this consumer has read everything.
+    case finished
+}
+
+/// One reader of an `EventRing`, with its own cursor. Use it from one thread only.
+public final class RingConsumer: @unchecked Sendable {
+    // @unchecked: created on the orchestration thread, then used only by the
+    // worker thread it is handed to; the cursor is plain state of that thread.
+    // Lag and counters readable from other threads are in `stats`.
+    public let ring: EventRing
+    public let name: String
+    /// The sequence of the last event this consumer finished with.
+    public private(set) var cursor: UInt64
+    /// How far the last batch extends (cursor + count of the pending batch).
+    var pendingEnd: UInt64
+    /// Times lapped.
+    public private(set) var laps: UInt64 = 0
+    /// Events skipped by laps.
+    public private(set) var missed: UInt64 = 0
+    /// Spins before sleeping on the futex.
+    public var spinLimit = 256
+    /// The cursor, published for the producer's flow control and for lag metrics.
+    let sharedCursor = Atomic<UInt64>(0)
+
+    init(ring: EventRing, name: String, cursor: UInt64) {
+        self.ring = ring
+        self.name = name
+        self.cursor = cursor
+        self.pendingEnd = cursor
+        sharedCursor.store(cursor, ordering: .relaxed)
+    }
+
+    /// Stops counting this consumer for flow control and lag (it will read no more).
+    public func deregister() {
+        _ = ring.consumers.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
+    }
+
+    /// Events published but not yet finished by this consumer.
+    public var lag: UInt64 { ring.published &- cursor }
+
+    /// Fills `buffer` with pointers to up to `max` next events (oldest first).
+    ///
+    /// The pointers stay valid until `commit()` if the producer does not lap this
+    /// consumer meanwhile; `commit()` says whether it did.
+    @inline(__always)
+    public func poll(max: Int, into buffer: UnsafeMutablePointer<UnsafePointer<pb_event>?>) -> RingPoll {
+        let head = ring.published
+        if head == cursor {
+            // `closed` is stored after the last publish, so re-check `published` after seeing it.
+            if ring.isClosed && ring.published == cursor { return .finished }
+            return .empty
+        }
+        let available = head &- cursor
+        if available > UInt64(ring.capacity) {
+            let skipped = head &- cursor
+            lap(to: head, skipped: skipped)
+            return .lapped(missed: skipped)
+        }
+        let n = Int(min(available, UInt64(max)))
+        var seq = cursor &+ 1
+        for i in 0..<n {
+            buffer[i] = UnsafePointer(ring.slot(seq).assumingMemoryBound(to: pb_event.self))
+            seq &+= 1
+        }
+        pendingEnd = cursor &+ UInt64(n)
+        return .events(n)
+    }
+
+    /// Finishes the batch returned by the last `poll`.
+    /// - Returns: false when the producer overwrote part of the batch while it was being read
+    ///   (the reader was lapped mid-batch); the consumer then skips to the newest event and
+    ///   counts a lap, and the caller should resynchronise.
+    @inline(__always)
+    public func commit() -> Bool {
+        let head = ring.published
+        // The oldest slot of the batch (cursor + 1) is overwritten once the producer
+        // publishes cursor + 1 + capacity.
+        if head &- cursor > UInt64(ring.capacity) {
+            // The whole batch counts as missed: what the reader saw may be torn.
+            lap(to: head, skipped: head &- cursor)
+            return false
+        }
+        cursor = pendingEnd
+        sharedCursor.store(cursor, ordering: .releasing)
+        return true
+    }
+
+    func lap(to head: UInt64, skipped: UInt64) {
+        laps &+= 1
+        missed &+= skipped
+        cursor = head
+        pendingEnd = head
+        sharedCursor.store(cursor, ordering: .releasing)
+    }
+
+    /// Blocks until an event past the cursor is published, the ring closes, or `timeoutNanoseconds`
+    /// pass (0 = no limit). Spins briefly first, then sleeps on the ring's futex.
+    public func wait(timeoutNanoseconds: UInt64 = 0) {
+        for _ in 0..<spinLimit {
+            if ring.published != cursor || ring.isClosed { return }
+            pbs_cpu_relax()
+        }
+        let word = pbs_load_seqcst_u32(ring.futexPointer)
+        _ = pbs_fetch_add_u32(ring.waitersPointer, 1)
+        if pbs_load_seqcst_u64(ring.publishedPointer) == cursor && !ring.isClosed {
+            _ = pbs_futex_wait(ring.futexPointer, word, timeoutNanoseconds)
+        }
+        _ = pbs_fetch_sub_u32(ring.waitersPointer, 1)
+    }
+}

@@ -1,0 +1,108 @@
+import CPlugboard
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A copy of one device's last-known event (header and strings), owned by Swift.
+public struct DeviceRecord: Sendable {
+    // 8-byte words so the copy is aligned like a ring slot.
+    let words: [UInt64]
+
+    /// Copies `event` (its `total_size` bytes).
+    public init(copying event: UnsafePointer<pb_event>) {
+        let size = min(Int(event.pointee.total_size), EventLayout.maxSize)
+        var words = [UInt64](repeating: 0, count: (max(size, EventLayout.headerSize) + 7) / 8)
+        words.withUnsafeMutableBytes { dst in _ = memcpy(dst.baseAddress!, event, size) }
+        self.words = words
+    }
+
+    /// Calls `body` with a pointer to the stored event (valid during the call).
+    public func withEvent<R>(_ body: (UnsafePointer<pb_event>) throws -> R) rethrows -> R {
+        try words.withUnsafeBytes { try body($0.baseAddress!.assumingMemoryBound(to: pb_event.self)) }
+    }
+
+    /// The device's sysfs path.
+    public var syspath: String { withEvent { $0.string(.syspath) } }
+}
+
+/// The set of USB devices present now, keyed by syspath, kept by the host from
+/// enumeration and events. Read by plugins (`device_table` host call), by lapped
+/// consumers (resync) and by `/devices`. Thread-safe; updated on device events only
+/// (rare), never per synthetic event.
+public final class DeviceTable: Sendable {
+    private let devices = Mutex<[String: DeviceRecord]>([:])
+
+    public init() {}
+
+    /// What applying an event changed.
+    public enum Change: Equatable, Sendable {
+        case inserted, updated, removed
+        /// A remove for a device the table did not have.
+        case removedUnknown
+    }
+
+    /// Applies an event: remove deletes the device, every other action inserts or updates it.
+    @discardableResult
+    public func apply(_ event: UnsafePointer<pb_event>) -> Change {
+        let key = event.string(.syspath)
+        if event.pointee.action == UInt16(PB_ACTION_REMOVE) {
+            return devices.withLock { $0.removeValue(forKey: key) } == nil ? .removedUnknown : .removed
+        }
+        let record = DeviceRecord(copying: event)
+        return devices.withLock { $0.updateValue(record, forKey: key) } == nil ? .inserted : .updated
+    }
+
+    /// The last-known record of the device at `syspath`.
+    public func lookup(syspath: String) -> DeviceRecord? { devices.withLock { $0[syspath] } }
+
+    /// Devices present.
+    public var count: Int { devices.withLock { $0.count } }
+
+    /// Every record, sorted by syspath.
+    public func records() -> [DeviceRecord] {
+        devices.withLock { Array($0.values) }.sorted { $0.syspath < $1.syspath }
+    }
+
+    /// Every syspath present.
+    public var syspaths: Set<String> { devices.withLock { Set($0.keys) } }
+
+    /// Replaces the whole table (after a re-enumeration).
+    public func replaceAll(with records: [DeviceRecord]) {
+        var d: [String: DeviceRecord] = [:]
+        for r in records { d[r.syspath] = r }
+        devices.withLock { $0 = d }
+    }
+
+    /// A consistent copy of the table as `pb_event`s (action `resync`), for resync callbacks.
+    public func snapshot() -> DeviceSnapshot { DeviceSnapshot(records: records()) }
+}
+
+/// Device-table records laid out as ring-like slots, with a pointer array for `resync`.
+public final class DeviceSnapshot {
+    public let count: Int
+    let storage: UnsafeMutableRawPointer
+    /// `count` pointers to the records.
+    public let pointers: UnsafeMutablePointer<UnsafePointer<pb_event>?>
+
+    init(records: [DeviceRecord]) {
+        count = records.count
+        let stride = EventLayout.maxSize
+        storage = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * stride, alignment: 64)
+        pointers = .allocate(capacity: max(count, 1))
+        for (i, r) in records.enumerated() {
+            let slot = storage + i * stride
+            r.words.withUnsafeBytes { _ = memcpy(slot, $0.baseAddress!, $0.count) }
+            let e = slot.assumingMemoryBound(to: pb_event.self)
+            e.pointee.action = UInt16(PB_ACTION_RESYNC)
+            e.pointee.flags |= UInt16(PB_EVENT_FROM_TABLE)
+            pointers[i] = UnsafePointer(e)
+        }
+    }
+
+    deinit {
+        storage.deallocate()
+        pointers.deallocate()
+    }
+}

@@ -1,0 +1,101 @@
+import Synchronization
+
+/// One record a plugin published through the host API.
+public struct OutputRecord: Sendable, Equatable {
+    /// The publishing plugin's name.
+    public var plugin: String
+    /// The plugin's topic.
+    public var topic: String
+    /// The payload bytes (copied).
+    public var payload: [UInt8]
+
+    public init(plugin: String, topic: String, payload: [UInt8]) {
+        self.plugin = plugin
+        self.topic = topic
+        self.payload = payload
+    }
+}
+
+/// The bounded queue between plugins' `publish` host calls (many worker threads)
+/// and the publisher that drains it (Redis, or the run summary).
+///
+/// Bounded in records and in bytes; a publish past either bound is refused with
+/// `PB_ERR_FULL` and counted, never silently dropped. Plugin output is low-volume
+/// (summaries, alerts), so a mutex is the simple, honest choice here; the event
+/// path does not go through it.
+public final class OutputQueue: Sendable {
+    public let maxRecords: Int
+    public let maxBytes: Int
+    /// Largest single payload accepted.
+    public let maxRecordBytes: Int
+
+    private struct State {
+        var records: [OutputRecord] = []
+        var head = 0
+        var bytes = 0
+        var accepted: UInt64 = 0
+        var rejected: UInt64 = 0
+    }
+    private let state = Mutex(State())
+
+    public init(maxRecords: Int = 4096, maxBytes: Int = 8 << 20, maxRecordBytes: Int = 1 << 20) {
+        self.maxRecords = maxRecords
+        self.maxBytes = maxBytes
+        self.maxRecordBytes = maxRecordBytes
+    }
+
+    /// Why a record was refused.
+    public enum Refusal: Error, Equatable { case tooLarge, full }
+
+    /// Queues a record.
+    public func push(_ record: OutputRecord) -> Result<Void, Refusal> {
+        if record.payload.count > maxRecordBytes {
+            state.withLock { $0.rejected += 1 }
+            return .failure(.tooLarge)
+        }
+        return state.withLock { s in
+            if s.records.count - s.head >= maxRecords || s.bytes + record.payload.count > maxBytes {
+                s.rejected += 1
+                return .failure(.full)
+            }
+            s.records.append(record)
+            s.bytes += record.payload.count
+            s.accepted += 1
+            return .success(())
+        }
+    }
+
+    /// Removes and returns up to `max` records, oldest first.
+    public func drain(max: Int = .max) -> [OutputRecord] {
+        state.withLock { s in
+            let n = min(max, s.records.count - s.head)
+            let out = Array(s.records[s.head..<(s.head + n)])
+            s.head += n
+            for r in out { s.bytes -= r.payload.count }
+            if s.head == s.records.count {
+                s.records.removeAll(keepingCapacity: true)
+                s.head = 0
+            } else if s.head > 1024 {
+                s.records.removeFirst(s.head)
+                s.head = 0
+            }
+            return out
+        }
+    }
+
+    /// Puts records back at the front (a publisher that could not deliver them).
+    public func requeueFront(_ records: [OutputRecord]) {
+        guard !records.isEmpty else { return }
+        state.withLock { s in
+            s.records.replaceSubrange(s.head..<s.head, with: records)
+            s.bytes += records.reduce(0) { $0 + $1.payload.count }
+        }
+    }
+
+    /// Records waiting.
+    public var count: Int { state.withLock { $0.records.count - $0.head } }
+    /// Records accepted so far.
+    public var accepted: UInt64 { state.withLock { $0.accepted } }
+    /// Records refused (full or too large) so far.
+    public var rejected: UInt64 { state.withLock { $0.rejected } }
+}

@@ -1,0 +1,213 @@
+import CPlugboard
+import Logging
+import Synchronization
+
+/// Settings for a `Runtime`.
+public struct RuntimeOptions: Sendable {
+    /// Directories searched for `*.so` plugins.
+    public var pluginDirectories: [String] = []
+    /// Ring slots (rounded up to a power of two).
+    public var ringSlots: Int = 4096
+    /// Most events handed to a plugin per call.
+    public var batchSize: Int = 64
+    /// Configuration per plugin name, handed to init and `config_get`.
+    public var pluginConfiguration: [String: [String: String]] = [:]
+    /// Bound of the plugin output queue (records).
+    public var outputQueueRecords: Int = 4096
+    /// Finite sources wait for slow consumers instead of lapping them (default true).
+    public var flowControlForFiniteSources = true
+
+    public init() {}
+}
+
+/// One plugin that did not make it, with the reason (shown by `run`, `explain`, `/plugins`).
+public struct PluginFailure: Sendable, CustomStringConvertible {
+    public var path: String
+    public var error: PluginLoadError
+    public var description: String { error.description }
+}
+
+/// The host runtime: one ring, one source, one worker thread per plugin, any extra
+/// consumers (the Redis publisher). It wires the parts; each part does its own work.
+///
+/// Typical use: `loadPlugins()`, `startWorkers()`, `start(source:)`, then either
+/// `waitUntilDrained()` for a finite source or `stop(deadline:)` on a signal.
+public final class Runtime: Sendable {
+    public let options: RuntimeOptions
+    public let ring: EventRing
+    public let deviceTable = DeviceTable()
+    public let outputQueue: OutputQueue
+    public let logger: Logger
+    let producer: RingProducer
+
+    private struct State {
+        var loaded: [(LoadedPlugin, EventFilter?, [String: String]?)] = []
+        var workers: [Worker] = []
+        var failures: [PluginFailure] = []
+        var sourceThread: NativeThread?
+        var sourceContext: SourceContext?
+        var sourceError: String?
+        var sourceName: String?
+    }
+    private let state = Mutex(State())
+
+    /// Creates the ring and the shared tables.
+    /// - Throws: `PlugboardError` when the ring cannot be created.
+    public init(options: RuntimeOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        ring = try EventRing(slotCount: options.ringSlots)
+        producer = ring.makeProducer()
+        outputQueue = OutputQueue(maxRecords: options.outputQueueRecords)
+    }
+
+    /// Discovers and opens every plugin in the configured directories. Failures are
+    /// recorded (see `failures`) and logged; they never stop the others.
+    /// - Throws: `PlugboardError` only when a plugin directory cannot be read.
+    @discardableResult
+    public func loadPlugins() throws -> (loaded: Int, failed: Int) {
+        let paths = try PluginLoader.discover(in: options.pluginDirectories)
+        var ok = 0, bad = 0
+        for path in paths {
+            do {
+                let p = try PluginLoader.open(path)
+                if addPlugin(p) { ok += 1 } else { bad += 1 }
+            } catch {
+                recordFailure(path: path, error)
+                bad += 1
+            }
+        }
+        return (ok, bad)
+    }
+
+    /// Adds an opened plugin. `filter` selects its events; `configuration` overrides
+    /// `options.pluginConfiguration[name]`. Returns false (and records why) for a
+    /// duplicate name.
+    @discardableResult
+    public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: [String: String]? = nil) -> Bool {
+        let duplicate = state.withLock { s in s.loaded.contains { $0.0.name == plugin.name } }
+        if duplicate {
+            plugin.unload()
+            recordFailure(path: plugin.path, PluginLoadError(file: plugin.path, kind: .skipped(
+                reason: "another plugin named '\(plugin.name)' is already loaded (fix: remove one of them from the plugin directories)")))
+            return false
+        }
+        state.withLock { $0.loaded.append((plugin, filter, configuration)) }
+        logger.info("plugin opened", metadata: ["plugin": "\(plugin.name)", "version": "\(plugin.version)",
+                                                "path": "\(plugin.path)", "abi": "1.\(plugin.abiMinor)"])
+        return true
+    }
+
+    /// Records a plugin that will not run.
+    public func recordFailure(path: String, _ error: PluginLoadError) {
+        logger.error("plugin rejected: \(error.description)")
+        state.withLock { $0.failures.append(PluginFailure(path: path, error: error)) }
+    }
+
+    /// Starts one worker thread per opened plugin; each calls its plugin's init. Waits until
+    /// every init returned. Plugins whose init failed are recorded in `failures`.
+    /// - Returns: the number of plugins running.
+    @discardableResult
+    public func startWorkers() -> Int {
+        let loaded = state.withLock { s -> [(LoadedPlugin, EventFilter?, [String: String]?)] in
+            let l = s.loaded
+            s.loaded = []
+            return l
+        }
+        var started: [Worker] = []
+        for (plugin, filter, config) in loaded {
+            let context = PluginContext(
+                name: plugin.name, configuration: config ?? options.pluginConfiguration[plugin.name] ?? [:],
+                outputQueue: outputQueue, deviceTable: deviceTable, logger: logger)
+            let worker = Worker(plugin: plugin, context: context, consumer: ring.makeConsumer(name: plugin.name),
+                                batchSize: options.batchSize, filter: filter, logger: logger)
+            worker.start()
+            started.append(worker)
+        }
+        var running = 0
+        for w in started {
+            if let error = w.waitForInit() {
+                recordFailure(path: w.plugin.path, error)
+                w.thread?.join()
+                w.plugin.unload()
+            } else {
+                running += 1
+            }
+        }
+        state.withLock { $0.workers.append(contentsOf: started.filter { $0.state != .failed }) }
+        return running
+    }
+
+    /// Starts `source` on its own thread. A finite source closes the ring when done.
+    public func start(source: some EventSource) {
+        let context = SourceContext(producer: producer, deviceTable: deviceTable, logger: logger)
+        producer.flowControl = source.isFinite && options.flowControlForFiniteSources
+        let thread = NativeThread(name: "pb-source") { [self] in
+            do {
+                try source.run(context)
+            } catch {
+                logger.error("event source \(source.name) failed: \(error)")
+                state.withLock { $0.sourceError = "\(error)" }
+            }
+            producer.close()
+        }
+        state.withLock {
+            $0.sourceThread = thread
+            $0.sourceContext = context
+            $0.sourceName = source.name
+        }
+        logger.info("event source started", metadata: ["source": "\(source.name)"])
+    }
+
+    /// The running source's counters (published, truncated, resynced), if any.
+    public var sourceContext: SourceContext? { state.withLock { $0.sourceContext } }
+    /// The error that ended the source, if it failed.
+    public var sourceError: String? { state.withLock { $0.sourceError } }
+
+    /// Waits until the source ended and every worker drained the ring and shut its plugin down.
+    public func waitUntilDrained() {
+        let (source, workers) = state.withLock { ($0.sourceThread, $0.workers) }
+        source?.join()
+        for w in workers { w.thread?.join() }
+    }
+
+    /// What was still busy when a deadline passed.
+    public struct StopReport: Sendable {
+        /// Components that did not finish in time ("source", "plugin usb-logger"...).
+        public var stuck: [String]
+        public var clean: Bool { stuck.isEmpty }
+    }
+
+    /// Graceful stop: stops the source, lets workers drain what was published, calls the
+    /// plugins' shutdown. Anything not finished by `deadline` is reported as stuck.
+    public func stop(deadline: Duration) -> StopReport {
+        let clock = ContinuousClock()
+        let end = clock.now + deadline
+        let (source, context, workers) = state.withLock { ($0.sourceThread, $0.sourceContext, $0.workers) }
+        var stuck: [String] = []
+        context?.requestStop()
+        if let source {
+            if !source.join(timeout: max(.zero, end - clock.now)) { stuck.append("source") }
+        } else {
+            producer.close()
+        }
+        for w in workers where !(w.thread?.join(timeout: max(.zero, end - clock.now)) ?? true) {
+            stuck.append("plugin \(w.plugin.name)")
+        }
+        return StopReport(stuck: stuck)
+    }
+
+    /// Stops every worker at once without draining (second signal, hard deadline).
+    public func abort() {
+        let (context, workers) = state.withLock { ($0.sourceContext, $0.workers) }
+        context?.requestStop()
+        for w in workers { w.requestStop() }
+    }
+
+    /// Per-plugin counters, in load order.
+    public var pluginStats: [PluginStats] { state.withLock { $0.workers }.map(\.stats) }
+    /// The running workers (for metrics: latency histograms).
+    public var workers: [Worker] { state.withLock { $0.workers } }
+    /// Plugins that were rejected or failed to initialise.
+    public var failures: [PluginFailure] { state.withLock { $0.failures } }
+}

@@ -1,0 +1,208 @@
+import CPlugboard
+import CPlugboardSupport
+import Logging
+import Synchronization
+
+/// The lifecycle state of a plugin's worker.
+public enum WorkerState: UInt8, Sendable, CustomStringConvertible {
+    case starting, running, failed, stopped
+
+    public var description: String {
+        switch self {
+        case .starting: "starting"
+        case .running: "running"
+        case .failed: "failed"
+        case .stopped: "stopped"
+        }
+    }
+}
+
+/// Decides whether a plugin receives an event (the manifests' match index supplies it).
+public typealias EventFilter = @Sendable (UnsafePointer<pb_event>) -> Bool
+
+/// One plugin's isolated worker: a dedicated thread reading batches from its own ring
+/// cursor and handing the plugin pointers into the ring slots (zero-copy; valid only
+/// during the call).
+public final class Worker: Sendable {
+    public let plugin: LoadedPlugin
+    public let context: PluginContext
+    let consumer: RingConsumer
+    let batchSize: Int
+    let filter: EventFilter?
+    let logger: Logger
+
+    // Counters read by `stats` from other threads; written by the worker thread.
+    let delivered = Atomic<UInt64>(0)
+    let filtered = Atomic<UInt64>(0)
+    let errors = Atomic<UInt64>(0)
+    let laps = Atomic<UInt64>(0)
+    let missed = Atomic<UInt64>(0)
+    let resyncs = Atomic<UInt64>(0)
+    let cursor = Atomic<UInt64>(0)
+    let stateValue = Atomic<UInt8>(WorkerState.starting.rawValue)
+    let stopRequested = Atomic<Bool>(false)
+    let lastError = Mutex<String?>(nil)
+    let initError = Mutex<PluginLoadError?>(nil)
+    /// Receipt → callback entry, nanoseconds, per event.
+    public let latency = LatencyHistogram()
+    /// Duration of each events callback, nanoseconds.
+    public let callbackDuration = LatencyHistogram()
+    let initDone = Mutex<Bool>(false)
+    // Written once by `start`, read by `join`.
+    nonisolated(unsafe) var thread: NativeThread?
+
+    init(plugin: LoadedPlugin, context: PluginContext, consumer: RingConsumer, batchSize: Int,
+         filter: EventFilter?, logger: Logger) {
+        self.plugin = plugin
+        self.context = context
+        self.consumer = consumer
+        self.batchSize = max(1, batchSize)
+        self.filter = filter
+        self.logger = logger
+        cursor.store(consumer.cursor, ordering: .relaxed)
+    }
+
+    public var state: WorkerState { WorkerState(rawValue: stateValue.load(ordering: .acquiring)) ?? .failed }
+
+    /// Starts the thread; it calls the plugin's init first.
+    func start() {
+        thread = NativeThread(name: "pb-\(plugin.name)") { [self] in run() }
+    }
+
+    /// Waits until init finished (success or failure).
+    func waitForInit() -> PluginLoadError? {
+        while state == .starting { usleepShort() }
+        return initError.withLock { $0 }
+    }
+
+    /// Asks the worker to stop at once, without draining.
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+        consumer.ring.wakeAll()
+    }
+
+    private func run() {
+        do {
+            try plugin.initialize(context: context)
+        } catch {
+            initError.withLock { $0 = error }
+            lastError.withLock { $0 = error.description }
+            consumer.deregister()
+            stateValue.store(WorkerState.failed.rawValue, ordering: .releasing)
+            return
+        }
+        stateValue.store(WorkerState.running.rawValue, ordering: .releasing)
+        let batch = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: batchSize)
+        let selected = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: batchSize)
+        defer {
+            batch.deallocate()
+            selected.deallocate()
+        }
+        loop: while !stopRequested.load(ordering: .relaxed) {
+            switch consumer.poll(max: batchSize, into: batch) {
+            case .events(let n):
+                var k = 0
+                if let filter {
+                    for i in 0..<n where filter(batch[i]!) {
+                        selected[k] = batch[i]
+                        k += 1
+                    }
+                } else {
+                    for i in 0..<n { selected[i] = batch[i] }
+                    k = n
+                }
+                if k > 0 {
+                    let start = pbs_monotonic_ns()
+                    for i in 0..<k { latency.record(start &- selected[i]!.pointee.timestamp_ns) }
+                    let status = plugin.deliver(selected, count: UInt32(k))
+                    callbackDuration.record(pbs_monotonic_ns() &- start)
+                    if status != PB_OK { recordError("events callback returned \(statusName(status))") }
+                }
+                if consumer.commit() {
+                    delivered.add(UInt64(k), ordering: .relaxed)
+                    filtered.add(UInt64(n - k), ordering: .relaxed)
+                    cursor.store(consumer.cursor, ordering: .relaxed)
+                } else {
+                    // Overwritten while the plugin read it: what it saw may be torn.
+                    lapped()
+                }
+            case .lapped:
+                lapped()
+            case .empty:
+                consumer.wait(timeoutNanoseconds: 100_000_000)
+            case .finished:
+                break loop
+            }
+        }
+        consumer.deregister()
+        plugin.shutdown()
+        stateValue.store(WorkerState.stopped.rawValue, ordering: .releasing)
+    }
+
+    /// The consumer was lapped (before or during a batch): publish its counts, resync the plugin.
+    private func lapped() {
+        let skipped = consumer.missed &- missed.load(ordering: .relaxed)
+        laps.store(consumer.laps, ordering: .relaxed)
+        missed.store(consumer.missed, ordering: .relaxed)
+        cursor.store(consumer.cursor, ordering: .relaxed)
+        logger.warning("plugin fell a whole ring behind and was lapped; resynchronising from the device table",
+                       metadata: ["plugin": "\(plugin.name)", "missed": "\(skipped)"])
+        let snapshot = context.deviceTable.snapshot()
+        let status = plugin.resync(snapshot.pointers, count: UInt32(snapshot.count))
+        resyncs.add(1, ordering: .relaxed)
+        if status != PB_OK { recordError("resync callback returned \(statusName(status))") }
+    }
+
+    private func recordError(_ message: String) {
+        errors.add(1, ordering: .relaxed)
+        lastError.withLock { $0 = message }
+    }
+
+    /// A snapshot of this worker's counters.
+    public var stats: PluginStats {
+        let c = context.publishCounts
+        return PluginStats(
+            name: plugin.name, version: plugin.version, path: plugin.path, state: state,
+            events: delivered.load(ordering: .relaxed), filtered: filtered.load(ordering: .relaxed),
+            errors: errors.load(ordering: .relaxed), laps: laps.load(ordering: .relaxed),
+            missed: missed.load(ordering: .relaxed), resyncs: resyncs.load(ordering: .relaxed),
+            lag: consumer.ring.published &- cursor.load(ordering: .relaxed),
+            published: c.accepted, publishRefused: c.refused,
+            lastError: lastError.withLock { $0 })
+    }
+}
+
+/// One plugin's counters, as `plugboard run` prints them and `/plugins` serves them.
+public struct PluginStats: Sendable, Equatable {
+    public var name: String
+    public var version: String
+    public var path: String
+    public var state: WorkerState
+    /// Events handed to the plugin.
+    public var events: UInt64
+    /// Events its filter did not select.
+    public var filtered: UInt64
+    /// Non-zero statuses from its callbacks.
+    public var errors: UInt64
+    /// Times it fell a whole ring behind.
+    public var laps: UInt64
+    /// Events skipped by laps.
+    public var missed: UInt64
+    /// Resync callbacks made.
+    public var resyncs: UInt64
+    /// Events published but not yet consumed.
+    public var lag: UInt64
+    /// Records it published through the host API, and those refused.
+    public var published: UInt64
+    public var publishRefused: UInt64
+    public var lastError: String?
+}
+
+func usleepShort() {
+    var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
+    nanosleep(&ts, nil)
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

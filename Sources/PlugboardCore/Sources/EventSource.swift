@@ -1,0 +1,95 @@
+import CPlugboard
+import CPlugboardSupport
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where events come from: udev, a recorded session, or a generator.
+///
+/// `run` is called on a dedicated thread. It returns when a finite source has
+/// produced everything, or soon after `context.shouldStop` becomes true (blocking
+/// sources also poll `context.stopFD`, which becomes readable on stop).
+public protocol EventSource: Sendable {
+    /// A short description for logs, e.g. `replay:session.jsonl`.
+    var name: String { get }
+    /// Finite sources end the run once every consumer has drained them; they also wait
+    /// for slow consumers instead of lapping them (flow control).
+    var isFinite: Bool { get }
+    /// Produces events until done or stopped.
+    func run(_ context: SourceContext) throws
+}
+
+/// What a source gets: the ring's producer, the device table, a stop signal.
+public final class SourceContext: Sendable {
+    public let producer: RingProducer
+    public let deviceTable: DeviceTable
+    public let logger: Logger
+    let stopFlag = Atomic<Bool>(false)
+    /// An eventfd that becomes readable when a stop is requested (for poll loops).
+    public let stopFD: Int32
+    /// Events this source published.
+    public let published = Atomic<UInt64>(0)
+    /// Events cut to fit (strings or interfaces truncated).
+    public let truncated = Atomic<UInt64>(0)
+    /// Events synthesised after an overflow (resync add/remove).
+    public let resynced = Atomic<UInt64>(0)
+
+    public init(producer: RingProducer, deviceTable: DeviceTable, logger: Logger) {
+        self.producer = producer
+        self.deviceTable = deviceTable
+        self.logger = logger
+        stopFD = pbs_eventfd()
+    }
+
+    deinit { close(stopFD) }
+
+    /// True once a stop was requested.
+    public var shouldStop: Bool { stopFlag.load(ordering: .relaxed) }
+
+    /// Asks the source to stop; wakes a source blocked in poll on `stopFD`.
+    public func requestStop() {
+        stopFlag.store(true, ordering: .relaxed)
+        var one: UInt64 = 1
+        _ = write(stopFD, &one, 8)
+        producer.abandonFlowControl.store(true, ordering: .relaxed)
+    }
+
+    /// Publishes a device event and keeps the device table in step with it.
+    ///
+    /// The table is updated before the event becomes visible, so a consumer that is
+    /// lapped right after still finds the device in its resync snapshot. A `remove`
+    /// whose attributes are missing (sysfs is gone by then) is completed from the
+    /// device's last-known record and flagged `from_table`.
+    /// - Returns: the event's sequence and what it changed in the table.
+    @discardableResult
+    public func publishDeviceEvent(wake: Bool = true, _ fill: (inout EventWriter) throws -> Void) rethrows
+        -> (sequence: UInt64, change: DeviceTable.Change)
+    {
+        var change = DeviceTable.Change.updated
+        let seq = try producer.publishWithoutWake { w in
+            try fill(&w)
+            let e = UnsafePointer(w.event)
+            if e.pointee.action == UInt16(PB_ACTION_REMOVE), e.pointee.vendor_id == 0, e.pointee.product_id == 0,
+               let known = deviceTable.lookup(syspath: e.string(.syspath))
+            {
+                // Keep what the remove itself says (its SEQNUM, and bus/dev when given).
+                let flags = w.event.pointee.flags, seqnum = w.event.pointee.kernel_seqnum
+                let busnum = w.event.pointee.busnum, devnum = w.event.pointee.devnum
+                known.withEvent { w.copyAttributes(from: $0) }
+                w.event.pointee.kernel_seqnum = seqnum
+                if busnum != 0 { w.event.pointee.busnum = busnum }
+                if devnum != 0 { w.event.pointee.devnum = devnum }
+                w.event.pointee.flags |= flags | UInt16(PB_EVENT_FROM_TABLE)
+                w.event.pointee.flags &= ~UInt16(PB_EVENT_COLDPLUG)
+            }
+            if w.event.pointee.flags & UInt16(PB_EVENT_TRUNCATED) != 0 { truncated.add(1, ordering: .relaxed) }
+            change = deviceTable.apply(UnsafePointer(w.event))
+        }
+        published.add(1, ordering: .relaxed)
+        if wake { producer.flush() }
+        return (seq, change)
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import PlugboardCore
+
+/// Shared helpers of the subcommands: logging set-up, failures, the run summary.
+enum CLI {
+    /// A failure with a message for people; `plugboard` prints it and exits 1.
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ message: String) { description = message }
+    }
+
+    /// A stderr logger at `level`.
+    static func makeLogger(level: String) -> Logger {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: level) ?? .info
+            return h
+        }
+        return Logger(label: "plugboard")
+    }
+
+    /// Prints the per-plugin table and rejected plugins, as `plugboard run` does at exit.
+    static func printSummary(runtime: Runtime, sourceName: String, elapsed: Duration) {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let published = runtime.sourceContext?.published.load(ordering: .relaxed) ?? 0
+        var out = "\nplugboard: \(sourceName): \(published) events in \(String(format: "%.3f", seconds)) s\n"
+        let header = ["PLUGIN", "STATE", "EVENTS", "FILTERED", "ERRORS", "LAPS", "MISSED", "RESYNCS", "PUBLISHED"]
+        var rows = [header]
+        for s in runtime.pluginStats {
+            rows.append([s.name, s.state.description, "\(s.events)", "\(s.filtered)", "\(s.errors)", "\(s.laps)",
+                         "\(s.missed)", "\(s.resyncs)", "\(s.published)"])
+        }
+        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        for r in rows {
+            out += r.enumerated().map { i, c in i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[i] - c.count) + c }.joined(separator: "  ") + "\n"
+        }
+        for s in runtime.pluginStats { if let e = s.lastError { out += "  \(s.name): last error: \(e)\n" } }
+        let failures = runtime.failures
+        if !failures.isEmpty {
+            out += "rejected plugins (\(failures.count)):\n"
+            for f in failures { out += "  \(f.description)\n" }
+        }
+        let pending = runtime.outputQueue.drain()
+        if !pending.isEmpty {
+            out += "plugin output (not published: Redis is not configured):\n"
+            for r in pending {
+                out += "  \(r.plugin)/\(r.topic): \(String(decoding: r.payload, as: UTF8.self))\n"
+            }
+        }
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+
+@Suite("plugboard run (the real binary)")
+struct RunCommandTests {
+    var plugboard: String { "\(TestSupport.productsDir)/plugboard" }
+
+    @Test("run prints a per-plugin summary and the rejected plugins, and exits 0")
+    func summary() throws {
+        let dir = try TestSupport.pluginDir([
+            (TestSupport.plugin("usb-logger"), "libusb-logger.so"), (TestSupport.plugin("device-counter"), "libdevice-counter.so"),
+            (TestSupport.plugin("pbtest-no-entry"), "libbroken.so"),
+        ])
+        let r = try TestSupport.run(plugboard, ["run", "--plugins", dir, "--source",
+                                                "replay:\(TestSupport.packageRoot)/demo/session.jsonl",
+                                                "--plugin-config", "usb-logger.output=\(dir)/log"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("9 events"))
+        #expect(r.output.range(of: #"device-counter\s+stopped\s+9\s"#, options: .regularExpression) != nil, "\(r.output)")
+        #expect(r.output.range(of: #"usb-logger\s+stopped\s+9\s"#, options: .regularExpression) != nil)
+        #expect(r.output.contains("libbroken.so: no entry point 'pb_plugin_entry'"))
+        #expect(r.output.contains("device-counter/summary: {\"events\":9"))
+        #expect(TestSupport.lines("\(dir)/log").count == 9)
+    }
+
+    @Test("usage errors are clear and exit non-zero", arguments: [
+        (["run", "--source", "synthetic:10"], "--plugins"),
+        (["run", "--plugins", "/tmp", "--source", "bogus"], "--source"),
+        (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--batch-size", "0"], "--batch-size"),
+    ])
+    func usageErrors(arguments: [String], mentions: String) throws {
+        let r = try TestSupport.run(plugboard, arguments)
+        #expect(r.status != 0)
+        #expect(r.output.contains(mentions), "\(r.output)")
+    }
+
+    @Test("a bad replay file stops the run with its line and field")
+    func badReplay() throws {
+        let replay = try TestSupport.replayFile([#"{"action":"add","syspath":"/a","vendor_id":"xyz1"}"#])
+        let r = try TestSupport.run(plugboard, ["run", "--plugins", try TestSupport.tempDir(), "--source", "replay:\(replay)"])
+        #expect(r.status != 0)
+        #expect(r.output.contains("\(replay):1: vendor_id:"), "\(r.output)")
+    }
+
+    @Test("--version names the host and ABI versions")
+    func version() throws {
+        let r = try TestSupport.run(plugboard, ["--version"])
+        #expect(r.status == 0 && r.output.contains("plugin ABI 1.0"))
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+import PlugboardCore
+import Testing
+
+/// Paths and helpers shared by the core tests.
+enum TestSupport {
+    /// The package root (three levels above this file).
+    static let packageRoot: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }()
+
+    /// The build products directory: where the test binary and the plugin `.so` files are.
+    static let productsDir: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // The test bundle may sit in a subfolder (…/PlugboardPackageTests.xctest/…).
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("libpbtest-recorder.so").path),
+              dir.path != "/"
+        {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.path
+    }()
+
+    /// Path of a plugin product, e.g. `plugin("usb-logger")` → …/libusb-logger.so.
+    static func plugin(_ name: String) -> String { "\(productsDir)/lib\(name).so" }
+
+    /// A fresh temporary directory.
+    static func tempDir(_ tag: String = "pb") throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(tag)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A plugin directory holding copies of the given files, renamed as given.
+    static func pluginDir(_ files: [(source: String, name: String)]) throws -> String {
+        let dir = try tempDir("plugins")
+        for f in files { try FileManager.default.copyItem(atPath: f.source, toPath: "\(dir)/\(f.name)") }
+        return dir
+    }
+
+    /// A logger that drops everything below warning (tests read state, not logs).
+    static var logger: Logger {
+        var l = Logger(label: "test")
+        l.logLevel = .critical
+        return l
+    }
+
+    /// Runs `command` with `arguments`; returns exit status and combined output.
+    @discardableResult
+    static func run(_ command: String, _ arguments: [String], cwd: String? = nil) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: command)
+        p.arguments = arguments
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Lines of a text file.
+    static func lines(_ path: String) -> [String] {
+        guard let s = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return s.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    }
+
+    /// Runs a finite source through a runtime over `pluginDirs` and waits until drained.
+    static func runToEnd(pluginDirs: [String], source: some EventSource, options: RuntimeOptions = RuntimeOptions(),
+                         config: [String: [String: String]] = [:]) throws -> Runtime {
+        var o = options
+        o.pluginDirectories = pluginDirs
+        o.pluginConfiguration = config
+        let runtime = try Runtime(options: o, logger: logger)
+        try runtime.loadPlugins()
+        runtime.startWorkers()
+        runtime.start(source: source)
+        runtime.waitUntilDrained()
+        return runtime
+    }
+
+    /// Writes `lines` as a replay file and returns its path.
+    static func replayFile(_ lines: [String]) throws -> String {
+        let path = try tempDir("replay") + "/session.jsonl"
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}
