@@ -23,9 +23,13 @@ public enum InitOutcome: Sendable, Equatable {
 }
 
 public enum DependencyOrder {
-    /// Builds the plan for `plugins` (name and its `after` list). `file` of each reason is the plugin's
-    /// manifest path when given in `files`.
-    public static func plan(_ plugins: [(name: String, after: [String])], files: [String: String] = [:]) -> InitPlan {
+    /// Builds the plan for `plugins` (name and its `after` list).
+    /// - Parameters:
+    ///   - files: each plugin's manifest path, used as the `file` of its reason.
+    ///   - unavailable: plugins known to exist but rejected (name -> reason), so a dependent's reason can
+    ///     say why its dependency is missing.
+    public static func plan(_ plugins: [(name: String, after: [String])], files: [String: String] = [:],
+                            unavailable: [String: String] = [:]) -> InitPlan {
         let byName = Dictionary(plugins.map { ($0.name, $0.after) }, uniquingKeysWith: { a, _ in a })
         var skipped: [String: ManifestError] = [:]
         func file(_ n: String) -> String { files[n] ?? n }
@@ -33,9 +37,15 @@ public enum DependencyOrder {
         // 1. Missing dependencies.
         for (name, after) in byName.sorted(by: { $0.key < $1.key }) {
             if let missing = after.first(where: { byName[$0] == nil }) {
-                skipped[name] = ManifestError(.dependency, file: file(name), field: "plugin.after",
-                    problem: "plugin \"\(name)\" needs \"\(missing)\", which is not installed or was rejected",
-                    fix: "install and pack \"\(missing)\" in a plugin directory, or remove it from after")
+                if let why = unavailable[missing] {
+                    skipped[name] = ManifestError(.dependency, file: file(name), field: "plugin.after",
+                        problem: "plugin \"\(name)\" needs \"\(missing)\", which was rejected (\(why))",
+                        fix: "fix \"\(missing)\" first; this plugin starts once it does")
+                } else {
+                    skipped[name] = ManifestError(.dependency, file: file(name), field: "plugin.after",
+                        problem: "plugin \"\(name)\" needs \"\(missing)\", which is not installed",
+                        fix: "install and pack \"\(missing)\" in a plugin directory, or remove it from after")
+                }
             }
         }
         // 2. Cycles: Tarjan's strongly connected components; every member of a cycle is skipped, naming it.

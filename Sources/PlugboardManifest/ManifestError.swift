@@ -53,9 +53,13 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
 
     /// `file:line: field: problem. Fix: fix`
     public var description: String {
-        let location = line.map { "\(file):\($0)" } ?? file
+        "\(line.map { "\(file):\($0)" } ?? file): \(detail)"
+    }
+
+    /// `field: problem. Fix: fix` — for logs that print the file themselves.
+    public var detail: String {
         let p = problem.hasSuffix(".") ? problem : problem + "."
-        return "\(location): \(field): \(p) Fix: \(fix)"
+        return "\(field): \(p) Fix: \(fix)"
     }
 }
 

@@ -116,7 +116,11 @@ public struct PluginCatalog: Sendable {
             nodes.append((c.name, c.manifest!.after))
             files[c.name] = c.manifestPath
         }
-        let plan = DependencyOrder.plan(nodes, files: files)
+        var rejected: [String: String] = [:]
+        for c in candidates where !c.isLoadable && rejected[c.name] == nil {
+            rejected[c.name] = c.skip!.detail
+        }
+        let plan = DependencyOrder.plan(nodes, files: files, unavailable: rejected)
         var rules: [[MatchRule]] = []
         for i in candidates.indices where candidates[i].isLoadable {
             if let reason = plan.skipped[candidates[i].name] {

@@ -37,6 +37,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seconds to drain and shut down after a signal before giving up.")
     var shutdownDeadline: Double = 5
 
+    @Option(help: ArgumentHelp("Manifest registry cache (docs/manifest.md); default: none, every .pbm is read.", valueName: "FILE"))
+    var registryCache: String?
+
+    @Flag(help: "Development only: load every .so without reading manifests (no filters, no [config], no order).")
+    var ignoreManifests = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -67,8 +73,14 @@ struct RunCommand: ParsableCommand {
         }
 
         let runtime = try Runtime(options: options, logger: logger)
-        try runtime.loadPlugins()
-        let running = runtime.startWorkers()
+        let running: Int
+        if ignoreManifests {
+            try runtime.loadPlugins()
+            running = runtime.startWorkers()
+        } else {
+            running = try ManifestLoading.loadAndStart(runtime, directories: pluginDirectories, registryCache: registryCache,
+                                                       overrides: options.pluginConfiguration, logger: logger)
+        }
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
