@@ -80,7 +80,8 @@ fuzz:
 ## bench-manifests: figures for docs/benchmarks.md `## Manifests` (release build of a small tool).
 bench-manifests:
 	$(SWIFT) build -c release --product plugboard-manifest-bench
-	.build/release/plugboard-manifest-bench
+	$(SWIFT) build -c release --product usb-logger
+	.build/release/plugboard-manifest-bench --so .build/release/libusb-logger.so
 
 clean:
 	rm -rf .build build Benchmarks/.build .build-fuzz
