@@ -18,7 +18,9 @@ struct Plugboard: AsyncParsableCommand {
     static var allSubcommands: [any ParsableCommand.Type] {
         var list: [any ParsableCommand.Type] = []
         list.append(RunCommand.self)
-        list.append(PackCommand.self); list.append(InspectCommand.self); list.append(ExplainCommand.self)
+        list.append(PackCommand.self)
+        list.append(InspectCommand.self)
+        list.append(ExplainCommand.self)
         return list
     }
 }
