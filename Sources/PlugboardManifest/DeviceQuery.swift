@@ -77,8 +77,8 @@ public struct DeviceQuery: Sendable, Equatable {
 
     /// Why `rule` does not match this device, or nil when it does. For people; the index decides for hosts.
     public func mismatch(_ rule: MatchRule) -> String? {
-        if let v = rule.vendor, v != vendor { return "vendor is \(hex4(v)), the device's is \(hex4(vendor))" }
-        if let p = rule.product, p != product { return "product is \(hex4(p)), the device's is \(hex4(product))" }
+        if let v = rule.vendor, !v.contains(vendor) { return "vendor is \(rangeText(v)), the device's is \(hex4(vendor))" }
+        if let p = rule.product, !p.contains(product) { return "product is \(rangeText(p)), the device's is \(hex4(product))" }
         if !rule.actions.isEmpty, !rule.actions.contains(MatchRule.Actions(rawValue: UInt8(truncatingIfNeeded: 1 << min(action, 7)))) {
             return "actions are \(rule.actions.names.joined(separator: ",")), the event is \((1...6).contains(action) ? MatchRule.Actions.names[Int(action) - 1].0 : "unknown")"
         }

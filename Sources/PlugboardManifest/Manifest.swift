@@ -11,6 +11,10 @@ public struct Manifest: Sendable, Equatable {
     public var library: String
     /// One line for people; may be empty.
     public var summary: String
+    /// `authors = [...]`, e.g. `["Ada <ada@example.org>"]`.
+    public var authors: [String]
+    /// SPDX identifier or free text, e.g. `MIT`; may be empty.
+    public var license: String
     /// Plugin ABI the plugin was built against (`PB_ABI_MAJOR`/`PB_ABI_MINOR`).
     public var abiMajor: UInt16
     public var abiMinor: UInt16
@@ -21,19 +25,22 @@ public struct Manifest: Sendable, Equatable {
     public var rules: [MatchRule]
     /// `[config]`: handed to the plugin's `init` as `pb_config` entries, in file order.
     public var config: [ConfigEntry]
-    /// `[[export]]`: symbols the `.so` exports, with their C signatures (documentation and checks).
+    /// `[exports]`: symbols the `.so` exports, with their C signatures (validated now; a later libffi
+    /// issue calls through them).
     public var exports: [Export]
-    /// `after = [...]`: plugins that must be initialised before this one.
+    /// `[dependencies] after = [...]`: plugins that must be initialised before this one.
     public var after: [String]
 
     public init(name: String, version: String, library: String, summary: String = "",
-                abiMajor: UInt16 = 1, abiMinor: UInt16 = 0, librarySHA256: [UInt8]? = nil,
+                authors: [String] = [], license: String = "", abiMajor: UInt16 = 1, abiMinor: UInt16 = 0, librarySHA256: [UInt8]? = nil,
                 worker: WorkerSettings = WorkerSettings(), rules: [MatchRule], config: [ConfigEntry] = [],
                 exports: [Export] = [], after: [String] = []) {
         self.name = name
         self.version = version
         self.library = library
         self.summary = summary
+        self.authors = authors
+        self.license = license
         self.abiMajor = abiMajor
         self.abiMinor = abiMinor
         self.librarySHA256 = librarySHA256
@@ -55,7 +62,7 @@ public struct ConfigEntry: Sendable, Equatable {
     }
 }
 
-/// One `[[export]]` entry: a symbol and its C signature.
+/// One `[exports]` entry: `symbol = "C signature"`.
 public struct Export: Sendable, Equatable {
     public var symbol: String
     public var signature: String
@@ -65,40 +72,42 @@ public struct Export: Sendable, Equatable {
     }
 }
 
-/// `[worker]`: how the host runs the plugin's worker thread.
+/// `[worker]`: how the host runs the plugin's worker.
 public struct WorkerSettings: Sendable, Equatable {
-    /// What the host does when the plugin's callback returns an error or its worker stops.
-    public enum Restart: UInt16, Sendable, CaseIterable {
-        case never = 0
-        case onFailure = 1
-        public var name: String { self == .never ? "never" : "on-failure" }
+    /// Where the plugin runs. Only `thread` exists today; `process` (a worker process on the same ring)
+    /// is reserved: the format can say it, the host rejects it with a clear message.
+    public enum Isolation: UInt16, Sendable, CaseIterable {
+        case thread = 0
+        case process = 1
+        public var name: String { self == .thread ? "thread" : "process" }
         public init?(name: String) {
             switch name {
-            case "never": self = .never
-            case "on-failure": self = .onFailure
+            case "thread": self = .thread
+            case "process": self = .process
             default: return nil
             }
         }
     }
 
     /// Most events per `events` call (1...4096). Default 64.
-    public var batchSize: UInt32
-    public var restart: Restart
-    /// Restarts allowed before the plugin is left stopped (0...1000). Default 5.
-    public var maxRestarts: UInt16
-    /// A callback running longer than this is reported as stalled; 0 disables the check. Default 5000.
-    public var stallTimeoutMs: UInt32
+    public var batch: UInt32
+    /// How long one callback may run before the host reports the plugin as stalled, in ms;
+    /// 0 = no deadline. Default 0.
+    public var deadlineMs: UInt32
+    public var isolation: Isolation
 
-    public init(batchSize: UInt32 = 64, restart: Restart = .onFailure, maxRestarts: UInt16 = 5, stallTimeoutMs: UInt32 = 5000) {
-        self.batchSize = batchSize
-        self.restart = restart
-        self.maxRestarts = maxRestarts
-        self.stallTimeoutMs = stallTimeoutMs
+    public init(batch: UInt32 = 64, deadlineMs: UInt32 = 0, isolation: Isolation = .thread) {
+        self.batch = batch
+        self.deadlineMs = deadlineMs
+        self.isolation = isolation
     }
 
-    public static let batchSizeRange: ClosedRange<Int> = 1...4096
-    public static let maxRestartsRange: ClosedRange<Int> = 0...1000
-    public static let stallTimeoutRange: ClosedRange<Int> = 0...3_600_000
+    public static let batchRange: ClosedRange<Int> = 1...4096
+    public static let deadlineRange: ClosedRange<Int> = 0...3_600_000
+    /// The reason `process` isolation is refused (shared by the TOML and `.pbm` checks).
+    public static let processRejected: (problem: String, fix: String) =
+        ("isolation \"process\" is reserved for a later version: this host runs every plugin on a worker thread",
+         "write isolation = \"thread\" (or remove the field)")
 }
 
 /// One `[[match]]` rule. Every field that is set must match; unset fields match anything.
@@ -125,8 +134,10 @@ public struct MatchRule: Sendable, Equatable {
 
     /// Only `usb` today (every event the host produces is a USB device event).
     public var subsystem: String
-    public var vendor: UInt16?
-    public var product: UInt16?
+    /// idVendor: one id (`046d`, stored as 0x046d...0x046d) or a range (`0x1000-0x10ff`); nil = any.
+    public var vendor: ClosedRange<UInt16>?
+    /// idProduct, as `vendor`.
+    public var product: ClosedRange<UInt16>?
     public var deviceClass: UInt8?
     /// Matches when any of the device's interfaces has this class.
     public var interfaceClass: UInt8?
@@ -134,11 +145,19 @@ public struct MatchRule: Sendable, Equatable {
     public var serial: String?
     public var actions: Actions
 
+    /// A rule with single vendor and product ids (nil = any).
     public init(subsystem: String = "usb", vendor: UInt16? = nil, product: UInt16? = nil, deviceClass: UInt8? = nil,
                 interfaceClass: UInt8? = nil, serial: String? = nil, actions: Actions = .any) {
+        self.init(subsystem: subsystem, vendors: vendor.map { $0...$0 }, products: product.map { $0...$0 },
+                  deviceClass: deviceClass, interfaceClass: interfaceClass, serial: serial, actions: actions)
+    }
+
+    /// A rule with id ranges (nil = any).
+    public init(subsystem: String = "usb", vendors: ClosedRange<UInt16>?, products: ClosedRange<UInt16>? = nil,
+                deviceClass: UInt8? = nil, interfaceClass: UInt8? = nil, serial: String? = nil, actions: Actions = .any) {
         self.subsystem = subsystem
-        self.vendor = vendor
-        self.product = product
+        self.vendor = vendors
+        self.product = products
         self.deviceClass = deviceClass
         self.interfaceClass = interfaceClass
         self.serial = serial
@@ -147,13 +166,18 @@ public struct MatchRule: Sendable, Equatable {
 
     /// `046d:c52b class=03 serial="AB*" actions=add,remove` — for people.
     public var summary: String {
-        var s = "\(vendor.map(hex4) ?? "*"):\(product.map(hex4) ?? "*")"
+        var s = "\(vendor.map(rangeText) ?? "*"):\(product.map(rangeText) ?? "*")"
         if let c = deviceClass { s += " device_class=\(hex2(c))" }
         if let c = interfaceClass { s += " interface_class=\(hex2(c))" }
         if let p = serial { s += " serial=\"\(p)\"" }
         if !actions.isEmpty { s += " actions=\(actions.names.joined(separator: ","))" }
         return s
     }
+}
+
+/// `046d` or `1000-10ff`.
+func rangeText(_ r: ClosedRange<UInt16>) -> String {
+    r.lowerBound == r.upperBound ? hex4(r.lowerBound) : "\(hex4(r.lowerBound))-\(hex4(r.upperBound))"
 }
 
 func hex4(_ v: UInt16) -> String {

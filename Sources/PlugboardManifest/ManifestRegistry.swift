@@ -1,5 +1,9 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A manifest resolved against its library: what the catalog needs to decide about one plugin.
 public struct ResolvedManifest: Sendable, Equatable {
     public var manifest: Manifest
@@ -85,6 +89,23 @@ public final class ManifestRegistry: Sendable {
 
     public var stats: Stats { state.withLock { $0.stats } }
 
+    /// Passes a problem that does not stop the host (e.g. the cache could not be written) to the
+    /// warning handler.
+    public func warn(_ message: String) { warning(message) }
+
+    /// Where the cache lives when the caller does not say: `$XDG_CACHE_HOME/plugboard/registry.pbr`,
+    /// else `$HOME/.cache/plugboard/registry.pbr` (the directory is created); nil when neither is set.
+    public static func defaultCachePath() -> String? {
+        let base: String
+        if let xdg = getenv("XDG_CACHE_HOME").map({ String(cString: $0) }), xdg.hasPrefix("/") { base = xdg }
+        else if let home = getenv("HOME").map({ String(cString: $0) }), !home.isEmpty { base = home + "/.cache" }
+        else { return nil }
+        let dir = base + "/plugboard"
+        _ = mkdir(base, 0o755)
+        _ = mkdir(dir, 0o755)
+        return dir + "/registry.pbr"
+    }
+
     /// Resolves the manifest at `pbmPath` and checks its library: exists, and has the SHA-256 recorded
     /// at pack time.
     public func resolve(manifestAt pbmPath: String) -> Result<ResolvedManifest, ManifestError> {
@@ -156,8 +177,8 @@ public final class ManifestRegistry: Sendable {
         }
         guard recorded == sha else {
             return .failure(ManifestError(.library, file: pbmPath, field: "library-hash",
-                problem: "\(libPath) is not the library that was packed (SHA-256 \(sha.hexString.prefix(16))..., manifest records \(recorded.hexString.prefix(16))...)",
-                fix: "pack the manifest again against the new build: `plugboard pack plugin.toml --library \(libPath) -o \(pbmPath)`"))
+                problem: "stale manifest: \(libPath) is not the library that was packed (SHA-256 \(sha.hexString.prefix(16))..., manifest records \(recorded.hexString.prefix(16))...)",
+                fix: "run plugboard pack against the new build: `plugboard pack plugin.toml --library \(libPath) -o \(pbmPath)`"))
         }
         let bytes = pbmBytes ?? PBMWriter.encode(manifest)
         let entry = Entry(path: pbmPath, manifestKey: mkey, libraryKey: lkey, librarySHA256: sha, pbm: bytes)

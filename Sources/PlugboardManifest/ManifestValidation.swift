@@ -98,6 +98,14 @@ public enum ManifestValidation {
         return nil
     }
 
+    /// A short free-text field (author, license): one line, at most 255 bytes.
+    public static func text(_ s: String, what: String, allowEmpty: Bool = false) -> Finding? {
+        if s.isEmpty && !allowEmpty { return ("the \(what) is empty", "remove the empty entry") }
+        if s.utf8.count > 255 { return ("the \(what) is longer than 255 bytes", "shorten it") }
+        if s.contains("\n") || s.utf8.contains(0) { return ("the \(what) contains a line break or NUL", "keep it on one line") }
+        return nil
+    }
+
     public static func subsystem(_ s: String) -> Finding? {
         s == "usb" ? nil : ("subsystem \"\(s)\" is not supported (the host only sees USB device events)", "write subsystem = \"usb\" or remove the field")
     }
@@ -116,12 +124,26 @@ public enum ManifestValidation {
         var seen: Set<String> = []
         for d in m.after {
             if d == m.name {
-                out.append(("plugin.after", "the plugin lists itself in after", "remove \"\(d)\" from after"))
+                out.append(("dependencies.after", "the plugin lists itself in after", "remove \"\(d)\" from after"))
             } else if !seen.insert(d).inserted {
-                out.append(("plugin.after", "\"\(d)\" is listed twice", "list each dependency once"))
+                out.append(("dependencies.after", "\"\(d)\" is listed twice", "list each dependency once"))
             } else if let f = pluginName(d) {
-                out.append(("plugin.after", f.problem, f.fix))
+                out.append(("dependencies.after", f.problem, f.fix))
             }
+        }
+        for (i, r) in m.rules.enumerated() {
+            for (name, range) in [("vendor", r.vendor), ("product", r.product)] {
+                if let range, range.lowerBound > range.upperBound {
+                    out.append(("match[\(i + 1)].\(name)", "the range is empty", "write FIRST-LAST with FIRST <= LAST"))
+                }
+            }
+        }
+        for a in m.authors {
+            if let f = text(a, what: "author") { out.append(("plugin.authors", f.problem, f.fix)) }
+        }
+        if let f = text(m.license, what: "license", allowEmpty: true) { out.append(("plugin.license", f.problem, f.fix)) }
+        if m.worker.isolation == .process {
+            out.append(("worker.isolation", WorkerSettings.processRejected.problem, WorkerSettings.processRejected.fix))
         }
         var keys: Set<String> = []
         for c in m.config where !keys.insert(c.key).inserted {

@@ -5,11 +5,11 @@ import CPlugboard
 /// wildcard patterns are tried in a fixed, small number of probes. Each rule goes into exactly one
 /// bucket, the most specific its fields allow:
 ///
-///     exact      vendor:product           (vendor and product set)
-///     vendor     vendor:*                 (vendor set)
-///     class      *:* device_class=C       (no vendor, device_class set)
-///     interface  *:* interface_class=C    (no vendor or device_class, interface_class set)
-///     any        everything else          (serial/actions only, or subsystem only)
+///     exact      vendor:product           (one vendor and one product)
+///     vendor     vendor:*                 (one vendor; any product or a product range)
+///     class      device_class=C           (no single vendor, device_class set)
+///     interface  interface_class=C        (no single vendor or device_class, interface_class set)
+///     any        everything else          (vendor ranges, serial/actions only, subsystem only)
 ///
 /// An event probes exact(vid,pid), vendor(vid), class(its device class), interface(each distinct
 /// interface class it has) and any; the remaining fields of the candidate rules are then checked.
@@ -28,8 +28,8 @@ public final class MatchIndex: Sendable {
     struct Compiled: Sendable {
         var plugin: Int32
         var rule: Int32
-        var vendor: UInt16
-        var product: UInt16
+        var vendorLo: UInt16, vendorHi: UInt16
+        var productLo: UInt16, productHi: UInt16
         var fields: UInt16
         var deviceClass: UInt8
         var interfaceClass: UInt8
@@ -73,14 +73,20 @@ public final class MatchIndex: Sendable {
                     pool += s.utf8
                     count = Int32(s.utf8.count)
                 }
-                let c = Compiled(plugin: Int32(p), rule: Int32(r), vendor: rule.vendor ?? 0, product: rule.product ?? 0,
+                let c = Compiled(plugin: Int32(p), rule: Int32(r),
+                                 vendorLo: rule.vendor?.lowerBound ?? 0, vendorHi: rule.vendor?.upperBound ?? 0,
+                                 productLo: rule.product?.lowerBound ?? 0, productHi: rule.product?.upperBound ?? 0,
                                  fields: fields, deviceClass: rule.deviceClass ?? 0, interfaceClass: rule.interfaceClass ?? 0,
                                  actions: rule.actions.rawValue, serialStart: start, serialCount: count)
                 let id = Int32(rules.count)
                 rules.append(c)
                 let kind: UInt64, v: UInt16, pr: UInt16
-                if rule.vendor != nil && rule.product != nil { kind = Self.kindExact; v = c.vendor; pr = c.product }
-                else if rule.vendor != nil { kind = Self.kindVendor; v = c.vendor; pr = 0 }
+                // A range of vendors cannot be keyed by one vendor: it goes to the class/interface/any
+                // buckets; a single vendor with a product range goes to the vendor bucket.
+                let oneVendor = rule.vendor.map { $0.lowerBound == $0.upperBound } ?? false
+                let oneProduct = rule.product.map { $0.lowerBound == $0.upperBound } ?? false
+                if oneVendor && oneProduct { kind = Self.kindExact; v = c.vendorLo; pr = c.productLo }
+                else if oneVendor { kind = Self.kindVendor; v = c.vendorLo; pr = 0 }
                 else if let dc = rule.deviceClass { kind = Self.kindClass; v = 0; pr = UInt16(dc) }
                 else if let ic = rule.interfaceClass { kind = Self.kindInterface; v = 0; pr = UInt16(ic) }
                 else { kind = Self.kindAny; v = 0; pr = 0 }
@@ -267,8 +273,14 @@ public final class MatchIndex: Sendable {
     @inline(__always)
     func matches(_ c: Compiled, _ e: UnsafePointer<pb_event>) -> Bool {
         let f = c.fields
-        if f & PBMFormat.MatchField.vendor != 0 && c.vendor != e.pointee.vendor_id { return false }
-        if f & PBMFormat.MatchField.product != 0 && c.product != e.pointee.product_id { return false }
+        if f & PBMFormat.MatchField.vendor != 0 {
+            let v = e.pointee.vendor_id
+            if v < c.vendorLo || v > c.vendorHi { return false }
+        }
+        if f & PBMFormat.MatchField.product != 0 {
+            let p = e.pointee.product_id
+            if p < c.productLo || p > c.productHi { return false }
+        }
         if c.actions != 0 {
             let a = e.pointee.action
             if a > 7 || (c.actions & (1 << UInt8(a))) == 0 { return false }

@@ -24,6 +24,7 @@ public enum PBMFormat {
         case config = 6
         case exports = 7
         case after = 8
+        case authors = 9
 
         public var name: String {
             switch self {
@@ -35,6 +36,7 @@ public enum PBMFormat {
             case .config: "config"
             case .exports: "exports"
             case .after: "after"
+            case .authors: "authors"
             }
         }
 
@@ -42,13 +44,14 @@ public enum PBMFormat {
         public var recordSize: Int {
             switch self {
             case .strings: 0
-            case .plugin: 40
+            case .plugin: 48
             case .libraryHash: 36
             case .worker: 16
             case .match: 24
             case .config: 16
             case .exports: 16
             case .after: 8
+            case .authors: 8
             }
         }
 

@@ -133,7 +133,8 @@ private struct Reader {
         let version = try string(p, 8, "plugin.version")
         let library = try string(p, 16, "plugin.library")
         let summary = try string(p, 24, "plugin.description")
-        let abiMajor = u16(p, 32), abiMinor = u16(p, 34)
+        let license = try string(p, 32, "plugin.license")
+        let abiMajor = u16(p, 40), abiMinor = u16(p, 42)
         try check(ManifestValidation.pluginName(name), "plugin.name")
         try check(ManifestValidation.version(version), "plugin.version")
         try check(ManifestValidation.library(library), "plugin.library")
@@ -148,18 +149,15 @@ private struct Reader {
         }
 
         let w = found[.worker]!
-        let batch = u32(w, 0), restartRaw = u16(w, 4), maxRestarts = u16(w, 6), stall = u32(w, 8)
-        guard WorkerSettings.batchSizeRange.contains(Int(batch)) else {
-            throw fail("worker.batch_size", "\(batch) is outside \(WorkerSettings.batchSizeRange)", fix: "set batch_size in [worker] to 1...4096, then pack again")
+        let batch = u32(w, 0), deadline = u32(w, 4), isolationRaw = u16(w, 8)
+        guard WorkerSettings.batchRange.contains(Int(batch)) else {
+            throw fail("worker.batch", "\(batch) is outside \(WorkerSettings.batchRange)", fix: "set batch in [worker] to 1...4096, then pack again")
         }
-        guard let restart = WorkerSettings.Restart(rawValue: restartRaw) else {
-            throw fail("worker.restart", "unknown restart policy code \(restartRaw)")
+        guard WorkerSettings.deadlineRange.contains(Int(deadline)) else {
+            throw fail("worker.deadline_ms", "\(deadline) is outside \(WorkerSettings.deadlineRange)")
         }
-        guard WorkerSettings.maxRestartsRange.contains(Int(maxRestarts)) else {
-            throw fail("worker.max_restarts", "\(maxRestarts) is outside \(WorkerSettings.maxRestartsRange)")
-        }
-        guard WorkerSettings.stallTimeoutRange.contains(Int(stall)) else {
-            throw fail("worker.stall_timeout_ms", "\(stall) is outside \(WorkerSettings.stallTimeoutRange)")
+        guard let isolation = WorkerSettings.Isolation(rawValue: isolationRaw) else {
+            throw fail("worker.isolation", "unknown isolation code \(isolationRaw) (0 = thread, 1 = process)")
         }
 
         var rules: [MatchRule] = []
@@ -169,16 +167,20 @@ private struct Reader {
             let field = "match[\(i + 1)]"
             let fields = u16(m, o)
             guard fields & ~PBMFormat.MatchField.all == 0 else { throw fail("\(field).fields", "unknown field bits \(hex(UInt32(fields)))") }
-            let actions = u8(m, o + 8)
+            let actions = u8(m, o + 12)
             guard actions & ~MatchRule.Actions.validMask == 0 else { throw fail("\(field).actions", "unknown action bits \(hex(UInt32(actions)))") }
-            guard u8(m, o + 9) == PBMFormat.subsystemUSB else { throw fail("\(field).subsystem", "unknown subsystem code \(u8(m, o + 9)) (1 = usb)") }
+            guard u8(m, o + 13) == PBMFormat.subsystemUSB else { throw fail("\(field).subsystem", "unknown subsystem code \(u8(m, o + 13)) (1 = usb)") }
             var rule = MatchRule(actions: MatchRule.Actions(rawValue: actions))
-            if fields & PBMFormat.MatchField.vendor != 0 { rule.vendor = u16(m, o + 2) }
-            if fields & PBMFormat.MatchField.product != 0 { rule.product = u16(m, o + 4) }
-            if fields & PBMFormat.MatchField.deviceClass != 0 { rule.deviceClass = u8(m, o + 6) }
-            if fields & PBMFormat.MatchField.interfaceClass != 0 { rule.interfaceClass = u8(m, o + 7) }
+            for (bit, at, name) in [(PBMFormat.MatchField.vendor, 2, "vendor"), (PBMFormat.MatchField.product, 6, "product")]
+            where fields & bit != 0 {
+                let lo = u16(m, o + at), hi = u16(m, o + at + 2)
+                guard lo <= hi else { throw fail("\(field).\(name)", "the range \(lo)...\(hi) is empty") }
+                if name == "vendor" { rule.vendor = lo...hi } else { rule.product = lo...hi }
+            }
+            if fields & PBMFormat.MatchField.deviceClass != 0 { rule.deviceClass = u8(m, o + 10) }
+            if fields & PBMFormat.MatchField.interfaceClass != 0 { rule.interfaceClass = u8(m, o + 11) }
             if fields & PBMFormat.MatchField.serial != 0 {
-                let s = try string(m, o + 12, "\(field).serial")
+                let s = try string(m, o + 16, "\(field).serial")
                 try check(ManifestValidation.serialPattern(s), "\(field).serial")
                 rule.serial = s
             }
@@ -197,21 +199,26 @@ private struct Reader {
         var exports: [Export] = []
         if let x = found[.exports] {
             for i in 0..<(x.count / 16) {
-                let sym = try string(x, i * 16, "export[\(i + 1)].symbol")
-                try check(ManifestValidation.cIdentifier(sym), "export[\(i + 1)].symbol")
-                let sig = try string(x, i * 16 + 8, "export[\(i + 1)].signature")
-                try check(ManifestValidation.signature(sig), "export[\(i + 1)].signature")
+                let sym = try string(x, i * 16, "exports[\(i + 1)]")
+                try check(ManifestValidation.cIdentifier(sym), "exports[\(i + 1)]")
+                let sig = try string(x, i * 16 + 8, "exports.\(sym)")
+                try check(ManifestValidation.signature(sig), "exports.\(sym)")
                 exports.append(Export(symbol: sym, signature: sig))
             }
         }
         var after: [String] = []
         if let a = found[.after] {
-            for i in 0..<(a.count / 8) { after.append(try string(a, i * 8, "plugin.after[\(i + 1)]")) }
+            for i in 0..<(a.count / 8) { after.append(try string(a, i * 8, "dependencies.after[\(i + 1)]")) }
+        }
+        var authors: [String] = []
+        if let a = found[.authors] {
+            for i in 0..<(a.count / 8) { authors.append(try string(a, i * 8, "plugin.authors[\(i + 1)]")) }
         }
 
         let manifest = Manifest(name: name, version: version, library: library, summary: summary,
+                                authors: authors, license: license,
                                 abiMajor: abiMajor, abiMinor: abiMinor, librarySHA256: hash,
-                                worker: WorkerSettings(batchSize: batch, restart: restart, maxRestarts: maxRestarts, stallTimeoutMs: stall),
+                                worker: WorkerSettings(batch: batch, deadlineMs: deadline, isolation: isolation),
                                 rules: rules, config: config, exports: exports, after: after)
         if let c = ManifestValidation.crossChecks(manifest).first {
             throw ManifestError(.field, file: file, field: c.field, problem: c.problem, fix: c.fix + ", then pack again")

@@ -10,7 +10,7 @@ public enum PBMWriter {
         var sections: [(PBMFormat.Kind, [UInt8])] = []
 
         var plugin = ByteWriter()
-        for s in [m.name, m.version, m.library, m.summary] { plugin.strref(ref(s)) }
+        for s in [m.name, m.version, m.library, m.summary, m.license] { plugin.strref(ref(s)) }
         plugin.u16(m.abiMajor); plugin.u16(m.abiMinor); plugin.u32(0)
         sections.append((.plugin, plugin.bytes))
 
@@ -22,8 +22,8 @@ public enum PBMWriter {
         }
 
         var worker = ByteWriter()
-        worker.u32(m.worker.batchSize); worker.u16(m.worker.restart.rawValue); worker.u16(m.worker.maxRestarts)
-        worker.u32(m.worker.stallTimeoutMs); worker.u32(0)
+        worker.u32(m.worker.batch); worker.u32(m.worker.deadlineMs); worker.u16(m.worker.isolation.rawValue)
+        worker.u16(0); worker.u32(0)
         sections.append((.worker, worker.bytes))
 
         var match = ByteWriter()
@@ -34,10 +34,12 @@ public enum PBMWriter {
             if r.deviceClass != nil { fields |= PBMFormat.MatchField.deviceClass }
             if r.interfaceClass != nil { fields |= PBMFormat.MatchField.interfaceClass }
             if r.serial != nil { fields |= PBMFormat.MatchField.serial }
-            match.u16(fields); match.u16(r.vendor ?? 0); match.u16(r.product ?? 0)
+            match.u16(fields)
+            match.u16(r.vendor?.lowerBound ?? 0); match.u16(r.vendor?.upperBound ?? 0)
+            match.u16(r.product?.lowerBound ?? 0); match.u16(r.product?.upperBound ?? 0)
             match.u8(r.deviceClass ?? 0); match.u8(r.interfaceClass ?? 0); match.u8(r.actions.rawValue)
             match.u8(PBMFormat.subsystemUSB); match.u16(0)
-            match.strref(r.serial.map(ref) ?? (0, 0)); match.u32(0)
+            match.strref(r.serial.map(ref) ?? (0, 0))
         }
         sections.append((.match, match.bytes))
 
@@ -55,6 +57,11 @@ public enum PBMWriter {
             var w = ByteWriter()
             for a in m.after { w.strref(ref(a)) }
             sections.append((.after, w.bytes))
+        }
+        if !m.authors.isEmpty {
+            var w = ByteWriter()
+            for a in m.authors { w.strref(ref(a)) }
+            sections.append((.authors, w.bytes))
         }
         sections.insert((.strings, strings.bytes), at: 0)
 

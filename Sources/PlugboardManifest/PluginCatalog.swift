@@ -108,7 +108,8 @@ public struct PluginCatalog: Sendable {
                         fix: "write a plugin.toml for it and run `plugboard pack plugin.toml --library \(path) -o \(FileIO.join(dir, stem + ".pbm"))`")))
             }
         }
-        do { try registry.save() } catch { problems.append(.from(error, file: registry.cachePath ?? "registry")) }
+        // A cache that cannot be written costs the next start time, not this one: warn, go on.
+        do { try registry.save() } catch { registry.warn("\(ManifestError.from(error, file: registry.cachePath ?? "registry"))") }
 
         var files: [String: String] = [:]
         var nodes: [(name: String, after: [String])] = []

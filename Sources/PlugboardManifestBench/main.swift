@@ -60,10 +60,12 @@ for i in 0..<pluginCount {
     version = "1.0.\(i)"
     library = "lib\(name).so"
     description = "benchmark plugin \(i)"
+
+    [dependencies]
     after = [\(i > 0 ? "\"bench-\(i - 1)\"" : "")]
 
     [worker]
-    batch_size = 64
+    batch = 64
 
     [[match]]
     vendor = "\(String(format: "%04x", 0x1000 + i))"
@@ -76,9 +78,8 @@ for i in 0..<pluginCount {
     output = "-"
     level = \(i)
 
-    [[export]]
-    symbol = "pb_plugin_entry"
-    signature = "pb_status (const pb_negotiate_in *, pb_negotiate_out *)"
+    [exports]
+    pb_plugin_entry = "pb_status (const pb_negotiate_in *, pb_negotiate_out *)"
     """
     try text.write(toFile: toml, atomically: false, encoding: .utf8)
     _ = try Packer.pack(tomlPath: toml, libraryPath: lib, output: dir + "/\(name).pbm")
@@ -205,20 +206,21 @@ for n in [1, 10, 100, 1000] {
         var rules: [MatchRule] = []
         for _ in 0..<Int.random(in: 1...3, using: &rng) {
             var r = MatchRule()
+            func one(_ v: UInt16) -> ClosedRange<UInt16> { v...v }
             if workload == "specific" {
-                r.vendor = vendors.randomElement(using: &rng)
-                if Int.random(in: 0..<20, using: &rng) > 0 { r.product = UInt16.random(in: 0..<32, using: &rng) }
+                r.vendor = one(vendors.randomElement(using: &rng)!)
+                if Int.random(in: 0..<20, using: &rng) > 0 { r.product = one(UInt16.random(in: 0..<32, using: &rng)) }
             } else {
             switch Int.random(in: 0..<10, using: &rng) {
-            case 0..<4: r.vendor = vendors.randomElement(using: &rng); r.product = UInt16.random(in: 0..<32, using: &rng)
-            case 4..<7: r.vendor = vendors.randomElement(using: &rng)
+            case 0..<4: r.vendor = one(vendors.randomElement(using: &rng)!); r.product = one(UInt16.random(in: 0..<32, using: &rng))
+            case 4..<7: r.vendor = one(vendors.randomElement(using: &rng)!)
             case 7..<9: r.deviceClass = [3, 9].randomElement(using: &rng)
             default: r.interfaceClass = [3, 8, 0xe].randomElement(using: &rng)
             }
             }
             if Int.random(in: 0..<4, using: &rng) == 0 { r.actions = [.add, .remove] }
             rules.append(r)
-            naive.append(NaiveRule(plugin: Int32(p), vendor: r.vendor.map(Int32.init) ?? -1, product: r.product.map(Int32.init) ?? -1,
+            naive.append(NaiveRule(plugin: Int32(p), vendor: r.vendor.map { Int32($0.lowerBound) } ?? -1, product: r.product.map { Int32($0.lowerBound) } ?? -1,
                                    deviceClass: r.deviceClass.map(Int16.init) ?? -1, interfaceClass: r.interfaceClass.map(Int16.init) ?? -1,
                                    actions: r.actions.rawValue))
         }

@@ -49,8 +49,8 @@ func checkOne(_ raw: UnsafeRawBufferPointer) {
     event.size = UInt32(MemoryLayout<pb_event>.size)
     event.total_size = event.size
     event.action = UInt16(PB_ACTION_ADD)
-    event.vendor_id = manifest.rules.first?.vendor ?? 0
-    event.product_id = manifest.rules.first?.product ?? 0
+    event.vendor_id = manifest.rules.first?.vendor?.lowerBound ?? 0
+    event.product_id = manifest.rules.first?.product?.upperBound ?? 0
     _ = withUnsafePointer(to: &event) { index.firstMatch(plugin: 0, event: $0) }
 }
 

@@ -89,7 +89,7 @@ private struct Parser {
     }
 
     mutating func manifest(_ root: TOMLTable) -> Manifest? {
-        unknownKeys(root, allowed: ["plugin", "worker", "match", "config", "export"], at: "")
+        unknownKeys(root, allowed: ["plugin", "dependencies", "worker", "match", "config", "exports"], at: "")
         guard let pv = root["plugin"] else {
             report("plugin", "the [plugin] table is missing", "start the file with [plugin] and name, version and library")
             return nil
@@ -98,7 +98,10 @@ private struct Parser {
             report("plugin", "must be a table, found \(pv.type.description)", "write it as a [plugin] table")
             return nil
         }
-        unknownKeys(plugin, allowed: ["name", "version", "library", "description", "abi", "after"], at: "plugin")
+        if plugin["after"] != nil {
+            report("plugin.after", "after belongs in the [dependencies] table", "move it: [dependencies] after = [\"other-plugin\"]")
+        }
+        unknownKeys(plugin, allowed: ["name", "version", "library", "description", "abi", "authors", "license", "after"], at: "plugin")
         let name = string(plugin, "name", at: "plugin.name", required: true, example: "\"usb-logger\"")
         if let n = name, let f = ManifestValidation.pluginName(n) { report("plugin.name", f.problem, f.fix) }
         let version = string(plugin, "version", at: "plugin.version", required: true, example: "\"1.0.0\"")
@@ -116,12 +119,28 @@ private struct Parser {
                 report("plugin.abi", "\"\(a)\" is not an ABI version", "write MAJOR.MINOR, e.g. abi = \"\(HostABI.major).\(HostABI.minor)\"")
             }
         }
-        var after: [String] = []
-        if let av = plugin["after"] {
+        var authors: [String] = []
+        if let av = plugin["authors"] {
             if let arr = av.array, arr.allSatisfy({ $0.string != nil }) {
-                after = arr.map { $0.string! }
+                authors = arr.map { $0.string! }
             } else {
-                report("plugin.after", "must be an array of plugin names, found \(av.type.description)", "write after = [\"other-plugin\"]")
+                report("plugin.authors", "must be an array of strings, found \(av.type.description)", "write authors = [\"Name <mail@example.org>\"]")
+            }
+        }
+        let license = string(plugin, "license", at: "plugin.license", required: false, example: "\"MIT\"") ?? ""
+        var after: [String] = []
+        if let dv = root["dependencies"] {
+            if let deps = dv.table {
+                unknownKeys(deps, allowed: ["after"], at: "dependencies")
+                if let av = deps["after"] {
+                    if let arr = av.array, arr.allSatisfy({ $0.string != nil }) {
+                        after = arr.map { $0.string! }
+                    } else {
+                        report("dependencies.after", "must be an array of plugin names, found \(av.type.description)", "write after = [\"other-plugin\"]")
+                    }
+                }
+            } else {
+                report("dependencies", "must be a table, found \(dv.type.description)", "write it as a [dependencies] table with after = [...]")
             }
         }
 
@@ -130,7 +149,8 @@ private struct Parser {
         let config = configEntries(root)
         let exports = exportEntries(root)
         guard let name, let version, let library else { return nil }
-        let m = Manifest(name: name, version: version, library: library, summary: summary, abiMajor: abi.0, abiMinor: abi.1,
+        let m = Manifest(name: name, version: version, library: library, summary: summary, authors: authors, license: license,
+                         abiMajor: abi.0, abiMinor: abi.1,
                          worker: worker, rules: rules ?? [], config: config, exports: exports, after: after)
         if rules != nil {
             for c in ManifestValidation.crossChecks(m) { report(c.field, c.problem, c.fix) }
@@ -145,13 +165,12 @@ private struct Parser {
             report("worker", "must be a table, found \(v.type.description)", "write it as a [worker] table")
             return w
         }
-        unknownKeys(t, allowed: ["batch_size", "restart", "max_restarts", "stall_timeout_ms"], at: "worker")
-        if let b = integer(t, "batch_size", at: "worker.batch_size", range: WorkerSettings.batchSizeRange) { w.batchSize = UInt32(b) }
-        if let r = integer(t, "max_restarts", at: "worker.max_restarts", range: WorkerSettings.maxRestartsRange) { w.maxRestarts = UInt16(r) }
-        if let s = integer(t, "stall_timeout_ms", at: "worker.stall_timeout_ms", range: WorkerSettings.stallTimeoutRange) { w.stallTimeoutMs = UInt32(s) }
-        if let r = string(t, "restart", at: "worker.restart", required: false, example: "\"on-failure\"") {
-            if let policy = WorkerSettings.Restart(name: r) { w.restart = policy }
-            else { report("worker.restart", "\"\(r)\" is not a restart policy", "write \"on-failure\" or \"never\"") }
+        unknownKeys(t, allowed: ["batch", "deadline_ms", "isolation"], at: "worker")
+        if let b = integer(t, "batch", at: "worker.batch", range: WorkerSettings.batchRange) { w.batch = UInt32(b) }
+        if let d = integer(t, "deadline_ms", at: "worker.deadline_ms", range: WorkerSettings.deadlineRange) { w.deadlineMs = UInt32(d) }
+        if let i = string(t, "isolation", at: "worker.isolation", required: false, example: "\"thread\"") {
+            if let iso = WorkerSettings.Isolation(name: i) { w.isolation = iso }
+            else { report("worker.isolation", "\"\(i)\" is not an isolation mode", "write \"thread\"") }
         }
         return w
     }
@@ -181,8 +200,8 @@ private struct Parser {
             if let s = string(t, "subsystem", at: "\(at).subsystem", required: false, example: "\"usb\"") {
                 if let f = ManifestValidation.subsystem(s) { report("\(at).subsystem", f.problem, f.fix) }
             }
-            r.vendor = hexField(t, "vendor", at: at, max: 0xFFFF, what: "USB vendor id", digits: 4, example: "046d").map { UInt16($0) }
-            r.product = hexField(t, "product", at: at, max: 0xFFFF, what: "USB product id", digits: 4, example: "c52b").map { UInt16($0) }
+            r.vendor = idField(t, "vendor", at: at, what: "USB vendor id", example: "046d")
+            r.product = idField(t, "product", at: at, what: "USB product id", example: "c52b")
             r.deviceClass = hexField(t, "device_class", at: at, max: 0xFF, what: "USB class code", digits: 2, example: "09").map { UInt8($0) }
             r.interfaceClass = hexField(t, "interface_class", at: at, max: 0xFF, what: "USB class code", digits: 2, example: "03").map { UInt8($0) }
             if let s = string(t, "serial", at: "\(at).serial", required: false, example: "\"A1B2*\"") {
@@ -205,11 +224,37 @@ private struct Parser {
         return skippedRule ? nil : rules
     }
 
+    /// A vendor/product id: one id (as `hexField`), or a range "FIRST-LAST" in hex ("c520-c52f").
+    mutating func idField(_ t: TOMLTable, _ key: String, at rule: String, what: String, example: String) -> ClosedRange<UInt16>? {
+        let field = "\(rule).\(key)"
+        if let s = t[key]?.string, s.contains("-") {
+            let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+            func parse(_ x: Substring) -> UInt16? {
+                var h = x.drop { $0 == " " }
+                while h.last == " " { h = h.dropLast() }
+                if h.hasPrefix("0x") || h.hasPrefix("0X") { h = h.dropFirst(2) }
+                return h.isEmpty || h.count > 4 ? nil : UInt16(h, radix: 16)
+            }
+            guard parts.count == 2, let lo = parse(parts[0]), let hi = parse(parts[1]) else {
+                report(field, "\"\(s)\" is not a range of \(what)s", "write FIRST-LAST in hex, e.g. \"\(example)-\(example.dropLast())f\"")
+                return nil
+            }
+            guard lo <= hi else {
+                report(field, "the range \"\(s)\" is empty (\(hex(lo)) > \(hex(hi)))", "write the smaller id first")
+                return nil
+            }
+            return lo...hi
+        }
+        return hexField(t, key, at: rule, max: 0xFFFF, what: what, digits: 4, example: example).map { UInt16($0)...UInt16($0) }
+    }
+
+    func hex(_ v: UInt16) -> String { String(v, radix: 16) }
+
     /// A hex code given as a string ("046d", "0x046d"), as a TOML integer (0x046d), or "*" for any.
     mutating func hexField(_ t: TOMLTable, _ key: String, at rule: String, max: Int, what: String, digits: Int, example: String) -> Int? {
         let field = "\(rule).\(key)"
         guard let v = t[key] else { return nil }
-        let fix = "write \(digits) hex digits such as \"\(example)\" (or 0x\(example) without quotes), or \"*\" for any"
+        let fix = "write \(digits) hex digits such as \"\(example)\" (or 0x\(example) without quotes)\(digits == 4 ? ", a range \"FIRST-LAST\"" : ""), or \"*\" for any"
         if let i = v.int {
             guard i >= 0 && i <= max else { report(field, "\(i) is not a \(what) (0...0x\(String(max, radix: 16)))", fix); return nil }
             return i
@@ -255,25 +300,27 @@ private struct Parser {
         return out.sorted { ($0.0, $0.1.key) < ($1.0, $1.1.key) }.map(\.1)
     }
 
+    /// `[exports]`: symbol = "C signature", in file order.
     mutating func exportEntries(_ root: TOMLTable) -> [Export] {
-        guard let v = root["export"] else { return [] }
-        guard let arr = v.array else {
-            report("export", "must be an array of tables, found \(v.type.description)", "write each export as [[export]] with symbol and signature")
+        guard let v = root["exports"] else { return [] }
+        guard let t = v.table else {
+            report("exports", "must be a table, found \(v.type.description)",
+                   "write [exports] with lines such as pb_plugin_entry = \"pb_status (const pb_negotiate_in *, pb_negotiate_out *)\"")
             return []
         }
-        var out: [Export] = []
-        for (i, item) in arr.enumerated() {
-            let at = "export[\(i + 1)]"
-            guard let t = item.table else { report(at, "must be a table", "write each export as an [[export]] table"); continue }
-            unknownKeys(t, allowed: ["symbol", "signature"], at: at)
-            let sym = string(t, "symbol", at: "\(at).symbol", required: true, example: "\"pb_plugin_entry\"")
-            let sig = string(t, "signature", at: "\(at).signature", required: true,
-                             example: "\"pb_status (const pb_negotiate_in *, pb_negotiate_out *)\"")
-            if let s = sym, let f = ManifestValidation.cIdentifier(s) { report("\(at).symbol", f.problem, f.fix) }
-            if let s = sig, let f = ManifestValidation.signature(s) { report("\(at).signature", f.problem, f.fix) }
-            if let sym, let sig { out.append(Export(symbol: sym, signature: sig)) }
+        var out: [(Int, Export)] = []
+        for (symbol, value) in t {
+            let field = "exports.\(symbol)"
+            if let f = ManifestValidation.cIdentifier(symbol) { report(field, f.problem, f.fix); continue }
+            guard let sig = value.string else {
+                report(field, "must be a string (the C signature), found \(value.type.description)",
+                       "write \(symbol) = \"pb_status (const pb_negotiate_in *, pb_negotiate_out *)\"")
+                continue
+            }
+            if let f = ManifestValidation.signature(sig) { report(field, f.problem, f.fix); continue }
+            out.append((lines.line(of: field) ?? Int.max, Export(symbol: symbol, signature: sig)))
         }
-        return out
+        return out.sorted { ($0.0, $0.1.symbol) < ($1.0, $1.1.symbol) }.map(\.1)
     }
 
     func article(_ noun: String) -> String {

@@ -26,6 +26,7 @@ struct TOMLLineIndex {
                 arrayCounts[name] = n
                 table = "\(name)[\(n)]"
                 lines[table] = lines[table] ?? lineNo
+                lines[name] = lines[name] ?? lineNo // the array as a whole: its first header
                 continue
             }
             if line.hasPrefix("[") {

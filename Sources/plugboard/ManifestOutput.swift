@@ -14,13 +14,15 @@ struct ManifestJSON: Encodable {
         var actions: [String]
         var summary: String
     }
-    struct Worker: Encodable { var batch_size: UInt32; var restart: String; var max_restarts: UInt16; var stall_timeout_ms: UInt32 }
+    struct Worker: Encodable { var batch: UInt32; var deadline_ms: UInt32; var isolation: String }
     struct Export: Encodable { var symbol: String; var signature: String }
 
     var name: String
     var version: String
     var library: String
     var description: String
+    var authors: [String]
+    var license: String
     var abi: String
     var library_sha256: String?
     var after: [String]
@@ -29,16 +31,24 @@ struct ManifestJSON: Encodable {
     var config: [String: String]
     var config_order: [String]
     var exports: [Export]
+    /// The manifest itself, for the people-readable output (not encoded).
+    let source: Manifest
+    enum CodingKeys: String, CodingKey {
+        case name, version, library, description, authors, license, abi, library_sha256, after, worker, match, config, config_order, exports
+    }
 
     init(_ m: Manifest) {
-        func h(_ v: UInt16?) -> String? { v.map { String(format: "%04x", $0) } }
+        source = m
+        func h(_ v: ClosedRange<UInt16>?) -> String? {
+            v.map { $0.lowerBound == $0.upperBound ? String(format: "%04x", $0.lowerBound) : String(format: "%04x-%04x", $0.lowerBound, $0.upperBound) }
+        }
         func h(_ v: UInt8?) -> String? { v.map { String(format: "%02x", $0) } }
         name = m.name; version = m.version; library = m.library; description = m.summary
+        authors = m.authors; license = m.license
         abi = "\(m.abiMajor).\(m.abiMinor)"
         library_sha256 = m.librarySHA256?.hexString
         after = m.after
-        worker = Worker(batch_size: m.worker.batchSize, restart: m.worker.restart.name, max_restarts: m.worker.maxRestarts,
-                        stall_timeout_ms: m.worker.stallTimeoutMs)
+        worker = Worker(batch: m.worker.batch, deadline_ms: m.worker.deadlineMs, isolation: m.worker.isolation.name)
         match = m.rules.enumerated().map { i, r in
             Rule(index: i + 1, subsystem: r.subsystem, vendor: h(r.vendor), product: h(r.product), device_class: h(r.deviceClass),
                  interface_class: h(r.interfaceClass), serial: r.serial, actions: r.actions.names, summary: r.summary)
@@ -78,8 +88,10 @@ enum Output {
         var out: [String] = []
         out.append("\(indent)name:        \(m.name) \(m.version)" + (m.summary.isEmpty ? "" : " — \(m.summary)"))
         out.append("\(indent)library:     \(m.library)" + (m.librarySHA256.map { " (sha256 \($0.hexString))" } ?? " (no hash: not packed)"))
+        if !m.authors.isEmpty { out.append("\(indent)authors:     \(m.authors.joined(separator: ", "))") }
+        if !m.license.isEmpty { out.append("\(indent)license:     \(m.license)") }
         out.append("\(indent)abi:         \(m.abiMajor).\(m.abiMinor)")
-        out.append("\(indent)worker:      batch_size=\(m.worker.batchSize) restart=\(m.worker.restart.name) max_restarts=\(m.worker.maxRestarts) stall_timeout_ms=\(m.worker.stallTimeoutMs)")
+        out.append("\(indent)worker:      batch=\(m.worker.batch) deadline_ms=\(m.worker.deadlineMs) isolation=\(m.worker.isolation.name)")
         if !m.after.isEmpty { out.append("\(indent)after:       \(m.after.joined(separator: ", "))") }
         for (i, r) in m.rules.enumerated() { out.append("\(indent)match[\(i + 1)]:    \(r.summary)") }
         for c in m.config { out.append("\(indent)config:      \(c.key) = \"\(c.value)\"") }

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardManifest
 import Synchronization
 
 /// `plugboard run`: the host daemon.
@@ -37,7 +38,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seconds to drain and shut down after a signal before giving up.")
     var shutdownDeadline: Double = 5
 
-    @Option(help: ArgumentHelp("Manifest registry cache (docs/manifest.md); default: none, every .pbm is read.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Manifest registry cache (docs/manifest.md); default $XDG_CACHE_HOME/plugboard/registry.pbr, 'none' to read every .pbm.", valueName: "FILE"))
     var registryCache: String?
 
     @Flag(help: "Development only: load every .so without reading manifests (no filters, no [config], no order).")
@@ -78,7 +79,8 @@ struct RunCommand: ParsableCommand {
             try runtime.loadPlugins()
             running = runtime.startWorkers()
         } else {
-            running = try ManifestLoading.loadAndStart(runtime, directories: pluginDirectories, registryCache: registryCache,
+            let cache = registryCache == "none" ? nil : (registryCache ?? ManifestRegistry.defaultCachePath())
+            running = try ManifestLoading.loadAndStart(runtime, directories: pluginDirectories, registryCache: cache,
                                                        overrides: options.pluginConfiguration, logger: logger)
         }
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }

@@ -77,18 +77,23 @@ struct ManifestTOMLFixtureTests {
         #expect(problems.map(\.line) == [2, 3, 4, 7])
     }
 
-    @Test("values are read as documented: hex strings, integers, wildcards, config in file order")
-    func valuesParsed() throws {
-        let text = """
+    static let everyField = """
         [plugin]
         name = "p"
-        version = "1.2"
+        version = "1.2.3-rc.1"
         library = "libp.so"
+        description = "All the fields"
+        authors = ["Ada <ada@example.org>", "Grace"]
+        license = "MIT"
+        abi = "1.0"
+
+        [dependencies]
         after = ["a", "b"]
 
         [worker]
-        batch_size = 8
-        restart = "never"
+        batch = 8
+        deadline_ms = 250
+        isolation = "thread"
 
         [[match]]
         vendor = "0x046D"
@@ -101,17 +106,70 @@ struct ManifestTOMLFixtureTests {
         interface_class = "09"
         serial = "AB*"
 
+        [[match]]
+        vendor = "046d"
+        product = "c520-c52f"
+
+        [[match]]
+        vendor = "0x1000-0x10ff"
+        device_class = 3
+
+        [[match]]
+        subsystem = "usb"
+        actions = ["remove", "resync"]
+
         [config]
         zeta = "last-alphabetically-first-in-file"
         alpha = 1
         flag = false
+
+        [exports]
+        pb_plugin_entry = "pb_status (const pb_negotiate_in *, pb_negotiate_out *)"
+        helper = "int (void)"
         """
-        let m = try ManifestTOML.parse(text, file: "p.toml")
-        #expect(m.rules[0] == MatchRule(vendor: 0x046d, product: 0xc52b, actions: .add))
-        #expect(m.rules[1] == MatchRule(vendor: 0x1d6b, interfaceClass: 9, serial: "AB*"))
-        #expect(m.worker == WorkerSettings(batchSize: 8, restart: .never))
-        #expect(m.config.map(\.key) == ["zeta", "alpha", "flag"])
-        #expect(m.config.map(\.value) == ["last-alphabetically-first-in-file", "1", "false"])
-        #expect(m.after == ["a", "b"])
+
+    static let everyFieldExpected = Manifest(
+        name: "p", version: "1.2.3-rc.1", library: "libp.so", summary: "All the fields",
+        authors: ["Ada <ada@example.org>", "Grace"], license: "MIT", abiMajor: 1, abiMinor: 0,
+        worker: WorkerSettings(batch: 8, deadlineMs: 250, isolation: .thread),
+        rules: [MatchRule(vendor: 0x046d, product: 0xc52b, actions: .add),
+                MatchRule(vendor: 0x1d6b, interfaceClass: 9, serial: "AB*"),
+                MatchRule(vendors: 0x046d...0x046d, products: 0xc520...0xc52f),
+                MatchRule(vendors: 0x1000...0x10ff, deviceClass: 3),
+                MatchRule(actions: [.remove, .resync])],
+        config: [ConfigEntry(key: "zeta", value: "last-alphabetically-first-in-file"),
+                 ConfigEntry(key: "alpha", value: "1"), ConfigEntry(key: "flag", value: "false")],
+        exports: [Export(symbol: "pb_plugin_entry", signature: "pb_status (const pb_negotiate_in *, pb_negotiate_out *)"),
+                  Export(symbol: "helper", signature: "int (void)")],
+        after: ["a", "b"])
+
+    @Test("every field is read as documented: hex strings, integers, ranges, wildcards, config and exports in file order")
+    func valuesParsed() throws {
+        let m = try ManifestTOML.parse(Self.everyField, file: "p.toml")
+        #expect(m == Self.everyFieldExpected)
+    }
+
+    @Test("round trip toml -> pbm -> read keeps every field, with the library hash pack recorded")
+    func tomlToPbmRoundTrip() throws {
+        let dir = TestSupport.makeTempDir("roundtrip")
+        defer { TestSupport.cleanup(dir) }
+        TestSupport.write(Self.everyField, to: dir + "/plugin.toml")
+        try TestSupport.copy(try TestSupport.builtLibrary("usb-logger"), to: dir + "/libp.so")
+        let packed = try Packer.pack(tomlPath: dir + "/plugin.toml")
+        #expect(packed.output == dir + "/p.pbm")
+        let read = try PBMReader.decode(contentsOf: packed.output)
+        var expected = Self.everyFieldExpected
+        expected.librarySHA256 = try SHA256.hash(fileAt: dir + "/libp.so")
+        #expect(read == expected)
+        // Field by field, so a failure names the field.
+        #expect(read.name == "p" && read.version == "1.2.3-rc.1" && read.library == "libp.so")
+        #expect(read.summary == "All the fields" && read.license == "MIT" && read.authors.count == 2)
+        #expect(read.abiMajor == 1 && read.abiMinor == 0)
+        #expect(read.worker == WorkerSettings(batch: 8, deadlineMs: 250, isolation: .thread))
+        #expect(read.rules == expected.rules)
+        #expect(read.config == expected.config)
+        #expect(read.exports == expected.exports)
+        #expect(read.after == ["a", "b"])
+        #expect(read.librarySHA256?.count == 32)
     }
 }

@@ -86,6 +86,23 @@ struct MatchIndexTests {
         }
     }
 
+    @Test("vendor and product ranges match inclusively, in every bucket")
+    func ranges() {
+        let index = MatchIndex(plugins: [
+            [MatchRule(vendors: 0x046d...0x046d, products: 0xc520...0xc52f)],   // vendor bucket
+            [MatchRule(vendors: 0x1000...0x10ff)],                               // any bucket
+            [MatchRule(vendors: 0x1000...0x10ff, deviceClass: 9)],               // class bucket
+        ])
+        #expect(first(index, 0, query(0x046d, 0xc520)) == 0)
+        #expect(first(index, 0, query(0x046d, 0xc52f)) == 0)
+        #expect(first(index, 0, query(0x046d, 0xc530)) == nil)
+        #expect(first(index, 1, query(0x1000, 1)) == 0 && first(index, 1, query(0x10ff, 1)) == 0)
+        #expect(first(index, 1, query(0x1100, 1)) == nil)
+        #expect(first(index, 2, query(0x1080, 1, cls: 9)) == 0)
+        #expect(first(index, 2, query(0x1080, 1, cls: 3)) == nil)
+        #expect(query(0x1080, 1, cls: 9).withEvent { index.matchingPlugins(event: $0).map(\.plugin) } == [1, 2])
+    }
+
     @Test("glob: * and ? over bytes")
     func glob() {
         #expect(Glob.matches(pattern: "*", ""))
@@ -107,8 +124,18 @@ struct MatchIndexTests {
         let vendors: [UInt16] = [0x046d, 0x1d6b, 0x0781, 0x8087, 0x05ac]
         func rule() -> MatchRule {
             var r = MatchRule()
-            if Int.random(in: 0..<4, using: &rng) > 0 { r.vendor = vendors.randomElement(using: &rng) }
-            if r.vendor != nil, Bool.random(using: &rng) { r.product = UInt16.random(in: 0...7, using: &rng) }
+            switch Int.random(in: 0..<8, using: &rng) {
+            case 0, 1: break
+            case 2: r.vendor = 0x0700...0x1d6b // a vendor range: goes to the non-vendor buckets
+            default: let v = vendors.randomElement(using: &rng)!; r.vendor = v...v
+            }
+            if r.vendor != nil {
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: let p = UInt16.random(in: 0...7, using: &rng); r.product = p...p
+                case 1: let p = UInt16.random(in: 0...5, using: &rng); r.product = p...(p + 2)
+                default: break
+                }
+            }
             if Int.random(in: 0..<5, using: &rng) == 0 { r.deviceClass = UInt8.random(in: 0...3, using: &rng) }
             if Int.random(in: 0..<5, using: &rng) == 0 { r.interfaceClass = UInt8.random(in: 0...3, using: &rng) }
             if Int.random(in: 0..<6, using: &rng) == 0 { r.serial = ["A*", "?B*", "*9"].randomElement(using: &rng) }

@@ -29,7 +29,7 @@ struct PBMFormatTests {
             #expect(le32(bytes, e + 4) % 8 == 0)
             #expect(Int(le32(bytes, e + 4) + le32(bytes, e + 8)) <= bytes.count)
         }
-        #expect(kinds == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(kinds == [1, 2, 3, 4, 5, 6, 7, 8, 9])
     }
 
     @Test("CRC-32C matches the standard check value")
@@ -100,12 +100,18 @@ struct PBMFormatTests {
                 mutate: { var b = $0; put32(&b, 32 + 48 + 8, 12); return b }),
         BadCase(name: "string reference out of bounds", expect: "lies outside", field: "plugin.name",
                 mutate: { var b = $0; let plugin = Int(le32(b, 32 + 16 + 4)); put32(&b, plugin, 60_000); return b }),
-        BadCase(name: "batch size zero", expect: "0 is outside 1...4096", field: "worker.batch_size",
+        BadCase(name: "batch zero", expect: "0 is outside 1...4096", field: "worker.batch",
                 mutate: { var b = $0; let w = Int(le32(b, 32 + 48 + 4)); put32(&b, w, 0); return b }),
         BadCase(name: "unknown match field bits", expect: "unknown field bits", field: "match[1].fields",
                 mutate: { var b = $0; let m = Int(le32(b, 32 + 64 + 4)); b[m + 1] = 0x80; return b }),
         BadCase(name: "ABI major 2", expect: "plugin ABI 2.0 is not supported", field: "plugin.abi",
-                mutate: { var b = $0; let plugin = Int(le32(b, 32 + 16 + 4)); b[plugin + 32] = 2; return b }),
+                mutate: { var b = $0; let plugin = Int(le32(b, 32 + 16 + 4)); b[plugin + 40] = 2; return b }),
+        BadCase(name: "process isolation", expect: "isolation \"process\" is reserved", field: "worker.isolation",
+                mutate: { var b = $0; let w = Int(le32(b, 32 + 48 + 4)); b[w + 8] = 1; return b }),
+        BadCase(name: "unknown isolation code", expect: "unknown isolation code 7", field: "worker.isolation",
+                mutate: { var b = $0; let w = Int(le32(b, 32 + 48 + 4)); b[w + 8] = 7; return b }),
+        BadCase(name: "reversed product range", expect: "is empty", field: "match[4].product",
+                mutate: { var b = $0; let m = Int(le32(b, 32 + 64 + 4)) + 3 * 24; b[m + 6] = 0xff; b[m + 7] = 0xff; return b }),
         BadCase(name: "required match section missing", expect: "the required match section is missing", field: "section.match",
                 mutate: { var b = $0; put32(&b, 32 + 64, 0x7777); put32(&b, 32 + 64 + 12, 1); return b }),
         BadCase(name: "invalid UTF-8 in a string", expect: "not valid UTF-8", field: "plugin.description",

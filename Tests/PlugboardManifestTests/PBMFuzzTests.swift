@@ -66,6 +66,31 @@ struct PBMFuzzTests {
         #expect(accepted > 0)
     }
 
+    @Test("every truncation and every single-bit flip of a valid .pbm is rejected with a ManifestError")
+    func truncatedAndBitFlipped() throws {
+        let good = PBMWriter.encode(TestSupport.richManifest)
+        var fields: [String: Int] = [:]
+        for n in 0..<good.count {
+            do {
+                _ = try PBMReader.decode(Array(good.prefix(n)), file: "cut.pbm")
+                Issue.record("a file cut to \(n) of \(good.count) bytes was accepted")
+            } catch let e as ManifestError { fields[e.field, default: 0] += 1 }
+        }
+        #expect(fields["header.magic"] == 4 && fields["header"] == 28 && fields["header.length"] == good.count - 32, "\(fields)")
+        fields = [:]
+        for bit in 0..<(good.count * 8) {
+            var b = good
+            b[bit / 8] ^= UInt8(1 << (bit % 8))
+            do {
+                _ = try PBMReader.decode(b, file: "flip.pbm")
+                Issue.record("flipping bit \(bit) went unnoticed")
+            } catch let e as ManifestError { fields[e.check.rawValue, default: 0] += 1 }
+        }
+        // CRC-32C detects every single-bit error; flips in the header are caught by the earlier checks.
+        #expect(fields.values.reduce(0, +) == good.count * 8)
+        #expect(fields["checksum"] ?? 0 > good.count * 8 - 100, "\(fields)")
+    }
+
     static let libFuzzerBinary = TestSupport.packageRoot + "/.build-fuzz/debug/plugboard-manifest-fuzz"
 
     @Test("the libFuzzer binary runs 20,000 executions without a crash (when `make fuzz` built it)",

@@ -46,6 +46,8 @@ struct RunWithManifestsTests {
             name = "device-counter"
             version = "1.0.0"
             library = "libdevice-counter.so"
+
+            [dependencies]
             after = ["usb-logger"]
 
             [[match]]
@@ -86,7 +88,7 @@ struct RunWithManifestsTests {
         try TestSupport.copy(try TestSupport.builtLibrary("pbtest-recorder"), to: dir + "/libusb-logger.so")
         let r = try run(["run", "--plugins", dir, "--source", "synthetic:5"])
         #expect(r.status == 0, "\(r.output)")
-        #expect(r.output.contains("\(dir)/usb-logger.pbm: skipped: library-hash: \(dir)/libusb-logger.so is not the library that was packed"), "\(r.output)")
+        #expect(r.output.contains("\(dir)/usb-logger.pbm: skipped: library-hash: stale manifest: \(dir)/libusb-logger.so is not the library that was packed"), "\(r.output)")
         #expect(r.output.contains("device-counter.pbm: skipped: plugin.after: plugin \"device-counter\" needs \"usb-logger\", which was rejected (library-hash:"),
                 "device-counter names the dependency it lost and why: \(r.output)")
     }
@@ -114,12 +116,17 @@ struct RunWithManifestsTests {
         let obj = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
         #expect(obj?["valid"] as? Bool == true)
         #expect((obj?["manifest"] as? [String: Any])?["after"] as? [String] == ["usb-logger"])
+        let all = try run(["inspect", "--json", dir])
+        let list = try JSONSerialization.jsonObject(with: Data(all.output.utf8)) as? [[String: Any]]
+        #expect(all.status == 0 && list?.compactMap { $0["file"] as? String } == ["\(dir)/device-counter.pbm", "\(dir)/usb-logger.pbm"], "\(all.output)")
         var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: "\(dir)/usb-logger.pbm")))
         bytes[40] ^= 0xFF
         try Data(bytes).write(to: URL(fileURLWithPath: "\(dir)/usb-logger.pbm"))
         let bad = try run(["inspect", "\(dir)/usb-logger.pbm"])
         #expect(bad.status == 1)
         #expect(bad.output.contains("header.checksum: CRC-32C mismatch"), "\(bad.output)")
+        let dirWithBad = try run(["inspect", dir])
+        #expect(dirWithBad.status == 1 && dirWithBad.output.contains("device-counter.pbm: valid manifest"), "\(dirWithBad.output)")
     }
 
     @Test("explain lists what loads and why not, and --device names the matching rule")

@@ -52,6 +52,8 @@ enum TestSupport {
         name = "\(name)"
         version = "\(version)"
         library = "\(library ?? "lib\(name).so")"
+
+        [dependencies]
         after = [\(after.map { "\"\($0)\"" }.joined(separator: ", "))]
 
         \(rules)
@@ -77,11 +79,14 @@ enum TestSupport {
     /// A manifest with every section filled.
     static var richManifest: Manifest {
         Manifest(name: "rich", version: "2.1.0-beta+7", library: "librich.so", summary: "Every section",
+                 authors: ["Ada <ada@example.org>", "Grace"], license: "MIT",
                  librarySHA256: Array(0..<32),
-                 worker: WorkerSettings(batchSize: 128, restart: .never, maxRestarts: 0, stallTimeoutMs: 250),
+                 worker: WorkerSettings(batch: 128, deadlineMs: 250, isolation: .thread),
                  rules: [MatchRule(vendor: 0x046d, product: 0xc52b, actions: [.add, .remove]),
                          MatchRule(vendor: 0x1d6b, interfaceClass: 9),
-                         MatchRule(deviceClass: 3, serial: "AB?-*")],
+                         MatchRule(deviceClass: 3, serial: "AB?-*"),
+                         MatchRule(vendors: 0x046d...0x046d, products: 0xc520...0xc52f),
+                         MatchRule(vendors: 0x1000...0x10ff)],
                  config: [ConfigEntry(key: "output", value: "/tmp/x"), ConfigEntry(key: "count", value: "3")],
                  exports: [Export(symbol: "pb_plugin_entry", signature: "pb_status (const pb_negotiate_in *, pb_negotiate_out *)")],
                  after: ["usb-logger", "device-counter"])

@@ -37,6 +37,8 @@ func makePluginDirectory(count: Int) -> (dir: String, tomls: [String]) {
         name = "\(name)"
         version = "1.0.\(i)"
         library = "lib\(name).so"
+
+        [dependencies]
         after = [\(i > 0 ? "\"bench-\(i - 1)\"" : "")]
 
         [[match]]
@@ -83,7 +85,7 @@ func makeRules(plugins n: Int) -> [[MatchRule]] {
     return (0..<n).map { _ in
         (0..<Int.random(in: 1...3, using: &rng)).map { _ in
             var r = MatchRule(vendor: vendors.randomElement(using: &rng))
-            if Int.random(in: 0..<20, using: &rng) > 0 { r.product = UInt16.random(in: 0..<32, using: &rng) }
+            if Int.random(in: 0..<20, using: &rng) > 0 { let p = UInt16.random(in: 0..<32, using: &rng); r.product = p...p }
             return r
         }
     }
@@ -141,7 +143,7 @@ let benchmarks: @Sendable () -> Void = {
             }
             blackHole(hits)
         }
-        let flat = makeRules(plugins: n).enumerated().flatMap { p, rules in rules.map { (p, $0.vendor ?? 0, $0.product) } }
+        let flat = makeRules(plugins: n).enumerated().flatMap { p, rules in rules.map { (p, $0.vendor?.lowerBound ?? 0, $0.product?.lowerBound) } }
         Benchmark("Match baseline: scan all rules, \(n) plugins", configuration: match) { benchmark in
             var i = 0, hits = 0
             flat.withUnsafeBufferPointer { rules in
