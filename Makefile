@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server re
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo bench fuzz tsan bench-manifests clean
+.PHONY: all deps build plugins test demo bench fuzz fuzz-build tsan bench-manifests clean
 
 all: build
 
@@ -69,8 +69,13 @@ tsan: deps
 FUZZ_BUILD ?= .build-fuzz
 FUZZ_RUNS  ?= 1000000
 FUZZ_SEEDS := Tests/PlugboardManifestTests/FuzzCorpus
-fuzz:
+fuzz-build:
 	$(SWIFT) build --build-path $(FUZZ_BUILD) --sanitize=fuzzer -Xswiftc -DPLUGBOARD_FUZZ --product plugboard-manifest-fuzz
+
+## `make test` builds the libFuzzer binary too, so PBMFuzzTests' bounded libFuzzer pass (-runs=20000) runs.
+test: fuzz-build
+
+fuzz: fuzz-build
 	@mkdir -p $(FUZZ_BUILD)/corpus
 	@cd $(FUZZ_BUILD) && ./debug/plugboard-manifest-fuzz -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 \
 	    corpus ../$(FUZZ_SEEDS) > fuzz.log 2>&1; rc=$$?; tail -n 25 fuzz.log; \
