@@ -90,3 +90,20 @@ bench-manifests:
 
 clean:
 	rm -rf .build build Benchmarks/.build .build-fuzz
+
+## demo-redis: the demo session published to a local redis-server (free loopback port) and shown
+## arriving through `plugboard tail`. `make demo` can run it as its last step.
+.PHONY: demo-redis bench-redis
+demo-redis: build
+	scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR)
+
+## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build).
+bench-redis: deps
+	Benchmarks/scripts/redis.sh
+## bench-ops: operations figures (shutdown time with 10 plugins and a full ring, RSS over plugin
+## load/unload cycles), each against a same-run baseline; tables for docs/benchmarks.md.
+.PHONY: bench-ops
+bench-ops: deps
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product PlugboardOpsBench
+	.build/release/PlugboardOpsBench --runs 40 --cycles 1000

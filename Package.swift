@@ -34,14 +34,21 @@ let package = Package(
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
         .library(name: "PlugboardManifest", targets: ["PlugboardManifest"]),
         .library(name: "PlugboardManifestTools", targets: ["PlugboardManifestTools"]),
+        .library(name: "PlugboardManifestHost", targets: ["PlugboardManifestHost"]),
         // libFuzzer target for the .pbm reader: `make fuzz` builds it with `--sanitize=fuzzer`.
         .executable(name: "plugboard-manifest-fuzz", targets: ["PlugboardManifestFuzz"]),
         // Release-mode figures for docs/benchmarks.md `## Manifests` (`make bench-manifests`).
         .executable(name: "plugboard-manifest-bench", targets: ["PlugboardManifestBench"]),
+        .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Daemon wiring (issue 6): config, lifecycle, HTTP, metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
@@ -59,8 +66,30 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Redis publishing (hiredis 0.14.1): pipelined XADD with explicit IDs, reconnect, spill; `plugboard tail`.
+        .target(name: "PlugboardRedis", dependencies: [
+            "CHiredis", "CPlugboard", "PlugboardCore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
+        .executableTarget(name: "plugboard-redis-bench", dependencies: ["PlugboardRedis", "CPlugboard"]),
+
+        // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
+        .target(name: "PlugboardDaemon", dependencies: [
+            "PlugboardCore", "CPlugboard",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools",
+            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools", "PlugboardManifestHost",
+            "PlugboardRedis",
+            "PlugboardDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -73,6 +102,11 @@ let package = Package(
             "PlugboardManifest",
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
+        // Manifest-driven loading for the core runtime (`plugboard run`, and the daemon once wired).
+        .target(name: "PlugboardManifestHost", dependencies: [
+            "PlugboardCore", "PlugboardManifest",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
         .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
         .testTarget(name: "PlugboardManifestTests",
@@ -80,5 +114,10 @@ let package = Package(
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard"]),
+        // The operations figures in docs/benchmarks.md (`make bench-ops`).
+        .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
+                                                                   .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore"]),
     ] + plugins.map(\.1)
 )

@@ -21,6 +21,9 @@ struct Plugboard: AsyncParsableCommand {
         list.append(PackCommand.self)
         list.append(InspectCommand.self)
         list.append(ExplainCommand.self)
+        list.append(TailCommand.self)
+        list.append(ConfigCommand.self)
+        list.append(ServeCommand.self)
         return list
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PlugboardCore
 import PlugboardManifest
+import PlugboardManifestHost
 import Synchronization
 
 /// `plugboard run`: the host daemon.
@@ -47,6 +48,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup(title: "Redis")
+    var redisOptions: RedisRunOptions
+
     func validate() throws {
         if pluginDirectories.isEmpty { throw ValidationError("give at least one plugin directory with --plugins DIR") }
         if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
@@ -74,14 +78,15 @@ struct RunCommand: ParsableCommand {
         }
 
         let runtime = try Runtime(options: options, logger: logger)
+        let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
         let running: Int
         if ignoreManifests {
             try runtime.loadPlugins()
             running = runtime.startWorkers()
         } else {
             let cache = registryCache == "none" ? nil : (registryCache ?? ManifestRegistry.defaultCachePath())
-            running = try ManifestLoading.loadAndStart(runtime, directories: pluginDirectories, registryCache: cache,
-                                                       overrides: options.pluginConfiguration, logger: logger)
+            running = try runtime.loadAndStartFromManifests(directories: pluginDirectories, registryCache: cache,
+                                                            overrides: options.pluginConfiguration).running
         }
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
 
@@ -107,6 +112,7 @@ struct RunCommand: ParsableCommand {
             break
         }
         _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
+        RedisWiring.stop(redisPublisher, deadline: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)), logger: logger)
         let elapsed = clock.now - started
         CLI.printSummary(runtime: runtime, sourceName: eventSource.name, elapsed: elapsed)
         if let e = runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }

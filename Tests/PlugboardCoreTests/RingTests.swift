@@ -163,6 +163,27 @@ struct RingTests {
         #expect(c.cursor == 24)
     }
 
+    @Test("a batch is valid only while the producer is less than a whole ring ahead (it may be writing the next slot)")
+    func commitBoundary() throws {
+        let ring = try EventRing(slotCount: 16)
+        let producer = ring.makeProducer()
+        let c = ring.makeConsumer(name: "edge")
+        let buf = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: 16)
+        defer { buf.deallocate() }
+        for _ in 0..<8 { producer.publish(fillChecked) }
+        #expect(c.poll(max: 16, into: buf) == .events(8))
+        for _ in 0..<7 { producer.publish(fillChecked) }  // published 15: slot of event 1 is untouched
+        #expect(c.commit(), "15 ahead of cursor 0 in a 16-slot ring: event 1 cannot be being overwritten yet")
+        #expect(c.poll(max: 1, into: buf) == .events(1))  // event 9
+        for _ in 0..<9 { producer.publish(fillChecked) }  // published 24 = cursor 8 + 16
+        #expect(!c.commit(), "with published - cursor == capacity the producer may be writing over event 9")
+        #expect(c.laps == 1)
+        // A consumer exactly a whole ring behind is lapped at poll too.
+        let d = ring.makeConsumer(name: "late")
+        for _ in 0..<16 { producer.publish(fillChecked) }
+        #expect(d.poll(max: 16, into: buf) == .lapped(missed: 16))
+    }
+
     @Test("flow control makes the producer wait for the slowest consumer instead of lapping it")
     func flowControlWaits() throws {
         let ring = try EventRing(slotCount: 8)

@@ -24,6 +24,8 @@ static inline void pbs_store_release_u32(uint32_t *p, uint32_t v) { __atomic_sto
 static inline uint32_t pbs_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t pbs_fetch_sub_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
 static inline void pbs_fence_seqcst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void pbs_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+static inline void pbs_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void pbs_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -22,6 +22,11 @@ import Glibc
 /// (it learns so when it polls, and after a batch whose slots were overwritten
 /// while it read them), counts the lap and resynchronises from the device table.
 ///
+/// The safety rule: while `published == h`, the producer may already be writing
+/// event `h + 1`, which overwrites event `h + 1 - capacity`. So a consumer whose
+/// cursor is `c` may read events `c + 1 ... h` only while `h - c < capacity`,
+/// checked before (poll) and after (commit) it reads them.
+///
 /// The memory is a sealed memfd (no shrink, no grow) so that a worker process can
 /// later map the same ring read-only; today all consumers are threads.
 public final class EventRing: Sendable {
@@ -34,6 +39,9 @@ public final class EventRing: Sendable {
 
     /// Number of slots (a power of two).
     public let capacity: Int
+    /// The most events a consumer can have unread before the next event laps it
+    /// (`capacity - 1`: the producer may be writing the slot after the newest one).
+    public var window: Int { capacity - 1 }
     /// Bytes per slot.
     public let slotSize: Int
     /// The memfd holding the ring.
@@ -180,8 +188,9 @@ public final class RingProducer: @unchecked Sendable {
                 roomUntil = seq &+ UInt64(ring.capacity / 2)
                 return
             }
-            if seq &- slowest <= UInt64(ring.capacity) {
-                roomUntil = slowest &+ UInt64(ring.capacity)
+            // Keep `published - cursor < capacity` for every consumer (see EventRing).
+            if seq &- slowest < UInt64(ring.capacity) {
+                roomUntil = slowest &+ UInt64(ring.capacity) &- 1
                 return
             }
             ring.wakeIfWaiting()
@@ -215,6 +224,9 @@ public final class RingProducer: @unchecked Sendable {
     func write(_ fill: (inout EventWriter) throws -> Void) rethrows -> UInt64 {
         let seq = next
         if flowControl && seq > roomUntil { waitForRoom(seq) }
+        // Orders the previous publish before this slot's writes become visible, so a reader
+        // that sees torn data in this slot also sees `published >= seq - 1` when it validates.
+        pbs_fence_release()
         var writer = EventWriter(at: ring.slot(seq), capacity: ring.slotSize, sequence: seq)
         try fill(&writer)
         pbs_store_release_u64(ring.publishedPointer, seq)
@@ -294,7 +306,7 @@ public final class RingConsumer: @unchecked Sendable {
             return .empty
         }
         let available = head &- cursor
-        if available > UInt64(ring.capacity) {
+        if available >= UInt64(ring.capacity) {
             let skipped = head &- cursor
             lap(to: head, skipped: skipped)
             return .lapped(missed: skipped)
@@ -315,10 +327,12 @@ public final class RingConsumer: @unchecked Sendable {
     ///   counts a lap, and the caller should resynchronise.
     @inline(__always)
     public func commit() -> Bool {
+        // The slot reads of the batch must complete before the validating load.
+        pbs_fence_acquire()
         let head = ring.published
-        // The oldest slot of the batch (cursor + 1) is overwritten once the producer
-        // publishes cursor + 1 + capacity.
-        if head &- cursor > UInt64(ring.capacity) {
+        // The producer may be writing `head + 1`, which overwrites `head + 1 - capacity`:
+        // the batch's oldest event (cursor + 1) is intact only while head - cursor < capacity.
+        if head &- cursor >= UInt64(ring.capacity) {
             // The whole batch counts as missed: what the reader saw may be torn.
             lap(to: head, skipped: head &- cursor)
             return false

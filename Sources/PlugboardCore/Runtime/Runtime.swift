@@ -180,14 +180,23 @@ public final class Runtime: Sendable {
 
     /// Graceful stop: stops the source, lets workers drain what was published, calls the
     /// plugins' shutdown. Anything not finished by `deadline` is reported as stuck.
+    ///
+    /// A finite source keeps flow control while it stops, so nothing it produced is lapped.
+    /// If it is still blocked near the deadline (waiting for a stuck plugin), flow control is
+    /// abandoned so the source can end; only the stuck plugin is lapped then, and named.
     public func stop(deadline: Duration) -> StopReport {
         let clock = ContinuousClock()
         let end = clock.now + deadline
+        // Leave the workers a share of the deadline to finish after the source ends.
+        let grace = min(deadline / 4, .milliseconds(250))
         let (source, context, workers) = state.withLock { ($0.sourceThread, $0.sourceContext, $0.workers) }
         var stuck: [String] = []
         context?.requestStop()
         if let source {
-            if !source.join(timeout: max(.zero, end - clock.now)) { stuck.append("source") }
+            if !source.join(timeout: max(.zero, (end - grace) - clock.now)) {
+                producer.abandonFlowControl.store(true, ordering: .relaxed)
+                if !source.join(timeout: max(.milliseconds(20), grace / 2)) { stuck.append("source") }
+            }
         } else {
             producer.close()
         }
@@ -201,6 +210,7 @@ public final class Runtime: Sendable {
     public func abort() {
         let (context, workers) = state.withLock { ($0.sourceContext, $0.workers) }
         context?.requestStop()
+        producer.abandonFlowControl.store(true, ordering: .relaxed)
         for w in workers { w.requestStop() }
     }
 

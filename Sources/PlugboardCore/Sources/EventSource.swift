@@ -50,11 +50,13 @@ public final class SourceContext: Sendable {
     public var shouldStop: Bool { stopFlag.load(ordering: .relaxed) }
 
     /// Asks the source to stop; wakes a source blocked in poll on `stopFD`.
+    ///
+    /// Flow control stays on: what a finite source already produced still reaches every
+    /// plugin. `Runtime.stop` abandons it only when the deadline is near (a stuck plugin).
     public func requestStop() {
         stopFlag.store(true, ordering: .relaxed)
         var one: UInt64 = 1
         _ = write(stopFD, &one, 8)
-        producer.abandonFlowControl.store(true, ordering: .relaxed)
     }
 
     /// Publishes a device event and keeps the device table in step with it.

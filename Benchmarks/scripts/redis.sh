@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Redis publishing benchmarks (docs/benchmarks.md, "## Redis"):
+#  1. publish rate of RedisPublisher vs `redis-benchmark -P 64` running an equivalent XADD
+#     (same 22 field/value pairs, MAXLEN ~) on the same redis-server in the same run;
+#  2. publish latency (event timestamp -> XADD acknowledged) p50/p99 at a paced 10,000 events/s.
+# Starts its own redis-server on a free loopback port (no persistence) and always removes it.
+#
+#   Benchmarks/scripts/redis.sh      # env: EVENTS=500000 ROUNDS=3 RATE=10000 LATENCY_SECONDS=10
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+EVENTS=${EVENTS:-500000}
+ROUNDS=${ROUNDS:-3}
+RATE=${RATE:-10000}
+LATENCY_SECONDS=${LATENCY_SECONDS:-10}
+
+swift build -c release --product plugboard-redis-bench >/dev/null
+BENCH=.build/release/plugboard-redis-bench
+
+DIR=$(mktemp -d /tmp/plugboard-redis-bench-XXXXXX)
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
+    --daemonize no --logfile "$DIR/redis.log" &
+RPID=$!
+trap 'kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+# The fields of one synthetic event, as the publisher writes them (docs/redis.md, field schema).
+FIELDS=(seq 123456 action add flags 0 ts_ns 1668665440903 kseq 123456 bus 1 dev 2 vid 1d6b pid 1000
+        bcd 0000 class 00 subclass 00 protocol 00 num_ifaces 0 ifaces "" speed_kbps 480000
+        syspath /sys/devices/synthetic/usb1/1-1 devnode "" serial "" manufacturer ""
+        product "Synthetic Device 1" driver "")
+rps() { grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1; }
+
+# Warm-up (not reported): the first fill of a fresh server is slower for every client alike.
+redis-benchmark -h 127.0.0.1 -p "$PORT" -P 64 -n "$EVENTS" -q XADD 'bench:{b}:events' MAXLEN '~' 1000000 '*' "${FIELDS[@]}" >/dev/null 2>&1
+"$BENCH" rate --redis "redis://127.0.0.1:$PORT/0" --events "$EVENTS" >/dev/null 2>&1
+
+echo "redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), $(nproc) cores, events per round: $EVENTS"
+echo "| round | redis-benchmark -P 64 (50 conns) | redis-benchmark -P 64 -c 1 | RedisPublisher (1 conn) | ratio vs -c 50 | ratio vs -c 1 |"
+echo "|---|---|---|---|---|---|"
+for round in $(seq "$ROUNDS"); do
+    redis-cli -p "$PORT" flushall >/dev/null
+    b50=$(redis-benchmark -h 127.0.0.1 -p "$PORT" -P 64 -n "$EVENTS" -q \
+          XADD 'bench:{b}:events' MAXLEN '~' 1000000 '*' "${FIELDS[@]}" 2>/dev/null | tr '\r' '\n' | rps)
+    redis-cli -p "$PORT" flushall >/dev/null
+    b1=$(redis-benchmark -h 127.0.0.1 -p "$PORT" -P 64 -c 1 -n "$EVENTS" -q \
+          XADD 'bench:{b}:events' MAXLEN '~' 1000000 '*' "${FIELDS[@]}" 2>/dev/null | tr '\r' '\n' | rps)
+    redis-cli -p "$PORT" flushall >/dev/null
+    ours=$("$BENCH" rate --redis "redis://127.0.0.1:$PORT/0" --events "$EVENTS" 2>/dev/null \
+           | grep -o 'events_per_s=[0-9]*' | cut -d= -f2)
+    printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n' "$round" "$b50" "$b1" "$ours" \
+        "$(echo "$ours / $b50" | bc -l)" "$(echo "$ours / $b1" | bc -l)"
+done
+
+redis-cli -p "$PORT" flushall >/dev/null
+echo
+echo "latency at $RATE events/s for $LATENCY_SECONDS s:"
+"$BENCH" latency --redis "redis://127.0.0.1:$PORT/0" --rate "$RATE" --seconds "$LATENCY_SECONDS" 2>/dev/null

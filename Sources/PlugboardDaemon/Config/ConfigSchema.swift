@@ -1,0 +1,102 @@
+/// The type and allowed range of one configuration key.
+public enum ConfigKind: Sendable {
+    case string
+    case integer(ClosedRange<Int>)
+    /// Bytes; in the file either an integer or a string such as "128MiB".
+    case byteSize(ClosedRange<Int>)
+    case bool
+    /// A list of non-empty strings; from the environment or a flag, comma-separated.
+    case stringList(minCount: Int)
+    case duration(ClosedRange<Duration>)
+    case source
+    case listen
+    /// A Redis URL: "" (off), redis://HOST[:PORT][/DB] or unix:///path/to/socket.
+    case redisURL
+
+    /// How an operator writes a value of this kind (for error messages and docs).
+    var expected: String {
+        switch self {
+        case .string: "a string"
+        case .integer(let r): "an integer from \(r.lowerBound) to \(r.upperBound)"
+        case .byteSize(let r): "a size in bytes from \(r.lowerBound) to \(r.upperBound) (an integer or a string like \"128MiB\")"
+        case .bool: "true or false"
+        case .stringList(let n): n > 0 ? "an array of at least \(n) string(s)" : "an array of strings"
+        case .duration(let r): "a duration from \(formatDuration(r.lowerBound)) to \(formatDuration(r.upperBound)) (a string like \"5s\" or \"250ms\")"
+        case .source: "\"udev\", \"replay:FILE\" or \"synthetic:N\""
+        case .listen: "\"HOST:PORT\""
+        case .redisURL: "\"\" (Redis off), \"redis://HOST:PORT[/DB]\" or \"unix:///path/to/redis.sock\""
+        }
+    }
+}
+
+/// One configuration key: its dotted path, kind, default, and documentation.
+public struct ConfigKey: Sendable {
+    /// `section.key`, or a bare key for top-level keys (`source`).
+    public let path: String
+    public let kind: ConfigKind
+    public let defaultValue: ConfigValue
+    public let help: String
+
+    /// The environment variable that overrides this key: `PLUGBOARD_` + path upper-cased, dots as underscores.
+    public var environmentName: String {
+        "PLUGBOARD_" + path.uppercased().replacingOccurrences(of: ".", with: "_")
+    }
+
+    var section: String? { path.contains(".") ? String(path.split(separator: ".")[0]) : nil }
+    var name: String { String(path.split(separator: ".").last!) }
+}
+
+/// Every key the daemon reads. The loader, `config check`, the docs' table and the tests all use this list.
+public enum ConfigSchema {
+    public static let keys: [ConfigKey] = [
+        ConfigKey(path: "source", kind: .source, defaultValue: .source(.udev),
+                  help: "Where events come from: udev (live), replay:FILE (a JSON Lines session), synthetic:N (N generated events)."),
+
+        ConfigKey(path: "udev.receive_buffer", kind: .byteSize(65536...(1 << 30)), defaultValue: .integer(128 << 20),
+                  help: "Netlink receive buffer requested for the udev monitor (the kernel may cap it; the effective size is logged)."),
+
+        ConfigKey(path: "redis.url", kind: .redisURL, defaultValue: .string(""),
+                  help: "Redis server to publish events to; empty disables publishing."),
+        ConfigKey(path: "redis.stream", kind: .string, defaultValue: .string("plugboard:{<host>}:events"),
+                  help: "Stream key for XADD; <host> is replaced by the host name (the braces keep one host on one Cluster slot)."),
+        ConfigKey(path: "redis.maxlen", kind: .integer(1...1_000_000_000), defaultValue: .integer(100_000),
+                  help: "Approximate stream length kept (XADD MAXLEN ~)."),
+        ConfigKey(path: "redis.batch", kind: .integer(1...10_000), defaultValue: .integer(64),
+                  help: "Most commands pipelined per round trip (also the unacknowledged window)."),
+
+        ConfigKey(path: "performance.debounce_ms", kind: .integer(0...10_000), defaultValue: .integer(25),
+                  help: "Milliseconds a worker waits to gather a batch once the first event arrives."),
+        ConfigKey(path: "performance.batch_size", kind: .integer(1...4096), defaultValue: .integer(20),
+                  help: "Most events handed to a plugin in one call."),
+        ConfigKey(path: "performance.event_buffer_size", kind: .integer(16...(1 << 20)), defaultValue: .integer(2000),
+                  help: "Events the ring holds; rounded up to a power of two (2000 -> 2048 slots)."),
+
+        ConfigKey(path: "monitoring.enabled", kind: .bool, defaultValue: .bool(true),
+                  help: "Serve /metrics, /healthz, /readyz, /plugins and /devices over HTTP."),
+        ConfigKey(path: "monitoring.listen", kind: .listen,
+                  defaultValue: .listen(ListenAddress(host: "127.0.0.1", port: 8080)),
+                  help: "HTTP listen address. Loopback by default; set 0.0.0.0:PORT only behind a firewall."),
+
+        ConfigKey(path: "plugins.dirs", kind: .stringList(minCount: 1), defaultValue: .stringList(["/usr/lib/plugboard/plugins"]),
+                  help: "Directories searched for plugins (from the environment or a flag: comma-separated)."),
+        ConfigKey(path: "plugins.cache_size", kind: .integer(0...100_000), defaultValue: .integer(200),
+                  help: "Manifests kept in the registry cache."),
+
+        ConfigKey(path: "shutdown.deadline", kind: .duration(.milliseconds(100)...(.seconds(300))), defaultValue: .duration(.seconds(5)),
+                  help: "Hard limit for a graceful shutdown; past it the daemon exits 70 naming the stuck component."),
+        ConfigKey(path: "shutdown.state_file", kind: .string, defaultValue: .string(""),
+                  help: "File where each shutdown's duration is kept for the next run's plugboard_last_shutdown_* metrics; empty keeps none."),
+    ]
+
+    /// Environment variables with the prefix that are not keys but are still understood.
+    public static let otherEnvironment: [String: String] = [
+        "PLUGBOARD_CONFIG": "configuration file to read instead of the default search",
+    ]
+
+    static let byPath: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
+    static let sections: [String] = {
+        var seen: [String] = []
+        for k in keys { if let s = k.section, !seen.contains(s) { seen.append(s) } }
+        return seen
+    }()
+}

@@ -1,0 +1,200 @@
+import Foundation
+
+/// Where events come from: the live udev monitor, a recorded session, or a generator.
+public enum SourceSpec: Sendable, Equatable, CustomStringConvertible {
+    /// The libudev monitor plus an initial enumeration.
+    case udev
+    /// A recorded session, JSON Lines, one event a line.
+    case replay(path: String)
+    /// `count` generated events (benchmarks and load tests).
+    case synthetic(count: Int)
+
+    public var description: String {
+        switch self {
+        case .udev: "udev"
+        case .replay(let path): "replay:\(path)"
+        case .synthetic(let count): "synthetic:\(count)"
+        }
+    }
+
+    /// Parses `udev`, `replay:FILE` or `synthetic:N`; nil with the reason otherwise.
+    static func parse(_ text: String) -> Result<SourceSpec, ConfigProblemDetail> {
+        let fix = "use \"udev\", \"replay:/path/to/session.jsonl\" or \"synthetic:N\" (N events, N >= 1)"
+        if text == "udev" { return .success(.udev) }
+        if text.hasPrefix("replay:") {
+            let path = String(text.dropFirst("replay:".count))
+            if path.isEmpty { return .failure(.init("\"replay:\" needs a file name", fix: fix)) }
+            return .success(.replay(path: path))
+        }
+        if text.hasPrefix("synthetic:") {
+            let rest = text.dropFirst("synthetic:".count)
+            guard let n = Int(rest), n >= 1 else {
+                return .failure(.init("\"\(rest)\" is not a positive event count", fix: fix))
+            }
+            return .success(.synthetic(count: n))
+        }
+        let guess = closestMatch(to: text.split(separator: ":").first.map(String.init) ?? text,
+                                 in: ["udev", "replay", "synthetic"])
+        return .failure(.init("\"\(text)\" is not a known source" + (guess.map { " (did you mean \"\($0)\"?)" } ?? ""),
+                              fix: fix))
+    }
+}
+
+/// A TCP listen address, `HOST:PORT` (IPv6 as `[::1]:PORT`).
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// True for 127.0.0.0/8, ::1 and "localhost": reachable only from this machine.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    static func parse(_ text: String) -> Result<ListenAddress, ConfigProblemDetail> {
+        let fix = "write HOST:PORT, e.g. \"127.0.0.1:8080\" (or \"[::1]:8080\"; \"0.0.0.0:8080\" exposes it to the network)"
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                return .failure(.init("\"\(text)\" is not HOST:PORT", fix: fix))
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else {
+                return .failure(.init("\"\(text)\" has no port", fix: fix))
+            }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty else { return .failure(.init("\"\(text)\" has no host", fix: fix)) }
+        guard let port = Int(portText), (0...65535).contains(port) else {
+            return .failure(.init("port \"\(portText)\" is not a number from 0 to 65535", fix: fix))
+        }
+        return .success(ListenAddress(host: String(host), port: port))
+    }
+}
+
+/// One configuration value, as typed by its key's kind.
+public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
+    case string(String)
+    case integer(Int)
+    case bool(Bool)
+    case stringList([String])
+    case duration(Duration)
+    case source(SourceSpec)
+    case listen(ListenAddress)
+
+    public var description: String {
+        switch self {
+        case .string(let s): quoted(s)
+        case .integer(let i): String(i)
+        case .bool(let b): String(b)
+        case .stringList(let l): "[" + l.map(quoted).joined(separator: ", ") + "]"
+        case .duration(let d): quoted(formatDuration(d))
+        case .source(let s): quoted(s.description)
+        case .listen(let l): quoted(l.description)
+        }
+    }
+
+    /// The value as JSON (for `config check --json`).
+    var json: String {
+        switch self {
+        case .integer(let i): String(i)
+        case .bool(let b): String(b)
+        case .stringList(let l): "[" + l.map(jsonString).joined(separator: ",") + "]"
+        case .string(let s): jsonString(s)
+        case .duration(let d): jsonString(formatDuration(d))
+        case .source(let s): jsonString(s.description)
+        case .listen(let l): jsonString(l.description)
+        }
+    }
+}
+
+/// What is wrong with a value and how to fix it (the key and origin are added by the loader).
+public struct ConfigProblemDetail: Sendable, Equatable, Error {
+    public var problem: String
+    public var fix: String
+    init(_ problem: String, fix: String) {
+        self.problem = problem
+        self.fix = fix
+    }
+}
+
+private func quoted(_ s: String) -> String { "\"" + s + "\"" }
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
+
+/// "5s", "250ms", "1.5s", "2m": the forms `parseDuration` accepts and `formatDuration` writes.
+func formatDuration(_ d: Duration) -> String {
+    let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    if ms % 1000 == 0 { return "\(ms / 1000)s" }
+    return "\(ms)ms"
+}
+
+func parseDuration(_ text: String) -> Duration? {
+    let t = text.trimmingCharacters(in: .whitespaces)
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
+    for (suffix, scale) in units where t.hasSuffix(suffix) {
+        let number = t.dropLast(suffix.count)
+        // "ms" also ends in "s": only accept a suffix when what is left is a plain number.
+        guard let v = Double(number), v.isFinite, v >= 0 else { continue }
+        return .milliseconds(Int64((v * scale * 1000).rounded()))
+    }
+    return nil
+}
+
+/// Parses "134217728", "128MiB", "512KiB", "1GiB" into bytes.
+func parseByteSize(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, scale) in [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)] where t.hasSuffix(suffix) {
+        guard let v = Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) else { return nil }
+        return v.multipliedReportingOverflow(by: scale).overflow ? nil : v * scale
+    }
+    return Int(t)
+}
+
+/// The candidate nearest to `word` by edit distance, if it is close enough to be a plausible typo.
+func closestMatch(to word: String, in candidates: [String]) -> String? {
+    let scored = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }
+    guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
+    let limit = max(2, word.count / 3)
+    return best.1 <= limit ? best.0 : nil
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    var cur = Array(repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}

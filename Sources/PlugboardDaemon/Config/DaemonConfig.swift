@@ -1,0 +1,111 @@
+/// The validated configuration, each value with where it came from.
+public struct EffectiveConfig: Sendable {
+    /// The file that was read, if any.
+    public let file: String?
+    let entries: [String: (ConfigValue, ConfigOrigin)]
+
+    /// The value of `path` (a key from `ConfigSchema.keys`).
+    public func value(_ path: String) -> ConfigValue {
+        guard let v = entries[path]?.0 else { preconditionFailure("no configuration key \(path)") }
+        return v
+    }
+
+    /// Where the value of `path` came from.
+    public func origin(_ path: String) -> ConfigOrigin {
+        entries[path]?.1 ?? .defaultValue
+    }
+
+    /// The typed view the daemon uses.
+    public var daemon: DaemonConfig { DaemonConfig(self) }
+
+    /// The effective configuration for people: one line per key, with its origin.
+    public func render() -> String {
+        var lines = ["# effective configuration (file: \(file ?? "none, built-in defaults"))"]
+        let width = ConfigSchema.keys.map(\.path.count).max()! + 1
+        for key in ConfigSchema.keys {
+            lines.append(key.path.padding(toLength: width, withPad: " ", startingAt: 0) + "= " + "\(value(key.path))"
+                         + "  # " + origin(key.path).description)
+        }
+        let d = daemon
+        lines.append("performance.ring_slots".padding(toLength: width, withPad: " ", startingAt: 0) + "= \(d.performance.ringSlots)"
+                     + "  # derived from performance.event_buffer_size (next power of two)")
+        return lines.joined(separator: "\n")
+    }
+
+    /// The effective configuration as JSON: `{"file": ..., "values": {key: {"value": ..., "origin": ...}}}`.
+    public func renderJSON() -> String {
+        var parts: [String] = []
+        for key in ConfigSchema.keys {
+            parts.append("\(jsonString(key.path)):{\"value\":\(value(key.path).json),\"origin\":\(jsonString(origin(key.path).description))}")
+        }
+        parts.append("\"performance.ring_slots\":{\"value\":\(daemon.performance.ringSlots),\"origin\":\"derived from performance.event_buffer_size\"}")
+        return "{\"file\":\(file.map(jsonString) ?? "null"),\"values\":{" + parts.joined(separator: ",") + "}}"
+    }
+}
+
+/// The daemon's configuration, typed. Built from `EffectiveConfig` (which has validated every value).
+public struct DaemonConfig: Sendable, Equatable {
+    public struct Redis: Sendable, Equatable {
+        /// Empty when publishing is off.
+        public var url: String
+        public var stream: String
+        public var maxlen: Int
+        public var batch: Int
+    }
+    public struct Performance: Sendable, Equatable {
+        public var debounceMilliseconds: Int
+        public var batchSize: Int
+        public var eventBufferSize: Int
+        /// Ring slots: `eventBufferSize` rounded up to a power of two.
+        public var ringSlots: Int { DaemonConfig.nextPowerOfTwo(eventBufferSize) }
+    }
+    public struct Monitoring: Sendable, Equatable {
+        public var enabled: Bool
+        public var listen: ListenAddress
+    }
+    public struct Plugins: Sendable, Equatable {
+        public var dirs: [String]
+        public var cacheSize: Int
+    }
+
+    public var source: SourceSpec
+    public var udevReceiveBuffer: Int
+    public var redis: Redis
+    public var performance: Performance
+    public var monitoring: Monitoring
+    public var plugins: Plugins
+    public var shutdownDeadline: Duration
+    /// Empty when none is kept.
+    public var shutdownStateFile: String
+
+    /// Every default, as documented.
+    public static var defaults: DaemonConfig {
+        // The loader cannot fail with no file, no environment and no flags.
+        try! ConfigLoader(searchPaths: [], environment: [:]).load().daemon
+    }
+
+    init(_ e: EffectiveConfig) {
+        func int(_ p: String) -> Int { if case .integer(let i) = e.value(p) { return i }; preconditionFailure(p) }
+        func str(_ p: String) -> String { if case .string(let s) = e.value(p) { return s }; preconditionFailure(p) }
+        func bool(_ p: String) -> Bool { if case .bool(let b) = e.value(p) { return b }; preconditionFailure(p) }
+        func list(_ p: String) -> [String] { if case .stringList(let l) = e.value(p) { return l }; preconditionFailure(p) }
+        guard case .source(let source) = e.value("source"),
+              case .listen(let listen) = e.value("monitoring.listen"),
+              case .duration(let deadline) = e.value("shutdown.deadline")
+        else { preconditionFailure("configuration schema and DaemonConfig disagree") }
+        self.source = source
+        self.udevReceiveBuffer = int("udev.receive_buffer")
+        self.redis = Redis(url: str("redis.url"), stream: str("redis.stream"), maxlen: int("redis.maxlen"), batch: int("redis.batch"))
+        self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
+                                       eventBufferSize: int("performance.event_buffer_size"))
+        self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen)
+        self.plugins = Plugins(dirs: list("plugins.dirs"), cacheSize: int("plugins.cache_size"))
+        self.shutdownDeadline = deadline
+        self.shutdownStateFile = str("shutdown.state_file")
+    }
+
+    /// The smallest power of two >= n (n >= 1).
+    public static func nextPowerOfTwo(_ n: Int) -> Int {
+        n <= 1 ? 1 : 1 << (Int.bitWidth - (n - 1).leadingZeroBitCount)
+    }
+}

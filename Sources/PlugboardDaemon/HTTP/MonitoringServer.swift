@@ -1,0 +1,173 @@
+import CoreMetrics
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Daemon-wide flags the endpoints read.
+public final class DaemonState: Sendable {
+    private let shuttingDownFlag = Atomic<Bool>(false)
+    private let startedFlag = Atomic<Bool>(false)
+
+    public init() {}
+
+    /// `RuntimeControl.start()` has returned.
+    public var started: Bool {
+        get { startedFlag.load(ordering: .acquiring) }
+        set { startedFlag.store(newValue, ordering: .releasing) }
+    }
+    /// A graceful shutdown has begun: /readyz answers 503 from then on.
+    public var shuttingDown: Bool {
+        get { shuttingDownFlag.load(ordering: .acquiring) }
+        set { shuttingDownFlag.store(newValue, ordering: .releasing) }
+    }
+
+    /// Nil when ready; otherwise why not, for /readyz.
+    public func notReadyReason(_ status: RuntimeStatus) -> String? {
+        if shuttingDown { return "shutting down" }
+        if !started || !status.pluginsInitialised { return "plugins are initialising" }
+        if !status.sourceLive { return "the event source is not live" }
+        return nil
+    }
+}
+
+/// The HTTP endpoints: /metrics, /healthz, /readyz, /plugins, /devices (Hummingbird 2).
+public struct MonitoringServer: Sendable {
+    let runtime: any RuntimeControl
+    let metrics: DaemonMetrics
+    let state: DaemonState
+
+    public init(runtime: any RuntimeControl, metrics: DaemonMetrics, state: DaemonState) {
+        self.runtime = runtime
+        self.metrics = metrics
+        self.state = state
+    }
+
+    /// The application, bound to `listen`. `onRunning` receives the bound address (port 0 picks a free port).
+    public func application(listen: ListenAddress, logger: Logger,
+                            onRunning: @escaping @Sendable (ListenAddress) async -> Void = { _ in }) -> some ApplicationProtocol & Service {
+        let router = Router()
+        let runtime = self.runtime, metrics = self.metrics, state = self.state
+        let counters = ["/metrics", "/healthz", "/readyz", "/plugins", "/devices"].reduce(into: [String: CoreMetricsCounter]()) {
+            $0[$1] = CoreMetricsCounter(metrics.httpRequests(path: $1))
+        }
+        router.get("/metrics") { _, _ -> Response in
+            counters["/metrics"]?.increment()
+            return Self.text(metrics.scrape(runtime.status()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.get("/healthz") { _, _ -> Response in
+            counters["/healthz"]?.increment()
+            return Self.text("ok\n")
+        }
+        router.get("/readyz") { _, _ -> Response in
+            counters["/readyz"]?.increment()
+            if let reason = state.notReadyReason(runtime.status()) {
+                return Self.text("not ready: \(reason)\n", status: .serviceUnavailable)
+            }
+            return Self.text("ready\n")
+        }
+        router.get("/plugins") { _, _ -> Response in
+            counters["/plugins"]?.increment()
+            return Self.json(runtime.status().plugins.map(PluginJSON.init))
+        }
+        router.get("/devices") { _, _ -> Response in
+            counters["/devices"]?.increment()
+            return Self.json(runtime.status().devices.map(DeviceJSON.init))
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "plugboard"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? listen.port
+                await onRunning(ListenAddress(host: listen.host, port: port))
+            },
+            logger: logger
+        )
+    }
+
+    static func text(_ body: String, status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
+        Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func json<T: Encodable>(_ value: T) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("[]".utf8)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Sendable box for a swift-metrics counter (CoreMetrics.Counter is a final class, Sendable).
+struct CoreMetricsCounter: Sendable {
+    let counter: CoreMetrics.Counter
+    init(_ c: CoreMetrics.Counter) { counter = c }
+    func increment() { counter.increment() }
+}
+
+/// /plugins entry.
+struct PluginJSON: Encodable {
+    var name: String
+    var version: String
+    var state: String
+    var events: UInt64
+    var errors: UInt64
+    var lag: UInt64
+    var laps: UInt64
+    var last_error: String?
+    var load_seconds: Double?
+
+    init(_ p: PluginStatus) {
+        name = p.name
+        version = p.version
+        state = p.state.rawValue
+        events = p.events
+        errors = p.errors
+        lag = p.lag
+        laps = p.laps
+        last_error = p.lastError
+        load_seconds = p.loadTime.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+    }
+
+    // Always write last_error (null when none), so clients see the field.
+    enum CodingKeys: String, CodingKey { case name, version, state, events, errors, lag, laps, last_error, load_seconds }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(version, forKey: .version)
+        try c.encode(state, forKey: .state)
+        try c.encode(events, forKey: .events)
+        try c.encode(errors, forKey: .errors)
+        try c.encode(lag, forKey: .lag)
+        try c.encode(laps, forKey: .laps)
+        try c.encode(last_error, forKey: .last_error)
+        try c.encode(load_seconds, forKey: .load_seconds)
+    }
+}
+
+/// /devices entry.
+struct DeviceJSON: Encodable {
+    var syspath: String
+    var devnode: String
+    var vendor_id: String
+    var product_id: String
+    var serial: String
+    var manufacturer: String
+    var product: String
+    var driver: String
+    var busnum: UInt16
+    var devnum: UInt16
+
+    init(_ d: DeviceInfo) {
+        syspath = d.syspath
+        devnode = d.devnode
+        vendor_id = String(format: "%04x", d.vendorID)
+        product_id = String(format: "%04x", d.productID)
+        serial = d.serial
+        manufacturer = d.manufacturer
+        product = d.product
+        driver = d.driver
+        busnum = d.busnum
+        devnum = d.devnum
+    }
+}

@@ -1,0 +1,112 @@
+import CPlugboard
+
+/// A byte ring allocated once: the publisher's window of unacknowledged commands and its spill
+/// buffer are ranges of it. Records are variable-sized (an event takes its `total_size`, typically
+/// a few hundred bytes, not a whole 2 KiB ring slot), 16-byte aligned, each behind a 16-byte header.
+///
+/// Positions are byte offsets that only grow (`position % capacity` is where the bytes are). The
+/// owner keeps three of them, `acked <= sent <= stored`, and walks them forward with `next(after:)`.
+/// A record never wraps: when it does not fit before the end, a skip marker sends readers to the start.
+final class RecordStore {
+    static let headerSize = 16
+    private static let skipMarker: UInt32 = 0xffff_ffff
+
+    let capacity: Int
+    private let base: UnsafeMutableRawPointer
+
+    /// - Parameter capacity: bytes; rounded up to a multiple of 16, at least 4 KiB.
+    init(capacity: Int) {
+        self.capacity = (max(capacity, 4096) + 15) & ~15
+        base = .allocate(byteCount: self.capacity, alignment: 16)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always) private static func footprint(_ length: Int) -> Int {
+        (headerSize + length + 15) & ~15
+    }
+
+    /// Reserves room for a record of `length` bytes written at `stored`, given the oldest record
+    /// still needed starts at `acked`. Returns where its payload goes and the new `stored`, or nil
+    /// when the ring is full.
+    @inline(__always)
+    func reserve(length: Int, stored: UInt64, acked: UInt64) -> (payload: UnsafeMutableRawPointer, newStored: UInt64)? {
+        let size = RecordStore.footprint(length)
+        guard size <= capacity else { return nil }
+        var at = stored
+        let offset = Int(at % UInt64(capacity))
+        if offset + size > capacity {
+            // Does not fit before the end: mark the tail as skipped and start at the next lap.
+            at += UInt64(capacity - offset)
+        }
+        guard at + UInt64(size) - acked <= UInt64(capacity) else { return nil }
+        if at != stored {
+            (base + offset).storeBytes(of: RecordStore.skipMarker, as: UInt32.self)
+        }
+        let p = base + Int(at % UInt64(capacity))
+        p.storeBytes(of: UInt32(length), as: UInt32.self)
+        return (p + RecordStore.headerSize, at + UInt64(size))
+    }
+
+    /// The record at `position` (skipping a wrap marker): its payload, its length and the position
+    /// of the record after it. Only valid for positions in `[acked, stored)`.
+    @inline(__always)
+    func record(at position: UInt64) -> (payload: UnsafeRawPointer, length: Int, next: UInt64) {
+        var at = position
+        var p = base + Int(at % UInt64(capacity))
+        if p.load(as: UInt32.self) == RecordStore.skipMarker {
+            at += UInt64(capacity) - at % UInt64(capacity)
+            p = base + Int(at % UInt64(capacity))
+        }
+        let length = Int(p.load(as: UInt32.self))
+        return (UnsafeRawPointer(p + RecordStore.headerSize), length, at + UInt64(RecordStore.footprint(length)))
+    }
+
+    /// Copies one event (its `total_size` bytes, clamped to a valid event). Returns the new `stored`.
+    @inline(__always)
+    func storeEvent(_ e: UnsafePointer<pb_event>, stored: UInt64, acked: UInt64) -> UInt64? {
+        let n = min(max(Int(e.pointee.total_size), MemoryLayout<pb_event>.size), Int(PB_EVENT_MAX_SIZE))
+        guard let (payload, next) = reserve(length: n, stored: stored, acked: acked) else { return nil }
+        payload.copyMemory(from: e, byteCount: n)
+        return next
+    }
+}
+
+/// One plugin output record in a `RecordStore`: a 16-byte header, then the plugin name, the topic
+/// and the payload back to back.
+struct PluginRecord {
+    static let headerSize = 16
+    var sequence: UInt64
+    var name: (UnsafePointer<CChar>, Int)
+    var topic: (UnsafePointer<CChar>, Int)
+    var data: (UnsafePointer<CChar>, Int)
+
+    static func size(name: Int, topic: Int, data: Int) -> Int { headerSize + name + topic + data }
+
+    static func write(into slot: UnsafeMutableRawPointer, sequence: UInt64,
+                      name: UnsafeRawBufferPointer, topic: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) {
+        slot.storeBytes(of: sequence, as: UInt64.self)
+        slot.storeBytes(of: UInt16(name.count), toByteOffset: 8, as: UInt16.self)
+        slot.storeBytes(of: UInt16(topic.count), toByteOffset: 10, as: UInt16.self)
+        slot.storeBytes(of: UInt32(data.count), toByteOffset: 12, as: UInt32.self)
+        var at = headerSize
+        func put(_ part: UnsafeRawBufferPointer) {
+            if let base = part.baseAddress, part.count > 0 { (slot + at).copyMemory(from: base, byteCount: part.count) }
+            at += part.count
+        }
+        put(name)
+        put(topic)
+        put(data)
+    }
+
+    init(reading slot: UnsafeRawPointer) {
+        sequence = slot.load(as: UInt64.self)
+        let n = Int(slot.load(fromByteOffset: 8, as: UInt16.self))
+        let t = Int(slot.load(fromByteOffset: 10, as: UInt16.self))
+        let d = Int(slot.load(fromByteOffset: 12, as: UInt32.self))
+        let p = (slot + PluginRecord.headerSize).assumingMemoryBound(to: CChar.self)
+        name = (p, n)
+        topic = (p + n, t)
+        data = (p + n + t, d)
+    }
+}

@@ -1,0 +1,137 @@
+/// Reads `plugboard:{HOST}:events` and hands each entry to a callback: `XREAD BLOCK` from an ID,
+/// or, with a consumer group, `XREADGROUP` + `XACK` (the scale-out path: each entry goes to one
+/// consumer of the group). The engine of `plugboard tail`.
+public final class StreamTail {
+    public struct Options: Sendable {
+        public var url: RedisURL
+        public var host: String
+        /// Start after this ID; nil means "$" (only new entries). With a group: where the group starts
+        /// when it is created ("0" for the whole stream).
+        public var from: String?
+        public var group: String?
+        public var consumer: String?
+        /// Stop after this many entries (nil: run until stopped).
+        public var count: Int?
+        /// How long one XREAD blocks before asking again, milliseconds.
+        public var blockMs: Int = 1000
+
+        public init(url: RedisURL, host: String) {
+            self.url = url
+            self.host = host
+        }
+    }
+
+    public let options: Options
+    public let key: String
+    private let connection: RedisConnection
+
+    /// Connects (and, with a group, creates the group with MKSTREAM if missing).
+    /// - Throws: `RedisError` (connection, authentication, wrong key type...).
+    public init(options: Options) throws {
+        precondition(options.group == nil || options.consumer != nil, "a group needs a consumer name")
+        self.options = options
+        self.key = StreamKeys(host: options.host).events
+        var connect = RedisConnectOptions()
+        // A blocking read must not trip the socket timeout.
+        connect.commandTimeout = .milliseconds(Int64(options.blockMs) + 5000)
+        connection = try RedisConnection(url: options.url, options: connect)
+        if let group = options.group {
+            let reply = try connection.command(["XGROUP", "CREATE", key, group, options.from ?? "$", "MKSTREAM"])
+            switch reply {
+            case .status: break
+            case .error(let e) where e.hasPrefix("BUSYGROUP"): break  // exists: join it
+            case .error(let e):
+                throw RedisError(e.hasPrefix("WRONGTYPE") ? .wrongType : .server, server: options.url.redacted,
+                                 "XGROUP CREATE \(key) \(group): \(e)")
+            default:
+                throw RedisError(.unexpectedReply, server: options.url.redacted,
+                                 "XGROUP CREATE \(key) \(group): expected status OK, got \(reply.shape)")
+            }
+        }
+    }
+
+    /// Reads until `options.count` entries were delivered (forever when nil) or `shouldStop` says so
+    /// (checked after every blocking read).
+    /// - Returns: how many entries were delivered.
+    @discardableResult
+    public func run(shouldStop: () -> Bool = { false }, _ deliver: (StreamEntry) throws -> Void) throws -> Int {
+        var delivered = 0
+        var last = options.from ?? "$"
+        let server = options.url.redacted
+        while options.count.map({ delivered < $0 }) ?? true {
+            let want = min(100, (options.count ?? Int.max) - delivered)
+            let entries: [StreamEntry]
+            if let group = options.group, let consumer = options.consumer {
+                let cmd = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "\(want)", "BLOCK", "\(options.blockMs)",
+                           "STREAMS", key, ">"]
+                entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                                                  command: "XREADGROUP \(key)", server: server)
+                if !entries.isEmpty {
+                    let reply = try connection.command(["XACK", key, group] + entries.map(\.id))
+                    guard case .integer = reply else {
+                        throw RedisError(.unexpectedReply, server: server, "XACK \(key) \(group): expected an integer, got \(reply.shape)")
+                    }
+                }
+            } else {
+                let cmd = ["XREAD", "COUNT", "\(want)", "BLOCK", "\(options.blockMs)", "STREAMS", key, last]
+                entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                                                  command: "XREAD \(key)", server: server)
+            }
+            for e in entries {
+                try deliver(e)
+                last = e.id
+                delivered += 1
+            }
+            if entries.isEmpty && shouldStop() { break }
+        }
+        return delivered
+    }
+
+    /// One line per event, in the spirit of `udevadm monitor`:
+    /// `PLUGBOARD[1764374400000-42] add      /sys/devices/.../1-3 046d:c52b bus 001 dev 004 "Logitech" "USB Receiver" serial=ABC driver=usb`
+    public static func format(_ e: StreamEntry) -> String {
+        let action = e["action"] ?? "?"
+        let pad = String(repeating: " ", count: max(0, 8 - action.count))
+        var line = "PLUGBOARD[\(e.id)] \(action)\(pad) \(e["syspath"] ?? "?")"
+        if let vid = e["vid"], let pid = e["pid"] { line += " \(vid):\(pid)" }
+        if let bus = e["bus"], let dev = e["dev"] { line += " bus \(pad3(bus)) dev \(pad3(dev))" }
+        if let m = e["manufacturer"], !m.isEmpty { line += " \"\(m)\"" }
+        if let p = e["product"], !p.isEmpty { line += " \"\(p)\"" }
+        if let s = e["serial"], !s.isEmpty { line += " serial=\(s)" }
+        if let d = e["driver"], !d.isEmpty { line += " driver=\(d)" }
+        if let f = e["flags"], f != "0" { line += " flags=\(f)" }
+        return line
+    }
+
+    private static func pad3(_ s: String) -> String { String(repeating: "0", count: max(0, 3 - s.count)) + s }
+}
+
+extension StreamTail {
+    /// One entry as a JSON object: `{"id": ..., "field": "value", ...}` (every value a string).
+    public static func json(_ e: StreamEntry) -> String {
+        var out = "{\"id\":" + quote(e.id)
+        for f in e.fields { out += "," + quote(f.name) + ":" + quote(f.value) }
+        return out + "}"
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if u.value < 0x20 {
+                    let h = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import PlugboardDaemon
+
+/// `plugboard config`: configuration tooling.
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Inspect the daemon's configuration.",
+        subcommands: [Check.self]
+    )
+
+    /// `plugboard config check [FILE]`: validates and prints the effective configuration.
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the configuration and print the effective values with where each came from.",
+            discussion: """
+                Reads FILE, else $PLUGBOARD_CONFIG, else /etc/plugboard/plugboard.toml, else ./plugboard.toml;
+                then PLUGBOARD_* environment variables; then --set flags. Exits 0 when valid, 1 with every
+                problem listed otherwise (docs/operations.md lists every key).
+                """
+        )
+
+        @Argument(help: "Configuration file to check (default: the daemon's search order).")
+        var file: String?
+
+        @Option(name: .customLong("set"), help: ArgumentHelp("Override a key, as the daemon's --set does.", valueName: "KEY=VALUE"))
+        var overrides: [String] = []
+
+        @Flag(help: "Print JSON instead of text.")
+        var json = false
+
+        func run() throws {
+            var parsed: [ConfigOverride] = []
+            for text in overrides {
+                guard let o = ConfigOverride.parse(text) else {
+                    throw ValidationError("--set \(text): expected KEY=VALUE, e.g. --set performance.batch_size=20")
+                }
+                parsed.append(o)
+            }
+            let loader = ConfigLoader()
+            for warning in loader.unknownEnvironmentVariables() {
+                FileHandle.standardError.write(Data("warning: environment variable \(warning) is not a configuration key; ignored\n".utf8))
+            }
+            do {
+                let effective = try loader.load(file: file, overrides: parsed)
+                print(json ? effective.renderJSON() : effective.render())
+            } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import PlugboardRedis
+
+/// `plugboard tail`: prints the events of a host's Redis stream as they arrive, like `udevadm monitor`.
+///
+/// Exit codes: 0 after `--count` events (or on SIGINT), 1 on a Redis error (message names the
+/// server without its password and what to do), 64 on a usage error.
+struct TailCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Print device events from a host's Redis stream as they arrive.",
+        discussion: """
+            Reads plugboard:{HOST}:events with XREAD BLOCK (from --from, default: only new events).
+            With --group and --consumer it reads as one consumer of a Redis consumer group
+            (XREADGROUP, then XACK), so several tails share the stream: the scale-out path.
+            URL forms: redis://[user:password@]host:port/db, unix:///path/to/redis.sock?db=N.
+            """)
+
+    @Option(help: ArgumentHelp("The Redis server.", valueName: "URL"))
+    var redis: String = "redis://127.0.0.1:6379/0"
+
+    @Option(help: ArgumentHelp("Whose stream to read (default: this machine's host name).", valueName: "H"))
+    var host: String?
+
+    @Option(help: ArgumentHelp("Start after this stream ID (0 = the whole stream; default $ = new events only). With --group: where a new group starts.", valueName: "ID"))
+    var from: String?
+
+    @Option(help: ArgumentHelp("Read as a member of this consumer group (created if missing).", valueName: "G"))
+    var group: String?
+
+    @Option(help: ArgumentHelp("This reader's name within --group.", valueName: "C"))
+    var consumer: String?
+
+    @Option(help: "Stop after this many events.")
+    var count: Int?
+
+    @Flag(help: "Print each entry as one JSON object instead of a line for people.")
+    var json = false
+
+    func validate() throws {
+        if (group == nil) != (consumer == nil) {
+            throw ValidationError("--group and --consumer go together: give both (e.g. --group workers --consumer \(StreamKeys.localHost))")
+        }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if let from, from != "$", from != "0", StreamID(from) == nil, UInt64(from) == nil {
+            throw ValidationError("--from '\(from)' is not a stream ID: use 0, $, a time in ms, or MS-SEQ as shown by tail")
+        }
+        do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
+    }
+
+    func run() throws {
+        var options = StreamTail.Options(url: try RedisURL(parsing: redis), host: host ?? StreamKeys.localHost)
+        options.from = from
+        options.group = group
+        options.consumer = consumer
+        options.count = count
+        do {
+            let tail = try StreamTail(options: options)
+            FileHandle.standardError.write(Data("plugboard tail: reading \(tail.key) on \(options.url.redacted)\(group.map { " as \($0)/\(consumer!)" } ?? "")\n".utf8))
+            try tail.run { entry in
+                // Unbuffered, one line at a time, so a pipe (the demo, a test) sees each event at once.
+                FileHandle.standardOutput.write(Data(((json ? StreamTail.json(entry) : StreamTail.format(entry)) + "\n").utf8))
+            }
+        } catch let error as RedisError {
+            throw TailFailure(description: "plugboard tail: \(error)")
+        }
+    }
+}
+
+/// A Redis failure, printed as its message (no stack trace) with exit code 1.
+struct TailFailure: Error, CustomStringConvertible {
+    var description: String
+}

@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import PlugboardCore
+import Testing
+
+@testable import PlugboardDaemon
+
+@Suite("Shutdown coordinator (real threads)")
+struct ShutdownCoordinatorTests {
+    @Test("a clean shutdown runs stop source, drain, plugin shutdown, flush in order and processes everything")
+    func cleanShutdownOrder() throws {
+        let rt = ThreadedRuntime(plugins: (0..<3).map { .init(name: "p\($0)", perEvent: .microseconds(200)) })
+        try rt.start()
+        rt.publish(50)
+        let report = ShutdownCoordinator.shutdown(rt, deadline: .seconds(10))
+        #expect(report.completed)
+        #expect(report.stuck.isEmpty)
+        #expect(rt.calls.withLock { $0 } == ["start", "stopSource", "drain", "shutdownPlugins", "flushOutputs"])
+        #expect(rt.processedCounts == [50, 50, 50])
+        #expect(report.message.hasPrefix("shutdown complete in"))
+    }
+
+    @Test("a plugin slower than the deadline is named as stuck, with the drain step")
+    func slowPluginNamed() throws {
+        let rt = ThreadedRuntime(plugins: [.init(name: "fast", perEvent: .zero), .init(name: "slow", perEvent: .milliseconds(200))])
+        try rt.start()
+        rt.publish(20)
+        let start = ContinuousClock.now
+        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        let elapsed = ContinuousClock.now - start
+        #expect(!report.completed)
+        #expect(report.stuckPhase == "drain")
+        #expect(report.stuck.count == 1)
+        #expect(report.stuck.first?.hasPrefix("plugin slow (") == true)
+        #expect(report.message.contains("stuck: plugin slow"))
+        #expect(!report.message.contains("fast"))
+        // The hard deadline holds: the call returned, though a thread is still asleep in a "callback".
+        #expect(elapsed < .seconds(3))
+    }
+
+    @Test("a plugin whose shutdown sleeps past the deadline is named in the plugin shutdown step")
+    func stuckInShutdown() throws {
+        let rt = ThreadedRuntime(plugins: [.init(name: "ok", perEvent: .zero),
+                                           .init(name: "sleepy", perEvent: .zero, shutdownTime: .seconds(5))])
+        try rt.start()
+        rt.publish(5)
+        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        #expect(!report.completed)
+        #expect(report.stuckPhase == "plugin shutdown")
+        #expect(report.stuck == ["plugin sleepy (in shutdown)"])
+    }
+
+    @Test("a step that ignores the deadline cannot hold the caller past it")
+    func uninterruptibleStep() throws {
+        let rt = ThreadedRuntime(plugins: [.init(name: "p", perEvent: .zero)], flushTime: .seconds(5))
+        try rt.start()
+        let start = ContinuousClock.now
+        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(!report.completed)
+        #expect(report.stuckPhase == "flush outputs")
+        #expect(report.message.contains("during flush outputs"))
+    }
+
+    @Test("a stuck real plugin in the real core is named when the deadline passes")
+    func realCoreStuckPlugin() throws {
+        let dir = TempDir()
+        try buildRecorderPlugin(named: "stuckrec", into: dir.path)
+        var config = DaemonConfig.defaults
+        config.source = .synthetic(count: 1_000_000)
+        config.plugins.dirs = [dir.path]
+        config.performance.eventBufferSize = 64
+        let rt = try CoreRuntime(config: config, pluginConfiguration: ["stuckrec": ["output": dir.path + "/out.txt", "delay_us": "3000000"]],
+                                 logger: Logger(label: "test"))
+        try rt.start()
+        // Wait until the plugin is inside its (3 s) callback: the ring fills behind it.
+        let end = ContinuousClock.now + .seconds(10)
+        while rt.status().ring.fill < 64 && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
+        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        #expect(!report.completed)
+        #expect(report.stuck.contains("plugin stuckrec"))
+    }
+
+    @Test("the last shutdown record survives a round trip through its file")
+    func shutdownRecordFile() throws {
+        let dir = TempDir()
+        let path = dir.path + "/last-shutdown"
+        try ShutdownRecord(seconds: 0.042, completed: true).write(to: path)
+        #expect(ShutdownRecord.read(from: path) == ShutdownRecord(seconds: 0.042, completed: true))
+        #expect(ShutdownRecord.read(from: dir.path + "/none") == nil)
+        _ = dir.write("bad", "garbage\n")
+        #expect(ShutdownRecord.read(from: dir.path + "/bad") == nil)
+    }
+}
+
+/// The real `plugboard serve` binary, real plugins, real signals.
+@Suite("Daemon process: signals and deadlines", .serialized)
+struct DaemonProcessTests {
+    @Test("SIGTERM with a full ring and 10 plugins: every delivered event is processed, exit 0")
+    func sigtermFullRingTenPlugins() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            var args = ["--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0",
+                        "--set", "performance.event_buffer_size=512", "--set", "shutdown.deadline=20s"]
+            for i in 0..<10 {
+                try buildRecorderPlugin(named: "rec\(i)", into: dir.path)
+                args += ["--plugin-config", "rec\(i).output=\(dir.path)/rec\(i).txt", "--plugin-config", "rec\(i).delay_us=500"]
+            }
+            let d = try DaemonProcess(arguments: args)
+            let port = try d.port()
+            // A full ring: the slowest consumer is a whole ring behind the producer.
+            try d.waitFor("a full ring") {
+                metricValue(try httpGetBlocking(port: port, path: "/metrics").body, "plugboard_ring_fill_ratio") == 1
+            }
+            d.signal(SIGTERM)
+            let status = d.waitForExit()
+            #expect(status == 0, "stderr: \(d.stderr)")
+            let summary = try #require(d.stdout.split(separator: "\n").first { $0.contains("events in") })
+            let published = try #require(UInt64(summary.split(separator: " ")[2]))
+            #expect(published >= 512)
+            try checkEveryEventProcessed(dir: dir.path, plugins: 10, published: published)
+            #expect(d.stdout.contains("shutdown complete in"))
+        }
+    }
+
+    /// Every recorder processed exactly 1...published, each once, in order, then shut down.
+    private func checkEveryEventProcessed(dir: String, plugins: Int, published: UInt64) throws {
+        for i in 0..<plugins {
+            let path = "\(dir)/rec\(i).txt"
+            let seqs = recordedSequences(path)
+            // Exactly 1...published, each once, in order (compared without printing thousands of numbers).
+            #expect(seqs.count == Int(published), "rec\(i) processed \(seqs.count) of \(published)")
+            #expect(seqs.first == 1 && seqs.last == published && zip(seqs, seqs.dropFirst()).allSatisfy { $1 == $0 + 1 },
+                    "rec\(i): gaps or repeats")
+            #expect(try String(contentsOfFile: path, encoding: .utf8).hasSuffix("SHUTDOWN\n"))
+            #expect(!(try String(contentsOfFile: path, encoding: .utf8).contains("RESYNC")), "rec\(i) was lapped")
+        }
+    }
+
+    @Test("a stuck plugin: the hard deadline holds, exit 70, the message names the plugin")
+    func stuckPluginHardDeadline() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            try buildRecorderPlugin(named: "wedged", into: dir.path)
+            try buildRecorderPlugin(named: "healthy", into: dir.path)
+            let d = try DaemonProcess(arguments: [
+                "--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0",
+                "--set", "shutdown.deadline=500ms", "--set", "performance.event_buffer_size=64",
+                "--plugin-config", "wedged.output=\(dir.path)/w.txt", "--plugin-config", "wedged.delay_us=30000000",
+                "--plugin-config", "healthy.output=\(dir.path)/h.txt",
+            ])
+            let port = try d.port()
+            try d.waitFor("the wedged plugin to block the ring") {
+                metricValue(try httpGetBlocking(port: port, path: "/metrics").body, "plugboard_ring_fill_ratio") == 1
+            }
+            let start = ContinuousClock.now
+            d.signal(SIGTERM)
+            let status = d.waitForExit(timeout: .seconds(20))
+            let elapsed = ContinuousClock.now - start
+            #expect(status == 70, "stderr: \(d.stderr)")
+            #expect(d.stderr.contains("shutdown deadline exceeded"))
+            let stuckLine = d.stderr.split(separator: "\n").first { $0.contains("stuck:") } ?? ""
+            #expect(stuckLine.contains("plugin wedged"))
+            #expect(!stuckLine.contains("plugin healthy"))
+            #expect(elapsed < .seconds(10), "the 500 ms deadline did not hold: \(elapsed)")
+        }
+    }
+
+    @Test("a second SIGTERM during a slow shutdown stops at once")
+    func secondSignalStopsAtOnce() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            try buildRecorderPlugin(named: "slowpoke", into: dir.path)
+            let d = try DaemonProcess(arguments: [
+                "--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0",
+                "--set", "shutdown.deadline=60s", "--set", "performance.event_buffer_size=64",
+                "--plugin-config", "slowpoke.output=\(dir.path)/s.txt", "--plugin-config", "slowpoke.delay_us=30000000",
+            ])
+            let port = try d.port()
+            try d.waitFor("ready") { try httpGetBlocking(port: port, path: "/readyz").status == 200 }
+            d.signal(SIGTERM)
+            try d.waitFor("shutdown to begin") { try httpGetBlocking(port: port, path: "/readyz").status == 503 }
+            d.signal(SIGTERM)
+            let start = ContinuousClock.now
+            let status = d.waitForExit(timeout: .seconds(20))
+            #expect(status == 128 + SIGTERM)
+            #expect(d.stderr.contains("second SIGTERM during shutdown: stopping at once"))
+            #expect(ContinuousClock.now - start < .seconds(10))
+        }
+    }
+
+    @Test("/readyz is 200 while running and 503 once a shutdown has begun; /healthz stays 200; /devices shows the table")
+    func readyzDuringShutdown() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            try buildRecorderPlugin(named: "drainer", into: dir.path)
+            // A live replay: one keyboard now, the next event a minute later (the source stays live).
+            let session = dir.write("session.jsonl", """
+                {"action":"add","seqnum":1,"busnum":1,"devnum":3,"vendor_id":"046d","product_id":"c31c","syspath":"/sys/devices/usb1/1-1","devnode":"/dev/bus/usb/001/003","manufacturer":"Logitech","product":"USB Keyboard","serial":"K1"}
+                {"action":"remove","seqnum":2,"busnum":1,"devnum":3,"vendor_id":"046d","product_id":"c31c","syspath":"/sys/devices/usb1/1-1","delay_ms":60000}
+
+                """)
+            let d = try DaemonProcess(arguments: [
+                "--source", "replay:\(session)", "--plugins", dir.path, "--listen", "127.0.0.1:0", "--set", "shutdown.deadline=30s",
+                "--plugin-config", "drainer.output=\(dir.path)/d.txt", "--plugin-config", "drainer.delay_us=2000000",
+            ])
+            let port = try d.port()
+            try d.waitFor("ready") { try httpGetBlocking(port: port, path: "/readyz").status == 200 }
+            #expect(try httpGetBlocking(port: port, path: "/readyz").body == "ready\n")
+            let devices = try JSONSerialization.jsonObject(with: Data(try httpGetBlocking(port: port, path: "/devices").body.utf8)) as? [[String: Any]]
+            #expect(devices?.first?["serial"] as? String == "K1")
+            // The plugin has written the event and now sleeps 2 s in its callback: the shutdown must wait for it.
+            try d.waitFor("the first callback") { recordedSequences(dir.path + "/d.txt") == [1] }
+            d.signal(SIGTERM)
+            try d.waitFor("not ready") { try httpGetBlocking(port: port, path: "/readyz").status == 503 }
+            #expect(try httpGetBlocking(port: port, path: "/readyz").body == "not ready: shutting down\n")
+            #expect(try httpGetBlocking(port: port, path: "/healthz").status == 200)
+            #expect(d.waitForExit() == 0, "stderr: \(d.stderr)")
+        }
+    }
+
+    @Test("a listen port already in use exits 1 naming monitoring.listen and the fix")
+    func portInUse() async throws {
+        try await onTestThread {
+            let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(holder) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            listen(holder, 1)
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &len) } }
+            let port = Int(UInt16(bigEndian: addr.sin_port))
+            let dir = TempDir()
+            let d = try DaemonProcess(arguments: ["--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:\(port)"])
+            #expect(d.waitForExit() == 1)
+            #expect(d.stderr.contains("cannot listen on 127.0.0.1:\(port) (monitoring.listen, from command line --listen 127.0.0.1:\(port)): address already in use. Fix: choose a free port"))
+        }
+    }
+
+    @Test("bad configuration exits 64 with the problem, before anything starts")
+    func badConfigExit() async throws {
+        try await onTestThread {
+            let d = try DaemonProcess(arguments: ["--source", "udevv", "--listen", "127.0.0.1:0"])
+            #expect(d.waitForExit() == 64)
+            #expect(d.stderr.contains("command-line --source udevv: source: \"udevv\" is not a known source (did you mean \"udev\"?)"))
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+@testable import PlugboardDaemon
+
+@Suite("systemd")
+struct SystemdTests {
+    @Test("READY=1, STOPPING=1 and WATCHDOG=1 arrive as datagrams on a NOTIFY_SOCKET path")
+    func notifyPathSocket() throws {
+        let dir = TempDir()
+        let sock = try DatagramSocket(dir: dir.path)
+        let n = SystemdNotifier(environment: ["NOTIFY_SOCKET": sock.address])
+        #expect(n.isActive)
+        try n.ready(status: "3 plugins")
+        #expect(sock.receive(timeout: .seconds(2)) == "READY=1\nSTATUS=3 plugins")
+        try n.watchdog()
+        #expect(sock.receive(timeout: .seconds(2)) == "WATCHDOG=1")
+        try n.stopping()
+        #expect(sock.receive(timeout: .seconds(2)) == "STOPPING=1")
+    }
+
+    @Test("an abstract NOTIFY_SOCKET (@name) works")
+    func notifyAbstractSocket() throws {
+        let sock = try DatagramSocket(dir: nil)
+        try SystemdNotifier(environment: ["NOTIFY_SOCKET": sock.address]).ready()
+        #expect(sock.receive(timeout: .seconds(2)) == "READY=1")
+    }
+
+    @Test("without NOTIFY_SOCKET notifications are no-ops; a vanished socket is an error naming it")
+    func inactiveAndBroken() throws {
+        let n = SystemdNotifier(environment: [:])
+        #expect(!n.isActive)
+        try n.ready()
+        let gone = SystemdNotifier(environment: ["NOTIFY_SOCKET": "/nonexistent/notify.sock"])
+        #expect(throws: SystemdNotifyError.self) { try gone.ready() }
+        do { try gone.ready() } catch { #expect(error.description.contains("NOTIFY_SOCKET=/nonexistent/notify.sock")) }
+    }
+
+    @Test("WATCHDOG_USEC sets the ping interval to half of it, unless WATCHDOG_PID names another process")
+    func watchdogInterval() {
+        let n = SystemdNotifier(environment: ["NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "2000000"])
+        #expect(n.watchdogInterval == .seconds(2))
+        #expect(n.watchdogPingInterval == .seconds(1))
+        let mine = SystemdNotifier(environment: ["WATCHDOG_USEC": "1000", "WATCHDOG_PID": "\(getpid())"])
+        #expect(mine.watchdogInterval == .microseconds(1000))
+        let other = SystemdNotifier(environment: ["WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"])
+        #expect(other.watchdogInterval == nil)
+        #expect(SystemdNotifier(environment: ["WATCHDOG_USEC": "0"]).watchdogInterval == nil)
+    }
+
+    @Test("the real daemon sends READY=1, keeps sending WATCHDOG=1, and STOPPING=1 on SIGTERM")
+    func daemonNotifies() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            let sock = try DatagramSocket(dir: dir.path)
+            let d = try DaemonProcess(arguments: ["--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0"],
+                                      environment: ["NOTIFY_SOCKET": sock.address, "WATCHDOG_USEC": "200000"])
+            let ready = sock.receive(until: "READY=1", timeout: .seconds(60))
+            #expect(ready?.last?.hasPrefix("READY=1") == true, "stderr: \(d.stderr)")
+            let pings = (0..<3).compactMap { _ in sock.receive(until: "WATCHDOG=1", timeout: .seconds(10)) }
+            #expect(pings.count == 3)
+            d.signal(SIGTERM)
+            #expect(sock.receive(until: "STOPPING=1", timeout: .seconds(30)) != nil)
+            #expect(d.waitForExit() == 0)
+        }
+    }
+
+    @Test("packaging/plugboard.service passes systemd-analyze verify", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
+    func unitVerifies() throws {
+        // verify wants ExecStart's binary to exist: point a copy of the unit at the built one.
+        let dir = TempDir()
+        let binary = try #require(productBinary("plugboard"))
+        let unit = try String(contentsOfFile: packageRoot + "/packaging/plugboard.service", encoding: .utf8)
+            .replacingOccurrences(of: "/usr/bin/plugboard", with: binary)
+        let path = dir.write("plugboard.service", unit)
+        let r = try runProcess("/usr/bin/systemd-analyze", ["verify", path], env: ["SYSTEMD_LOG_LEVEL": "warning"])
+        let problems = (r.stdout + r.stderr).split(separator: "\n").filter { $0.contains("plugboard.service") }
+        #expect(r.status == 0 && problems.isEmpty, "systemd-analyze: \(r.stdout)\(r.stderr)")
+        #expect(unit.contains("Type=notify"))
+        #expect(unit.contains("WatchdogSec="))
+    }
+}

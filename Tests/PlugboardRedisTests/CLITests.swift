@@ -1,0 +1,118 @@
+import Foundation
+import PlugboardRedis
+import Testing
+
+/// `plugboard run --redis` and `plugboard tail`: the real binary against a real redis-server.
+@Suite("plugboard run --redis and plugboard tail (the real binary)", .serialized)
+struct CLITests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// Where `swift build`/`swift test` put the products (the `plugboard` binary, plugin `.so`s).
+    static let productsDir: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("plugboard").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.path
+    }()
+
+    var plugboard: String { "\(CLITests.productsDir)/plugboard" }
+    var session: String { "\(CLITests.packageRoot)/demo/session.jsonl" }
+
+    func pluginDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pbr-plugins-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for name in ["usb-logger", "device-counter"] {
+            try FileManager.default.copyItem(atPath: "\(CLITests.productsDir)/lib\(name).so", toPath: "\(dir)/lib\(name).so")
+        }
+        return dir
+    }
+
+    @discardableResult
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: plugboard)
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test("run --redis publishes every event and the plugins' shutdown output; tail --count prints them")
+    func runPublishesAndTailPrints() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let url = "redis://127.0.0.1:\(server.port)/0"
+        let dir = try pluginDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["run", "--plugins", dir, "--source", "replay:\(session)", "--redis", url, "--redis-host", "cli-host"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("published=9"), "\(r.output)")
+        #expect(!r.output.contains("not published"), "\(r.output)")
+
+        let client = try server.client()
+        #expect(try client.command(["XLEN", "plugboard:{cli-host}:events"]) == .integer(9))
+        // device-counter publishes a summary while it shuts down, after the ring drained.
+        let summary = try readAll(client, "plugboard:{cli-host}:plugin:device-counter")
+        #expect(summary.count == 1)
+        #expect(summary.first?["topic"] == "summary")
+        #expect(summary.first?["data"]?.contains("\"events\":9") == true)
+
+        let t = try run(["tail", "--redis", url, "--host", "cli-host", "--from", "0", "--count", "9"])
+        #expect(t.status == 0, "\(t.output)")
+        let lines = t.output.split(separator: "\n").filter { $0.hasPrefix("PLUGBOARD[") }
+        #expect(lines.count == 9)
+        #expect(lines.first?.contains("add      /sys/devices/pci0000:00/0000:00:14.0/usb1 1d6b:0002") == true, "\(lines.first ?? "")")
+    }
+
+    @Test("run without --redis says events are not published")
+    func runWithoutRedisSaysSo() throws {
+        let dir = try pluginDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["run", "--plugins", dir, "--source", "synthetic:5"])
+        #expect(r.status == 0)
+        #expect(r.output.contains("Redis is not configured (--redis URL): events are not published"))
+    }
+
+    @Test("run --redis with a wrong password exits 1 naming the server without the password, and the fix")
+    func runWithWrongPasswordFails() throws {
+        let server = try RedisServer(extraArgs: ["--requirepass", "good"], password: "good")
+        defer { server.stop() }
+        let dir = try pluginDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["run", "--plugins", dir, "--source", "synthetic:5",
+                         "--redis", "redis://:bad-secret@127.0.0.1:\(server.port)/0"])
+        #expect(r.status == 1)
+        #expect(r.output.contains("cannot publish to Redis: redis redis://:***@127.0.0.1:\(server.port)/0"), "\(r.output)")
+        #expect(r.output.contains("Fix: put the server's requirepass in the URL"))
+        #expect(!r.output.contains("bad-secret"))
+    }
+
+    @Test("usage errors of run --redis and tail are clear and exit 64", arguments: [
+        (["run", "--plugins", "/tmp", "--source", "synthetic:1", "--redis", "redis://h:99999"], "port '99999'"),
+        (["run", "--plugins", "/tmp", "--source", "synthetic:1", "--redis", "redis://h", "--redis-mode", "fast"], "--redis-mode"),
+        (["tail", "--group", "g"], "--group and --consumer go together"),
+        (["tail", "--from", "yesterday"], "--from 'yesterday' is not a stream ID"),
+        (["tail", "--redis", "http://x"], "must start with redis://"),
+    ])
+    func usageErrors(arguments: [String], mentions: String) throws {
+        let r = try run(arguments)
+        #expect(r.status == 64, "\(r.output)")
+        #expect(r.output.contains(mentions), "\(r.output)")
+    }
+
+    @Test("tail against a server that is not there exits 1 with the connect error and the fix")
+    func tailWithoutServerFails() throws {
+        let port = try RedisServer.freePort()
+        let r = try run(["tail", "--redis", "redis://127.0.0.1:\(port)/0", "--count", "1"])
+        #expect(r.status == 1)
+        #expect(r.output.contains("could not connect"), "\(r.output)")
+        #expect(r.output.contains("check that redis-server is running and listening on 127.0.0.1:\(port)"))
+    }
+}

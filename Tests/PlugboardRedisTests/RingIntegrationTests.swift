@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import PlugboardCore
+import PlugboardRedis
+import Testing
+
+/// The publisher as the core wires it: a `RingConsumer` of a real `EventRing` fed by the
+/// `synthetic:N` source, and the core's `OutputQueue` for plugin output.
+@Suite("RedisPublisher on the core ring", .serialized)
+struct RingIntegrationTests {
+    @Test("synthetic:20000 through the ring: all in the stream once, in order, with the source's fields")
+    func syntheticSourceThroughTheRingArrivesExactlyOnce() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let ring = try EventRing(slotCount: 1024)
+        let consumer = ring.makeConsumer(name: "redis")
+        let producer = ring.makeProducer()
+        producer.flowControl = true  // a finite source waits for the publisher rather than lapping it
+        let publisher = RedisPublisher(configuration: testConfiguration(server.url))
+        try publisher.start(events: consumer)
+
+        let context = SourceContext(producer: producer, deviceTable: DeviceTable(), logger: Logger(label: "test"))
+        let sourceThread = Thread {
+            try? SyntheticSource(count: 20_000).run(context)
+            producer.close()
+        }
+        sourceThread.start()
+
+        // The ring closes after the last event; the publisher delivers everything, then waits for stop.
+        #expect(eventually(timeout: .seconds(120)) { publisher.stats.published == 20_000 })
+        let stats = publisher.stop()
+        #expect(stats.lapped == 0 && stats.dropped == 0 && stats.pending == 0)
+
+        let entries = try readAll(server.client(), publisher.streamKey)
+        #expect(entries.count == 20_000)
+        #expect(entries.compactMap { UInt64($0["seq"] ?? "") } == Array(1...20_000))
+        let ids = entries.compactMap(\.streamID)
+        #expect(zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 })
+        #expect(entries[0]["vid"] == "1d6b" && entries[0]["pid"] == "1000")
+        #expect(entries[0]["syspath"] == "/sys/devices/synthetic/usb1/1-1")
+        #expect(entries[0]["product"] == "Synthetic Device 1")
+        #expect(entries[0]["action"] == "add")
+        #expect(entries[16]["action"] == "remove")
+    }
+
+    @Test("the core OutputQueue drains into plugboard:{HOST}:plugin:<name>, one stream per plugin")
+    func outputQueueRecordsReachPluginStreams() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let queue = OutputQueue(maxRecords: 100)
+        for i in 0..<50 {
+            _ = queue.push(OutputRecord(plugin: i % 2 == 0 ? "usb-logger" : "device-counter",
+                                        topic: "t\(i)", payload: Array("payload \(i)".utf8)))
+        }
+        let ring = try EventRing(slotCount: 16)
+        let publisher = RedisPublisher(configuration: testConfiguration(server.url))
+        try publisher.start(events: ring.makeConsumer(name: "redis"), pluginOutput: queue)
+        #expect(eventually { publisher.stats.pluginPublished == 50 })
+        #expect(queue.count == 0)
+        publisher.stop()
+        let client = try server.client()
+        #expect(try client.command(["XLEN", "plugboard:{test-host}:plugin:usb-logger"]) == .integer(25))
+        #expect(try client.command(["XLEN", "plugboard:{test-host}:plugin:device-counter"]) == .integer(25))
+        let first = try readAll(client, "plugboard:{test-host}:plugin:usb-logger")[0]
+        #expect(first["topic"] == "t0" && first["data"] == "payload 0")
+    }
+}
