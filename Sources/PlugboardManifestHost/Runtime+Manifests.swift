@@ -31,13 +31,15 @@ extension Runtime {
     ///
     /// - Parameters:
     ///   - registryCache: the registry cache file, or nil for none.
+    ///   - lruCapacity: decoded manifests kept in memory (the daemon's `plugins.cache_size`).
     ///   - overrides: per plugin name, configuration that wins over the manifest's `[config]`.
     /// - Throws: `ManifestError` when a plugin directory cannot be read (as `loadPlugins` does).
-    public func loadAndStartFromManifests(directories: [String], registryCache: String?,
+    public func loadAndStartFromManifests(directories: [String], registryCache: String?, lruCapacity: Int = 200,
                                           overrides: [String: [String: String]]) throws -> ManifestStartReport {
         let clock = ContinuousClock()
         let t0 = clock.now
-        let registry = ManifestRegistry(cachePath: registryCache, warning: { [logger] in logger.warning("\($0)") })
+        let registry = ManifestRegistry(cachePath: registryCache, lruCapacity: lruCapacity,
+                                        warning: { [logger] in logger.warning("\($0)") })
         let catalog = PluginCatalog.discover(dirs: directories, registry: registry)
         let discovery = clock.now - t0
         let st = registry.stats
