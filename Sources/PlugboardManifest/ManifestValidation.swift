@@ -22,7 +22,7 @@ public enum ManifestValidation {
         return nil
     }
 
-    /// `1`, `1.2`, `1.2.3`, optionally followed by `-pre` or `+build` (letters, digits, '.', '-', '+').
+    /// Semantic version MAJOR.MINOR.PATCH, optionally followed by `-pre` and/or `+build` (letters, digits, '.', '-', '+').
     public static func version(_ s: String) -> Finding? {
         let b = Array(s.utf8)
         var i = 0
@@ -34,12 +34,12 @@ public enum ManifestValidation {
             numbers += 1
             if i < b.count, b[i] == UInt8(ascii: "."), numbers < 3 { i += 1 } else { break }
         }
-        var ok = numbers >= 1 && b.count <= maxNameLength && (i == b.count || (b[i - 1] != UInt8(ascii: ".")))
+        var ok = numbers == 3 && b.count <= maxNameLength && (i == b.count || (b[i - 1] != UInt8(ascii: ".")))
         if ok, i < b.count {
             ok = (b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+")) && i + 1 < b.count
                 && b[(i + 1)...].allSatisfy { isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "+") }
         }
-        return ok ? nil : ("\"\(s)\" is not a version", "write a version such as \"1.0.0\"")
+        return ok ? nil : ("\"\(s)\" is not a semantic version (MAJOR.MINOR.PATCH)", "write a version such as \"1.0.0\" or \"2.1.0-beta.1\"")
     }
 
     public static func library(_ s: String) -> Finding? {

@@ -65,7 +65,7 @@ struct ManifestTOMLFixtureTests {
         let text = """
         [plugin]
         name = "Bad Name"
-        version = "x"
+        version = "1.0"
         library = "a/b.so"
 
         [[match]]

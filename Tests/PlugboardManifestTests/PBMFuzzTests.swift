@@ -93,7 +93,7 @@ struct PBMFuzzTests {
 
     static let libFuzzerBinary = TestSupport.packageRoot + "/.build-fuzz/debug/plugboard-manifest-fuzz"
 
-    @Test("the libFuzzer binary runs 20,000 executions without a crash (when `make fuzz` built it)",
+    @Test("the libFuzzer binary runs 20,000 executions without a crash (built by `make test` / `make fuzz`)",
           .enabled(if: FileManager.default.isExecutableFile(atPath: libFuzzerBinary)))
     func libFuzzerBoundedRun() throws {
         let corpus = Bundle.module.resourceURL!.appendingPathComponent("FuzzCorpus").path
