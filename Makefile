@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libudev-dev libhiredis-dev libffi-dev redis-server re
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz tsan clean
+.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz fuzz-build tsan bench-manifests clean
 
 all: build
 
@@ -33,6 +33,10 @@ build: deps
 plugins:
 	@mkdir -p $(PLUGIN_DIR)
 	@for p in $(SAMPLE_PLUGINS); do cp -f $(BUILD_DIR)/lib$$p.so $(PLUGIN_DIR)/; done
+	@# Each .so gets its binary manifest next to it (docs/manifest.md); the host skips a .so without one.
+	@for p in $(SAMPLE_PLUGINS); do \
+	  $(BUILD_DIR)/plugboard pack SamplePlugins/$$p/plugin.toml --library $(PLUGIN_DIR)/lib$$p.so -o $(PLUGIN_DIR)/$$p.pbm || exit 1; \
+	done
 
 ## test: every test, against real redis-server, real libudev under umockdev, real .so plugins.
 test: build
@@ -75,8 +79,33 @@ tsan: deps
 	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread \
 	  --filter 'millionEventsInOrder|flowControlWaits|stalledConsumerIsLapped|lappedDuringBatch'
 
+## fuzz: libFuzzer on the .pbm reader (PlugboardManifestFuzz), FUZZ_RUNS executions (default 1,000,000).
+## Built in its own build directory with --sanitize=fuzzer; -DPLUGBOARD_FUZZ drops the replay main so
+## libFuzzer's main links. New inputs go to $(FUZZ_BUILD)/corpus; crashes to $(FUZZ_BUILD)/crash-*.
+FUZZ_BUILD ?= .build-fuzz
+FUZZ_RUNS  ?= 1000000
+FUZZ_SEEDS := Tests/PlugboardManifestTests/FuzzCorpus
+fuzz-build:
+	$(SWIFT) build --build-path $(FUZZ_BUILD) --sanitize=fuzzer -Xswiftc -DPLUGBOARD_FUZZ --product plugboard-manifest-fuzz
+
+## `make test` builds the libFuzzer binary too, so PBMFuzzTests' bounded libFuzzer pass (-runs=20000) runs.
+test: fuzz-build
+
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/corpus
+	@cd $(FUZZ_BUILD) && ./debug/plugboard-manifest-fuzz -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 \
+	    corpus ../$(FUZZ_SEEDS) > fuzz.log 2>&1; rc=$$?; tail -n 25 fuzz.log; \
+	  runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' fuzz.log); \
+	  echo "fuzz: $${runs:-0} executions of LLVMFuzzerTestOneInput (exit $$rc)"; exit $$rc
+
+## bench-manifests: figures for docs/benchmarks.md `## Manifests` (release build of a small tool).
+bench-manifests:
+	$(SWIFT) build -c release --product plugboard-manifest-bench
+	$(SWIFT) build -c release --product usb-logger
+	.build/release/plugboard-manifest-bench --so .build/release/libusb-logger.so
+
 clean:
-	rm -rf .build build Benchmarks/.build
+	rm -rf .build build Benchmarks/.build .build-fuzz
 
 ## demo-redis: the demo session published to a local redis-server (free loopback port) and shown
 ## arriving through `plugboard tail`. `make demo` can run it as its last step.

@@ -36,6 +36,13 @@ let package = Package(
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
         .library(name: "PlugboardUdev", targets: ["PlugboardUdev"]),
         .executable(name: "plugboard-demo-bed", targets: ["plugboard-demo-bed"]),
+        .library(name: "PlugboardManifest", targets: ["PlugboardManifest"]),
+        .library(name: "PlugboardManifestTools", targets: ["PlugboardManifestTools"]),
+        .library(name: "PlugboardManifestHost", targets: ["PlugboardManifestHost"]),
+        // libFuzzer target for the .pbm reader: `make fuzz` builds it with `--sanitize=fuzzer`.
+        .executable(name: "plugboard-manifest-fuzz", targets: ["PlugboardManifestFuzz"]),
+        // Release-mode figures for docs/benchmarks.md `## Manifests` (`make bench-manifests`).
+        .executable(name: "plugboard-manifest-bench", targets: ["PlugboardManifestBench"]),
         .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
     ] + plugins.map(\.0),
     dependencies: [
@@ -96,13 +103,32 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore",
+            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools", "PlugboardManifestHost",
             "PlugboardUdev",
             "PlugboardRedis",
             "PlugboardDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // Manifests: the .pbm format (reader/writer), match index, registry cache, dependency order,
+        // plugin catalog. Dependency-free (only the ABI header) so the fuzz target links just this.
+        .target(name: "PlugboardManifest", dependencies: ["CPlugboard"]),
+        // plugin.toml -> Manifest (TOMLKit) and the packer; kept out of PlugboardManifest for the fuzz build.
+        .target(name: "PlugboardManifestTools", dependencies: [
+            "PlugboardManifest",
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        // Manifest-driven loading for the core runtime (`plugboard run`, and the daemon once wired).
+        .target(name: "PlugboardManifestHost", dependencies: [
+            "PlugboardCore", "PlugboardManifest",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
+        .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        .testTarget(name: "PlugboardManifestTests",
+                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"],
+                    resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [

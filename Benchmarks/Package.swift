@@ -31,5 +31,15 @@ let package = Package(
             path: "Benchmarks/PluginLoad",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "ManifestBenchmarks",
+            dependencies: [
+                .product(name: "PlugboardManifest", package: "Plugboard"),
+                .product(name: "PlugboardManifestTools", package: "Plugboard"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/Manifests",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

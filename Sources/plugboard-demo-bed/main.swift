@@ -159,7 +159,10 @@ let child = Process()
 child.executableURL = URL(fileURLWithPath: args.plugboard)
 var runArgs = ["run", "--source", "udev"]
 for p in args.plugins { runArgs += ["--plugins", p] }
-if args.measure > 0 { runArgs += ["--plugin-config", "latency-probe.output=\(args.latencyOutput)", "--log-level", "warning"] }
+// The probe is a test plugin without a manifest: load it the manifest-less way.
+if args.measure > 0 {
+    runArgs += ["--ignore-manifests", "--plugin-config", "latency-probe.output=\(args.latencyOutput)", "--log-level", "warning"]
+}
 child.arguments = runArgs + args.extra
 do { try child.run() } catch { fail("cannot start \(args.plugboard): \(error) (build it first: make build)") }
 

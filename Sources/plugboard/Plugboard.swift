@@ -19,6 +19,9 @@ struct Plugboard: AsyncParsableCommand {
         var list: [any ParsableCommand.Type] = []
         list.append(RunCommand.self)
         list.append(MonitorCommand.self)
+        list.append(PackCommand.self)
+        list.append(InspectCommand.self)
+        list.append(ExplainCommand.self)
         list.append(TailCommand.self)
         list.append(ConfigCommand.self)
         list.append(ServeCommand.self)

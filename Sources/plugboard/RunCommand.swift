@@ -3,6 +3,8 @@ import Dispatch
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardManifest
+import PlugboardManifestHost
 import PlugboardUdev
 import Synchronization
 
@@ -41,6 +43,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seconds to drain and shut down after a signal before giving up.")
     var shutdownDeadline: Double = 5
 
+    @Option(help: ArgumentHelp("Manifest registry cache (docs/manifest.md); default $XDG_CACHE_HOME/plugboard/registry.pbr, 'none' to read every .pbm.", valueName: "FILE"))
+    var registryCache: String?
+
+    @Flag(help: "Development only: load every .so without reading manifests (no filters, no [config], no order).")
+    var ignoreManifests = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -76,8 +84,15 @@ struct RunCommand: ParsableCommand {
 
         let runtime = try Runtime(options: options, logger: logger)
         let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
-        try runtime.loadPlugins()
-        let running = runtime.startWorkers()
+        let running: Int
+        if ignoreManifests {
+            try runtime.loadPlugins()
+            running = runtime.startWorkers()
+        } else {
+            let cache = registryCache == "none" ? nil : (registryCache ?? ManifestRegistry.defaultCachePath())
+            running = try runtime.loadAndStartFromManifests(directories: pluginDirectories, registryCache: cache,
+                                                            overrides: options.pluginConfiguration).running
+        }
         if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])

@@ -26,6 +26,9 @@ struct CLITests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for name in ["usb-logger", "device-counter"] {
             try FileManager.default.copyItem(atPath: "\(CLITests.productsDir)/lib\(name).so", toPath: "\(dir)/lib\(name).so")
+            // `run` loads a .so only with its manifest (docs/manifest.md), packed as `make plugins` does.
+            try run(["pack", "\(CLITests.packageRoot)/SamplePlugins/\(name)/plugin.toml", "--library", "\(dir)/lib\(name).so",
+                     "-o", "\(dir)/\(name).pbm"])
         }
         return dir
     }
