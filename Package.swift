@@ -92,7 +92,7 @@ let package = Package(
 
         // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
         .target(name: "PlugboardDaemon", dependencies: [
-            "PlugboardCore", "CPlugboard",
+            "PlugboardCore", "CPlugboard", "PlugboardUdev", "PlugboardRedis", "PlugboardManifestHost",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

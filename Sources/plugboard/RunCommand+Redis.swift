@@ -29,34 +29,13 @@ struct RedisRunOptions: ParsableArguments {
     }
 }
 
-/// Wiring of the Redis publisher into `plugboard run`: one more ring consumer, plus the output queue.
-enum RedisWiring {
-    /// Starts the publisher as a consumer of `runtime.ring` (call before the source starts, so it sees
-    /// every event). Without `--redis`, says that events are not published and returns nil.
-    /// - Throws: `CLI.Failure` for a configuration error (wrong password, database, key type).
-    static func start(_ options: RedisRunOptions, runtime: Runtime, logger: Logger) throws -> RedisPublisher? {
-        guard let text = options.redis else {
-            logger.notice("Redis is not configured (--redis URL): events are not published")
-            return nil
-        }
-        var config = RedisPublisher.Configuration(url: try RedisURL(parsing: text),
-                                                  host: options.redisHost ?? StreamKeys.localHost)
-        config.mode = RedisPublisher.Mode(rawValue: options.redisMode) ?? .stream
-        config.maxLength = options.redisMaxlen == 0 ? nil : options.redisMaxlen
-        let publisher = RedisPublisher(configuration: config, logger: logger)
-        do {
-            try publisher.start(events: runtime.ring.makeConsumer(name: "redis"), pluginOutput: runtime.outputQueue)
-        } catch {
-            throw CLI.Failure("cannot publish to Redis: \(error)")
-        }
-        return publisher
-    }
-
-    /// Delivers what the publisher still holds (up to `deadline`), stops it and logs its counters.
-    static func stop(_ publisher: RedisPublisher?, deadline: Duration, logger: Logger) {
-        guard let publisher else { return }
-        let stats = publisher.stop(timeout: deadline)
-        let level: Logger.Level = stats.pending > 0 || stats.dropped > 0 || stats.rejected > 0 ? .warning : .info
-        logger.log(level: level, "redis publisher stopped: \(stats)", metadata: ["stream": "\(publisher.streamKey)"])
+extension RedisRunOptions {
+    /// The publisher configuration these options describe, or nil without `--redis`.
+    func configuration() throws -> RedisPublisher.Configuration? {
+        guard let text = redis else { return nil }
+        var config = RedisPublisher.Configuration(url: try RedisURL(parsing: text), host: redisHost ?? StreamKeys.localHost)
+        config.mode = RedisPublisher.Mode(rawValue: redisMode) ?? .stream
+        config.maxLength = redisMaxlen == 0 ? nil : redisMaxlen
+        return config
     }
 }

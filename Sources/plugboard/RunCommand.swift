@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardDaemon
 import PlugboardManifest
 import PlugboardManifestHost
 import PlugboardUdev
@@ -67,38 +68,29 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let logger = CLI.makeLogger(level: logLevel)
-        var options = RuntimeOptions()
-        options.pluginDirectories = pluginDirectories
-        options.ringSlots = ringSlots
-        options.batchSize = batchSize
-        options.flowControlForFiniteSources = !lossy
-        for s in pluginSettings { options.pluginConfiguration[s.plugin, default: [:]][s.key] = s.value }
+        var settings = HostSettings()
+        settings.source = source
+        settings.pluginDirectories = pluginDirectories
+        settings.ringSlots = ringSlots
+        settings.batchSize = batchSize
+        settings.lossy = lossy
+        for s in pluginSettings { settings.pluginConfiguration[s.plugin, default: [:]][s.key] = s.value }
+        settings.discovery = ignoreManifests
+            ? .allLibraries
+            : .manifests(registryCache: registryCache == "none" ? nil : (registryCache ?? ManifestRegistry.defaultCachePath()),
+                         lruCapacity: 200)
+        settings.udev = udev.sourceOptions
+        settings.redis = try redisOptions.configuration()
 
-        let eventSource: any EventSource
-        let udevCounters = UdevSourceCounters()
-        switch source {
-        case .replay(let path): eventSource = try ReplaySource(path: path)
-        case .synthetic(let n): eventSource = SyntheticSource(count: n)
-        case .udev: eventSource = UdevSource(options: udev.sourceOptions, counters: udevCounters)
-        }
-
-        let runtime = try Runtime(options: options, logger: logger)
-        let redisPublisher = try RedisWiring.start(redisOptions, runtime: runtime, logger: logger)
-        let running: Int
-        if ignoreManifests {
-            try runtime.loadPlugins()
-            running = runtime.startWorkers()
-        } else {
-            let cache = registryCache == "none" ? nil : (registryCache ?? ManifestRegistry.defaultCachePath())
-            running = try runtime.loadAndStartFromManifests(directories: pluginDirectories, registryCache: cache,
-                                                            overrides: options.pluginConfiguration).running
-        }
-        if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
+        let host = try Host(settings: settings, logger: logger)
+        let runtime = host.runtime
+        try host.startPlugins()
+        do { try host.startPublisher() } catch { throw CLI.Failure("\(error)") }
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
         let clock = ContinuousClock()
         let started = clock.now
-        runtime.start(source: eventSource)
+        host.startSource()
 
         let drained = DispatchSemaphore(value: 0)
         let drainer = NativeThread(name: "pb-drain") {
@@ -117,10 +109,10 @@ struct RunCommand: ParsableCommand {
             break
         }
         _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
-        RedisWiring.stop(redisPublisher, deadline: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)), logger: logger)
+        host.stopPublisher(timeout: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)))
         let elapsed = clock.now - started
-        CLI.printSummary(runtime: runtime, sourceName: eventSource.name, elapsed: elapsed)
-        if source == .udev { udevCounters.log(to: logger, context: runtime.sourceContext) }
+        CLI.printSummary(runtime: runtime, sourceName: host.source.name, elapsed: elapsed)
+        if let counters = host.udevCounters { counters.log(to: logger, context: runtime.sourceContext) }
         if let e = runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
         if exitCode != 0 { throw ExitCode(exitCode) }
     }

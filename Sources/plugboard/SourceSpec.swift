@@ -1,26 +1,15 @@
 import ArgumentParser
 import PlugboardCore
+import PlugboardDaemon
 
-/// A `--source` value: `udev` (the default), `replay:FILE`, `synthetic:N`.
-enum SourceSpec: ExpressibleByArgument, Sendable, Equatable {
-    case replay(path: String)
-    case synthetic(count: UInt64)
-    case udev
-
-    init?(argument: String) {
-        if argument == "udev" {
-            self = .udev
-        } else if argument.hasPrefix("replay:"), argument.count > 7 {
-            self = .replay(path: String(argument.dropFirst(7)))
-        } else if argument.hasPrefix("synthetic:"), let n = UInt64(argument.dropFirst(10)), n > 0 {
-            self = .synthetic(count: n)
-        } else {
-            return nil
-        }
+/// `--source udev|replay:FILE|synthetic:N`: the same parser as the `source` configuration key.
+extension SourceSpec: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard case .success(let spec) = SourceSpec.parse(argument) else { return nil }
+        self = spec
     }
 
-    static var allValueStrings: [String] { ["udev", "replay:FILE", "synthetic:N"] }
-    static var defaultCompletionKind: CompletionKind { .default }
+    public static var allValueStrings: [String] { ["udev", "replay:FILE", "synthetic:N"] }
 }
 
 /// `--plugin-config NAME.KEY=VALUE` values.

@@ -115,7 +115,7 @@ struct ConfigTests {
     func everyKeyFromEnvironment() throws {
         let samples: [String: String] = [
             "source": "replay:/tmp/s.jsonl", "udev.receive_buffer": "1MiB", "redis.url": "redis://127.0.0.1:6390/2",
-            "redis.stream": "s", "redis.maxlen": "10", "redis.batch": "3", "performance.debounce_ms": "0",
+            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.batch": "3", "performance.debounce_ms": "0",
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
             "shutdown.state_file": "/var/lib/plugboard/last-shutdown",
@@ -134,6 +134,32 @@ struct ConfigTests {
         #expect(d.shutdownDeadline == .milliseconds(1500))
         #expect(d.monitoring.enabled == false)
         #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
+        #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
+        #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
+    }
+
+    @Test("a word outside a key's choices is rejected with a did-you-mean", arguments: [
+        ("[udev]\nmode = \"kernal\"\n", "udev.mode", "did you mean \"kernel\""),
+        ("[redis]\nmode = \"streams\"\n", "redis.mode", "did you mean \"stream\""),
+    ])
+    func choiceErrors(toml: String, key: String, hint: String) throws {
+        let dir = TempDir()
+        let file = dir.write("plugboard.toml", toml)
+        #expect {
+            try ConfigLoader(searchPaths: [], environment: [:]).load(file: file)
+        } throws: { e in
+            let m = "\(e)"
+            return m.contains(file) && m.contains(key) && m.contains(hint)
+        }
+    }
+
+    @Test("the registry cache goes to the configured file, else systemd's state directory")
+    func registryCacheLocation() throws {
+        var p = DaemonConfig.defaults.plugins
+        #expect(p.registryCachePath(environment: [:]) == nil)
+        #expect(p.registryCachePath(environment: ["STATE_DIRECTORY": "/var/lib/plugboard"]) == "/var/lib/plugboard/registry.pbr")
+        p.registryCache = "/tmp/r.pbr"
+        #expect(p.registryCachePath(environment: ["STATE_DIRECTORY": "/var/lib/plugboard"]) == "/tmp/r.pbr")
     }
 
     @Test("sizes and durations accept their written forms in the file")
@@ -184,7 +210,7 @@ struct ConfigTests {
     func unknownKeyNoGuess() {
         let p = problems(toml: "zzzzzzzzzzzz = 1\n")
         #expect(p.first?.problem == "unknown key")
-        #expect(p.first?.fix.contains("known keys: source, udev.receive_buffer") == true)
+        #expect(p.first?.fix.contains("known keys: source, udev.mode, udev.receive_buffer") == true)
     }
 
     @Test("a section written as a value is an error")

@@ -70,12 +70,13 @@ struct ShutdownCoordinatorTests {
         config.source = .synthetic(count: 1_000_000)
         config.plugins.dirs = [dir.path]
         config.performance.eventBufferSize = 64
+        config.plugins.manifests = false
         let rt = try CoreRuntime(config: config, pluginConfiguration: ["stuckrec": ["output": dir.path + "/out.txt", "delay_us": "3000000"]],
                                  logger: Logger(label: "test"))
         try rt.start()
         // Wait until the plugin is inside its (3 s) callback: the ring fills behind it.
         let end = ContinuousClock.now + .seconds(10)
-        while rt.status().ring.fill < 64 && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
+        while rt.status().ring.fill < 63 && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
         let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
         #expect(!report.completed)
         #expect(report.stuck.contains("plugin stuckrec"))

@@ -74,13 +74,62 @@ struct CLITests {
         #expect(lines.first?.contains("add      /sys/devices/pci0000:00/0000:00:14.0/usb1 1d6b:0002") == true, "\(lines.first ?? "")")
     }
 
+    @Test("serve from a config file: manifests filter the plugins, events and plugin output reach Redis, SIGTERM exits 0")
+    func serveWiresManifestsAndRedis() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let dir = try pluginDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A library without a manifest is skipped with the reason; the others run.
+        try FileManager.default.copyItem(atPath: "\(CLITests.productsDir)/libpbtest-recorder.so", toPath: "\(dir)/libnomanifest.so")
+        let config = "\(dir)/plugboard.toml"
+        try """
+            source = "replay:\(session)"
+            [plugins]
+            dirs = ["\(dir)"]
+            registry_cache = "\(dir)/registry.pbr"
+            [redis]
+            url = "redis://127.0.0.1:\(server.port)/0"
+            host = "serve-host"
+            [monitoring]
+            listen = "127.0.0.1:0"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let log = "\(dir)/serve.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: plugboard)
+        p.arguments = ["serve", "--config", config, "--log-level", "info",
+                       "--plugin-config", "usb-logger.output=\(dir)/usb-logger.out"]
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        let client = try server.client()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline, (try? client.command(["XLEN", "plugboard:{serve-host}:events"])) != .integer(9) {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(try client.command(["XLEN", "plugboard:{serve-host}:events"]) == .integer(9))
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(p.terminationStatus == 0, "\(output)")
+        // device-counter's summary is published during shutdown and flushed before exit.
+        let summary = try readAll(client, "plugboard:{serve-host}:plugin:device-counter")
+        #expect(summary.first?["data"]?.contains("\"events\":9") == true, "\(output)")
+        #expect(output.contains("libnomanifest.so") && output.contains("skipped"), "\(output)")
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/registry.pbr"), "the registry cache is written where configured")
+        #expect((try? String(contentsOfFile: "\(dir)/usb-logger.out", encoding: .utf8))?.split(separator: "\n").count == 9)
+    }
+
     @Test("run without --redis says events are not published")
     func runWithoutRedisSaysSo() throws {
         let dir = try pluginDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try run(["run", "--plugins", dir, "--source", "synthetic:5"])
         #expect(r.status == 0)
-        #expect(r.output.contains("Redis is not configured (--redis URL): events are not published"))
+        #expect(r.output.contains("Redis is not configured (--redis URL, or redis.url in the configuration): events are not published"))
     }
 
     @Test("run --redis with a wrong password exits 1 naming the server without the password, and the fix")

@@ -250,7 +250,7 @@ public struct ConfigLoader: Sendable {
             if let i = raw.int { return check(.duration(.seconds(i)), key) }
             if let d = raw.double { return check(.duration(.milliseconds(Int64((d * 1000).rounded()))), key) }
             return .failure(wrongType)
-        case .string, .source, .listen, .redisURL:
+        case .string, .source, .listen, .redisURL, .choice:
             guard let s = raw.string else { return .failure(wrongType) }
             return value(fromText: s, for: key)
         }
@@ -289,6 +289,12 @@ public struct ConfigLoader: Sendable {
             return ListenAddress.parse(text).map { .listen($0) }
         case .redisURL:
             return checkRedisURL(text).map { .string($0) }
+        case .choice(let words):
+            guard words.contains(text) else {
+                let guess = closestMatch(to: text, in: words).map { " (did you mean \"\($0)\"?)" } ?? ""
+                return .failure(.init("\"\(text)\" is not allowed\(guess)", fix: "use \(key.kind.expected)"))
+            }
+            return .success(.string(text))
         }
     }
 

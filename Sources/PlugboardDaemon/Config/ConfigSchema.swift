@@ -12,6 +12,8 @@ public enum ConfigKind: Sendable {
     case listen
     /// A Redis URL: "" (off), redis://HOST[:PORT][/DB] or unix:///path/to/socket.
     case redisURL
+    /// One of a fixed set of words.
+    case choice([String])
 
     /// How an operator writes a value of this kind (for error messages and docs).
     var expected: String {
@@ -25,6 +27,7 @@ public enum ConfigKind: Sendable {
         case .source: "\"udev\", \"replay:FILE\" or \"synthetic:N\""
         case .listen: "\"HOST:PORT\""
         case .redisURL: "\"\" (Redis off), \"redis://HOST:PORT[/DB]\" or \"unix:///path/to/redis.sock\""
+        case .choice(let words): "one of " + words.map { "\"\($0)\"" }.joined(separator: ", ")
         }
     }
 }
@@ -52,13 +55,17 @@ public enum ConfigSchema {
         ConfigKey(path: "source", kind: .source, defaultValue: .source(.udev),
                   help: "Where events come from: udev (live), replay:FILE (a JSON Lines session), synthetic:N (N generated events)."),
 
+        ConfigKey(path: "udev.mode", kind: .choice(["auto", "udev", "kernel"]), defaultValue: .string("auto"),
+                  help: "Netlink group: auto (udev when udevd runs, else kernel), udev or kernel (docs/udev.md)."),
         ConfigKey(path: "udev.receive_buffer", kind: .byteSize(65536...(1 << 30)), defaultValue: .integer(128 << 20),
                   help: "Netlink receive buffer requested for the udev monitor (the kernel may cap it; the effective size is logged)."),
 
         ConfigKey(path: "redis.url", kind: .redisURL, defaultValue: .string(""),
                   help: "Redis server to publish events to; empty disables publishing."),
-        ConfigKey(path: "redis.stream", kind: .string, defaultValue: .string("plugboard:{<host>}:events"),
-                  help: "Stream key for XADD; <host> is replaced by the host name (the braces keep one host on one Cluster slot)."),
+        ConfigKey(path: "redis.host", kind: .string, defaultValue: .string(""),
+                  help: "The {HOST} in the key names plugboard:{HOST}:events and plugboard:{HOST}:plugin:NAME; empty: this machine's host name."),
+        ConfigKey(path: "redis.mode", kind: .choice(["stream", "publish", "both"]), defaultValue: .string("stream"),
+                  help: "stream (XADD, exactly once), publish (PUBLISH JSON, fire and forget) or both."),
         ConfigKey(path: "redis.maxlen", kind: .integer(1...1_000_000_000), defaultValue: .integer(100_000),
                   help: "Approximate stream length kept (XADD MAXLEN ~)."),
         ConfigKey(path: "redis.batch", kind: .integer(1...10_000), defaultValue: .integer(64),
@@ -79,8 +86,12 @@ public enum ConfigSchema {
 
         ConfigKey(path: "plugins.dirs", kind: .stringList(minCount: 1), defaultValue: .stringList(["/usr/lib/plugboard/plugins"]),
                   help: "Directories searched for plugins (from the environment or a flag: comma-separated)."),
+        ConfigKey(path: "plugins.manifests", kind: .bool, defaultValue: .bool(true),
+                  help: "Load only plugins with a valid .pbm manifest (docs/manifest.md); false loads every .so (development only)."),
+        ConfigKey(path: "plugins.registry_cache", kind: .string, defaultValue: .string(""),
+                  help: "The manifest registry cache file; empty: $STATE_DIRECTORY/registry.pbr under systemd, else $XDG_CACHE_HOME/plugboard/registry.pbr."),
         ConfigKey(path: "plugins.cache_size", kind: .integer(0...100_000), defaultValue: .integer(200),
-                  help: "Manifests kept in the registry cache."),
+                  help: "Parsed manifests kept in memory (LRU)."),
 
         ConfigKey(path: "shutdown.deadline", kind: .duration(.milliseconds(100)...(.seconds(300))), defaultValue: .duration(.seconds(5)),
                   help: "Hard limit for a graceful shutdown; past it the daemon exits 70 naming the stuck component."),

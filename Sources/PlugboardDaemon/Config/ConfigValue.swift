@@ -18,7 +18,7 @@ public enum SourceSpec: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Parses `udev`, `replay:FILE` or `synthetic:N`; nil with the reason otherwise.
-    static func parse(_ text: String) -> Result<SourceSpec, ConfigProblemDetail> {
+    public static func parse(_ text: String) -> Result<SourceSpec, ConfigProblemDetail> {
         let fix = "use \"udev\", \"replay:/path/to/session.jsonl\" or \"synthetic:N\" (N events, N >= 1)"
         if text == "udev" { return .success(.udev) }
         if text.hasPrefix("replay:") {

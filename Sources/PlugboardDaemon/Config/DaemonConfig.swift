@@ -48,7 +48,10 @@ public struct DaemonConfig: Sendable, Equatable {
     public struct Redis: Sendable, Equatable {
         /// Empty when publishing is off.
         public var url: String
-        public var stream: String
+        /// The {HOST} of the key names; empty: this machine's host name.
+        public var host: String
+        /// stream, publish or both.
+        public var mode: String
         public var maxlen: Int
         public var batch: Int
     }
@@ -65,10 +68,26 @@ public struct DaemonConfig: Sendable, Equatable {
     }
     public struct Plugins: Sendable, Equatable {
         public var dirs: [String]
+        /// Load only plugins with a valid manifest.
+        public var manifests: Bool
+        /// Empty: the default location (see `registryCachePath`).
+        public var registryCache: String
         public var cacheSize: Int
+
+        /// The registry cache file to use: the configured one, else `$STATE_DIRECTORY/registry.pbr`
+        /// (systemd's StateDirectory=), else nil for the registry's own default.
+        public func registryCachePath(environment: [String: String]) -> String? {
+            if !registryCache.isEmpty { return registryCache }
+            if let state = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !state.isEmpty {
+                return "\(state)/registry.pbr"
+            }
+            return nil
+        }
     }
 
     public var source: SourceSpec
+    /// auto, udev or kernel.
+    public var udevMode: String
     public var udevReceiveBuffer: Int
     public var redis: Redis
     public var performance: Performance
@@ -94,12 +113,15 @@ public struct DaemonConfig: Sendable, Equatable {
               case .duration(let deadline) = e.value("shutdown.deadline")
         else { preconditionFailure("configuration schema and DaemonConfig disagree") }
         self.source = source
+        self.udevMode = str("udev.mode")
         self.udevReceiveBuffer = int("udev.receive_buffer")
-        self.redis = Redis(url: str("redis.url"), stream: str("redis.stream"), maxlen: int("redis.maxlen"), batch: int("redis.batch"))
+        self.redis = Redis(url: str("redis.url"), host: str("redis.host"), mode: str("redis.mode"), maxlen: int("redis.maxlen"),
+                           batch: int("redis.batch"))
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
                                        eventBufferSize: int("performance.event_buffer_size"))
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen)
-        self.plugins = Plugins(dirs: list("plugins.dirs"), cacheSize: int("plugins.cache_size"))
+        self.plugins = Plugins(dirs: list("plugins.dirs"), manifests: bool("plugins.manifests"),
+                               registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"))
         self.shutdownDeadline = deadline
         self.shutdownStateFile = str("shutdown.state_file")
     }

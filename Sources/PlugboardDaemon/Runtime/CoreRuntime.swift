@@ -2,6 +2,9 @@ import CPlugboard
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardManifest
+import PlugboardRedis
+import PlugboardUdev
 import Synchronization
 
 /// `RuntimeControl` over PlugboardCore's `Runtime`: the real ring, loader, workers and sources.
@@ -9,66 +12,67 @@ import Synchronization
 /// What the core does not expose yet is said where it matters (per-action counters, separate
 /// drain and plugin-shutdown steps, per-worker init times); see docs/operations.md, "Gaps".
 public final class CoreRuntime: RuntimeControl {
-    public let runtime: Runtime
-    let source: SourceSpec
+    /// The assembled host (source, plugins, Redis publisher), shared with `plugboard run`.
+    public let host: Host
+    public var runtime: Runtime { host.runtime }
     let logger: Logger
     private let clock = ContinuousClock()
 
     private struct State {
-        var loadTimes: [String: Duration] = [:]
-        var workersStart: Duration?
         var initialised = false
         var sourceStarted = false
         var stopRequested = false
     }
     private let state = Mutex(State())
 
-    /// Creates the ring and the runtime from the daemon's configuration.
+    /// Creates the ring, the source and the runtime from the daemon's configuration.
     /// - Parameters:
-    ///   - pluginConfiguration: configuration per plugin name (`--plugin-config NAME.KEY=VALUE`).
+    ///   - pluginConfiguration: configuration per plugin name (`--plugin-config NAME.KEY=VALUE`),
+    ///     over each manifest's `[config]`.
     ///   - lossy: let finite sources lap slow plugins instead of waiting (as a live source does).
+    ///   - environment: where `STATE_DIRECTORY` (systemd) is looked up for the registry cache.
     public init(config: DaemonConfig, pluginConfiguration: [String: [String: String]] = [:], lossy: Bool = false,
-                logger: Logger) throws {
-        var options = RuntimeOptions()
-        options.pluginDirectories = config.plugins.dirs
-        options.ringSlots = config.performance.ringSlots
-        options.batchSize = config.performance.batchSize
-        options.pluginConfiguration = pluginConfiguration
-        options.flowControlForFiniteSources = !lossy
-        runtime = try Runtime(options: options, logger: logger)
-        source = config.source
+                environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger) throws {
+        host = try Host(settings: try Self.settings(config: config, pluginConfiguration: pluginConfiguration,
+                                                    lossy: lossy, environment: environment), logger: logger)
         self.logger = logger
     }
 
-    public func start() throws {
-        let eventSource: any EventSource
-        switch source {
-        case .replay(let path): eventSource = try ReplaySource(path: path)
-        case .synthetic(let n): eventSource = SyntheticSource(count: UInt64(n))
-        case .udev:
-            throw DaemonStartError(
-                "source = \"udev\": the udev source is not in this build yet; set source to \"replay:FILE\" or \"synthetic:N\"")
-        }
-        // Load one by one (what Runtime.loadPlugins does) to time each dlopen + negotiation.
-        for path in try PluginLoader.discover(in: runtime.options.pluginDirectories) {
-            let t0 = clock.now
-            do {
-                let plugin = try PluginLoader.open(path)
-                let elapsed = clock.now - t0
-                if runtime.addPlugin(plugin) { state.withLock { $0.loadTimes[plugin.name] = elapsed } }
-            } catch {
-                runtime.recordFailure(path: path, error)
+    /// The host settings a configuration describes.
+    public static func settings(config: DaemonConfig, pluginConfiguration: [String: [String: String]], lossy: Bool,
+                                environment: [String: String]) throws -> HostSettings {
+        var s = HostSettings()
+        s.source = config.source
+        s.pluginDirectories = config.plugins.dirs
+        s.pluginConfiguration = pluginConfiguration
+        s.ringSlots = config.performance.ringSlots
+        s.batchSize = config.performance.batchSize
+        s.lossy = lossy
+        s.discovery = config.plugins.manifests
+            ? .manifests(registryCache: config.plugins.registryCachePath(environment: environment) ?? ManifestRegistry.defaultCachePath(),
+                         lruCapacity: config.plugins.cacheSize)
+            : .allLibraries
+        s.udev.mode = UdevMode(rawValue: config.udevMode) ?? .auto
+        s.udev.receiveBufferBytes = config.udevReceiveBuffer
+        if !config.redis.url.isEmpty {
+            let url: RedisURL
+            do { url = try RedisURL(parsing: config.redis.url) } catch {
+                throw DaemonStartError("redis.url: \(error)")
             }
+            var r = RedisPublisher.Configuration(url: url, host: config.redis.host)
+            r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
+            r.maxLength = config.redis.maxlen
+            r.maxBatch = config.redis.batch
+            s.redis = r
         }
-        let t0 = clock.now
-        let running = runtime.startWorkers()
-        let workersStart = clock.now - t0
-        state.withLock {
-            $0.workersStart = workersStart
-            $0.initialised = true
-        }
-        if running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
-        runtime.start(source: eventSource)
+        return s
+    }
+
+    public func start() throws {
+        try host.startPlugins()
+        state.withLock { $0.initialised = true }
+        try host.startPublisher()
+        host.startSource()
         state.withLock { $0.sourceStarted = true }
     }
 
@@ -89,12 +93,12 @@ public final class CoreRuntime: RuntimeControl {
     }
 
     public func flushOutputs(until deadline: ContinuousClock.Instant) -> [String] {
-        // No Redis publisher in the core yet: the plugins' output queue is left for the caller.
-        []
+        host.stopPublisher(timeout: max(.milliseconds(10), deadline - clock.now)).map { [$0] } ?? []
     }
 
     public func status() -> RuntimeStatus {
         let s = state.withLock { $0 }
+        let report = host.pluginReport
         let workers = runtime.workers
         var plugins: [PluginStatus] = []
         var latency = HistogramSnapshot.empty
@@ -112,7 +116,7 @@ public final class CoreRuntime: RuntimeControl {
             }
             plugins.append(PluginStatus(name: st.name, version: st.version, state: state, events: st.events, errors: st.errors,
                                         lag: st.state == .stopped ? 0 : st.lag, laps: st.laps, lastError: st.lastError,
-                                        callbackDuration: HistogramSnapshot(w.callbackDuration), loadTime: s.loadTimes[st.name]))
+                                        callbackDuration: HistogramSnapshot(w.callbackDuration), loadTime: report.loadTimes[st.name]))
         }
         for f in runtime.failures {
             let name = URL(fileURLWithPath: f.path).deletingPathExtension().lastPathComponent
@@ -133,9 +137,13 @@ public final class CoreRuntime: RuntimeControl {
         return RuntimeStatus(
             pluginsInitialised: s.initialised, sourceLive: sourceLive, plugins: plugins, devices: devices,
             ring: RingStatus(slots: ring.capacity, published: ring.published, fill: fill),
-            eventsByAction: nil, resyncs: resyncs, eventLatency: latency, redis: nil,
-            startup: StartupTimings(manifestParse: [], deviceEnumeration: nil, workerStart: s.workersStart.map { [$0] } ?? []),
-            manifestCache: CacheCounters())
+            eventsByAction: nil, resyncs: resyncs, eventLatency: latency,
+            redis: host.publisherStats.map {
+                RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped)
+            },
+            startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
+                                    workerStart: [report.workerStart]),
+            manifestCache: CacheCounters(hits: UInt64(report.cacheHits), misses: UInt64(report.cacheMisses)))
     }
 }
 

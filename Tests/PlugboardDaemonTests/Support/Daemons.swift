@@ -85,7 +85,9 @@ final class DaemonProcess: Sendable {
         guard let binary = productBinary("plugboard") else { throw TestFailure("plugboard was not built") }
         process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--log-level", "notice"] + arguments
+        // These plugins are built by the tests without manifests (manifests are tested in
+        // PlugboardManifestTests); the lifecycle under test is the same either way.
+        process.arguments = ["serve", "--log-level", "notice", "--set", "plugins.manifests=false"] + arguments
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         env.merge(environment) { $1 }
         process.environment = env
