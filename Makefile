@@ -47,9 +47,11 @@ test: build
 ## demo: a scripted hotplug session (hub, keyboard, flash drive, unplug/replug, a burst) played
 ## through a umockdev testbed into the real `plugboard run --source udev` with the sample plugins.
 ## Needs no USB hardware; the bed stops plugboard with SIGTERM at the end (summary printed).
+## The events are published to a local redis-server (free loopback port) and shown arriving through
+## `plugboard tail` at the end.
 demo: build
 	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); the burst may abort umockdev"
-	umockdev-wrapper $(BUILD_DIR)/plugboard-demo-bed --plugboard $(BUILD_DIR)/plugboard --plugins $(PLUGIN_DIR)
+	scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR) udev
 
 ## demo-replay: the same plugins on the bundled recorded session (no umockdev needed).
 demo-replay: build
