@@ -116,7 +116,7 @@ let package = Package(
         .target(name: "PlugboardManifest", dependencies: ["CPlugboard"]),
         // plugin.toml -> Manifest (TOMLKit) and the packer; kept out of PlugboardManifest for the fuzz build.
         .target(name: "PlugboardManifestTools", dependencies: [
-            "PlugboardManifest",
+            "PlugboardManifest", "PlugboardCore",
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         // Manifest-driven loading for the core runtime (`plugboard run`, and the daemon once wired).

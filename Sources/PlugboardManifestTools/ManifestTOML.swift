@@ -1,3 +1,4 @@
+import PlugboardCore
 import PlugboardManifest
 import TOMLKit
 
@@ -54,8 +55,8 @@ private struct Parser {
     mutating func unknownKeys(_ t: TOMLTable, allowed: [String], at prefix: String) {
         for key in t.keys where !allowed.contains(key) {
             let field = prefix.isEmpty ? key : "\(prefix).\(key)"
-            let close = allowed.min { distance($0, key) < distance($1, key) }
-            if let close, distance(close, key) <= 2 {
+            let close = allowed.min { Text.editDistance($0, key) < Text.editDistance($1, key) }
+            if let close, Text.editDistance(close, key) <= 2 {
                 report(field, "unknown field \"\(key)\"", "did you mean \"\(close)\"? rename it")
             } else {
                 report(field, "unknown field \"\(key)\"", "remove it; allowed here: \(allowed.joined(separator: ", "))")
@@ -325,18 +326,5 @@ private struct Parser {
 
     func article(_ noun: String) -> String {
         (["a", "e", "i", "o", "u"].contains(noun.prefix(1)) ? "an " : "a ") + noun
-    }
-
-    func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var prev = Array(0...b.count)
-        for i in 1...max(a.count, 1) where i <= a.count {
-            var cur = [i] + [Int](repeating: 0, count: b.count)
-            for j in 1...max(b.count, 1) where j <= b.count {
-                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            prev = cur
-        }
-        return prev[b.count]
     }
 }

@@ -1,3 +1,4 @@
+import PlugboardCore
 /// Reads `plugboard:{HOST}:events` and hands each entry to a callback: `XREAD BLOCK` from an ID,
 /// or, with a consumer group, `XREADGROUP` + `XACK` (the scale-out path: each entry goes to one
 /// consumer of the group). The engine of `plugboard tail`.
@@ -114,24 +115,5 @@ extension StreamTail {
         return out + "}"
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { Text.jsonQuoted(s) }
 }

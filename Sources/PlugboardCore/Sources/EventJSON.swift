@@ -45,21 +45,7 @@ public enum EventJSON {
     }
 
     /// A JSON string literal for `s`.
-    public static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    public static func quote(_ s: String) -> String { Text.jsonQuoted(s) }
 
     /// One decoded replay line, ready to be written into a slot.
     public struct Record: Sendable, Equatable {
@@ -122,7 +108,7 @@ public enum EventJSON {
         }
         var r = Record()
         for key in dict.keys where !fields.contains(key) {
-            let hint = fields.min { editDistance($0, key) < editDistance($1, key) }.map { " (did you mean '\($0)'?)" } ?? ""
+            let hint = Text.closestMatch(to: key, in: fields).map { " (did you mean '\($0)'?)" } ?? ""
             throw bad(key, "unknown field\(hint)", "remove it or use one of: \(fields.joined(separator: ", "))")
         }
         func hex<T: FixedWidthInteger & UnsignedInteger>(_ key: String, _: T.Type, digits: Int) throws -> T? {
@@ -193,20 +179,4 @@ public enum EventJSON {
         }
         return r
     }
-}
-
-/// Levenshtein distance, for did-you-mean hints.
-public func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var prev = Array(0...b.count)
-    for i in 1...a.count {
-        var cur = [i] + Array(repeating: 0, count: b.count)
-        for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        prev = cur
-    }
-    return prev[b.count]
 }

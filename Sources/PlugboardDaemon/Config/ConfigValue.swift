@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 
 /// Where events come from: the live udev monitor, a recorded session, or a generator.
 public enum SourceSpec: Sendable, Equatable, CustomStringConvertible {
@@ -130,21 +131,7 @@ public struct ConfigProblemDetail: Sendable, Equatable, Error {
 
 private func quoted(_ s: String) -> String { "\"" + s + "\"" }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
+func jsonString(_ s: String) -> String { Text.jsonQuoted(s) }
 
 /// "5s", "250ms", "1.5s", "2m": the forms `parseDuration` accepts and `formatDuration` writes.
 func formatDuration(_ d: Duration) -> String {
@@ -175,26 +162,5 @@ func parseByteSize(_ text: String) -> Int? {
     return Int(t)
 }
 
-/// The candidate nearest to `word` by edit distance, if it is close enough to be a plausible typo.
-func closestMatch(to word: String, in candidates: [String]) -> String? {
-    let scored = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }
-    guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
-    let limit = max(2, word.count / 3)
-    return best.1 <= limit ? best.0 : nil
-}
-
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var prev = Array(0...b.count)
-    var cur = Array(repeating: 0, count: b.count + 1)
-    for i in 1...a.count {
-        cur[0] = i
-        for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        swap(&prev, &cur)
-    }
-    return prev[b.count]
-}
+/// The candidate nearest to `word`, if it is a plausible typo (see `Text.closestMatch`).
+func closestMatch(to word: String, in candidates: [String]) -> String? { Text.closestMatch(to: word, in: candidates) }
