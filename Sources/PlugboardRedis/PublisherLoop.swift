@@ -346,6 +346,8 @@ final class PublisherLoop {
     private static let maxBatchesInFlight = 2
     /// Sizes (events, plugin records) of the batches in flight, oldest at `batchHead`.
     private var batchSizes: [(events: Int, plugins: Int)] = Array(repeating: (0, 0), count: 2)
+    /// When each batch in flight was handed to the socket (ns), for the publish-latency histogram.
+    private var batchSentAt: [UInt64] = Array(repeating: 0, count: 2)
     private var batchHead = 0
     private var inFlightBatches = 0
 
@@ -382,6 +384,7 @@ final class PublisherLoop {
         pSent = pos
         pSentN += UInt64(nP)
         batchSizes[(batchHead + inFlightBatches) % PublisherLoop.maxBatchesInFlight] = (nE, nP)
+        batchSentAt[(batchHead + inFlightBatches) % PublisherLoop.maxBatchesInFlight] = monotonicNanos()
         inFlightBatches += 1
     }
 
@@ -443,6 +446,8 @@ final class PublisherLoop {
             pAcked = r.next
             pAckedN += 1
         }
+        // Round trip of the whole pipelined batch: queued for the socket → last reply read.
+        control.publishLatency.record(monotonicNanos() &- batchSentAt[batchHead])
         batchHead = (batchHead + 1) % PublisherLoop.maxBatchesInFlight
         inFlightBatches -= 1
     }

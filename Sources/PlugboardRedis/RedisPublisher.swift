@@ -1,6 +1,7 @@
 import CPlugboard
 import Foundation
 import Logging
+import PlugboardCore
 import Synchronization
 
 /// Publishes ring events to Redis from its own thread (docs/redis.md).
@@ -77,6 +78,9 @@ public final class RedisPublisher: Sendable {
 
     /// Counters and state, for logs, `/health` and tests.
     public var stats: RedisPublisherStats { control.snapshot() }
+
+    /// Round trip of each pipelined batch (handed to the socket → last reply read), nanoseconds.
+    public var publishLatency: LatencyHistogram { control.publishLatency }
 
     /// The stream key events go to.
     public var streamKey: String { StreamKeys(host: configuration.host).events }
@@ -216,6 +220,8 @@ final class PublisherControl: Sendable {
     let stopDeadlineNs = Atomic<UInt64>(0)
     let exited = Atomic<Bool>(false)
     let lastError = Mutex<String?>(nil)
+    /// Pipelined batch round trips, ns; written by the publisher thread only.
+    let publishLatency = LatencyHistogram()
 
     func snapshot() -> RedisPublisherStats {
         RedisPublisherStats(

@@ -219,6 +219,19 @@ struct RingTests {
         }
     }
 
+    @Test("the producer counts events by action")
+    func eventsByAction() throws {
+        let ring = try EventRing(slotCount: 16)
+        let producer = ring.makeProducer()
+        for a: EventAction in [.add, .add, .remove, .change, .bind, .unbind, .add] {
+            producer.publish { $0.action = a }
+        }
+        producer.publish { $0.event.pointee.action = 42 }  // out of range: counted as unknown
+        let counts = producer.eventsByAction
+        #expect(counts["add"] == 3 && counts["remove"] == 1 && counts["change"] == 1)
+        #expect(counts["bind"] == 1 && counts["unbind"] == 1 && counts["resync"] == 0 && counts["unknown"] == 1)
+    }
+
     @Test("strings past PB_STRING_MAX and interfaces past 32 are cut and flagged")
     func truncation() throws {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 64)

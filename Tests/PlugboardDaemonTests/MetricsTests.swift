@@ -74,6 +74,10 @@ struct MetricsTests {
                 #expect(page.contains("plugboard_plugin_callback_duration_quantiles_seconds{plugin=\"m0\",quantile=\"\(q)\"}"))
             }
             #expect(metricValue(page, "plugboard_events_published_total") == 3000)
+            // The synthetic source alternates add and remove over 16 devices: 1504 adds, 1496 removes.
+            #expect(page.contains("plugboard_events_total{action=\"add\"} 1504"), "\(page)")
+            #expect(page.contains("plugboard_events_total{action=\"remove\"} 1496"))
+            #expect(page.contains("plugboard_events_total{action=\"change\"} 0"))
             #expect((metricValue(page, "plugboard_resident_memory_bytes") ?? 0) > 1_000_000)
             #expect(page.contains("plugboard_plugin_load_seconds{plugin=\"m0\"}"))
             #expect(metricValue(page, "plugboard_worker_start_duration_seconds_count") == 1)

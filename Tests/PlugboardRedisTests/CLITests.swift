@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import PlugboardRedis
 import Testing
 
@@ -111,6 +114,16 @@ struct CLITests {
             Thread.sleep(forTimeInterval: 0.05)
         }
         #expect(try client.command(["XLEN", "plugboard:{serve-host}:events"]) == .integer(9))
+        // The service's /metrics shows the wired parts: Redis round trips, events by action, the manifest cache.
+        let listening = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            .first { $0.contains("listening on http://") }
+        let address = try #require(listening.map { String($0.split(separator: "/").last ?? "") })
+        let metrics = String(decoding: try Data(contentsOf: URL(string: "http://\(address)/metrics")!), as: UTF8.self)
+        let rtt = metrics.split(separator: "\n").first { $0.hasPrefix("plugboard_redis_publish_duration_seconds_count") }
+        #expect(rtt.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(metrics)")
+        #expect(metrics.contains("plugboard_events_total{action=\"add\"} 5"))
+        #expect(metrics.contains("plugboard_events_total{action=\"remove\"} 2"))
+        #expect(metrics.contains("plugboard_redis_up 1"))
         kill(p.processIdentifier, SIGTERM)
         p.waitUntilExit()
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""

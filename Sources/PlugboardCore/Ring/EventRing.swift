@@ -173,10 +173,25 @@ public final class RingProducer: @unchecked Sendable {
     /// Set from any thread to stop waiting for consumers (shutdown, a stuck plugin).
     public let abandonFlowControl = Atomic<Bool>(false)
     @usableFromInline var roomUntil: UInt64 = 0
+    /// Events published per action (index `PB_ACTION_*`; 7 counts everything past RESYNC).
+    /// One writer (this producer), any readers: a relaxed load and a release store per event.
+    @usableFromInline let actionCounts: UnsafeMutablePointer<UInt64>
 
     init(ring: EventRing) {
         self.ring = ring
         self.next = ring.published + 1
+        actionCounts = .allocate(capacity: 8)
+        actionCounts.initialize(repeating: 0, count: 8)
+    }
+
+    deinit { actionCounts.deallocate() }
+
+    /// Events published so far, by action name ("add", "remove", ... "unknown").
+    public var eventsByAction: [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for a in EventAction.allCases { out[a.name, default: 0] += pbs_load_acquire_u64(actionCounts + Int(a.rawValue)) }
+        out[EventAction.unknown.name, default: 0] += pbs_load_acquire_u64(actionCounts + 7)
+        return out
     }
 
     /// Blocks until writing `seq` overwrites nothing a registered consumer has yet to read.
@@ -229,6 +244,8 @@ public final class RingProducer: @unchecked Sendable {
         pbs_fence_release()
         var writer = EventWriter(at: ring.slot(seq), capacity: ring.slotSize, sequence: seq)
         try fill(&writer)
+        let counter = actionCounts + Int(min(writer.event.pointee.action, 7))
+        pbs_store_release_u64(counter, pbs_load_relaxed_u64(counter) &+ 1)
         pbs_store_release_u64(ring.publishedPointer, seq)
         next = seq &+ 1
         return seq

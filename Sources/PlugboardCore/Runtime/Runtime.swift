@@ -214,6 +214,9 @@ public final class Runtime: Sendable {
         for w in workers { w.requestStop() }
     }
 
+    /// Events the source published, by action name.
+    public var eventsByAction: [String: UInt64] { producer.eventsByAction }
+
     /// Per-plugin counters, in load order.
     public var pluginStats: [PluginStats] { state.withLock { $0.workers }.map(\.stats) }
     /// The running workers (for metrics: latency histograms).

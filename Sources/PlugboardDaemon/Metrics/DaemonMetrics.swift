@@ -115,7 +115,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_laps_total", "counter", ["plugin"], "Times a plugin fell a whole ring behind."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
         ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
-        ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action (no samples until the core counts per action)."),
+        ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
         ("plugboard_plugin_events_total", "counter", ["plugin"], "Events delivered to each plugin."),
         ("plugboard_plugin_errors_total", "counter", ["plugin"], "Plugin callbacks that returned an error, and refused loads."),
         ("plugboard_source_live", "gauge", [], "1 while the event source is delivering."),

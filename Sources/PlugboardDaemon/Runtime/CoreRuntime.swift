@@ -137,9 +137,10 @@ public final class CoreRuntime: RuntimeControl {
         return RuntimeStatus(
             pluginsInitialised: s.initialised, sourceLive: sourceLive, plugins: plugins, devices: devices,
             ring: RingStatus(slots: ring.capacity, published: ring.published, fill: fill),
-            eventsByAction: nil, resyncs: resyncs, eventLatency: latency,
+            eventsByAction: runtime.eventsByAction, resyncs: resyncs, eventLatency: latency,
             redis: host.publisherStats.map {
-                RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped)
+                RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped,
+                            publishLatency: host.publishLatency.map(HistogramSnapshot.init) ?? .empty)
             },
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
                                     workerStart: [report.workerStart]),

@@ -154,6 +154,9 @@ public final class Host: Sendable {
     /// The publisher's counters, when publishing.
     public var publisherStats: RedisPublisherStats? { state.withLock { $0.publisher }?.stats }
 
+    /// The publisher's batch round-trip histogram, when publishing.
+    public var publishLatency: LatencyHistogram? { state.withLock { $0.publisher }?.publishLatency }
+
     /// What `startPlugins` found.
     public var pluginReport: PluginReport { state.withLock { $0.report } }
 
