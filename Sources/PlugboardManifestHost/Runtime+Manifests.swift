@@ -82,7 +82,9 @@ extension Runtime {
                 var config: [String: String] = [:]
                 for entry in manifest.config { config[entry.key] = entry.value }
                 for (k, v) in overrides[name] ?? [:] { config[k] = v }
-                if addPlugin(plugin, filter: catalog.filter(for: name), configuration: config) { opened.append(name) }
+                if addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
+                             batchSize: Int(manifest.worker.batch),
+                             deadline: manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs))) { opened.append(name) }
                 else { failed[name] = "was skipped" }
             }
             if opened.isEmpty { continue }

@@ -37,6 +37,9 @@ enum CLI {
                 : String(repeating: " ", count: widths[i] - c.count) + c }.joined(separator: "  ") + "\n"
         }
         for s in runtime.pluginStats { if let e = s.lastError { out += "  \(s.name): last error: \(e)\n" } }
+        for s in runtime.pluginStats where s.overruns > 0 {
+            out += "  \(s.name): \(s.overruns) callbacks ran past its deadline_ms\n"
+        }
         let failures = runtime.failures
         if !failures.isEmpty {
             out += "rejected plugins (\(failures.count)):\n"

@@ -81,6 +81,39 @@ struct RunWithManifestsTests {
         #expect(FileKey.of(path: "\(dir)/registry.pbr") != nil, "the registry cache was written")
     }
 
+    @Test("run: [worker] batch caps the events per callback and deadline_ms counts overruns")
+    func workerSettingsApplied() throws {
+        let dir = TestSupport.makeTempDir("worker")
+        defer { TestSupport.cleanup(dir) }
+        try TestSupport.copy(try TestSupport.builtLibrary("pbtest-slow"), to: "\(dir)/libpbtest-slow.so")
+        TestSupport.write("""
+            [plugin]
+            name = "slow"
+            version = "1.0.0"
+            library = "libpbtest-slow.so"
+
+            [[match]]
+            subsystem = "usb"
+
+            [worker]
+            batch = 2
+            deadline_ms = 1
+
+            [config]
+            output = "\(dir)/slow.out"
+            delay_us = "3000"
+            """, to: dir + "/slow.toml")
+        let packed = try run(["pack", "\(dir)/slow.toml", "--library", "\(dir)/libpbtest-slow.so", "-o", "\(dir)/slow.pbm"])
+        #expect(packed.status == 0, "\(packed.output)")
+        let r = try run(["run", "--plugins", dir, "--source", "synthetic:20", "--registry-cache", "none"])
+        #expect(r.status == 0, "\(r.output)")
+        // The first callback sleeps 3 ms while all 20 events are published; after it, polls are capped
+        // at 2 events: 10 to 11 callbacks in all (2 or 3 without the cap), each overrunning 1 ms.
+        let count = r.output.firstMatch(of: /slow: (\d+) callbacks ran past its deadline_ms/).flatMap { Int($0.1) }
+        #expect(count.map { (10...12).contains($0) } == true, "\(r.output)")
+        #expect(r.output.contains("callback overran its deadline"), "\(r.output)")
+    }
+
     @Test("run: a .so replaced after packing is not loaded; the reason says to pack again")
     func replacedLibraryRefused() throws {
         let (dir, _) = try pluginDir()

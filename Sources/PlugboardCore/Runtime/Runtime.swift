@@ -20,6 +20,15 @@ public struct RuntimeOptions: Sendable {
     public init() {}
 }
 
+/// An opened plugin waiting for its worker, with its per-plugin settings.
+struct PendingPlugin {
+    var plugin: LoadedPlugin
+    var filter: EventFilter?
+    var configuration: [String: String]?
+    var batchSize: Int?
+    var deadline: Duration?
+}
+
 /// One plugin that did not make it, with the reason (shown by `run`, `explain`, `/plugins`).
 public struct PluginFailure: Sendable, CustomStringConvertible {
     public var path: String
@@ -41,7 +50,7 @@ public final class Runtime: Sendable {
     let producer: RingProducer
 
     private struct State {
-        var loaded: [(LoadedPlugin, EventFilter?, [String: String]?)] = []
+        var loaded: [PendingPlugin] = []
         var workers: [Worker] = []
         var failures: [PluginFailure] = []
         var sourceThread: NativeThread?
@@ -81,18 +90,21 @@ public final class Runtime: Sendable {
     }
 
     /// Adds an opened plugin. `filter` selects its events; `configuration` overrides
-    /// `options.pluginConfiguration[name]`. Returns false (and records why) for a
-    /// duplicate name.
+    /// `options.pluginConfiguration[name]`; `batchSize` overrides `options.batchSize` for this
+    /// plugin; a callback longer than `deadline` is counted as an overrun and logged.
+    /// Returns false (and records why) for a duplicate name.
     @discardableResult
-    public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: [String: String]? = nil) -> Bool {
-        let duplicate = state.withLock { s in s.loaded.contains { $0.0.name == plugin.name } }
+    public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: [String: String]? = nil,
+                          batchSize: Int? = nil, deadline: Duration? = nil) -> Bool {
+        let duplicate = state.withLock { s in s.loaded.contains { $0.plugin.name == plugin.name } }
         if duplicate {
             plugin.unload()
             recordFailure(path: plugin.path, PluginLoadError(file: plugin.path, kind: .skipped(
                 reason: "another plugin named '\(plugin.name)' is already loaded (fix: remove one of them from the plugin directories)")))
             return false
         }
-        state.withLock { $0.loaded.append((plugin, filter, configuration)) }
+        state.withLock { $0.loaded.append(PendingPlugin(plugin: plugin, filter: filter, configuration: configuration,
+                                                        batchSize: batchSize, deadline: deadline)) }
         logger.info("plugin opened", metadata: ["plugin": "\(plugin.name)", "version": "\(plugin.version)",
                                                 "path": "\(plugin.path)", "abi": "1.\(plugin.abiMinor)"])
         return true
@@ -109,18 +121,19 @@ public final class Runtime: Sendable {
     /// - Returns: the number of plugins running.
     @discardableResult
     public func startWorkers() -> Int {
-        let loaded = state.withLock { s -> [(LoadedPlugin, EventFilter?, [String: String]?)] in
+        let loaded = state.withLock { s -> [PendingPlugin] in
             let l = s.loaded
             s.loaded = []
             return l
         }
         var started: [Worker] = []
-        for (plugin, filter, config) in loaded {
+        for p in loaded {
             let context = PluginContext(
-                name: plugin.name, configuration: config ?? options.pluginConfiguration[plugin.name] ?? [:],
+                name: p.plugin.name, configuration: p.configuration ?? options.pluginConfiguration[p.plugin.name] ?? [:],
                 outputQueue: outputQueue, deviceTable: deviceTable, logger: logger)
-            let worker = Worker(plugin: plugin, context: context, consumer: ring.makeConsumer(name: plugin.name),
-                                batchSize: options.batchSize, filter: filter, logger: logger)
+            let worker = Worker(plugin: p.plugin, context: context, consumer: ring.makeConsumer(name: p.plugin.name),
+                                batchSize: p.batchSize ?? options.batchSize, filter: p.filter, deadline: p.deadline,
+                                logger: logger)
             worker.start()
             started.append(worker)
         }

@@ -29,6 +29,8 @@ public final class Worker: Sendable {
     let consumer: RingConsumer
     let batchSize: Int
     let filter: EventFilter?
+    /// Longest a callback may take before it counts as an overrun (0: no deadline), ns.
+    let deadlineNanoseconds: UInt64
     let logger: Logger
 
     // Counters read by `stats` from other threads; written by the worker thread.
@@ -38,6 +40,7 @@ public final class Worker: Sendable {
     let laps = Atomic<UInt64>(0)
     let missed = Atomic<UInt64>(0)
     let resyncs = Atomic<UInt64>(0)
+    let overruns = Atomic<UInt64>(0)
     let cursor = Atomic<UInt64>(0)
     let stateValue = Atomic<UInt8>(WorkerState.starting.rawValue)
     let stopRequested = Atomic<Bool>(false)
@@ -52,12 +55,18 @@ public final class Worker: Sendable {
     nonisolated(unsafe) var thread: NativeThread?
 
     init(plugin: LoadedPlugin, context: PluginContext, consumer: RingConsumer, batchSize: Int,
-         filter: EventFilter?, logger: Logger) {
+         filter: EventFilter?, deadline: Duration? = nil, logger: Logger) {
         self.plugin = plugin
         self.context = context
         self.consumer = consumer
         self.batchSize = max(1, batchSize)
         self.filter = filter
+        if let deadline, deadline > .zero {
+            let c = deadline.components
+            deadlineNanoseconds = UInt64(c.seconds) * 1_000_000_000 + UInt64(c.attoseconds / 1_000_000_000)
+        } else {
+            deadlineNanoseconds = 0
+        }
         self.logger = logger
         cursor.store(consumer.cursor, ordering: .relaxed)
     }
@@ -115,7 +124,9 @@ public final class Worker: Sendable {
                     let start = pbs_monotonic_ns()
                     for i in 0..<k { latency.record(start &- selected[i]!.pointee.timestamp_ns) }
                     let status = plugin.deliver(selected, count: UInt32(k))
-                    callbackDuration.record(pbs_monotonic_ns() &- start)
+                    let took = pbs_monotonic_ns() &- start
+                    callbackDuration.record(took)
+                    if deadlineNanoseconds > 0 && took > deadlineNanoseconds { overran(took) }
                     if status != PB_OK { recordError("events callback returned \(statusName(status))") }
                 }
                 if consumer.commit() {
@@ -153,6 +164,17 @@ public final class Worker: Sendable {
         if status != PB_OK { recordError("resync callback returned \(statusName(status))") }
     }
 
+    /// A callback ran past the manifest's `deadline_ms`. A thread cannot be preempted: the
+    /// overrun is counted and logged (the first, then every 100th).
+    private func overran(_ took: UInt64) {
+        let n = overruns.add(1, ordering: .relaxed).newValue
+        if n == 1 || n % 100 == 0 {
+            logger.warning("plugin callback overran its deadline",
+                           metadata: ["plugin": "\(plugin.name)", "took_ms": "\(took / 1_000_000)",
+                                      "deadline_ms": "\(deadlineNanoseconds / 1_000_000)", "overruns": "\(n)"])
+        }
+    }
+
     private func recordError(_ message: String) {
         errors.add(1, ordering: .relaxed)
         lastError.withLock { $0 = message }
@@ -166,6 +188,7 @@ public final class Worker: Sendable {
             events: delivered.load(ordering: .relaxed), filtered: filtered.load(ordering: .relaxed),
             errors: errors.load(ordering: .relaxed), laps: laps.load(ordering: .relaxed),
             missed: missed.load(ordering: .relaxed), resyncs: resyncs.load(ordering: .relaxed),
+            overruns: overruns.load(ordering: .relaxed), batchSize: batchSize,
             lag: consumer.ring.published &- cursor.load(ordering: .relaxed),
             published: c.accepted, publishRefused: c.refused,
             lastError: lastError.withLock { $0 })
@@ -190,6 +213,10 @@ public struct PluginStats: Sendable, Equatable {
     public var missed: UInt64
     /// Resync callbacks made.
     public var resyncs: UInt64
+    /// Callbacks that ran past the plugin's deadline (manifest `[worker] deadline_ms`).
+    public var overruns: UInt64
+    /// Most events per callback for this plugin.
+    public var batchSize: Int
     /// Events published but not yet consumed.
     public var lag: UInt64
     /// Records it published through the host API, and those refused.

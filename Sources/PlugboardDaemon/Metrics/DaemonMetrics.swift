@@ -113,6 +113,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_ring_fill_ratio", "gauge", [], "Share of ring slots the slowest consumer has not read yet (1 means the next event laps it)."),
         ("plugboard_plugin_lag_events", "gauge", ["plugin"], "Events published but not yet processed, per plugin (consumer)."),
         ("plugboard_plugin_laps_total", "counter", ["plugin"], "Times a plugin fell a whole ring behind."),
+        ("plugboard_plugin_deadline_overruns_total", "counter", ["plugin"], "Callbacks that ran past the plugin's [worker] deadline_ms."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
         ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
         ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
@@ -199,6 +200,8 @@ public final class DaemonMetrics: Sendable {
         for p in s.plugins { w.sample("plugboard_plugin_lag_events", [("plugin", p.name)], Double(p.lag)) }
         header("plugboard_plugin_laps_total")
         for p in s.plugins { w.sample("plugboard_plugin_laps_total", [("plugin", p.name)], Double(p.laps)) }
+        header("plugboard_plugin_deadline_overruns_total")
+        for p in s.plugins { w.sample("plugboard_plugin_deadline_overruns_total", [("plugin", p.name)], Double(p.overruns)) }
         header("plugboard_resyncs_total")
         w.sample("plugboard_resyncs_total", [], Double(s.resyncs))
         header("plugboard_events_published_total")

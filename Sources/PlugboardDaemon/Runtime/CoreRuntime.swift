@@ -114,9 +114,11 @@ public final class CoreRuntime: RuntimeControl {
             case .failed: .failed
             case .stopped: .stopped
             }
-            plugins.append(PluginStatus(name: st.name, version: st.version, state: state, events: st.events, errors: st.errors,
-                                        lag: st.state == .stopped ? 0 : st.lag, laps: st.laps, lastError: st.lastError,
-                                        callbackDuration: HistogramSnapshot(w.callbackDuration), loadTime: report.loadTimes[st.name]))
+            var p = PluginStatus(name: st.name, version: st.version, state: state, events: st.events, errors: st.errors,
+                                 lag: st.state == .stopped ? 0 : st.lag, laps: st.laps, lastError: st.lastError,
+                                 callbackDuration: HistogramSnapshot(w.callbackDuration), loadTime: report.loadTimes[st.name])
+            p.overruns = st.overruns
+            plugins.append(p)
         }
         for f in runtime.failures {
             let name = URL(fileURLWithPath: f.path).deletingPathExtension().lastPathComponent

@@ -86,6 +86,8 @@ public struct PluginStatus: Sendable {
     public var lag: UInt64
     /// Times this plugin fell a whole ring behind.
     public var laps: UInt64
+    /// Callbacks that ran past the manifest's `[worker] deadline_ms`.
+    public var overruns: UInt64 = 0
     public var lastError: String?
     /// Duration of the plugin's events callback, per call.
     public var callbackDuration: HistogramSnapshot
