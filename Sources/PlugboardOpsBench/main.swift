@@ -81,7 +81,8 @@ nonisolated(unsafe) var lappedRuns = 0  // only touched by the main thread (top-
 func shutdownOnce(fullRing: Bool) -> (wall: Double, reported: Double, stuck: Bool) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binDir + "/plugboard")
-    var a = ["serve", "--log-level", "error", "--listen", "127.0.0.1:0", "--plugins", pluginDir,
+    // The bench builds its plugins with cc, without manifests: load every .so (development mode).
+    var a = ["serve", "--log-level", "error", "--set", "plugins.manifests=false", "--listen", "127.0.0.1:0", "--plugins", pluginDir,
              "--source", fullRing ? "synthetic:1000000000" : "synthetic:1"]
     for i in 0..<10 {
         a += ["--plugin-config", "bench\(i).output=\(i == 0 ? work + "/bench0.txt" : "/dev/null")"]
