@@ -44,6 +44,10 @@ public final class Worker: Sendable {
     let cursor = Atomic<UInt64>(0)
     let stateValue = Atomic<UInt8>(WorkerState.starting.rawValue)
     let stopRequested = Atomic<Bool>(false)
+    /// From `start` to init returning (the worker ready to read the ring), ns; 0 until then.
+    let startNanoseconds = Atomic<UInt64>(0)
+    // Written by `start` before the thread exists, read by the thread.
+    nonisolated(unsafe) var startedAt: UInt64 = 0
     let lastError = Mutex<String?>(nil)
     let initError = Mutex<PluginLoadError?>(nil)
     /// Receipt → callback entry, nanoseconds, per event.
@@ -73,8 +77,16 @@ public final class Worker: Sendable {
 
     public var state: WorkerState { WorkerState(rawValue: stateValue.load(ordering: .acquiring)) ?? .failed }
 
+    /// How long the worker took to start: thread creation until its plugin's init returned.
+    /// nil until then (or when init failed).
+    public var startDuration: Duration? {
+        let ns = startNanoseconds.load(ordering: .relaxed)
+        return ns == 0 ? nil : .nanoseconds(Int64(ns))
+    }
+
     /// Starts the thread; it calls the plugin's init first.
     func start() {
+        startedAt = pbs_monotonic_ns()
         thread = NativeThread(name: "pb-\(plugin.name)") { [self] in run() }
     }
 
@@ -100,6 +112,7 @@ public final class Worker: Sendable {
             stateValue.store(WorkerState.failed.rawValue, ordering: .releasing)
             return
         }
+        startNanoseconds.store(max(1, pbs_monotonic_ns() &- startedAt), ordering: .relaxed)
         stateValue.store(WorkerState.running.rawValue, ordering: .releasing)
         let batch = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: batchSize)
         let selected = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: batchSize)

@@ -102,7 +102,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_load_seconds", "gauge", ["plugin"], "dlopen, negotiation and init of each plugin."),
         ("plugboard_manifest_parse_duration_seconds", "histogram", [], "Parsing or mapping one plugin manifest."),
         ("plugboard_device_enumeration_seconds", "gauge", [], "The initial device enumeration (0 until done)."),
-        ("plugboard_worker_start_duration_seconds", "histogram", [], "Worker thread creation to waiting on the ring, per plugin."),
+        ("plugboard_worker_start_duration_seconds", "histogram", [], "Worker thread creation until its plugin's init returned, one sample per plugin."),
         ("plugboard_redis_publish_duration_seconds", "histogram", [], "Redis XADD round trip, per pipelined batch."),
         ("plugboard_plugins_active", "gauge", [], "Plugins in state running."),
         ("plugboard_plugin_info", "gauge", ["plugin", "version", "state"], "Always 1 per plugin; labels carry version and state."),

@@ -145,7 +145,7 @@ public final class CoreRuntime: RuntimeControl {
                             publishLatency: host.publishLatency.map(HistogramSnapshot.init) ?? .empty)
             },
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
-                                    workerStart: [report.workerStart]),
+                                    workerStart: workers.compactMap(\.startDuration)),
             manifestCache: CacheCounters(hits: UInt64(report.cacheHits), misses: UInt64(report.cacheMisses)))
     }
 }

@@ -54,8 +54,6 @@ public final class Host: Sendable {
         /// Manifests served from the registry cache or the LRU, and those parsed from disk.
         public var cacheHits = 0
         public var cacheMisses = 0
-        /// Starting the workers (each calls its plugin's init).
-        public var workerStart: Duration = .zero
     }
 
     private struct State {
@@ -111,11 +109,8 @@ public final class Host: Sendable {
                     runtime.recordFailure(path: path, error)
                 }
             }
-            let t1 = clock.now
             report.running = runtime.startWorkers()
-            report.workerStart = clock.now - t1
         case .manifests(let cache, let lru):
-            let t0 = clock.now
             let r = try runtime.loadAndStartFromManifests(directories: settings.pluginDirectories, registryCache: cache,
                                                           lruCapacity: lru, overrides: settings.pluginConfiguration)
             report.running = r.running
@@ -123,7 +118,6 @@ public final class Host: Sendable {
             report.discovery = r.discovery
             report.cacheHits = r.registryStats.cacheDecodes + r.registryStats.lruHits
             report.cacheMisses = r.registryStats.manifestReads
-            report.workerStart = max(.zero, clock.now - t0 - r.discovery)
         }
         if report.running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
         state.withLock { $0.report = report }
