@@ -46,6 +46,23 @@ struct ReplayTests {
         }
     }
 
+    @Test("an event encoded as monitor --json prints it decodes to the same fields (a recorded session replays)")
+    func monitorJSONRoundTrip() throws {
+        for line in Self.session {
+            let record = try EventJSON.decode(line: line, file: "session", line: 1)
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 64)
+            defer { buf.deallocate() }
+            var w = EventWriter(at: buf, sequence: 42)
+            record.write(into: &w)
+            let json = EventJSON.encode(UnsafePointer(buf.assumingMemoryBound(to: pb_event.self)))
+            var again = try EventJSON.decode(line: json, file: "monitor", line: 1)
+            again.delayMilliseconds = record.delayMilliseconds  // not part of an event
+            var expected = record
+            expected.numInterfaces = record.numInterfaces ?? UInt8(record.interfaces.count)  // absent: the count
+            #expect(again == expected, "\(json)")
+        }
+    }
+
     @Test("the device table follows the session: present devices after add, gone after remove")
     func deviceTableFollowsReplay() throws {
         let dir = try TestSupport.tempDir()
