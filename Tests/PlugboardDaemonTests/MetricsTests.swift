@@ -78,6 +78,9 @@ struct MetricsTests {
             #expect(page.contains("plugboard_events_total{action=\"add\"} 1504"), "\(page)")
             #expect(page.contains("plugboard_events_total{action=\"remove\"} 1496"))
             #expect(page.contains("plugboard_events_total{action=\"change\"} 0"))
+            // The recorder counts its events through the host API (counter_add "events").
+            #expect(page.contains("plugboard_plugin_metric_total{plugin=\"m0\",name=\"events\"} 3000"), "\(page)")
+            #expect(page.contains("plugboard_plugin_metric{plugin=\"m1\",name=\"last_batch\"}"))
             #expect((metricValue(page, "plugboard_resident_memory_bytes") ?? 0) > 1_000_000)
             #expect(page.contains("plugboard_plugin_load_seconds{plugin=\"m0\"}"))
             #expect(metricValue(page, "plugboard_worker_start_duration_seconds_count") == 2, "one sample per plugin")

@@ -125,6 +125,9 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_redis_published_total", "counter", [], "Events acknowledged by Redis."),
         ("plugboard_redis_spilled_total", "counter", [], "Events held in the spill buffer while Redis was down."),
         ("plugboard_redis_dropped_total", "counter", [], "Events dropped because the spill buffer was full."),
+        ("plugboard_plugin_metric_total", "counter", ["plugin", "name"], "A plugin's own counter (host API counter_add)."),
+        ("plugboard_plugin_metric", "gauge", ["plugin", "name"], "A plugin's own gauge (host API gauge_set)."),
+        ("plugboard_plugin_observation", "summary", ["plugin", "name", "quantile"], "A plugin's own histogram (host API histogram_observe): p50/p95/p99 over its last 4096 observations."),
     ]
 
     static func writeCore(_ s: RuntimeStatus, into w: inout PrometheusTextWriter) {
@@ -231,6 +234,31 @@ public final class DaemonMetrics: Sendable {
         if let r = s.redis { w.sample("plugboard_redis_spilled_total", [], Double(r.spilled)) }
         header("plugboard_redis_dropped_total")
         if let r = s.redis { w.sample("plugboard_redis_dropped_total", [], Double(r.dropped)) }
+        let plugins = s.pluginMetrics.sorted { $0.key < $1.key }
+        header("plugboard_plugin_metric_total")
+        for (plugin, m) in plugins {
+            for (name, v) in m.counters.sorted(by: { $0.key < $1.key }) {
+                w.sample("plugboard_plugin_metric_total", [("plugin", plugin), ("name", name)], Double(v))
+            }
+        }
+        header("plugboard_plugin_metric")
+        for (plugin, m) in plugins {
+            for (name, v) in m.gauges.sorted(by: { $0.key < $1.key }) {
+                w.sample("plugboard_plugin_metric", [("plugin", plugin), ("name", name)], v)
+            }
+        }
+        header("plugboard_plugin_observation")
+        for (plugin, m) in plugins {
+            for (name, values) in m.histograms.sorted(by: { $0.key < $1.key }) where !values.isEmpty {
+                let sorted = values.sorted()
+                for q in [0.5, 0.95, 0.99] {
+                    let v = sorted[min(sorted.count - 1, Int((Double(sorted.count) * q).rounded(.up)) - 1)]
+                    w.sample("plugboard_plugin_observation", [("plugin", plugin), ("name", name), ("quantile", "\(q)")], v)
+                }
+                w.sample("plugboard_plugin_observation_sum", [("plugin", plugin), ("name", name)], values.reduce(0, +))
+                w.sample("plugboard_plugin_observation_count", [("plugin", plugin), ("name", name)], Double(values.count))
+            }
+        }
     }
 }
 

@@ -136,7 +136,7 @@ public final class CoreRuntime: RuntimeControl {
         }
         // A finite source closes the ring when it ends: from then on nothing new arrives.
         let sourceLive = s.sourceStarted && !s.stopRequested && runtime.sourceError == nil && !ring.isClosed
-        return RuntimeStatus(
+        var status = RuntimeStatus(
             pluginsInitialised: s.initialised, sourceLive: sourceLive, plugins: plugins, devices: devices,
             ring: RingStatus(slots: ring.capacity, published: ring.published, fill: fill),
             eventsByAction: runtime.eventsByAction, resyncs: resyncs, eventLatency: latency,
@@ -147,6 +147,8 @@ public final class CoreRuntime: RuntimeControl {
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
                                     workerStart: workers.compactMap(\.startDuration)),
             manifestCache: CacheCounters(hits: UInt64(report.cacheHits), misses: UInt64(report.cacheMisses)))
+        for w in workers { status.pluginMetrics[w.plugin.name] = w.context.metricsSnapshot }
+        return status
     }
 }
 

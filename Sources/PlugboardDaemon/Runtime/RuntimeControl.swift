@@ -1,3 +1,4 @@
+import PlugboardCore
 /// What the daemon needs from the core runtime (PlugboardCore's host, workers, ring and sources).
 ///
 /// The daemon drives the runtime through this protocol only, so the lifecycle, HTTP and metrics code
@@ -51,6 +52,9 @@ public struct RuntimeStatus: Sendable {
     public var redis: RedisStatus?
     public var startup: StartupTimings
     public var manifestCache: CacheCounters
+    /// Metrics the plugins record through the host API (`counter_add`, `gauge_set`,
+    /// `histogram_observe`), by plugin name.
+    public var pluginMetrics: [String: PluginContext.Metrics] = [:]
 
     public init(pluginsInitialised: Bool = false, sourceLive: Bool = false, plugins: [PluginStatus] = [],
                 devices: [DeviceInfo] = [], ring: RingStatus = RingStatus(slots: 0, published: 0, fill: 0),
