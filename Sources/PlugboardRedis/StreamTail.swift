@@ -36,47 +36,83 @@ public final class StreamTail {
         // A blocking read must not trip the socket timeout.
         connect.commandTimeout = .milliseconds(Int64(options.blockMs) + 5000)
         connection = try RedisConnection(url: options.url, options: connect)
-        if let group = options.group {
-            let reply = try connection.command(["XGROUP", "CREATE", key, group, options.from ?? "$", "MKSTREAM"])
-            switch reply {
-            case .status: break
-            case .error(let e) where e.hasPrefix("BUSYGROUP"): break  // exists: join it
-            case .error(let e):
-                throw RedisError(e.hasPrefix("WRONGTYPE") ? .wrongType : .server, server: options.url.redacted,
-                                 "XGROUP CREATE \(key) \(group): \(e)")
-            default:
-                throw RedisError(.unexpectedReply, server: options.url.redacted,
-                                 "XGROUP CREATE \(key) \(group): expected status OK, got \(reply.shape)")
-            }
+        try joinGroup()
+    }
+
+    /// With a group: creates it (MKSTREAM) or joins it when it exists. Also after a reconnect,
+    /// since a restarted Redis without persistence has lost it.
+    private func joinGroup() throws {
+        guard let group = options.group else { return }
+        let reply = try connection.command(["XGROUP", "CREATE", key, group, options.from ?? "$", "MKSTREAM"])
+        switch reply {
+        case .status: break
+        case .error(let e) where e.hasPrefix("BUSYGROUP"): break  // exists: join it
+        case .error(let e):
+            throw RedisError(e.hasPrefix("WRONGTYPE") ? .wrongType : .server, server: options.url.redacted,
+                             "XGROUP CREATE \(key) \(group): \(e)")
+        default:
+            throw RedisError(.unexpectedReply, server: options.url.redacted,
+                             "XGROUP CREATE \(key) \(group): expected status OK, got \(reply.shape)")
         }
     }
 
+    /// Whether a failure is the connection's (the server went away, restarted, timed out), so that
+    /// reconnecting can cure it, as opposed to a refusal that would repeat (auth, wrong type...).
+    static func isConnectionLoss(_ e: RedisError) -> Bool {
+        e.code == .io || e.code == .connect || e.code == .unavailable
+    }
+
     /// Reads until `options.count` entries were delivered (forever when nil) or `shouldStop` says so
-    /// (checked after every blocking read).
+    /// (checked after every blocking read). When the connection is lost it reconnects with
+    /// exponential backoff and jitter, telling `onConnectionLoss`, and resumes after the last
+    /// entry it delivered (XREAD) or with the group's pending position (XREADGROUP): nothing is
+    /// skipped or printed twice.
     /// - Returns: how many entries were delivered.
+    /// - Throws: a `RedisError` that reconnecting cannot cure (authentication, wrong key type...).
     @discardableResult
-    public func run(shouldStop: () -> Bool = { false }, _ deliver: (StreamEntry) throws -> Void) throws -> Int {
+    public func run(shouldStop: () -> Bool = { false }, onConnectionLoss: (RedisError) -> Void = { _ in },
+                    _ deliver: (StreamEntry) throws -> Void) throws -> Int {
         var delivered = 0
         var last = options.from ?? "$"
         let server = options.url.redacted
+        var backoff = Backoff(base: .milliseconds(100), max: .seconds(5))
+        var lost = false
         while options.count.map({ delivered < $0 }) ?? true {
             let want = min(100, (options.count ?? Int.max) - delivered)
             let entries: [StreamEntry]
-            if let group = options.group, let consumer = options.consumer {
-                let cmd = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "\(want)", "BLOCK", "\(options.blockMs)",
-                           "STREAMS", key, ">"]
-                entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
-                                                  command: "XREADGROUP \(key)", server: server)
-                if !entries.isEmpty {
-                    let reply = try connection.command(["XACK", key, group] + entries.map(\.id))
-                    guard case .integer = reply else {
-                        throw RedisError(.unexpectedReply, server: server, "XACK \(key) \(group): expected an integer, got \(reply.shape)")
-                    }
+            do {
+                if lost {
+                    try connection.reconnect()
+                    try joinGroup()
+                    lost = false
+                    backoff.reset()
                 }
-            } else {
-                let cmd = ["XREAD", "COUNT", "\(want)", "BLOCK", "\(options.blockMs)", "STREAMS", key, last]
-                entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
-                                                  command: "XREAD \(key)", server: server)
+                if let group = options.group, let consumer = options.consumer {
+                    let cmd = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "\(want)", "BLOCK", "\(options.blockMs)",
+                               "STREAMS", key, ">"]
+                    entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                                                      command: "XREADGROUP \(key)", server: server)
+                    if !entries.isEmpty {
+                        let reply = try connection.command(["XACK", key, group] + entries.map(\.id))
+                        guard case .integer = reply else {
+                            throw RedisError(.unexpectedReply, server: server, "XACK \(key) \(group): expected an integer, got \(reply.shape)")
+                        }
+                    }
+                } else {
+                    let cmd = ["XREAD", "COUNT", "\(want)", "BLOCK", "\(options.blockMs)", "STREAMS", key, last]
+                    entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                                                      command: "XREAD \(key)", server: server)
+                }
+            } catch let e as RedisError where Self.isConnectionLoss(e) {
+                if !lost { onConnectionLoss(e) }
+                lost = true
+                if shouldStop() { break }
+                var pause = timespec(tv_sec: 0, tv_nsec: 0)
+                let ns = backoff.next()
+                pause.tv_sec = Int(ns / 1_000_000_000)
+                pause.tv_nsec = Int(ns % 1_000_000_000)
+                nanosleep(&pause, nil)
+                continue
             }
             for e in entries {
                 try deliver(e)
@@ -117,3 +153,7 @@ extension StreamTail {
 
     static func quote(_ s: String) -> String { Text.jsonQuoted(s) }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif

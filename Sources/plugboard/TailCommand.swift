@@ -58,7 +58,9 @@ struct TailCommand: ParsableCommand {
         do {
             let tail = try StreamTail(options: options)
             FileHandle.standardError.write(Data("plugboard tail: reading \(tail.key) on \(options.url.redacted)\(group.map { " as \($0)/\(consumer!)" } ?? "")\n".utf8))
-            try tail.run { entry in
+            try tail.run(onConnectionLoss: { error in
+                FileHandle.standardError.write(Data("plugboard tail: connection lost (\(error)); reconnecting with backoff\n".utf8))
+            }) { entry in
                 // Unbuffered, one line at a time, so a pipe (the demo, a test) sees each event at once.
                 FileHandle.standardOutput.write(Data(((json ? StreamTail.json(entry) : StreamTail.format(entry)) + "\n").utf8))
             }

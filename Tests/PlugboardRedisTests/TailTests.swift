@@ -1,3 +1,6 @@
+import Synchronization
+import Foundation
+import Dispatch
 import PlugboardRedis
 import Testing
 
@@ -29,6 +32,41 @@ struct TailTests {
         #expect(line.contains("/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1"))
         #expect(line.contains("0001:beef bus 002 dev 002"))
         #expect(line.contains("serial=SN-1"))
+    }
+
+    @Test("tail survives a redis-server restart: reconnects, resumes after the last entry, skips and repeats nothing")
+    func reconnectsAfterRestart() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(5, to: server)
+        var options = StreamTail.Options(url: server.url, host: "tail-host")
+        options.from = "0"
+        options.count = 10
+        options.blockMs = 100
+        final class Seen: Sendable {
+            let ids = Mutex<[String]>([])
+            let losses = Mutex(0)
+            let done = DispatchSemaphore(value: 0)
+        }
+        let seen = Seen()
+        let readerOptions = options
+        let reader = Thread {
+            // Created on the reader thread that uses it (StreamTail owns one connection).
+            _ = try? StreamTail(options: readerOptions).run(onConnectionLoss: { _ in seen.losses.withLock { $0 += 1 } }) { e in
+                seen.ids.withLock { $0.append(e.id) }
+            }
+            seen.done.signal()
+        }
+        reader.start()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while seen.ids.withLock({ $0.count }) < 5 && ContinuousClock.now < deadline { usleep(10_000) }
+        try server.restart()  // SIGKILL, then the same port and AOF directory
+        try publish(5, to: server)
+        #expect(seen.done.wait(timeout: .now() + 30) == .success, "tail did not finish after the restart")
+        let ids = seen.ids.withLock { $0 }
+        #expect(ids.count == 10)
+        #expect(zip(ids, ids.dropFirst()).allSatisfy { StreamID($0.0)! < StreamID($0.1)! }, "\(ids)")
+        #expect(seen.losses.withLock { $0 } >= 1, "the loss was reported")
     }
 
     @Test("default $: only events published after tail started")
