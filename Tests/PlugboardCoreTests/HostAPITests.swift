@@ -47,3 +47,47 @@ struct HostAPITests {
         #expect(runtime.outputQueue.drain().count == 10)
     }
 }
+
+@Suite("State transfer (save_state / restore_state)")
+struct StateTransferTests {
+    @Test("device-counter's counts survive save_state in one instance and restore_state in a fresh one")
+    func saveAndRestore() throws {
+        let queue = OutputQueue()
+        let table = DeviceTable()
+        let path = TestSupport.plugin("device-counter")
+        let first = try PluginLoader.open(path)
+        #expect(first.supportsStateTransfer)
+        let ctx1 = PluginContext(name: first.name, configuration: [:], outputQueue: queue, deviceTable: table,
+                                 logger: TestSupport.logger)
+        try first.initialize(context: ctx1)
+        // Three events for 0781:5581, written as the ring would hold them.
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize * 3, alignment: 64)
+        defer { buf.deallocate() }
+        var pointers: [UnsafePointer<pb_event>?] = []
+        for i in 0..<3 {
+            var w = EventWriter(at: buf + i * EventLayout.maxSize, sequence: UInt64(i + 1))
+            w.action = i == 2 ? .remove : .add
+            w.event.pointee.vendor_id = 0x0781
+            w.event.pointee.product_id = 0x5581
+            w.setString(.syspath, "/sys/devices/x/\(i)")
+            pointers.append(UnsafePointer(w.event))
+        }
+        #expect(pointers.withUnsafeBufferPointer { first.deliver($0.baseAddress!, count: 3) } == PB_OK)
+        let saved = try #require(first.saveState(), "save_state returned nothing")
+        #expect(saved.count > 4096, "the host grew its buffer when the plugin asked (PB_ERR_FULL)")
+        first.shutdown()
+        _ = queue.drain()
+
+        let second = try PluginLoader.open(path)
+        let ctx2 = PluginContext(name: second.name, configuration: [:], outputQueue: queue, deviceTable: table,
+                                 logger: TestSupport.logger)
+        try second.initialize(context: ctx2)
+        #expect(second.restoreState(saved) == PB_OK)
+        #expect(second.restoreState([1, 2, 3]) == PB_ERR_INVALID, "a wrong-sized state is refused")
+        second.shutdown()
+        let summary = try #require(queue.drain().first)
+        let text = String(decoding: summary.payload, as: UTF8.self)
+        #expect(text.contains("\"events\":3"), "\(text)")
+        #expect(text.contains("{\"id\":\"0781:5581\",\"add\":2,\"remove\":1,\"other\":0}"), "\(text)")
+    }
+}

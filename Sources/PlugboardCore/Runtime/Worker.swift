@@ -54,7 +54,6 @@ public final class Worker: Sendable {
     public let latency = LatencyHistogram()
     /// Duration of each events callback, nanoseconds.
     public let callbackDuration = LatencyHistogram()
-    let initDone = Mutex<Bool>(false)
     // Written once by `start`, read by `join`.
     nonisolated(unsafe) var thread: NativeThread?
 
