@@ -153,6 +153,17 @@ struct ConfigTests {
         }
     }
 
+    @Test("the example packaging/plugboard.toml is valid and sets what it says")
+    func exampleConfigIsValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let c = try ConfigLoader(searchPaths: [], environment: [:]).load(file: root + "/packaging/plugboard.toml")
+        #expect(c.daemon.source == .udev)
+        #expect(c.daemon.performance.ringSlots == 2048)
+        #expect(c.daemon.monitoring.listen.isLoopback)
+        #expect(c.daemon.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
+    }
+
     @Test("the registry cache goes to the configured file, else systemd's state directory")
     func registryCacheLocation() throws {
         var p = DaemonConfig.defaults.plugins
