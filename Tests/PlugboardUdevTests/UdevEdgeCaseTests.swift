@@ -9,13 +9,8 @@ extension UdevSourceTests {
     // MARK: edge cases: the table stays consistent
 
     @Test func aDuplicateRemoveIsNotDeliveredTwice() throws {
-        var hub = "", drive = ""
-        let h = try UdevHarness { bed in
-            hub = try bed.addRootHub()
-            drive = try bed.add(flashDrive(), parent: hub)
-        }
+        let (h, hub, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
-        _ = try h.waitForEvents(2)
         h.bed.uevent(drive, "remove")
         h.bed.uevent(drive, "remove")
         h.bed.removeDevice(drive)
@@ -49,13 +44,8 @@ extension UdevSourceTests {
     }
 
     @Test func aChangeUpdatesTheDevicesRecordInTheTable() throws {
-        var hub = "", drive = ""
-        let h = try UdevHarness { bed in
-            hub = try bed.addRootHub()
-            drive = try bed.add(flashDrive(), parent: hub)
-        }
+        let (h, _, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
-        _ = try h.waitForEvents(2)
         h.bed.setAttribute(drive, "manufacturer", Array("SanDisk Corp.".utf8))
         h.bed.setProperty(drive, "ID_VENDOR_ENC", Array("SanDisk\\x20Corp.".utf8))
         h.bed.uevent(drive, "change")
@@ -69,13 +59,8 @@ extension UdevSourceTests {
     }
 
     @Test func bindAndUnbindAreDeliveredAndTheDeviceStaysInTheTable() throws {
-        var hub = "", drive = ""
-        let h = try UdevHarness { bed in
-            hub = try bed.addRootHub()
-            drive = try bed.add(flashDrive(), parent: hub)
-        }
+        let (h, hub, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
-        _ = try h.waitForEvents(2)
         h.bed.uevent(drive, "unbind")
         try waitUntil("unbind is read") { h.events.count == 3 }
         #expect(h.runtime.deviceTable.lookup(syspath: drive) != nil)
@@ -92,13 +77,8 @@ extension UdevSourceTests {
     }
 
     @Test func anAddOfADeviceAlreadyPresentIsNotDeliveredTwice() throws {
-        var hub = "", drive = ""
-        let h = try UdevHarness { bed in
-            hub = try bed.addRootHub()
-            drive = try bed.add(flashDrive(), parent: hub)
-        }
+        let (h, hub, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
-        _ = try h.waitForEvents(2)
         // The coldplug/hotplug race: the enumeration saw the drive, then its add uevent arrives.
         h.bed.uevent(drive, "add")
         h.bed.uevent(hub, "change")
@@ -244,13 +224,8 @@ extension UdevSourceTests {
 
 extension UdevSourceTests {
     @Test func aSocketThatKeepsFailingIsReopenedAndResynced() throws {
-        var hub = "", drive = ""
-        let h = try UdevHarness { bed in
-            hub = try bed.addRootHub()
-            drive = try bed.add(flashDrive(), parent: hub)
-        }
+        let (h, hub, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
-        _ = try h.waitForEvents(2)
         h.bed.removeDevice(drive)  // gone unannounced: the resync after the reopen must notice
         // Malformed messages are refused with EAGAIN and consumed (see the test above); an error
         // that repeats without any message read means the socket is broken: EIO 100 times.

@@ -84,6 +84,21 @@ final class UdevHarness {
 
     deinit { stop() }
 
+    /// The fixture most tests start from: a root hub with a flash drive on it, the source running,
+    /// and both devices already delivered as coldplug adds.
+    static func hubWithDrive() throws -> (UdevHarness, hub: String, drive: String) {
+        var hub = "", drive = ""
+        let h = try UdevHarness { bed in
+            hub = try bed.addRootHub()
+            drive = try bed.add(flashDrive(), parent: hub)
+        }
+        do { _ = try h.waitForEvents(2) } catch {
+            h.stop()
+            throw error
+        }
+        return (h, hub, drive)
+    }
+
     func stop() {
         guard !stopped else { return }
         stopped = true

@@ -170,13 +170,8 @@ struct UdevSourceTests {
     }
 
     @Test func pollErrorTriggersTheSameResyncAsENOBUFS() throws {
-        var hub = "", drive = ""
-        let h = try UdevHarness { bed in
-            hub = try bed.addRootHub()
-            drive = try bed.add(flashDrive(), parent: hub)
-        }
+        let (h, hub, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
-        _ = try h.waitForEvents(2)
         h.bed.removeDevice(drive)
         h.faults.failNextPolls(1)
         h.bed.uevent(hub, "change")  // wakes the loop (which was blocked before the injection)
