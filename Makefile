@@ -57,14 +57,21 @@ demo: build
 demo-replay: build
 	$(BUILD_DIR)/plugboard run --plugins $(PLUGIN_DIR) --source replay:demo/session.jsonl
 
+## The CPU the pinned udev latency run uses (the last one, when CPUs are numbered from 0).
+BENCH_CPU ?= $(shell nproc --ignore=1)
+
 ## bench-udev: udev latency figures (docs/benchmarks.md, "## udev"): release build, real plugboard
 ## under umockdev, a probe plugin noting callback-entry times.
 bench-udev: deps
 	$(SWIFT) build -c release
 	@mkdir -p build/bench-plugins && cp -f .build/release/libpbtest-latency-probe.so build/bench-plugins/
 	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || true
+	@echo "==> not pinned (default: the kernel places the source and the workers)"
 	umockdev-wrapper .build/release/plugboard-demo-bed --measure 5000 --gap-us 2000 --plugboard .build/release/plugboard \
 	  --plugins build/bench-plugins --latency-output build/latency-probe.txt
+	@echo "==> pinned: performance.cpu_affinity = \"$(BENCH_CPU)\" (the source and the workers share one CPU)"
+	umockdev-wrapper .build/release/plugboard-demo-bed --measure 5000 --gap-us 2000 --plugboard .build/release/plugboard \
+	  --plugins build/bench-plugins --latency-output build/latency-probe.txt -- --cpu-affinity $(BENCH_CPU)
 
 ## bench: benchmarks (nested package in Benchmarks/), printed as tables with same-run baselines.
 bench: build

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -46,11 +48,64 @@ int pbs_memfd_create_sealed(const char *name, size_t size) {
     return fd;
 }
 
+int pbs_prefault(void *base, size_t size) {
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(base, size, MADV_POPULATE_WRITE) == 0) return 0;
+#endif
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
+    volatile unsigned char *p = base;
+    /* Read then write the same byte: the ring header may already be initialised. */
+    for (size_t off = 0; off < size; off += (size_t)page) p[off] = p[off];
+    return 1;
+}
+
+long pbs_resident_pages(void *base, size_t size) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) page = 4096;
+    size_t n = (size + (size_t)page - 1) / (size_t)page;
+    unsigned char *vec = malloc(n);
+    if (!vec) return -1;
+    if (mincore(base, size, vec) != 0) {
+        int e = errno;
+        free(vec);
+        errno = e;
+        return -1;
+    }
+    long resident = 0;
+    for (size_t i = 0; i < n; i++) resident += vec[i] & 1;
+    free(vec);
+    return resident;
+}
+
 int pbs_memfd_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
 int pbs_seal_seal(void) { return F_SEAL_SEAL; }
 int pbs_seal_shrink(void) { return F_SEAL_SHRINK; }
 int pbs_seal_grow(void) { return F_SEAL_GROW; }
 int pbs_seal_write(void) { return F_SEAL_WRITE; }
+
+int pbs_pin_current_thread(const int32_t *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) return EINVAL;
+        CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+}
+
+int pbs_allowed_cpus(int32_t *out, int max) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set)) out[n++] = c;
+    return n;
+}
+
+int pbs_cpu_setsize(void) { return CPU_SETSIZE; }
+
+int32_t pbs_thread_id(void) { return (int32_t)syscall(SYS_gettid); }
 
 void pbs_set_thread_name(const char *name) {
     char buf[16];

@@ -38,6 +38,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Most events per plugin callback.")
     var batchSize: Int = 64
 
+    @Option(help: ArgumentHelp("Pin the event source and the plugin workers to these CPUs (\"1\", \"0-3\"); one CPU gives idle plugins the lowest latency (docs/benchmarks.md).", valueName: "CPUS"))
+    var cpuAffinity: String = ""
+
     @Flag(help: "Let finite sources lap slow plugins instead of waiting for them (as a live source does).")
     var lossy = false
 
@@ -61,6 +64,9 @@ struct RunCommand: ParsableCommand {
         if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
         if batchSize < 1 || batchSize > 4096 { throw ValidationError("--batch-size must be from 1 to 4096") }
         try udev.validate()
+        if case .failure(let e) = CPUAffinity.parse(cpuAffinity) {
+            throw ValidationError("--cpu-affinity: \(e); write CPU numbers and ranges like 1, 0-3 or 0,2-3")
+        }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
@@ -74,6 +80,7 @@ struct RunCommand: ParsableCommand {
         settings.ringSlots = ringSlots
         settings.batchSize = batchSize
         settings.lossy = lossy
+        settings.cpuAffinity = (try? CPUAffinity.parse(cpuAffinity).get()) ?? .none
         for s in pluginSettings { settings.pluginConfiguration[s.plugin, default: [:]][s.key] = s.value }
         settings.discovery = ignoreManifests
             ? .allLibraries

@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 import Testing
 
 @Suite("plugboard run (the real binary)")
@@ -28,11 +29,25 @@ struct RunCommandTests {
         (["run", "--source", "synthetic:10"], "--plugins"),
         (["run", "--plugins", "/tmp", "--source", "bogus"], "--source"),
         (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--batch-size", "0"], "--batch-size"),
+        (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "2-x"], "--cpu-affinity: \"2-x\" is not a CPU number"),
+        (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "1000"],
+         "performance.cpu_affinity: CPU 1000 is not one this process may run on (allowed: \(CPUAffinity.allowed))"),
     ])
     func usageErrors(arguments: [String], mentions: String) throws {
         let r = try TestSupport.run(plugboard, arguments)
         #expect(r.status != 0)
         #expect(r.output.contains(mentions), "\(r.output)")
+    }
+
+    @Test("--cpu-affinity pins the run and every event still reaches the plugins")
+    func pinnedRun() throws {
+        let dir = try TestSupport.pluginDir([(TestSupport.plugin("device-counter"), "libdevice-counter.so")])
+        let cpu = try #require(CPUAffinity.allowed.cpus.last)
+        let r = try TestSupport.run(plugboard, ["run", "--ignore-manifests", "--plugins", dir, "--source", "synthetic:5000",
+                                                "--cpu-affinity", "\(cpu)", "--log-level", "info"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("cpu_affinity=\(cpu)"), "the log says where it runs: \(r.output)")
+        #expect(r.output.range(of: #"device-counter\s+stopped\s+5000\s"#, options: .regularExpression) != nil, "\(r.output)")
     }
 
     @Test("a bad replay file stops the run with its line and field")

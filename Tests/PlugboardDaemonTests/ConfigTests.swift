@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 import Testing
 
 @testable import PlugboardDaemon
@@ -118,7 +119,7 @@ struct ConfigTests {
             "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.batch": "3", "performance.debounce_ms": "0",
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
-            "shutdown.state_file": "/var/lib/plugboard/last-shutdown",
+            "shutdown.state_file": "/var/lib/plugboard/last-shutdown", "performance.cpu_affinity": "3, 0-1",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -136,6 +137,39 @@ struct ConfigTests {
         #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
         #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
         #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
+        #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
+        #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
+    }
+
+    @Test("performance.cpu_affinity takes a CPU list or a bare integer; a bad list names the key and the fix", arguments: [
+        ("[performance]\ncpu_affinity = \"3-1\"\n", "the range \"3-1\" runs backwards"),
+        ("[performance]\ncpu_affinity = \"one\"\n", "\"one\" is not a CPU number or a range like 0-3"),
+        ("[performance]\ncpu_affinity = \"0,,1\"\n", "has an empty entry"),
+        ("[performance]\ncpu_affinity = \"2-\"\n", "\"2-\" is not a CPU number"),
+        ("[performance]\ncpu_affinity = \"4096\"\n", "CPU 4096 is past the largest CPU number"),
+        ("[performance]\ncpu_affinity = true\n", "expected a CPU list"),
+    ])
+    func cpuAffinityErrors(toml: String, problem: String) throws {
+        let dir = TempDir()
+        let file = dir.write("plugboard.toml", toml)
+        #expect {
+            try ConfigLoader(searchPaths: [], environment: [:]).load(file: file)
+        } throws: { e in
+            let m = "\(e)"
+            return m.contains(file) && m.contains("performance.cpu_affinity") && m.contains(problem)
+                && m.contains("\"1\", \"0-3\" or \"0,2-3\"")
+        }
+    }
+
+    @Test("performance.cpu_affinity: unset pins nothing; an integer is one CPU")
+    func cpuAffinityValues() throws {
+        #expect(DaemonConfig.defaults.performance.cpuAffinity.isEmpty)
+        let dir = TempDir()
+        let file = dir.write("plugboard.toml", "[performance]\ncpu_affinity = 1\n")
+        let c = try ConfigLoader(searchPaths: [], environment: [:]).load(file: file)
+        #expect(c.daemon.performance.cpuAffinity.cpus == [1])
+        let settings = try CoreRuntime.settings(config: c.daemon, pluginConfiguration: [:], lossy: false, environment: [:])
+        #expect(settings.cpuAffinity.cpus == [1], "the daemon's host gets it")
     }
 
     @Test("a word outside a key's choices is rejected with a did-you-mean", arguments: [

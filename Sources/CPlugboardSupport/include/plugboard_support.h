@@ -56,6 +56,15 @@ int pbs_futex_wake(uint32_t *word, int count);
  * growing and further sealing. Returns the fd, or -1 with errno.
  */
 int pbs_memfd_create_sealed(const char *name, size_t size);
+/**
+ * Backs every page of a shared writable mapping now, so the hot path never takes a page
+ * fault (a first write to a memfd page allocates and zeroes it: microseconds, on the
+ * producer's path to a plugin callback). madvise(MADV_POPULATE_WRITE) (Linux 5.14+), else
+ * one write per page. Returns 0 when populated by madvise, 1 when by touching pages.
+ */
+int pbs_prefault(void *base, size_t size);
+/** Pages of [base, base + size) resident in memory now (mincore), or -1 with errno. */
+long pbs_resident_pages(void *base, size_t size);
 /** The seals in force on fd (F_GET_SEALS), or -1 with errno. */
 int pbs_memfd_seals(int fd);
 /** Bit values of F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE (for tests and docs). */
@@ -63,6 +72,22 @@ int pbs_seal_seal(void);
 int pbs_seal_shrink(void);
 int pbs_seal_grow(void);
 int pbs_seal_write(void);
+
+/**
+ * Pins the calling thread to the `count` CPUs in `cpus` (sched_setaffinity). Returns 0, or
+ * an errno value (EINVAL: none of them is usable by this process).
+ */
+int pbs_pin_current_thread(const int32_t *cpus, int count);
+/**
+ * The CPUs the calling thread may run on (sched_getaffinity), ascending, into `out` (room
+ * for `max`). Returns how many, or -1 with errno.
+ */
+int pbs_allowed_cpus(int32_t *out, int max);
+/** CPU_SETSIZE: CPU numbers must be below it. */
+int pbs_cpu_setsize(void);
+
+/** The calling thread's kernel id (gettid). */
+int32_t pbs_thread_id(void);
 
 /** Names the calling thread (pthread_setname_np, cut to 15 bytes). */
 void pbs_set_thread_name(const char *name);

@@ -83,6 +83,10 @@ public final class EventRing: Sendable {
         }
         self.fd = fd
         base = p
+        // Every slot backed now: otherwise each first write to a page (one per two slots, until
+        // the ring wraps, which in a quiet daemon takes days) page-faults on the way to the
+        // plugins (docs/benchmarks.md, "## udev").
+        _ = pbs_prefault(p, mappedSize)
         base.storeBytes(of: Self.magic, toByteOffset: 0, as: UInt64.self)
         base.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: UInt32(slotSize), toByteOffset: 12, as: UInt32.self)

@@ -1,5 +1,6 @@
 import CPlugboardSupport
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -12,33 +13,43 @@ public final class NativeThread: Sendable {
     private let done = DispatchSemaphore(value: 0)
     // Written once by `start` before anyone can join; read only by `join`.
     nonisolated(unsafe) private var thread = pthread_t()
+    private let box: Box
 
-    private final class Box {
+    private final class Box: Sendable {
+        let tid = Atomic<Int32>(0)
         let name: String
+        let cpus: CPUAffinity
         let body: @Sendable () -> Void
         let done: DispatchSemaphore
-        init(name: String, body: @escaping @Sendable () -> Void, done: DispatchSemaphore) {
+        init(name: String, cpus: CPUAffinity, body: @escaping @Sendable () -> Void, done: DispatchSemaphore) {
             self.name = name
+            self.cpus = cpus
             self.body = body
             self.done = done
         }
     }
 
-    /// Starts `body` on a new thread named `name` (first 15 bytes show in `top -H`).
-    public init(name: String, _ body: @escaping @Sendable () -> Void) {
+    /// Starts `body` on a new thread named `name` (first 15 bytes show in `top -H`), pinned
+    /// to `cpus` unless that is empty (validate it first: see `CPUAffinity.validate`).
+    public init(name: String, cpus: CPUAffinity = .none, _ body: @escaping @Sendable () -> Void) {
         self.name = name
-        let box = Unmanaged.passRetained(Box(name: name, body: body, done: done)).toOpaque()
+        box = Box(name: name, cpus: cpus, body: body, done: done)
         let rc = pthread_create(&thread, nil, { arg in
             let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            box.tid.store(pbs_thread_id(), ordering: .releasing)
             pbs_set_thread_name(box.name)
+            box.cpus.pinCurrentThread()
             box.body()
             box.done.signal()
             return nil
-        }, box)
+        }, Unmanaged.passRetained(box).toOpaque())
         precondition(rc == 0, "pthread_create failed for \(name): \(rc)")
         // Joined through `done` (which supports a timeout), so the pthread itself is detached.
         pthread_detach(thread)
     }
+
+    /// The thread's kernel id (for `taskset -p`, `perf -t`, /proc/self/task/ID); 0 until it runs.
+    public var threadID: Int32 { box.tid.load(ordering: .acquiring) }
 
     /// Waits for the thread to finish, at most `timeout` (nil = forever).
     /// - Returns: true when it finished (and was joined), false on timeout.

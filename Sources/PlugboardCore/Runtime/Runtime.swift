@@ -16,6 +16,9 @@ public struct RuntimeOptions: Sendable {
     public var outputQueueRecords: Int = 4096
     /// Finite sources wait for slow consumers instead of lapping them (default true).
     public var flowControlForFiniteSources = true
+    /// CPUs the source thread and every plugin worker are pinned to (empty: not pinned).
+    /// See `CPUAffinity` for the trade.
+    public var cpuAffinity: CPUAffinity = .none
 
     public init() {}
 }
@@ -63,6 +66,7 @@ public final class Runtime: Sendable {
     /// Creates the ring and the shared tables.
     /// - Throws: `PlugboardError` when the ring cannot be created.
     public init(options: RuntimeOptions, logger: Logger) throws {
+        try options.cpuAffinity.validate()
         self.options = options
         self.logger = logger
         ring = try EventRing(slotCount: options.ringSlots)
@@ -133,7 +137,7 @@ public final class Runtime: Sendable {
                 outputQueue: outputQueue, deviceTable: deviceTable, logger: logger)
             let worker = Worker(plugin: p.plugin, context: context, consumer: ring.makeConsumer(name: p.plugin.name),
                                 batchSize: p.batchSize ?? options.batchSize, filter: p.filter, deadline: p.deadline,
-                                logger: logger)
+                                cpus: options.cpuAffinity, logger: logger)
             worker.start()
             started.append(worker)
         }
@@ -155,7 +159,7 @@ public final class Runtime: Sendable {
     public func start(source: some EventSource) {
         let context = SourceContext(producer: producer, deviceTable: deviceTable, logger: logger)
         producer.flowControl = source.isFinite && options.flowControlForFiniteSources
-        let thread = NativeThread(name: "pb-source") { [self] in
+        let thread = NativeThread(name: "pb-source", cpus: options.cpuAffinity) { [self] in
             do {
                 try source.run(context)
             } catch {
@@ -169,7 +173,8 @@ public final class Runtime: Sendable {
             $0.sourceContext = context
             $0.sourceName = source.name
         }
-        logger.info("event source started", metadata: ["source": "\(source.name)"])
+        logger.info("event source started", metadata: ["source": "\(source.name)",
+                                                       "cpu_affinity": "\(options.cpuAffinity.isEmpty ? "none" : options.cpuAffinity.description)"])
     }
 
     /// The running source's counters (published, truncated, resynced), if any.
@@ -234,6 +239,9 @@ public final class Runtime: Sendable {
     public var pluginStats: [PluginStats] { state.withLock { $0.workers }.map(\.stats) }
     /// The running workers (for metrics: latency histograms).
     public var workers: [Worker] { state.withLock { $0.workers } }
+
+    /// The source thread's kernel id (0 before a source starts).
+    public var sourceThreadID: Int32 { state.withLock { $0.sourceThread?.threadID ?? 0 } }
     /// Plugins that were rejected or failed to initialise.
     public var failures: [PluginFailure] { state.withLock { $0.failures } }
 }

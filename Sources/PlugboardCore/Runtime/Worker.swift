@@ -32,6 +32,8 @@ public final class Worker: Sendable {
     /// Longest a callback may take before it counts as an overrun (0: no deadline), ns.
     let deadlineNanoseconds: UInt64
     let logger: Logger
+    /// CPUs the worker thread is pinned to (empty: not pinned).
+    let cpus: CPUAffinity
 
     // Counters read by `stats` from other threads; written by the worker thread.
     let delivered = Atomic<UInt64>(0)
@@ -58,7 +60,7 @@ public final class Worker: Sendable {
     nonisolated(unsafe) var thread: NativeThread?
 
     init(plugin: LoadedPlugin, context: PluginContext, consumer: RingConsumer, batchSize: Int,
-         filter: EventFilter?, deadline: Duration? = nil, logger: Logger) {
+         filter: EventFilter?, deadline: Duration? = nil, cpus: CPUAffinity = .none, logger: Logger) {
         self.plugin = plugin
         self.context = context
         self.consumer = consumer
@@ -71,8 +73,15 @@ public final class Worker: Sendable {
             deadlineNanoseconds = 0
         }
         self.logger = logger
+        self.cpus = cpus
+        // Pinned to one CPU with the source, a spin can never see the next event: the source
+        // runs only once this thread yields. Sleep at once instead of delaying it.
+        if cpus.cpus.count == 1 { consumer.spinLimit = 0 }
         cursor.store(consumer.cursor, ordering: .relaxed)
     }
+
+    /// The worker thread's kernel id (0 before it runs).
+    public var threadID: Int32 { thread?.threadID ?? 0 }
 
     public var state: WorkerState { WorkerState(rawValue: stateValue.load(ordering: .acquiring)) ?? .failed }
 
@@ -86,7 +95,7 @@ public final class Worker: Sendable {
     /// Starts the thread; it calls the plugin's init first.
     func start() {
         startedAt = pbs_monotonic_ns()
-        thread = NativeThread(name: "pb-\(plugin.name)") { [self] in run() }
+        thread = NativeThread(name: "pb-\(plugin.name)", cpus: cpus) { [self] in run() }
     }
 
     /// Waits until init finished (success or failure).

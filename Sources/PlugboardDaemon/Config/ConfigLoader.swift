@@ -1,5 +1,6 @@
 import Foundation
 import TOMLKit
+import PlugboardCore
 
 /// Where an effective value came from, for `config check` and for error messages.
 public enum ConfigOrigin: Sendable, Equatable, CustomStringConvertible {
@@ -250,6 +251,11 @@ public struct ConfigLoader: Sendable {
             if let i = raw.int { return check(.duration(.seconds(i)), key) }
             if let d = raw.double { return check(.duration(.milliseconds(Int64((d * 1000).rounded()))), key) }
             return .failure(wrongType)
+        case .cpuList:
+            // A single CPU may be written as a bare integer.
+            if let i = raw.int { return value(fromText: String(i), for: key) }
+            guard let s = raw.string else { return .failure(wrongType) }
+            return value(fromText: s, for: key)
         case .string, .source, .listen, .redisURL, .choice:
             guard let s = raw.string else { return .failure(wrongType) }
             return value(fromText: s, for: key)
@@ -289,6 +295,12 @@ public struct ConfigLoader: Sendable {
             return ListenAddress.parse(text).map { .listen($0) }
         case .redisURL:
             return checkRedisURL(text).map { .string($0) }
+        case .cpuList:
+            switch CPUAffinity.parse(text) {
+            case .success(let set): return .success(.string(set.description))
+            case .failure(let error):
+                return .failure(.init(error.description, fix: "write \(key.kind.expected), or \"\" not to pin"))
+            }
         case .choice(let words):
             guard words.contains(text) else {
                 let guess = closestMatch(to: text, in: words).map { " (did you mean \"\($0)\"?)" } ?? ""

@@ -14,6 +14,8 @@ public enum ConfigKind: Sendable {
     case redisURL
     /// One of a fixed set of words.
     case choice([String])
+    /// CPU numbers and ranges, as `taskset -c` takes them ("1", "0-3", "0,2-3"); "" for none.
+    case cpuList
 
     /// How an operator writes a value of this kind (for error messages and docs).
     var expected: String {
@@ -28,6 +30,7 @@ public enum ConfigKind: Sendable {
         case .listen: "\"HOST:PORT\""
         case .redisURL: "\"\" (Redis off), \"redis://HOST:PORT[/DB]\" or \"unix:///path/to/redis.sock\""
         case .choice(let words): "one of " + words.map { "\"\($0)\"" }.joined(separator: ", ")
+        case .cpuList: "a CPU list like \"1\", \"0-3\" or \"0,2-3\""
         }
     }
 }
@@ -77,6 +80,8 @@ public enum ConfigSchema {
                   help: "Most events handed to a plugin in one call."),
         ConfigKey(path: "performance.event_buffer_size", kind: .integer(16...(1 << 20)), defaultValue: .integer(2000),
                   help: "Events the ring holds; rounded up to a power of two (2000 -> 2048 slots)."),
+        ConfigKey(path: "performance.cpu_affinity", kind: .cpuList, defaultValue: .string(""),
+                  help: "CPUs the udev source and the plugin workers are pinned to (\"1\", \"0-3\"); one CPU gives the lowest latency to idle plugins, \"\" leaves placement to the kernel."),
 
         ConfigKey(path: "monitoring.enabled", kind: .bool, defaultValue: .bool(true),
                   help: "Serve /metrics, /healthz, /readyz, /plugins and /devices over HTTP."),

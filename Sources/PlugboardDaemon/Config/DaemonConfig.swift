@@ -1,3 +1,5 @@
+import PlugboardCore
+
 /// The validated configuration, each value with where it came from.
 public struct EffectiveConfig: Sendable {
     /// The file that was read, if any.
@@ -59,6 +61,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var debounceMilliseconds: Int
         public var batchSize: Int
         public var eventBufferSize: Int
+        /// CPUs the source and workers are pinned to (empty: not pinned).
+        public var cpuAffinity: CPUAffinity
         /// Ring slots: `eventBufferSize` rounded up to a power of two.
         public var ringSlots: Int { DaemonConfig.nextPowerOfTwo(eventBufferSize) }
     }
@@ -118,7 +122,8 @@ public struct DaemonConfig: Sendable, Equatable {
         self.redis = Redis(url: str("redis.url"), host: str("redis.host"), mode: str("redis.mode"), maxlen: int("redis.maxlen"),
                            batch: int("redis.batch"))
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
-                                       eventBufferSize: int("performance.event_buffer_size"))
+                                       eventBufferSize: int("performance.event_buffer_size"),
+                                       cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none)
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen)
         self.plugins = Plugins(dirs: list("plugins.dirs"), manifests: bool("plugins.manifests"),
                                registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"))

@@ -48,6 +48,7 @@ public final class CoreRuntime: RuntimeControl {
         s.ringSlots = config.performance.ringSlots
         s.batchSize = config.performance.batchSize
         s.lossy = lossy
+        s.cpuAffinity = config.performance.cpuAffinity
         s.discovery = config.plugins.manifests
             ? .manifests(registryCache: config.plugins.registryCachePath(environment: environment) ?? ManifestRegistry.defaultCachePath(),
                          lruCapacity: config.plugins.cacheSize)

@@ -24,6 +24,8 @@ public struct HostSettings: Sendable {
     public var batchSize = 64
     /// Let finite sources lap slow plugins instead of waiting for them.
     public var lossy = false
+    /// CPUs the source and the plugin workers are pinned to (empty: not pinned).
+    public var cpuAffinity: CPUAffinity = .none
     public var discovery: PluginDiscovery = .manifests(registryCache: nil, lruCapacity: 200)
     public var udev = UdevSourceOptions()
     /// nil: events are not published.
@@ -73,6 +75,7 @@ public final class Host: Sendable {
         options.batchSize = settings.batchSize
         options.pluginConfiguration = settings.pluginConfiguration
         options.flowControlForFiniteSources = !settings.lossy
+        options.cpuAffinity = settings.cpuAffinity
         runtime = try Runtime(options: options, logger: logger)
         switch settings.source {
         case .replay(let path):
