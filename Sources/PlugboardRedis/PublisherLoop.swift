@@ -6,11 +6,12 @@ import PlugboardCore
 
 /// The publisher thread's state machine. Owned by that thread alone (see `LoopHandoff`).
 ///
-/// Events move through one `RecordStore` as three positions, `acked <= sent <= stored` (byte
-/// positions, with matching counts `...N`): `[acked, sent)` is the window of commands sent but not
+/// Events move through one `RecordStore` as four positions, `acked <= read <= sent <= stored` (byte
+/// positions, with matching counts `...N`): `[read, sent)` is the window of commands sent but not
 /// yet answered, `[sent, stored)` waits to be sent: the next pipeline while connected, the spill
-/// buffer while Redis is down. After a reconnect `sent` goes back to `acked`, so the window is
-/// replayed with the same IDs.
+/// buffer while Redis is down. `[acked, read)` holds answered records kept only because an older
+/// one is not settled yet (a retryable error). After a reconnect `sent` and `read` go back to
+/// `acked`, so the window is replayed with the same IDs; settled records are skipped.
 final class PublisherLoop {
     private let config: RedisPublisher.Configuration
     private let control: PublisherControl
@@ -22,11 +23,22 @@ final class PublisherLoop {
     private let server: String
 
     private let events: RecordStore
-    private var eAcked: UInt64 = 0, eSent: UInt64 = 0, eStored: UInt64 = 0
-    private var eAckedN: UInt64 = 0, eSentN: UInt64 = 0, eStoredN: UInt64 = 0
+    private var eAcked: UInt64 = 0, eRead: UInt64 = 0, eSent: UInt64 = 0, eStored: UInt64 = 0
+    private var eAckedN: UInt64 = 0, eReadN: UInt64 = 0, eSentN: UInt64 = 0, eStoredN: UInt64 = 0
     private let plugins: RecordStore
-    private var pAcked: UInt64 = 0, pSent: UInt64 = 0, pStored: UInt64 = 0
-    private var pAckedN: UInt64 = 0, pSentN: UInt64 = 0, pStoredN: UInt64 = 0
+    private var pAcked: UInt64 = 0, pRead: UInt64 = 0, pSent: UInt64 = 0, pStored: UInt64 = 0
+    private var pAckedN: UInt64 = 0, pReadN: UInt64 = 0, pSentN: UInt64 = 0, pStoredN: UInt64 = 0
+    /// The first retryable error of the replies being read; once every reply in flight is read,
+    /// the connection is dropped and the unsettled records are replayed after a backoff.
+    private var retryReason: String?
+    /// Records whose XADD got a retryable error in the replies read since the last reconnect and
+    /// are not resolved yet: events by position; plugin records by position and stream name.
+    private var failedEvents: [UInt64] = []
+    private var failedPlugins: [(position: UInt64, name: [UInt8])] = []
+    /// The highest sequence first sent in the current epoch, events and plugin records.
+    private var lastEventSequenceSent: UInt64 = 0
+    private var lastPluginSequenceSent: UInt64 = 0
+    private var epochBumps = 0
     private var pluginSequence: UInt64 = 0
 
     private var connection: RedisConnection?
@@ -92,8 +104,14 @@ final class PublisherLoop {
         if inFlight > 0 { control.replayed.add(inFlight, ordering: .relaxed) }
         eSent = eAcked
         eSentN = eAckedN
+        eRead = eAcked
+        eReadN = eAckedN
         pSent = pAcked
         pSentN = pAckedN
+        pRead = pAcked
+        pReadN = pAckedN
+        failedEvents.removeAll()
+        failedPlugins.removeAll()
         connected = true
         control.connected.store(true, ordering: .releasing)
         backoff.reset()
@@ -336,7 +354,14 @@ final class PublisherLoop {
             if inFlightBatches == PublisherLoop.maxBatchesInFlight || (!appended && inFlightBatches > 0) {
                 try readOldestBatch()
             }
+            if let why = retryReason {
+                // Read every reply still in flight first: then each record's fate is known, and a
+                // failed one that a later entry overtook has been reissued (see `reissueFailed`).
+                while inFlightBatches > 0 { try readOldestBatch() }
+                throw Retry(description: why)
+            }
         } catch {
+            retryReason = nil
             inFlightBatches = 0
             batchHead = 0
             markDown(error, wasConnected: true)
@@ -353,7 +378,7 @@ final class PublisherLoop {
 
     /// Encodes and queues up to maxBatch waiting events and maxBatch plugin records.
     private func appendBatch() throws {
-        guard let connection, let epoch = epochMs else { return }
+        guard let connection, epochMs != nil else { return }
         let nE = Int(min(UInt64(config.maxBatch), eStoredN - eSentN))
         let nP = Int(min(UInt64(config.maxBatch), pStoredN - pSentN))
         let stream = config.mode.usesStream
@@ -361,14 +386,20 @@ final class PublisherLoop {
         var pos = eSent
         for _ in 0..<nE {
             let r = events.record(at: pos)
+            let flags = RecordStore.flags(r.payload)
             let e = r.payload.assumingMemoryBound(to: pb_event.self)
-            if stream {
-                let argc = encoder.encodeXADD(e, epochMs: epoch)
-                try connection.append(argc, encoder.argv, encoder.lengths)
-            }
-            if channel {
-                let argc = encoder.encodePUBLISH(e, epochMs: epoch, valuesFresh: stream)
-                try connection.append(argc, encoder.argv, encoder.lengths)
+            let sendX = stream && !flags.contains(.streamSettled)
+            let sendP = channel && !flags.contains(.channelSettled)
+            if sendX || sendP {
+                let epoch = sendEpoch(r.payload, sequence: e.pointee.sequence, plugin: false)
+                if sendX {
+                    let argc = encoder.encodeXADD(e, epochMs: epoch)
+                    try connection.append(argc, encoder.argv, encoder.lengths)
+                }
+                if sendP {
+                    let argc = encoder.encodePUBLISH(e, epochMs: epoch, valuesFresh: sendX)
+                    try connection.append(argc, encoder.argv, encoder.lengths)
+                }
             }
             pos = r.next
         }
@@ -377,8 +408,12 @@ final class PublisherLoop {
         pos = pSent
         for _ in 0..<nP {
             let r = plugins.record(at: pos)
-            let argc = encoder.encodePluginXADD(PluginRecord(reading: r.payload), epochMs: epoch)
-            try connection.append(argc, encoder.argv, encoder.lengths)
+            let flags = RecordStore.flags(r.payload)
+            if !flags.contains(.streamSettled) {
+                let rec = PluginRecord(reading: r.payload)
+                let argc = encoder.encodePluginXADD(rec, epochMs: sendEpoch(r.payload, sequence: rec.sequence, plugin: true))
+                try connection.append(argc, encoder.argv, encoder.lengths)
+            }
             pos = r.next
         }
         pSent = pos
@@ -402,47 +437,88 @@ final class PublisherLoop {
             control.channelPublished.add(channelAcks, ordering: .relaxed)
         }
         for _ in 0..<nE {
-            var refused: String?
-            if stream {
-                switch try connection.withNextReply(PublisherLoop.classifyXADD) {
-                case .ok: break
-                case .duplicate: duplicates += 1
-                case .retry(let why): throw Retry(description: "XADD \(keys.events): \(why)")
-                case .rejected(let why): refused = "XADD \(keys.events): \(why)"
-                }
-            }
-            if channel {
-                switch try connection.withNextReply(PublisherLoop.classifyPUBLISH) {
-                case .ok, .duplicate: channelAcks += 1
-                case .retry(let why): throw Retry(description: "PUBLISH \(keys.channel): \(why)")
-                case .rejected(let why): refused = refused ?? "PUBLISH \(keys.channel): \(why)"
-                }
-            }
-            let r = events.record(at: eAcked)
+            let r = events.record(at: eRead)
+            let before = RecordStore.flags(r.payload)
+            var flags = before
             let e = r.payload.assumingMemoryBound(to: pb_event.self)
-            if let refused {
-                rejected += 1
-                logRejected(refused, sequence: e.pointee.sequence)
-            } else {
-                published += 1
-                if let observer = config.ackObserver { observer(e, monotonicNanos()) }
+            // What was sent for this record is what its flags said then: they change only here.
+            if stream && !before.contains(.streamSettled) {
+                switch try connection.withNextReply(PublisherLoop.classifyXADD) {
+                case .ok:
+                    flags.insert(.streamSettled)
+                    reissueFailedEvents()
+                case .duplicate:
+                    duplicates += 1
+                    flags.insert(.streamSettled)
+                    reissueFailedEvents()
+                case .retry(let why):
+                    failedEvents.append(eRead)
+                    retryReason = retryReason ?? "XADD \(keys.events): \(why)"
+                case .rejected(let why):
+                    flags.formUnion([.streamSettled, .refused])
+                    logRejected("XADD \(keys.events): \(why)", sequence: e.pointee.sequence)
+                }
             }
+            if channel && !before.contains(.channelSettled) {
+                switch try connection.withNextReply(PublisherLoop.classifyPUBLISH) {
+                case .ok, .duplicate:
+                    channelAcks += 1
+                    flags.insert(.channelSettled)
+                case .retry(let why):
+                    retryReason = retryReason ?? "PUBLISH \(keys.channel): \(why)"
+                case .rejected(let why):
+                    flags.formUnion([.channelSettled, .refused])
+                    logRejected("PUBLISH \(keys.channel): \(why)", sequence: e.pointee.sequence)
+                }
+            }
+            // A record reissued meanwhile (its own reply was a retry, so not this pass) keeps `moved`.
+            flags.formUnion(RecordStore.flags(r.payload).intersection(.moved))
+            RecordStore.setFlags(r.payload, flags)
+            if eventSettled(flags) && !eventSettled(before) && !flags.contains(.moved) {
+                if flags.contains(.refused) {
+                    rejected += 1
+                } else {
+                    published += 1
+                    if let observer = config.ackObserver { observer(e, monotonicNanos()) }
+                }
+            }
+            eRead = r.next
+            eReadN += 1
+        }
+        while eAckedN < eReadN {
+            let r = events.record(at: eAcked)
+            guard eventSettled(RecordStore.flags(r.payload)) else { break }
             eAcked = r.next
             eAckedN += 1
         }
         for _ in 0..<nP {
-            let r = plugins.record(at: pAcked)
-            switch try connection.withNextReply(PublisherLoop.classifyXADD) {
-            case .ok, .duplicate:
-                control.pluginPublished.add(1, ordering: .relaxed)
-            case .retry(let why):
-                throw Retry(description: "XADD \(keys.pluginPrefix)*: \(why)")
-            case .rejected(let why):
-                control.pluginRejected.add(1, ordering: .relaxed)
+            let r = plugins.record(at: pRead)
+            var flags = RecordStore.flags(r.payload)
+            if !flags.contains(.streamSettled) {
                 let rec = PluginRecord(reading: r.payload)
-                let name = String(decoding: UnsafeRawBufferPointer(start: rec.name.0, count: rec.name.1), as: UTF8.self)
-                logRejected("XADD \(keys.pluginPrefix)\(name): \(why)", sequence: rec.sequence)
+                let name = Array(UnsafeRawBufferPointer(start: rec.name.0, count: rec.name.1))
+                switch try connection.withNextReply(PublisherLoop.classifyXADD) {
+                case .ok, .duplicate:
+                    flags.insert(.streamSettled)
+                    control.pluginPublished.add(1, ordering: .relaxed)
+                    reissueFailedPlugins(stream: name)
+                case .retry(let why):
+                    failedPlugins.append((pRead, name))
+                    retryReason = retryReason ?? "XADD \(keys.pluginPrefix)\(String(decoding: name, as: UTF8.self)): \(why)"
+                case .rejected(let why):
+                    flags.formUnion([.streamSettled, .refused])
+                    control.pluginRejected.add(1, ordering: .relaxed)
+                    logRejected("XADD \(keys.pluginPrefix)\(String(decoding: name, as: UTF8.self)): \(why)", sequence: rec.sequence)
+                }
+                flags.formUnion(RecordStore.flags(r.payload).intersection([.moved, .streamSettled]))
+                RecordStore.setFlags(r.payload, flags)
             }
+            pRead = r.next
+            pReadN += 1
+        }
+        while pAckedN < pReadN {
+            let r = plugins.record(at: pAcked)
+            guard RecordStore.flags(r.payload).contains(.streamSettled) else { break }
             pAcked = r.next
             pAckedN += 1
         }
@@ -450,6 +526,82 @@ final class PublisherLoop {
         control.publishLatency.record(monotonicNanos() &- batchSentAt[batchHead])
         batchHead = (batchHead + 1) % PublisherLoop.maxBatchesInFlight
         inFlightBatches -= 1
+    }
+
+    /// Settled: nothing of the record is left to send in this mode.
+    private func eventSettled(_ flags: RecordFlags) -> Bool {
+        (!config.mode.usesStream || flags.contains(.streamSettled)) && (!config.mode.usesChannel || flags.contains(.channelSettled))
+    }
+
+    /// The epoch of a record's IDs: the one of its first send, for every replay. Records are
+    /// first sent in store order, so IDs rise as long as sequences do; a reissued copy (a lower
+    /// sequence after higher ones) starts a new epoch, above every ID sent so far (docs/redis.md,
+    /// "Exactly once").
+    private func sendEpoch(_ payload: UnsafeRawPointer, sequence: UInt64, plugin: Bool) -> UInt64 {
+        let stored = RecordStore.epoch(payload)
+        if stored != 0 { return stored }
+        if sequence <= (plugin ? lastPluginSequenceSent : lastEventSequenceSent) {
+            let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+            epochMs = max(now, epochMs! + 1)
+            lastEventSequenceSent = 0
+            lastPluginSequenceSent = 0
+            epochBumps += 1
+            if epochBumps == 1 || epochBumps % 100 == 0 { logger.warning("Redis refused entries with a retryable error after accepting later ones; they are re-sent under a new ID epoch",
+                           metadata: ["redis": "\(server)", "epoch": "\(epochMs!)", "reissued_so_far": "\(control.reissued.load(ordering: .relaxed))",
+                                    "epochs_started": "\(epochBumps)"]) }
+        }
+        if plugin { lastPluginSequenceSent = sequence } else { lastEventSequenceSent = sequence }
+        RecordStore.setEpoch(payload, epochMs!)
+        return epochMs!
+    }
+
+    /// A later entry of the events stream was stored: the events whose XADD got a retryable
+    /// error before it can never be stored under their IDs (a stream only takes IDs above its
+    /// top), and their replay would be answered "equal or smaller", like a true duplicate. So
+    /// each is copied to the end of the store, to be sent again under a new epoch, and the
+    /// original is settled as moved.
+    private func reissueFailedEvents() {
+        if failedEvents.isEmpty { return }
+        for position in failedEvents {
+            let r = events.record(at: position)
+            let flags = RecordStore.flags(r.payload)
+            let e = r.payload.assumingMemoryBound(to: pb_event.self)
+            if let next = events.storeEvent(e, stored: eStored, acked: eAcked) {
+                let copy = events.record(at: eStored)
+                RecordStore.setFlags(copy.payload, flags.intersection(.channelSettled))
+                eStored = next
+                eStoredN += 1
+                control.reissued.add(1, ordering: .relaxed)
+            } else {
+                control.dropped.add(1, ordering: .relaxed)
+                logger.error("no room to reissue an event Redis refused with a retryable error; dropped",
+                             metadata: ["redis": "\(server)", "sequence": "\(e.pointee.sequence)"])
+            }
+            RecordStore.setFlags(r.payload, flags.union([.moved, .streamSettled, .channelSettled]))
+        }
+        failedEvents.removeAll()
+    }
+
+    /// The same for plugin records, per plugin stream.
+    private func reissueFailedPlugins(stream name: [UInt8]) {
+        if failedPlugins.isEmpty { return }
+        failedPlugins.removeAll { failed in
+            guard failed.name == name else { return false }
+            let r = plugins.record(at: failed.position)
+            let flags = RecordStore.flags(r.payload)
+            if let (slot, next) = plugins.reserve(length: r.length, stored: pStored, acked: pAcked) {
+                slot.copyMemory(from: r.payload, byteCount: r.length)
+                pStored = next
+                pStoredN += 1
+                control.reissued.add(1, ordering: .relaxed)
+            } else {
+                control.pluginRejected.add(1, ordering: .relaxed)
+                logger.error("no room to reissue a plugin record Redis refused with a retryable error; dropped",
+                             metadata: ["redis": "\(server)", "plugin": "\(String(decoding: name, as: UTF8.self))"])
+            }
+            RecordStore.setFlags(r.payload, flags.union([.moved, .streamSettled]))
+            return true
+        }
     }
 
     private func logRejected(_ what: String, sequence: UInt64) {

@@ -7,6 +7,10 @@ import CPlugboard
 /// Positions are byte offsets that only grow (`position % capacity` is where the bytes are). The
 /// owner keeps three of them, `acked <= sent <= stored`, and walks them forward with `next(after:)`.
 /// A record never wraps: when it does not fit before the end, a skip marker sends readers to the start.
+///
+/// Header: the payload length (UInt32), the record's `RecordFlags` (one byte at offset 4), and the
+/// epoch its Redis IDs were first sent with (UInt64 at offset 8; 0 until sent), so a replay
+/// repeats exactly the IDs of the first send.
 final class RecordStore {
     static let headerSize = 16
     private static let skipMarker: UInt32 = 0xffff_ffff
@@ -45,6 +49,8 @@ final class RecordStore {
         }
         let p = base + Int(at % UInt64(capacity))
         p.storeBytes(of: UInt32(length), as: UInt32.self)
+        p.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self)
         return (p + RecordStore.headerSize, at + UInt64(size))
     }
 
@@ -62,6 +68,28 @@ final class RecordStore {
         return (UnsafeRawPointer(p + RecordStore.headerSize), length, at + UInt64(RecordStore.footprint(length)))
     }
 
+    /// The flags of the record whose payload is `payload`.
+    @inline(__always)
+    static func flags(_ payload: UnsafeRawPointer) -> RecordFlags {
+        RecordFlags(rawValue: payload.load(fromByteOffset: 4 - headerSize, as: UInt8.self))
+    }
+
+    @inline(__always)
+    static func setFlags(_ payload: UnsafeRawPointer, _ flags: RecordFlags) {
+        UnsafeMutableRawPointer(mutating: payload).storeBytes(of: flags.rawValue, toByteOffset: 4 - headerSize, as: UInt8.self)
+    }
+
+    /// The epoch the record's IDs were first sent with; 0 before its first send.
+    @inline(__always)
+    static func epoch(_ payload: UnsafeRawPointer) -> UInt64 {
+        payload.load(fromByteOffset: 8 - headerSize, as: UInt64.self)
+    }
+
+    @inline(__always)
+    static func setEpoch(_ payload: UnsafeRawPointer, _ epoch: UInt64) {
+        UnsafeMutableRawPointer(mutating: payload).storeBytes(of: epoch, toByteOffset: 8 - headerSize, as: UInt64.self)
+    }
+
     /// Copies one event (its `total_size` bytes, clamped to a valid event). Returns the new `stored`.
     @inline(__always)
     func storeEvent(_ e: UnsafePointer<pb_event>, stored: UInt64, acked: UInt64) -> UInt64? {
@@ -70,6 +98,19 @@ final class RecordStore {
         payload.copyMemory(from: e, byteCount: n)
         return next
     }
+}
+
+/// What the publisher knows of one record (docs/redis.md, "Exactly once").
+struct RecordFlags: OptionSet {
+    let rawValue: UInt8
+    /// Its XADD needs no more sending: applied, a true duplicate of a replay, or refused for good.
+    static let streamSettled = RecordFlags(rawValue: 1)
+    /// Its PUBLISH needs no more sending (mode publish or both).
+    static let channelSettled = RecordFlags(rawValue: 2)
+    /// Redis refused a part of it for good (counted in `rejected`, not `published`).
+    static let refused = RecordFlags(rawValue: 4)
+    /// The original of a reissued record: settled, counted through its copy.
+    static let moved = RecordFlags(rawValue: 32)
 }
 
 /// One plugin output record in a `RecordStore`: a 16-byte header, then the plugin name, the topic

@@ -187,6 +187,9 @@ public struct RedisPublisherStats: Sendable, Equatable, CustomStringConvertible 
     public var pluginPending: UInt64
     /// PUBLISH messages acknowledged (mode .publish or .both).
     public var channelPublished: UInt64
+    /// Records re-sent under a new ID epoch because Redis refused them with a retryable error
+    /// after accepting a later entry of the same stream (docs/redis.md, "Exactly once").
+    public var reissued: UInt64
     /// The last connection or server error, redacted; nil when none yet.
     public var lastError: String?
 
@@ -194,7 +197,7 @@ public struct RedisPublisherStats: Sendable, Equatable, CustomStringConvertible 
         "connected=\(connected) published=\(published) duplicates=\(duplicates) spilled=\(spilled) " +
         "replayed=\(replayed) dropped=\(dropped) rejected=\(rejected) lapped=\(lapped) " +
         "reconnects=\(reconnects) pending=\(pending) plugin_published=\(pluginPublished) " +
-        "plugin_rejected=\(pluginRejected) plugin_pending=\(pluginPending)"
+        "plugin_rejected=\(pluginRejected) plugin_pending=\(pluginPending) reissued=\(reissued)"
     }
 }
 
@@ -215,6 +218,7 @@ final class PublisherControl: Sendable {
     let pluginRejected = Atomic<UInt64>(0)
     let pluginPending = Atomic<UInt64>(0)
     let channelPublished = Atomic<UInt64>(0)
+    let reissued = Atomic<UInt64>(0)
     let idleGeneration = Atomic<UInt64>(0)
     let stopRequested = Atomic<Bool>(false)
     let stopDeadlineNs = Atomic<UInt64>(0)
@@ -239,6 +243,7 @@ final class PublisherControl: Sendable {
             pluginRejected: pluginRejected.load(ordering: .relaxed),
             pluginPending: pluginPending.load(ordering: .relaxed),
             channelPublished: channelPublished.load(ordering: .relaxed),
+            reissued: reissued.load(ordering: .relaxed),
             lastError: lastError.withLock { $0 })
     }
 }
