@@ -561,47 +561,48 @@ final class PublisherLoop {
     /// each is copied to the end of the store, to be sent again under a new epoch, and the
     /// original is settled as moved.
     private func reissueFailedEvents() {
-        if failedEvents.isEmpty { return }
         for position in failedEvents {
-            let r = events.record(at: position)
-            let flags = RecordStore.flags(r.payload)
-            let e = r.payload.assumingMemoryBound(to: pb_event.self)
-            if let next = events.storeEvent(e, stored: eStored, acked: eAcked) {
-                let copy = events.record(at: eStored)
-                RecordStore.setFlags(copy.payload, flags.intersection(.channelSettled))
-                eStored = next
-                eStoredN += 1
-                control.reissued.add(1, ordering: .relaxed)
-            } else {
+            let settled = reissue(in: events, at: position, stored: &eStored, storedN: &eStoredN, acked: eAcked,
+                                  keep: .channelSettled, settle: [.streamSettled, .channelSettled])
+            if !settled {
                 control.dropped.add(1, ordering: .relaxed)
+                let seq = events.record(at: position).payload.assumingMemoryBound(to: pb_event.self).pointee.sequence
                 logger.error("no room to reissue an event Redis refused with a retryable error; dropped",
-                             metadata: ["redis": "\(server)", "sequence": "\(e.pointee.sequence)"])
+                             metadata: ["redis": "\(server)", "sequence": "\(seq)"])
             }
-            RecordStore.setFlags(r.payload, flags.union([.moved, .streamSettled, .channelSettled]))
         }
         failedEvents.removeAll()
     }
 
     /// The same for plugin records, per plugin stream.
     private func reissueFailedPlugins(stream name: [UInt8]) {
-        if failedPlugins.isEmpty { return }
         failedPlugins.removeAll { failed in
             guard failed.name == name else { return false }
-            let r = plugins.record(at: failed.position)
-            let flags = RecordStore.flags(r.payload)
-            if let (slot, next) = plugins.reserve(length: r.length, stored: pStored, acked: pAcked) {
-                slot.copyMemory(from: r.payload, byteCount: r.length)
-                pStored = next
-                pStoredN += 1
-                control.reissued.add(1, ordering: .relaxed)
-            } else {
+            if !reissue(in: plugins, at: failed.position, stored: &pStored, storedN: &pStoredN, acked: pAcked,
+                        keep: [], settle: .streamSettled) {
                 control.pluginRejected.add(1, ordering: .relaxed)
                 logger.error("no room to reissue a plugin record Redis refused with a retryable error; dropped",
                              metadata: ["redis": "\(server)", "plugin": "\(String(decoding: name, as: UTF8.self))"])
             }
-            RecordStore.setFlags(r.payload, flags.union([.moved, .streamSettled]))
             return true
         }
+    }
+
+    /// Copies the record at `position` to the end of `store` (flags: its own `keep` ones; epoch:
+    /// unset, so its first send picks one) and settles the original as moved. False when the
+    /// store had no room (the original is settled anyway: the caller counts it as dropped).
+    private func reissue(in store: RecordStore, at position: UInt64, stored: inout UInt64, storedN: inout UInt64,
+                         acked: UInt64, keep: RecordFlags, settle: RecordFlags) -> Bool {
+        let r = store.record(at: position)
+        let flags = RecordStore.flags(r.payload)
+        defer { RecordStore.setFlags(r.payload, flags.union(settle).union(.moved)) }
+        guard let (slot, next) = store.reserve(length: r.length, stored: stored, acked: acked) else { return false }
+        slot.copyMemory(from: r.payload, byteCount: r.length)
+        RecordStore.setFlags(slot, flags.intersection(keep))
+        stored = next
+        storedN += 1
+        control.reissued.add(1, ordering: .relaxed)
+        return true
     }
 
     private func logRejected(_ what: String, sequence: UInt64) {

@@ -150,15 +150,7 @@ struct ConfigTests {
         ("[performance]\ncpu_affinity = true\n", "expected a CPU list"),
     ])
     func cpuAffinityErrors(toml: String, problem: String) throws {
-        let dir = TempDir()
-        let file = dir.write("plugboard.toml", toml)
-        #expect {
-            try ConfigLoader(searchPaths: [], environment: [:]).load(file: file)
-        } throws: { e in
-            let m = "\(e)"
-            return m.contains(file) && m.contains("performance.cpu_affinity") && m.contains(problem)
-                && m.contains("\"1\", \"0-3\" or \"0,2-3\"")
-        }
+        expectRefused(toml, mentioning: ["performance.cpu_affinity", problem, "\"1\", \"0-3\" or \"0,2-3\""])
     }
 
     @Test("performance.cpu_affinity: unset pins nothing; an integer is one CPU")
@@ -177,13 +169,18 @@ struct ConfigTests {
         ("[redis]\nmode = \"streams\"\n", "redis.mode", "did you mean \"stream\""),
     ])
     func choiceErrors(toml: String, key: String, hint: String) throws {
+        expectRefused(toml, mentioning: [key, hint])
+    }
+
+    /// Loads `toml` from a file and expects it refused with a message naming the file and each of `parts`.
+    private func expectRefused(_ toml: String, mentioning parts: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         let dir = TempDir()
         let file = dir.write("plugboard.toml", toml)
-        #expect {
+        #expect(sourceLocation: sourceLocation) {
             try ConfigLoader(searchPaths: [], environment: [:]).load(file: file)
         } throws: { e in
             let m = "\(e)"
-            return m.contains(file) && m.contains(key) && m.contains(hint)
+            return m.contains(file) && parts.allSatisfy { m.contains($0) }
         }
     }
 
