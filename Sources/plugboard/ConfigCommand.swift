@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PlugboardCore
 import PlugboardDaemon
 
 /// `plugboard config`: configuration tooling.
@@ -44,6 +45,9 @@ struct ConfigCommand: ParsableCommand {
             }
             do {
                 let effective = try loader.load(file: file, overrides: parsed)
+                // Checked against this machine (the loader only checks the syntax): the daemon
+                // would refuse it at start.
+                try effective.daemon.performance.cpuAffinity.validate()
                 print(json ? effective.renderJSON() : effective.render())
             } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))

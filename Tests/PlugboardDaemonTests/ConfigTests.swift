@@ -414,4 +414,24 @@ struct ConfigTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("\(bad):2: performance.batch_sise: unknown key. Fix: did you mean \"performance.batch_size\"?"))
     }
+
+    @Test("config check and serve refuse a CPU this machine does not let the daemon use, naming the allowed ones")
+    func unusableCPU() throws {
+        let binary = try #require(productBinary("plugboard"))
+        let allowed = CPUAffinity.allowed
+        let dir = TempDir()
+        let empty = dir.write("empty.toml", "")
+        let env = ["PLUGBOARD_PERFORMANCE_CPU_AFFINITY": "1000", "PLUGBOARD_CONFIG": empty]
+        let problem = "performance.cpu_affinity: CPU 1000 is not one this process may run on (allowed: \(allowed))"
+        var r = try runProcess(binary, ["config", "check"], env: env)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains(problem), "\(r.stderr)")
+        r = try runProcess(binary, ["serve", "--set", "plugins.dirs=\(dir.path)", "--set", "source=synthetic:3",
+                                    "--set", "monitoring.enabled=false"], env: env)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(problem), "\(r.stderr)")
+        // A CPU it may use passes.
+        r = try runProcess(binary, ["config", "check"], env: ["PLUGBOARD_PERFORMANCE_CPU_AFFINITY": "\(allowed.cpus.last!)", "PLUGBOARD_CONFIG": empty])
+        #expect(r.status == 0, "\(r.stderr)")
+    }
 }
