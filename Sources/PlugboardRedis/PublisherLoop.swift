@@ -356,7 +356,7 @@ final class PublisherLoop {
             }
             if let why = retryReason {
                 // Read every reply still in flight first: then each record's fate is known, and a
-                // failed one that a later entry overtook has been reissued (see `reissueFailed`).
+                // failed one that a later entry overtook has been reissued (`reissueFailedEvents`).
                 while inFlightBatches > 0 { try readOldestBatch() }
                 throw Retry(description: why)
             }
@@ -471,8 +471,6 @@ final class PublisherLoop {
                     logRejected("PUBLISH \(keys.channel): \(why)", sequence: e.pointee.sequence)
                 }
             }
-            // A record reissued meanwhile (its own reply was a retry, so not this pass) keeps `moved`.
-            flags.formUnion(RecordStore.flags(r.payload).intersection(.moved))
             RecordStore.setFlags(r.payload, flags)
             if eventSettled(flags) && !eventSettled(before) && !flags.contains(.moved) {
                 if flags.contains(.refused) {
@@ -496,21 +494,21 @@ final class PublisherLoop {
             var flags = RecordStore.flags(r.payload)
             if !flags.contains(.streamSettled) {
                 let rec = PluginRecord(reading: r.payload)
-                let name = Array(UnsafeRawBufferPointer(start: rec.name.0, count: rec.name.1))
+                // Only the error paths need the name as bytes of their own.
+                func name() -> [UInt8] { Array(UnsafeRawBufferPointer(start: rec.name.0, count: rec.name.1)) }
                 switch try connection.withNextReply(PublisherLoop.classifyXADD) {
                 case .ok, .duplicate:
                     flags.insert(.streamSettled)
                     control.pluginPublished.add(1, ordering: .relaxed)
-                    reissueFailedPlugins(stream: name)
+                    if !failedPlugins.isEmpty { reissueFailedPlugins(stream: name()) }
                 case .retry(let why):
-                    failedPlugins.append((pRead, name))
-                    retryReason = retryReason ?? "XADD \(keys.pluginPrefix)\(String(decoding: name, as: UTF8.self)): \(why)"
+                    failedPlugins.append((pRead, name()))
+                    retryReason = retryReason ?? "XADD \(keys.pluginPrefix)\(String(decoding: name(), as: UTF8.self)): \(why)"
                 case .rejected(let why):
                     flags.formUnion([.streamSettled, .refused])
                     control.pluginRejected.add(1, ordering: .relaxed)
-                    logRejected("XADD \(keys.pluginPrefix)\(String(decoding: name, as: UTF8.self)): \(why)", sequence: rec.sequence)
+                    logRejected("XADD \(keys.pluginPrefix)\(String(decoding: name(), as: UTF8.self)): \(why)", sequence: rec.sequence)
                 }
-                flags.formUnion(RecordStore.flags(r.payload).intersection([.moved, .streamSettled]))
                 RecordStore.setFlags(r.payload, flags)
             }
             pRead = r.next
@@ -546,9 +544,11 @@ final class PublisherLoop {
             lastEventSequenceSent = 0
             lastPluginSequenceSent = 0
             epochBumps += 1
-            if epochBumps == 1 || epochBumps % 100 == 0 { logger.warning("Redis refused entries with a retryable error after accepting later ones; they are re-sent under a new ID epoch",
-                           metadata: ["redis": "\(server)", "epoch": "\(epochMs!)", "reissued_so_far": "\(control.reissued.load(ordering: .relaxed))",
-                                    "epochs_started": "\(epochBumps)"]) }
+            if epochBumps == 1 || epochBumps % 100 == 0 {
+                logger.warning("Redis refused entries with a retryable error after accepting later ones; they are re-sent under a new ID epoch",
+                               metadata: ["redis": "\(server)", "epoch": "\(epochMs!)", "epochs_started": "\(epochBumps)",
+                                          "reissued_so_far": "\(control.reissued.load(ordering: .relaxed))"])
+            }
         }
         if plugin { lastPluginSequenceSent = sequence } else { lastEventSequenceSent = sequence }
         RecordStore.setEpoch(payload, epochMs!)
