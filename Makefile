@@ -42,7 +42,11 @@ plugins:
 test: build
 	@# umockdev's uevent sender aborts when its datagram queue (default 10) fills: raise it.
 	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); burst tests may fail"
-	umockdev-wrapper $(SWIFT) test
+	@# The umockdev suites run in a process of their own: umockdev's preload is process-wide and,
+	@# under the I/O of the other suites, its uevent sender once failed to read a device and
+	@# dropped the uevent ("No such device"). The other suites need no preload.
+	umockdev-wrapper $(SWIFT) test --filter PlugboardUdevTests
+	$(SWIFT) test --skip PlugboardUdevTests
 
 ## demo: a scripted hotplug session (hub, keyboard, flash drive, unplug/replug, a burst) played
 ## through a umockdev testbed into the real `plugboard run --source udev` with the sample plugins.
