@@ -39,6 +39,10 @@ final class PublisherLoop {
     private var lastEventSequenceSent: UInt64 = 0
     private var lastPluginSequenceSent: UInt64 = 0
     private var epochBumps = 0
+    /// Redis Cluster: the node serving the stream's slot, when a MOVED said it is not the configured one.
+    private var clusterNode: RedisURL?
+    /// Set while reading replies when one was a MOVED: followed once every reply in flight is read.
+    private var pendingRedirect: (node: RedisURL, text: String)?
     private var pluginSequence: UInt64 = 0
 
     private var connection: RedisConnection?
@@ -92,13 +96,35 @@ final class PublisherLoop {
     }
 
     private func connect() throws {
-        if let connection {
-            try connection.reconnect()
-        } else {
-            connection = try RedisConnection(url: config.url, options: config.connect)
-        }
-        if epochMs == nil {
-            epochMs = try determineEpoch()
+        // Redis Cluster: the node a MOVED named, else the configured one. A redirect target that
+        // cannot be reached is forgotten, so the next attempt asks the configured node again.
+        for hop in 0...PublisherLoop.maxRedirects {
+            let target = clusterNode ?? config.url
+            do {
+                if let connection, connection.url == target {
+                    try connection.reconnect()
+                } else {
+                    connection = try RedisConnection(url: target, options: config.connect)
+                }
+            } catch let error as RedisError where clusterNode != nil && error.isTransient {
+                logger.warning("the Redis Cluster node the stream's slot moved to is unreachable; asking the configured node again",
+                               metadata: ["redis": "\(server)", "node": "\(target.redacted)", "error": "\(error)"])
+                clusterNode = nil
+                throw error
+            }
+            if epochMs != nil { break }
+            switch try determineEpoch() {
+            case .epoch(let ms):
+                epochMs = ms
+            case .moved(let node, let text):
+                guard hop < PublisherLoop.maxRedirects else {
+                    throw RedisError(.server, server: server, "XINFO STREAM \(keys.events): \(text) (after \(hop) redirects)",
+                                     fix: "check the cluster's slot table (redis-cli --cluster check)")
+                }
+                follow(node, because: text)
+                continue
+            }
+            break
         }
         let inFlight = (eSentN - eAckedN) + (pSentN - pAckedN)
         if inFlight > 0 { control.replayed.add(inFlight, ordering: .relaxed) }
@@ -118,9 +144,34 @@ final class PublisherLoop {
         failedAttempts = 0
     }
 
+    private enum EpochAnswer { case epoch(UInt64), moved(RedisURL, String) }
+
+    /// Redis Cluster redirects followed in a row before giving up (a slot table in flux).
+    private static let maxRedirects = 5
+
+    /// Points the next connection at the cluster node a `MOVED` named (same credentials and
+    /// database), counted and logged.
+    private func follow(_ node: RedisURL, because text: String) {
+        clusterNode = node
+        control.redirects.add(1, ordering: .relaxed)
+        logger.notice("Redis Cluster: the stream's slot is served by another node; following the redirect",
+                      metadata: ["redis": "\(server)", "node": "\(node.redacted)", "reply": "\(text)"])
+    }
+
+    /// The node of a `MOVED <slot> <host>:<port>` reply, with the configured credentials.
+    static func movedTarget(_ text: String, like url: RedisURL) -> RedisURL? {
+        let parts = text.split(separator: " ")
+        guard parts.count == 3, parts[0] == "MOVED", let colon = parts[2].lastIndex(of: ":"),
+              let port = Int(parts[2][parts[2].index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(parts[2][..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty, case .tcp(let seedHost, _) = url.endpoint { host = seedHost }  // "MOVED 3999 :6381": same host
+        return RedisURL(endpoint: .tcp(host: host, port: port), user: url.user, password: url.password, database: url.database)
+    }
+
     /// The ms part of every ID this run: now, or one past the stream's last ID if that is later
     /// (a clock that went backwards, or a previous run within the same millisecond).
-    private func determineEpoch() throws -> UInt64 {
+    private func determineEpoch() throws -> EpochAnswer {
         guard let connection else { throw RedisError(.io, server: server, "not connected") }
         let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         let reply = try connection.command(["XINFO", "STREAM", keys.events])
@@ -128,6 +179,11 @@ final class PublisherLoop {
         switch reply {
         case .error(let e) where e.contains("no such key"):
             lastMs = 0
+        case .error(let e) where e.hasPrefix("MOVED "):
+            guard let node = Self.movedTarget(e, like: config.url) else {
+                throw RedisError(.unexpectedReply, server: server, "XINFO STREAM \(keys.events): unreadable redirect \"\(e)\"")
+            }
+            return .moved(node, e)
         case .error(let e) where e.hasPrefix("WRONGTYPE"):
             throw RedisError(.wrongType, server: server, "key \(keys.events) holds a value that is not a stream (\(e))",
                              fix: "delete it (redis-cli DEL '\(keys.events)') or publish under another host name")
@@ -152,7 +208,7 @@ final class PublisherLoop {
             throw RedisError(.unexpectedReply, server: server,
                              "XINFO STREAM \(keys.events): expected an array or an error, got \(reply.shape)")
         }
-        return max(now, lastMs + 1)
+        return .epoch(max(now, lastMs + 1))
     }
 
     private func markDown(_ error: any Error, wasConnected: Bool) {
@@ -165,7 +221,10 @@ final class PublisherLoop {
         if wasConnected {
             spilledThisOutage = 0
             droppedThisOutage = 0
-            logger.warning("lost the connection to Redis; spilling up to \(byteCount(config.spillBytes)) of events, reconnecting with backoff",
+            // A redirect is logged where it is followed; a refusal is not a lost connection.
+            if pendingRedirect != nil { return }
+            let what = error is Retry ? "Redis refused commands with a retryable error" : "lost the connection to Redis"
+            logger.warning("\(what); spilling up to \(byteCount(config.spillBytes)) of events, reconnecting with backoff",
                            metadata: ["redis": "\(server)", "error": "\(text)",
                                       "in_flight": "\(eSentN - eAckedN)", "pending": "\(eStoredN - eAckedN)"])
         }
@@ -333,7 +392,7 @@ final class PublisherLoop {
 
     // MARK: Pipelines
 
-    private enum Outcome { case ok, duplicate, retry(String), rejected(String) }
+    private enum Outcome { case ok, duplicate, retry(String), moved(String), rejected(String) }
 
     private struct Retry: Error, CustomStringConvertible {
         var description: String
@@ -365,6 +424,11 @@ final class PublisherLoop {
             inFlightBatches = 0
             batchHead = 0
             markDown(error, wasConnected: true)
+            if let redirect = pendingRedirect {
+                pendingRedirect = nil
+                follow(redirect.node, because: redirect.text)
+                nextAttemptNs = 0  // a redirect is not an outage: reconnect at once
+            }
         }
     }
 
@@ -454,6 +518,9 @@ final class PublisherLoop {
                 case .retry(let why):
                     failedEvents.append(eRead)
                     retryReason = retryReason ?? "XADD \(keys.events): \(why)"
+                case .moved(let text):
+                    failedEvents.append(eRead)
+                    redirected(text, command: "XADD \(keys.events)")
                 case .rejected(let why):
                     flags.formUnion([.streamSettled, .refused])
                     logRejected("XADD \(keys.events): \(why)", sequence: e.pointee.sequence)
@@ -464,7 +531,7 @@ final class PublisherLoop {
                 case .ok, .duplicate:
                     channelAcks += 1
                     flags.insert(.channelSettled)
-                case .retry(let why):
+                case .retry(let why), .moved(let why):
                     retryReason = retryReason ?? "PUBLISH \(keys.channel): \(why)"
                 case .rejected(let why):
                     flags.formUnion([.channelSettled, .refused])
@@ -504,6 +571,9 @@ final class PublisherLoop {
                 case .retry(let why):
                     failedPlugins.append((pRead, name()))
                     retryReason = retryReason ?? "XADD \(keys.pluginPrefix)\(String(decoding: name(), as: UTF8.self)): \(why)"
+                case .moved(let text):
+                    failedPlugins.append((pRead, name()))
+                    redirected(text, command: "XADD \(keys.pluginPrefix)\(String(decoding: name(), as: UTF8.self))")
                 case .rejected(let why):
                     flags.formUnion([.streamSettled, .refused])
                     control.pluginRejected.add(1, ordering: .relaxed)
@@ -524,6 +594,13 @@ final class PublisherLoop {
         control.publishLatency.record(monotonicNanos() &- batchSentAt[batchHead])
         batchHead = (batchHead + 1) % PublisherLoop.maxBatchesInFlight
         inFlightBatches -= 1
+    }
+
+    /// A MOVED reply: the command was not executed, like a retryable error, and the connection
+    /// is then re-made to the named node (all of this host's keys share one slot: `{HOST}`).
+    private func redirected(_ text: String, command: String) {
+        retryReason = retryReason ?? "\(command): \(text)"
+        if pendingRedirect == nil, let node = Self.movedTarget(text, like: config.url) { pendingRedirect = (node, text) }
     }
 
     /// Settled: nothing of the record is left to send in this mode.
@@ -635,12 +712,14 @@ final class PublisherLoop {
     /// Redis' error for an ID at or below the stream's top: the replayed entry is already stored.
     private static let duplicatePrefix = "ERR The ID specified in XADD is equal or smaller"
     /// Errors that go away by themselves (loading, failover, memory, persistence): back off and replay.
+    /// `ASK`: the slot is migrating and this key already left; retried until the MOVED that ends it.
     private static let retryPrefixes = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "NOAUTH", "READONLY",
-                                        "CLUSTERDOWN", "OOM", "MISCONF"]
+                                        "CLUSTERDOWN", "OOM", "MISCONF", "ASK "]
 
     private static func classifyError(_ r: UnsafePointer<redisReply>) -> Outcome {
         let text = String(decoding: RedisReply.bytes(r.pointee.str, r.pointee.len), as: UTF8.self)
         if text.hasPrefix(duplicatePrefix) { return .duplicate }
+        if text.hasPrefix("MOVED ") { return .moved(text) }
         if retryPrefixes.contains(where: { text.hasPrefix($0) }) { return .retry(text) }
         return .rejected(text)
     }

@@ -190,6 +190,8 @@ public struct RedisPublisherStats: Sendable, Equatable, CustomStringConvertible 
     /// Records re-sent under a new ID epoch because Redis refused them with a retryable error
     /// after accepting a later entry of the same stream (docs/redis.md, "Exactly once").
     public var reissued: UInt64
+    /// Redis Cluster MOVED redirects followed (docs/redis.md, "Redis Cluster").
+    public var redirects: UInt64
     /// The last connection or server error, redacted; nil when none yet.
     public var lastError: String?
 
@@ -197,7 +199,7 @@ public struct RedisPublisherStats: Sendable, Equatable, CustomStringConvertible 
         "connected=\(connected) published=\(published) duplicates=\(duplicates) spilled=\(spilled) " +
         "replayed=\(replayed) dropped=\(dropped) rejected=\(rejected) lapped=\(lapped) " +
         "reconnects=\(reconnects) pending=\(pending) plugin_published=\(pluginPublished) " +
-        "plugin_rejected=\(pluginRejected) plugin_pending=\(pluginPending) reissued=\(reissued)"
+        "plugin_rejected=\(pluginRejected) plugin_pending=\(pluginPending) reissued=\(reissued) redirects=\(redirects)"
     }
 }
 
@@ -219,6 +221,7 @@ final class PublisherControl: Sendable {
     let pluginPending = Atomic<UInt64>(0)
     let channelPublished = Atomic<UInt64>(0)
     let reissued = Atomic<UInt64>(0)
+    let redirects = Atomic<UInt64>(0)
     let idleGeneration = Atomic<UInt64>(0)
     let stopRequested = Atomic<Bool>(false)
     let stopDeadlineNs = Atomic<UInt64>(0)
@@ -244,6 +247,7 @@ final class PublisherControl: Sendable {
             pluginPending: pluginPending.load(ordering: .relaxed),
             channelPublished: channelPublished.load(ordering: .relaxed),
             reissued: reissued.load(ordering: .relaxed),
+            redirects: redirects.load(ordering: .relaxed),
             lastError: lastError.withLock { $0 })
     }
 }

@@ -23,7 +23,7 @@ final class RedisServer {
     init(extraArgs: [String] = [], user: String? = nil, password: String? = nil, unixSocket: Bool = false,
          start: Bool = true) throws {
         self.unixSocket = unixSocket
-        port = try RedisServer.freePort()
+        port = try RedisServer.freePort(clusterBus: extraArgs.contains("--cluster-enabled"))
         var template = Array("/tmp/plugboard-redis-test-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed: errno \(errno)") }
         dir = String(cString: made)
@@ -104,13 +104,24 @@ final class RedisServer {
     }
 
     /// A port nobody listens on right now: bind port 0 on loopback, read it back, close.
-    static func freePort() throws -> Int {
+    /// With `clusterBus`, one below 55536 whose +10000 (Redis Cluster's bus port) is free too.
+    static func freePort(clusterBus: Bool = false) throws -> Int {
+        guard clusterBus else { return try bindable(0) }
+        for _ in 0..<200 {
+            let p = try bindable(0)
+            if p < 55536, (try? bindable(p + 10000)) != nil { return p }
+        }
+        throw TestFailure("no free port pair for a cluster node")
+    }
+
+    /// Binds `port` (0: any) on loopback, closes, and returns the port bound.
+    private static func bindable(_ port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
+        addr.sin_port = UInt16(port).bigEndian
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &addr) {

@@ -126,6 +126,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_redis_spilled_total", "counter", [], "Events held in the spill buffer while Redis was down."),
         ("plugboard_redis_dropped_total", "counter", [], "Events dropped because the spill buffer was full."),
         ("plugboard_redis_reissued_total", "counter", [], "Entries re-sent under a new ID epoch: Redis refused them with a retryable error after storing a later one."),
+        ("plugboard_redis_redirects_total", "counter", [], "Redis Cluster MOVED redirects followed."),
         ("plugboard_plugin_metric_total", "counter", ["plugin", "name"], "A plugin's own counter (host API counter_add)."),
         ("plugboard_plugin_metric", "gauge", ["plugin", "name"], "A plugin's own gauge (host API gauge_set)."),
         ("plugboard_plugin_observation", "summary", ["plugin", "name", "quantile"], "A plugin's own histogram (host API histogram_observe): p50/p95/p99 over its last 4096 observations."),
@@ -237,6 +238,8 @@ public final class DaemonMetrics: Sendable {
         if let r = s.redis { w.sample("plugboard_redis_dropped_total", [], Double(r.dropped)) }
         header("plugboard_redis_reissued_total")
         if let r = s.redis { w.sample("plugboard_redis_reissued_total", [], Double(r.reissued)) }
+        header("plugboard_redis_redirects_total")
+        if let r = s.redis { w.sample("plugboard_redis_redirects_total", [], Double(r.redirects)) }
         let plugins = s.pluginMetrics.sorted { $0.key < $1.key }
         header("plugboard_plugin_metric_total")
         for (plugin, m) in plugins {

@@ -143,7 +143,7 @@ public final class CoreRuntime: RuntimeControl {
             eventsByAction: runtime.eventsByAction, resyncs: resyncs, eventLatency: latency,
             redis: host.publisherStats.map {
                 RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped,
-                            reissued: $0.reissued,
+                            reissued: $0.reissued, redirects: $0.redirects,
                             publishLatency: host.publishLatency.map(HistogramSnapshot.init) ?? .empty)
             },
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,

@@ -161,15 +161,18 @@ public struct RedisStatus: Sendable {
     public var dropped: UInt64
     /// Entries re-sent under a new ID epoch (docs/redis.md, "Exactly once").
     public var reissued: UInt64
+    /// Redis Cluster MOVED redirects followed.
+    public var redirects: UInt64
     /// XADD round trip, per pipelined batch.
     public var publishLatency: HistogramSnapshot
     public init(connected: Bool, published: UInt64 = 0, spilled: UInt64 = 0, dropped: UInt64 = 0, reissued: UInt64 = 0,
-                publishLatency: HistogramSnapshot = .empty) {
+                redirects: UInt64 = 0, publishLatency: HistogramSnapshot = .empty) {
         self.connected = connected
         self.published = published
         self.spilled = spilled
         self.dropped = dropped
         self.reissued = reissued
+        self.redirects = redirects
         self.publishLatency = publishLatency
     }
 }
