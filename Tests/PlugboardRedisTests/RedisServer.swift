@@ -44,19 +44,10 @@ final class RedisServer {
 
     /// Starts redis-server and waits until it answers (up to 10 s).
     func start() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        p.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                       "--appendfsync", "always", "--dir", dir, "--daemonize", "no",
-                       "--logfile", "\(dir)/redis.log"] + extraArgs
-            + (unixSocket ? ["--unixsocket", socketPath, "--unixsocketperm", "700"] : [])
-        // `make test` runs under umockdev-wrapper, whose LD_PRELOAD hangs redis-server at start-up:
-        // the server is real and needs no mocked devices, so it runs without the preload.
-        var env = ProcessInfo.processInfo.environment
-        env["LD_PRELOAD"] = nil
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        let p = RedisServer.tool("/usr/bin/redis-server", [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+            "--appendfsync", "always", "--dir", dir, "--daemonize", "no", "--logfile", "\(dir)/redis.log",
+        ] + extraArgs + (unixSocket ? ["--unixsocket", socketPath, "--unixsocketperm", "700"] : []))
         try p.run()
         process = p
         let deadline = Date().addingTimeInterval(10)
@@ -96,6 +87,21 @@ final class RedisServer {
     func stop() {
         kill()
         try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// A Redis tool (`redis-server`, `redis-cli`) to run, its output discarded and without
+    /// LD_PRELOAD: under umockdev-wrapper the preload hangs redis-server at start-up, and these
+    /// are real programs that need no mocked devices.
+    static func tool(_ path: String, _ arguments: [String]) -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["LD_PRELOAD"] = nil
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        return p
     }
 
     /// A fresh client connection with the right credentials.
