@@ -41,6 +41,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Pin the event source and the plugin workers to these CPUs (\"1\", \"0-3\"); one CPU gives idle plugins the lowest latency (docs/benchmarks.md).", valueName: "CPUS"))
     var cpuAffinity: String = ""
 
+    @Flag(help: "Development: when a running plugin's .so in a plugin directory is rebuilt or replaced, load the new build in its place, keeping its place in the stream and its state (docs/plugin-guide.md, \"Hot reload\").")
+    var watch = false
+
     @Flag(help: "Let finite sources lap slow plugins instead of waiting for them (as a live source does).")
     var lossy = false
 
@@ -93,6 +96,8 @@ struct RunCommand: ParsableCommand {
         let runtime = host.runtime
         try host.startPlugins()
         do { try host.startPublisher() } catch { throw CLI.Failure("\(error)") }
+        let watcher = watch ? try PluginWatcher(runtime: runtime, directories: pluginDirectories, logger: logger) : nil
+        if watcher != nil { logger.notice("watching the plugin directories: a rebuilt plugin is reloaded in place") }
 
         let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
         let clock = ContinuousClock()
@@ -108,6 +113,7 @@ struct RunCommand: ParsableCommand {
         while drained.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
             guard signals.count > 0 else { continue }
             logger.notice("signal received: stopping (drain, then shut plugins down); send it again to stop at once")
+            watcher?.stop()  // no reload may swap a worker while the runtime stops them
             let report = runtime.stop(deadline: .milliseconds(Int(shutdownDeadline * 1000)))
             if !report.clean {
                 logger.error("shutdown deadline of \(shutdownDeadline)s passed; still busy: \(report.stuck.joined(separator: ", "))")
@@ -116,6 +122,7 @@ struct RunCommand: ParsableCommand {
             break
         }
         _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
+        watcher?.stop()
         host.stopPublisher(timeout: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)))
         let elapsed = clock.now - started
         CLI.printSummary(runtime: runtime, sourceName: host.source.name, elapsed: elapsed)

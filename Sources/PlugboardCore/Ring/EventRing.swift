@@ -306,6 +306,15 @@ public final class RingConsumer: @unchecked Sendable {
         sharedCursor.store(cursor, ordering: .relaxed)
     }
 
+    /// Moves a consumer that has read nothing yet to `cursor` (a hot-reloaded plugin's worker
+    /// takes over its predecessor's position). Call before its first poll, while a consumer at
+    /// or behind `cursor` is still registered.
+    func reposition(to cursor: UInt64) {
+        self.cursor = cursor
+        pendingEnd = cursor
+        sharedCursor.store(cursor, ordering: .releasing)
+    }
+
     /// Stops counting this consumer for flow control and lag (it will read no more).
     public func deregister() {
         _ = ring.consumers.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }

@@ -244,4 +244,65 @@ public final class Runtime: Sendable {
     public var sourceThreadID: Int32 { state.withLock { $0.sourceThread?.threadID ?? 0 } }
     /// Plugins that were rejected or failed to initialise.
     public var failures: [PluginFailure] { state.withLock { $0.failures } }
+
+    // MARK: Hot reload
+
+    /// Replaces the running plugin `name` with the build at `path`, without losing or repeating
+    /// an event (docs/plugin-guide.md, "Hot reload"). The new build is opened from a private
+    /// copy (so `dlopen` maps the new code even when the old image stays loaded) and initialised
+    /// with the same configuration, filter and batch size while the old one keeps running. Only
+    /// then does the old worker stop after its current batch; its cursor and, when both builds
+    /// implement it, its `save_state` pass to the new one, which restores the state and reads on
+    /// from that cursor.
+    /// - Throws: `PluginLoadError` naming `path` when the new build cannot replace the old one
+    ///   (not a plugin, another name, init failed...): the old one then keeps running untouched.
+    @discardableResult
+    public func reload(pluginNamed name: String, from path: String) throws(PluginLoadError) -> Worker {
+        guard let old = state.withLock({ $0.workers.first { $0.plugin.name == name && $0.state == .running } }) else {
+            throw PluginLoadError(file: path, kind: .skipped(reason: "no running plugin named '\(name)' to replace"))
+        }
+        let copy = try ReloadCopies.shared.copy(of: path)
+        let fresh: LoadedPlugin
+        do {
+            fresh = try PluginLoader.open(copy)
+        } catch {
+            ReloadCopies.shared.remove(copy)
+            throw PluginLoadError(file: path, kind: error.kind)
+        }
+        guard fresh.name == name else {
+            fresh.unload()
+            ReloadCopies.shared.remove(copy)
+            throw PluginLoadError(file: path, kind: .skipped(
+                reason: "the new build is named '\(fresh.name)', not '\(name)' (fix: keep the name, or restart to load it as another plugin)"))
+        }
+        let context = PluginContext(name: name, configuration: old.context.configuration, outputQueue: outputQueue,
+                                    deviceTable: deviceTable, logger: logger)
+        let next = Worker(plugin: fresh, context: context, consumer: ring.makeConsumer(name: name), batchSize: old.batchSize,
+                          filter: old.filter,
+                          deadline: old.deadlineNanoseconds > 0 ? .nanoseconds(Int64(old.deadlineNanoseconds)) : nil,
+                          cpus: options.cpuAffinity, sourcePath: old.sourcePath, handoff: Handoff(), logger: logger)
+        next.start()
+        if let error = next.waitForInit() {
+            next.thread?.join()
+            fresh.unload()
+            ReloadCopies.shared.remove(copy)
+            throw PluginLoadError(file: path, kind: error.kind)
+        }
+        // The swap: the old worker finishes its batch, repositions the new consumer at its own
+        // cursor and saves its state (see Worker.run), then the new one starts reading.
+        old.successor.withLock { $0 = next }
+        old.requestStop()
+        old.thread?.join()
+        next.inheritCounters(from: old)
+        state.withLock { s in
+            if let i = s.workers.firstIndex(where: { $0 === old }) { s.workers[i] = next } else { s.workers.append(next) }
+        }
+        next.handoff?.go.signal()
+        old.plugin.unload()
+        ReloadCopies.shared.remove(old.plugin.path)
+        logger.notice("plugin reloaded", metadata: [
+            "plugin": "\(name)", "from_version": "\(old.plugin.version)", "to_version": "\(fresh.version)",
+            "path": "\(path)", "state": "\(old.plugin.supportsStateTransfer && fresh.supportsStateTransfer ? "transferred" : "not kept")"])
+        return next
+    }
 }

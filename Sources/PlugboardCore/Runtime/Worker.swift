@@ -34,6 +34,12 @@ public final class Worker: Sendable {
     let logger: Logger
     /// CPUs the worker thread is pinned to (empty: not pinned).
     let cpus: CPUAffinity
+    /// The file the plugin was found as (a hot reload loads a private copy of a new build of it).
+    public let sourcePath: String
+    /// Set on a replacement (hot reload): after init it waits for its predecessor's state.
+    let handoff: Handoff?
+    /// Set on a worker being replaced: it hands its cursor and state over as it stops.
+    let successor = Mutex<Worker?>(nil)
 
     // Counters read by `stats` from other threads; written by the worker thread.
     let delivered = Atomic<UInt64>(0)
@@ -60,8 +66,11 @@ public final class Worker: Sendable {
     nonisolated(unsafe) var thread: NativeThread?
 
     init(plugin: LoadedPlugin, context: PluginContext, consumer: RingConsumer, batchSize: Int,
-         filter: EventFilter?, deadline: Duration? = nil, cpus: CPUAffinity = .none, logger: Logger) {
+         filter: EventFilter?, deadline: Duration? = nil, cpus: CPUAffinity = .none, sourcePath: String? = nil,
+         handoff: Handoff? = nil, logger: Logger) {
         self.plugin = plugin
+        self.sourcePath = sourcePath ?? plugin.path
+        self.handoff = handoff
         self.context = context
         self.consumer = consumer
         self.batchSize = max(1, batchSize)
@@ -122,6 +131,14 @@ public final class Worker: Sendable {
         }
         startNanoseconds.store(max(1, pbs_monotonic_ns() &- startedAt), ordering: .relaxed)
         stateValue.store(WorkerState.running.rawValue, ordering: .releasing)
+        if let handoff {
+            // A replacement: read nothing until the predecessor stopped and handed over.
+            handoff.go.wait()
+            if let saved = handoff.state.withLock({ $0 }) {
+                let status = plugin.restoreState(saved)
+                if status != PB_OK { recordError("restore_state returned \(statusName(status)); the plugin starts without its predecessor's state") }
+            }
+        }
         let batch = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: batchSize)
         let selected = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: batchSize)
         defer {
@@ -166,9 +183,29 @@ public final class Worker: Sendable {
                 break loop
             }
         }
+        if let next = successor.withLock({ $0 }), let handoff = next.handoff {
+            // Hot reload: the replacement reads on from exactly here (repositioned while this
+            // consumer is still registered, so nothing it needs can be lapped meanwhile).
+            next.consumer.reposition(to: consumer.cursor)
+            let saved = plugin.supportsStateTransfer ? plugin.saveState() : nil
+            handoff.state.withLock { $0 = saved }
+        }
         consumer.deregister()
         plugin.shutdown()
         stateValue.store(WorkerState.stopped.rawValue, ordering: .releasing)
+    }
+
+    /// Adds a predecessor's counters to this worker's (a hot reload keeps a plugin's totals;
+    /// laps and missed events are its consumer's own and start again).
+    func inheritCounters(from old: Worker) {
+        func add(_ mine: borrowing Atomic<UInt64>, _ theirs: borrowing Atomic<UInt64>) {
+            mine.add(theirs.load(ordering: .relaxed), ordering: .relaxed)
+        }
+        add(delivered, old.delivered)
+        add(filtered, old.filtered)
+        add(errors, old.errors)
+        add(resyncs, old.resyncs)
+        add(overruns, old.overruns)
     }
 
     /// The consumer was lapped (before or during a batch): publish its counts, resync the plugin.
