@@ -105,16 +105,44 @@ private final class FeedSource: EventSource {
     }
 }
 
+/// Keeps every log line at every level, so log statements (and their metadata) are evaluated.
+private final class LogLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    var all: [String] { lock.withLock { lines } }
+    func append(_ s: String) { lock.withLock { lines.append(s) } }
+    var logger: Logger {
+        Logger(label: "hot-reload-test") { _ in Handler(sink: self) }
+    }
+    struct Handler: LogHandler {
+        let sink: LogLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            let m = (metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            sink.append("\(level) \(message) \(m)")
+        }
+    }
+}
+
 private struct TestFailure: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
 
 @Suite("Hot reload", .serialized)
 struct HotReloadTests {
+    /// Every log line of the runtimes these tests start (all levels: every statement runs).
+    private let log = LogLines()
+
     /// A running runtime with "hot" v1 from `dir`, fed by a `FeedSource`.
     private func start(_ dir: String, output: String) throws -> (Runtime, FeedSource) {
         var options = RuntimeOptions()
         options.pluginDirectories = [dir]
         options.pluginConfiguration = ["hot": ["output": output]]
-        let runtime = try Runtime(options: options, logger: TestSupport.logger)
+        let runtime = try Runtime(options: options, logger: log.logger)
         try runtime.loadPlugins()
         runtime.startWorkers()
         let feed = FeedSource()
@@ -159,6 +187,8 @@ struct HotReloadTests {
         #expect(lines.contains("v1 shutdown \(v1)"), "the old build was shut down after its last event")
         let stats = try #require(runtime.pluginStats.first)
         #expect(stats.version == "2" && stats.events == 6000, "\(stats)")
+        #expect(log.all.contains { $0.contains("plugin reloaded") && $0.contains("from_version=1") && $0.contains("state=transferred")
+            && $0.contains("to_version=2") }, "\(log.all.filter { $0.contains("reload") })")
     }
 
     @Test("a replacement that cannot run is refused with the file and the reason, and the running build keeps going",
@@ -197,7 +227,7 @@ struct HotReloadTests {
         try HotPlugin.build("\(dir)/libhot.so", version: "1")
         let out = "\(dir)/out"
         let (runtime, feed) = try start(dir, output: out)
-        let watcher = try PluginWatcher(runtime: runtime, directories: [dir], settle: .milliseconds(50), logger: TestSupport.logger)
+        let watcher = try PluginWatcher(runtime: runtime, directories: [dir], settle: .milliseconds(50), logger: log.logger)
         feed.wanted.store(100, ordering: .releasing)
         _ = waitForLines(out, 100)
         // As an installer does it: build beside, rename over.

@@ -288,6 +288,7 @@ public final class Runtime: Sendable {
             ReloadCopies.shared.remove(copy)
             throw PluginLoadError(file: path, kind: error.kind)
         }
+        let stateKept = old.plugin.supportsStateTransfer && fresh.supportsStateTransfer
         // The swap: the old worker finishes its batch, repositions the new consumer at its own
         // cursor and saves its state (see Worker.run), then the new one starts reading.
         old.successor.withLock { $0 = next }
@@ -298,11 +299,12 @@ public final class Runtime: Sendable {
             if let i = s.workers.firstIndex(where: { $0 === old }) { s.workers[i] = next } else { s.workers.append(next) }
         }
         next.handoff?.go.signal()
+        // Nothing of the old build's image may be touched after this (its tables are unmapped).
         old.plugin.unload()
         ReloadCopies.shared.remove(old.plugin.path)
         logger.notice("plugin reloaded", metadata: [
             "plugin": "\(name)", "from_version": "\(old.plugin.version)", "to_version": "\(fresh.version)",
-            "path": "\(path)", "state": "\(old.plugin.supportsStateTransfer && fresh.supportsStateTransfer ? "transferred" : "not kept")"])
+            "path": "\(path)", "state": "\(stateKept ? "transferred" : "not kept")"])
         return next
     }
 }
