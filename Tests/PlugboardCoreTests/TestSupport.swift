@@ -41,11 +41,25 @@ enum TestSupport {
         return dir
     }
 
-    /// A logger that drops everything below warning (tests read state, not logs).
+    /// A logger that takes every level and prints nothing: tests read state, not logs, but
+    /// every log statement still runs (a statement reading freed plugin memory once hid behind
+    /// a logger that dropped its level).
     static var logger: Logger {
-        var l = Logger(label: "test")
-        l.logLevel = .critical
-        return l
+        Logger(label: "test") { _ in SilentTraceHandler() }
+    }
+
+    struct SilentTraceHandler: LogHandler {
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            _ = message.description
+            _ = metadata?.mapValues(\.description)
+        }
     }
 
     /// Runs `command` with `arguments`; returns exit status and combined output.
