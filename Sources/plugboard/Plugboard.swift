@@ -25,6 +25,7 @@ struct Plugboard: AsyncParsableCommand {
         list.append(TailCommand.self)
         list.append(ConfigCommand.self)
         list.append(ServeCommand.self)
+        list.append(NewCommand.self)
         return list
     }
 }
