@@ -26,6 +26,9 @@ let plugins = [
     // Notes callback-entry times for the udev latency figures (plugboard-demo-bed --measure).
     plugin("pbtest-latency-probe", target: "PBTestLatencyProbe", path: "Tests/TestPlugins/latency-probe"),
     plugin("pbtest-slow", target: "PBTestSlow", path: "Tests/TestPlugins/slow"),
+    // A plugin written in Swift with the Swift SDK (PlugboardSDK).
+    (.library(name: "swift-counter", type: .dynamic, targets: ["SwiftCounter"]),
+     .target(name: "SwiftCounter", dependencies: ["PlugboardSDK"], path: "SamplePlugins/swift-counter", exclude: ["plugin.toml"])),
 ]
 
 let package = Package(
@@ -44,6 +47,7 @@ let package = Package(
         // Release-mode figures for docs/benchmarks.md `## Manifests` (`make bench-manifests`).
         .executable(name: "plugboard-manifest-bench", targets: ["PlugboardManifestBench"]),
         .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
+        .library(name: "PlugboardSDK", targets: ["PlugboardSDK"]),
     ] + plugins.map(\.0),
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -58,6 +62,8 @@ let package = Package(
     targets: [
         // The plugin ABI: SDK/include/plugboard.h is the single source of truth, imported here.
         .target(name: "CPlugboard", path: "SDK", sources: ["src"], publicHeadersPath: "include"),
+        // The Swift plugin SDK: PlugboardPlugin over the C ABI (docs/plugin-guide.md, "In Swift").
+        .target(name: "PlugboardSDK", dependencies: ["CPlugboard"]),
         // C helpers Swift cannot express: futex, sealed memfd, atomics on shared memory.
         .target(name: "CPlugboardSupport"),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),

@@ -80,31 +80,6 @@ private enum HotPlugin {
     }
 }
 
-/// A live source that publishes events when asked to (one per `pace` µs), until stopped.
-private final class FeedSource: EventSource {
-    let wanted = Atomic<Int>(0)
-    let pace = Atomic<UInt32>(0)
-    var name: String { "feed" }
-    var isFinite: Bool { false }
-    func run(_ context: SourceContext) throws {
-        var sent = 0
-        while !context.shouldStop {
-            let target = wanted.load(ordering: .acquiring)
-            if sent < target {
-                context.producer.publish { w in
-                    w.action = .change
-                    w.setString(.syspath, "/sys/devices/feed")
-                }
-                sent += 1
-                let p = pace.load(ordering: .relaxed)
-                if p > 0 { usleep(p) }
-            } else {
-                usleep(200)
-            }
-        }
-    }
-}
-
 /// Keeps every log line at every level, so log statements (and their metadata) are evaluated.
 private final class LogLines: @unchecked Sendable {
     private let lock = NSLock()
@@ -122,10 +97,9 @@ private final class LogLines: @unchecked Sendable {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            let m = (metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            sink.append("\(level) \(message) \(m)")
+        func log(event: LogEvent) {
+            let m = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            sink.append("\(event.level) \(event.message) \(m)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import PlugboardCore
 import Testing
 
@@ -55,10 +56,9 @@ enum TestSupport {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            _ = message.description
-            _ = metadata?.mapValues(\.description)
+        func log(event: LogEvent) {
+            _ = event.message.description
+            _ = event.metadata?.mapValues(\.description)
         }
     }
 
@@ -103,5 +103,30 @@ enum TestSupport {
         let path = try tempDir("replay") + "/session.jsonl"
         try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return path
+    }
+}
+
+/// A live source that publishes events when asked to (one per `pace` µs), until stopped.
+final class FeedSource: EventSource {
+    let wanted = Atomic<Int>(0)
+    let pace = Atomic<UInt32>(0)
+    var name: String { "feed" }
+    var isFinite: Bool { false }
+    func run(_ context: SourceContext) throws {
+        var sent = 0
+        while !context.shouldStop {
+            let target = wanted.load(ordering: .acquiring)
+            if sent < target {
+                context.producer.publish { w in
+                    w.action = .change
+                    w.setString(.syspath, "/sys/devices/feed")
+                }
+                sent += 1
+                let p = pace.load(ordering: .relaxed)
+                if p > 0 { usleep(p) }
+            } else {
+                usleep(200)
+            }
+        }
     }
 }

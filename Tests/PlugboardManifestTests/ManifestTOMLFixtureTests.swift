@@ -52,7 +52,7 @@ struct ManifestTOMLFixtureTests {
 
     @Test("sample plugin manifests in SamplePlugins/ are valid")
     func samplesAreValid() throws {
-        for name in ["usb-logger", "device-counter"] {
+        for name in ["usb-logger", "device-counter", "swift-counter"] {
             let m = try ManifestTOML.parse(contentsOf: TestSupport.packageRoot + "/SamplePlugins/\(name)/plugin.toml")
             #expect(m.name == name)
             #expect(m.library == "lib\(name).so")
