@@ -29,6 +29,8 @@ let plugins = [
     // A plugin written in Swift with the Swift SDK (PlugboardSDK).
     (.library(name: "swift-counter", type: .dynamic, targets: ["SwiftCounter"]),
      .target(name: "SwiftCounter", dependencies: ["PlugboardSDK"], path: "SamplePlugins/swift-counter", exclude: ["plugin.toml"])),
+    (.library(name: "pbtest-swift-throws", type: .dynamic, targets: ["PBTestSwiftThrows"]),
+     .target(name: "PBTestSwiftThrows", dependencies: ["PlugboardSDK"], path: "Tests/TestPlugins/swift-throws")),
 ]
 
 let package = Package(

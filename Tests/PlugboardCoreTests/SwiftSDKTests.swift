@@ -40,4 +40,16 @@ struct SwiftSDKTests {
         #expect(summary.count == 2, "one summary per build: \(summary)")
         #expect(summary.last?.hasPrefix("{\"events\":1000,") == true, "the new build counted on from the old one's state: \(summary)")
     }
+
+    @Test("a Swift plugin's thrown errors reach the host: init refused with the message, callback errors counted")
+    func thrownErrorsAreReported() throws {
+        let dir = try TestSupport.pluginDir([(TestSupport.plugin("pbtest-swift-throws"), "libswift-throws.so")])
+        var runtime = try TestSupport.runToEnd(pluginDirs: [dir], source: SyntheticSource(count: 10),
+                                               config: ["swift-throws": ["fail_init": "1"]])
+        let failure = try #require(runtime.failures.first)
+        #expect(failure.description.contains("init") && failure.description.contains("fail_init is set, refusing to start"), "\(failure)")
+        runtime = try TestSupport.runToEnd(pluginDirs: [dir], source: SyntheticSource(count: 10))
+        let stats = try #require(runtime.pluginStats.first)
+        #expect(stats.events == 10 && stats.errors > 0, "\(stats)")
+    }
 }
