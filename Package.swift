@@ -26,6 +26,8 @@ let plugins = [
     // Notes callback-entry times for the udev latency figures (plugboard-demo-bed --measure).
     plugin("pbtest-latency-probe", target: "PBTestLatencyProbe", path: "Tests/TestPlugins/latency-probe"),
     plugin("pbtest-slow", target: "PBTestSlow", path: "Tests/TestPlugins/slow"),
+    // Functions for `plugboard call` (libffi), declared in exports/plugin.toml.txt.
+    plugin("pbtest-exports", target: "PBTestExports", path: "Tests/TestPlugins/exports"),
     // A plugin written in Swift with the Swift SDK (PlugboardSDK).
     (.library(name: "swift-counter", type: .dynamic, targets: ["SwiftCounter"]),
      .target(name: "SwiftCounter", dependencies: ["PlugboardSDK"], path: "SamplePlugins/swift-counter", exclude: ["plugin.toml"])),
@@ -66,6 +68,8 @@ let package = Package(
         .target(name: "CPlugboard", path: "SDK", sources: ["src"], publicHeadersPath: "include"),
         // The Swift plugin SDK: PlugboardPlugin over the C ABI (docs/plugin-guide.md, "In Swift").
         .target(name: "PlugboardSDK", dependencies: ["CPlugboard"]),
+        // Calling a plugin's [exports] through libffi (`plugboard call`).
+        .target(name: "PlugboardFFI", dependencies: ["CFFI"]),
         // C helpers Swift cannot express: futex, sealed memfd, atomics on shared memory.
         .target(name: "CPlugboardSupport"),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
@@ -115,6 +119,7 @@ let package = Package(
             "PlugboardUdev",
             "PlugboardRedis",
             "PlugboardDaemon",
+            "PlugboardFFI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -26,6 +26,7 @@ struct Plugboard: AsyncParsableCommand {
         list.append(ConfigCommand.self)
         list.append(ServeCommand.self)
         list.append(NewCommand.self)
+        list.append(CallCommand.self)
         return list
     }
 }

@@ -104,7 +104,6 @@ private final class LogLines: @unchecked Sendable {
     }
 }
 
-private struct TestFailure: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
 
 @Suite("Hot reload", .serialized)
 struct HotReloadTests {

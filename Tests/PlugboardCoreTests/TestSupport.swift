@@ -130,3 +130,9 @@ final class FeedSource: EventSource {
         }
     }
 }
+
+/// A test's own failure, with what went wrong.
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
