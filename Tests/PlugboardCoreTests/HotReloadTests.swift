@@ -87,20 +87,7 @@ private final class LogLines: @unchecked Sendable {
     var all: [String] { lock.withLock { lines } }
     func append(_ s: String) { lock.withLock { lines.append(s) } }
     var logger: Logger {
-        Logger(label: "hot-reload-test") { _ in Handler(sink: self) }
-    }
-    struct Handler: LogHandler {
-        let sink: LogLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let m = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            sink.append("\(event.level) \(event.message) \(m)")
-        }
+        Logger(label: "hot-reload-test") { _ in TestSupport.TraceHandler(sink: { [self] in self.append($0) }) }
     }
 }
 

@@ -46,10 +46,13 @@ enum TestSupport {
     /// every log statement still runs (a statement reading freed plugin memory once hid behind
     /// a logger that dropped its level).
     static var logger: Logger {
-        Logger(label: "test") { _ in SilentTraceHandler() }
+        Logger(label: "test") { _ in TraceHandler() }
     }
 
-    struct SilentTraceHandler: LogHandler {
+    /// Takes every level; renders each line ("level message key=value...") and hands it to
+    /// `sink`, if any.
+    struct TraceHandler: LogHandler {
+        var sink: (@Sendable (String) -> Void)? = nil
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level = .trace
         subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -57,8 +60,9 @@ enum TestSupport {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            _ = event.message.description
-            _ = event.metadata?.mapValues(\.description)
+            let m = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let line = "\(event.level) \(event.message) \(m)"
+            sink?(line)
         }
     }
 
