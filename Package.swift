@@ -14,6 +14,14 @@ func plugin(_ name: String, target: String, path: String) -> (Product, Target) {
     )
 }
 
+/// A plugin written in Swift with the Swift SDK (PlugboardSDK), built as `lib<name>.so`.
+func swiftPlugin(_ name: String, target: String, path: String, exclude: [String] = []) -> (Product, Target) {
+    (
+        .library(name: name, type: .dynamic, targets: [target]),
+        .target(name: target, dependencies: ["PlugboardSDK"], path: path, exclude: exclude)
+    )
+}
+
 let plugins = [
     plugin("usb-logger", target: "UsbLogger", path: "SamplePlugins/usb-logger"),
     plugin("device-counter", target: "DeviceCounter", path: "SamplePlugins/device-counter"),
@@ -28,11 +36,9 @@ let plugins = [
     plugin("pbtest-slow", target: "PBTestSlow", path: "Tests/TestPlugins/slow"),
     // Functions for `plugboard call` (libffi), declared in exports/plugin.toml.txt.
     plugin("pbtest-exports", target: "PBTestExports", path: "Tests/TestPlugins/exports"),
-    // A plugin written in Swift with the Swift SDK (PlugboardSDK).
-    (.library(name: "swift-counter", type: .dynamic, targets: ["SwiftCounter"]),
-     .target(name: "SwiftCounter", dependencies: ["PlugboardSDK"], path: "SamplePlugins/swift-counter", exclude: ["plugin.toml"])),
-    (.library(name: "pbtest-swift-throws", type: .dynamic, targets: ["PBTestSwiftThrows"]),
-     .target(name: "PBTestSwiftThrows", dependencies: ["PlugboardSDK"], path: "Tests/TestPlugins/swift-throws")),
+    swiftPlugin("swift-counter", target: "SwiftCounter", path: "SamplePlugins/swift-counter", exclude: ["plugin.toml"]),
+    // The Swift SDK's error paths (init refused, callbacks throwing).
+    swiftPlugin("pbtest-swift-throws", target: "PBTestSwiftThrows", path: "Tests/TestPlugins/swift-throws"),
 ]
 
 let package = Package(
