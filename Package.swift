@@ -51,7 +51,7 @@ let package = Package(
         .executable(name: "plugboard-demo-bed", targets: ["plugboard-demo-bed"]),
         .library(name: "PlugboardManifest", targets: ["PlugboardManifest"]),
         .library(name: "PlugboardManifestTools", targets: ["PlugboardManifestTools"]),
-        .library(name: "PlugboardManifestHost", targets: ["PlugboardManifestHost"]),
+        .library(name: "PlugboardHost", targets: ["PlugboardHost"]),
         // libFuzzer target for the .pbm reader: `make fuzz` builds it with `--sanitize=fuzzer`.
         .executable(name: "plugboard-manifest-fuzz", targets: ["PlugboardManifestFuzz"]),
         // Release-mode figures for docs/benchmarks.md `## Manifests` (`make bench-manifests`).
@@ -108,20 +108,25 @@ let package = Package(
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
         .executableTarget(name: "plugboard-redis-bench", dependencies: ["PlugboardRedis", "CPlugboard"]),
 
-        // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
+        // The one host of run, serve and monitor: configuration -> settings, plugin discovery
+        // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.
+        .target(name: "PlugboardHost", dependencies: [
+            "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        // The host as a service: service lifecycle, HTTP endpoints, metrics, systemd notify.
         .target(name: "PlugboardDaemon", dependencies: [
-            "PlugboardCore", "CPlugboard", "PlugboardUdev", "PlugboardRedis", "PlugboardManifestHost",
+            "PlugboardCore", "PlugboardHost",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools", "PlugboardManifestHost",
+            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools", "PlugboardHost",
             "PlugboardUdev",
             "PlugboardRedis",
             "PlugboardDaemon",
@@ -138,11 +143,6 @@ let package = Package(
             "PlugboardManifest", "PlugboardCore",
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
-        // Manifest-driven loading for the core runtime (`plugboard run`, and the daemon once wired).
-        .target(name: "PlugboardManifestHost", dependencies: [
-            "PlugboardCore", "PlugboardManifest",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
         .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
         .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
         .testTarget(name: "PlugboardManifestTests",
@@ -157,6 +157,6 @@ let package = Package(
         // The operations figures in docs/benchmarks.md (`make bench-ops`).
         .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
                                                                    .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore"]),
+        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardHost", "PlugboardCore", "CPlugboard"]),
     ] + plugins.map(\.1)
 )

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import PlugboardCore
-import PlugboardDaemon
+import PlugboardHost
 
 /// `plugboard config`: configuration tooling.
 struct ConfigCommand: ParsableCommand {
@@ -48,7 +48,17 @@ struct ConfigCommand: ParsableCommand {
                 // Checked against this machine (the loader only checks the syntax): the daemon
                 // would refuse it at start.
                 try effective.daemon.performance.cpuAffinity.validate()
-                print(json ? effective.renderJSON() : effective.render())
+                // What `run`, `serve` and `monitor` start with: the same mapping they use.
+                let settings = try HostSettings(config: effective)
+                if json {
+                    let pairs = settings.summary.map { "\(Text.jsonQuoted($0.key)):\(Text.jsonQuoted($0.value))" }
+                    // renderJSON is one object: add "host_settings" as its last member.
+                    print(String(effective.renderJSON().dropLast()) + ",\"host_settings\":{" + pairs.joined(separator: ",") + "}}")
+                } else {
+                    print(effective.render())
+                    print("# host settings (what run, serve and monitor start with)")
+                    print("host settings: \(settings.summaryLine)")
+                }
             } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode(1)

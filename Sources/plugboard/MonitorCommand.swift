@@ -3,20 +3,26 @@ import CPlugboard
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardDaemon
+import PlugboardHost
 import PlugboardUdev
 import Synchronization
 
 /// `plugboard monitor`: prints USB events as a plugin would receive them, like `udevadm monitor`.
-struct MonitorCommand: ParsableCommand {
+/// It is the host of `run` with one more sink, a printer, and never publishes to Redis.
+struct MonitorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "monitor",
         abstract: "Print live USB device events exactly as plugins receive them.",
         discussion: """
-            Runs the udev source (enumeration first, flagged coldplug, then live events) and prints
-            each event: receipt time (CLOCK_MONOTONIC seconds), action, vid:pid, product, syspath,
-            then serial and flags. --json prints one object per line with every pb_event field
-            (the replay format, docs/replay-format.md). --properties adds the udev properties each
-            event was built from. Stop with Ctrl-C (SIGINT) or SIGTERM.
+            The host of `plugboard run` (same configuration, same plugins, same settings) with a printer
+            as one more ring consumer; it never publishes to Redis (a second publisher would compete with
+            the daemon's for one stream). The default source is udev (enumeration first, flagged coldplug,
+            then live events); --source replay:FILE prints a recorded session. Each event: receipt time
+            (CLOCK_MONOTONIC seconds), action, vid:pid, product, syspath, then serial and flags. --json
+            prints one object per line with every pb_event field (the replay format, docs/replay-format.md).
+            --properties adds the udev properties each event was built from. Stop with Ctrl-C (SIGINT) or
+            SIGTERM; a finite source ends by itself.
             """)
 
     @Flag(help: "One JSON object per line with every pb_event field.")
@@ -25,78 +31,30 @@ struct MonitorCommand: ParsableCommand {
     @Flag(help: "Also print the udev properties of the uevent (or sysfs device) behind each event.")
     var properties = false
 
+    @OptionGroup var host: HostOptions
+
     @OptionGroup var udev: UdevOptions
 
-    @Option(help: "Log level (logs go to standard error): trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "notice"
-
-    func validate() throws {
-        try udev.validate()
-        if Logger.Level(rawValue: logLevel) == nil {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
-    }
-
-    func run() throws {
-        let logger = CLI.makeLogger(level: logLevel)
-        let ring = try EventRing(slotCount: 4096)
-        let producer = ring.makeProducer()
-        let consumer = ring.makeConsumer(name: "monitor")
-        let context = SourceContext(producer: producer, deviceTable: DeviceTable(), logger: logger)
-        let stash = PropertyStash()
-        let counters = UdevSourceCounters()
-        var tap: (@Sendable (UInt64, UdevDeviceView?) -> Void)? = nil
-        if properties {
-            tap = { seq, dev in stash.put(seq, dev?.properties ?? []) }
-        }
-        let source = UdevSource(options: udev.sourceOptions, counters: counters, onEvent: tap)
-        let failure = FailureBox()
-        let thread = NativeThread(name: "pb-source") {
-            do { try source.run(context) } catch { failure.message.withLock { $0 = "\(error)" } }
-            producer.close()
-        }
-        let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
-        var stopping = false
-        var announced = false
-        let batch = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: 64)
-        defer { batch.deallocate() }
-        loop: while true {
-            if !stopping && signals.count > 0 {
-                stopping = true
-                context.requestStop()
-            }
-            if !announced, let mode = counters.mode {
-                announced = true
-                let buffer = counters.effectiveReceiveBuffer.load(ordering: .relaxed)
-                FileHandle.standardError.write(Data(
-                    "plugboard monitor: USB events (mode \(mode), receive buffer \(buffer >> 20) MiB as SO_RCVBUF reports it); Ctrl-C to stop\n".utf8))
-            }
-            switch consumer.poll(max: 64, into: batch) {
-            case .events(let n):
-                var out = ""
-                for i in 0..<n {
-                    let e = batch[i]!
-                    out += json ? EventJSON.encode(e) : Self.line(e)
-                    out += "\n"
-                    if properties {
-                        for (k, v) in stash.take(e.pointee.sequence) { out += "    \(k)=\(v)\n" }
-                    }
-                }
-                if consumer.commit() {
-                    FileHandle.standardOutput.write(Data(out.utf8))
-                } else {
-                    FileHandle.standardError.write(Data("plugboard monitor: events were overwritten while printing\n".utf8))
-                }
-            case .lapped(let missed):
-                FileHandle.standardError.write(Data("plugboard monitor: fell behind, \(missed) events not shown\n".utf8))
-            case .empty:
-                consumer.wait(timeoutNanoseconds: 50_000_000)
-            case .finished:
-                break loop
-            }
-        }
-        _ = thread.join(timeout: Duration.seconds(2))
-        if let f = failure.message.withLock({ $0 }) { throw CLI.Failure("udev source failed: \(f)") }
+    func run() async throws {
+        let logger = CLI.makeLogger(level: host.logLevel ?? "notice")
+        var (_, settings) = try host.load(extra: udev.overrides, logger: logger)
+        settings.redis = nil
+        let stash = properties ? PropertyStash() : nil
+        let printer = EventPrinter(json: json, stash: stash)
+        var observer: (@Sendable (UInt64, UdevDeviceView?) -> Void)? = nil
+        if let stash { observer = { seq, dev in stash.put(seq, dev?.properties ?? []) } }
+        let assembled: HostAssembly
+        do {
+            assembled = try HostAssembly(settings: settings, sinks: [printer], udevObserver: observer, logger: logger)
+        } catch { throw CLI.Failure("\(error)") }
+        printer.counters = assembled.udevCounters
+        let report: ShutdownReport
+        do {
+            report = try await Daemon.run(host: assembled, options: Daemon.Options(logger: logger, stopWhenSourceEnds: true),
+                                          version: PlugboardCoreVersion.string)
+        } catch { throw CLI.Failure("\(error)") }
+        if let e = assembled.runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
+        if !report.completed { Daemon.exit(with: report) }
     }
 
     /// `[   1234.567890] add      046d:c52b "USB Receiver" /sys/devices/... serial=... [coldplug]`
@@ -113,9 +71,73 @@ struct MonitorCommand: ParsableCommand {
     }
 }
 
-/// The source thread's error, for the main thread.
-final class FailureBox: Sendable {
-    let message = Mutex<String?>(nil)
+/// `monitor`'s sink: prints each event from its own ring consumer on a thread of its own.
+final class EventPrinter: EventSink {
+    let json: Bool
+    let stash: PropertyStash?
+    private let thread = Mutex<NativeThread?>(nil)
+    private let udevCounters = Mutex<UdevSourceCounters?>(nil)
+
+    init(json: Bool, stash: PropertyStash?) {
+        self.json = json
+        self.stash = stash
+    }
+
+    var name: String { "monitor" }
+
+    /// The udev source's counters, for the one-line announcement once its mode is known.
+    var counters: UdevSourceCounters? {
+        get { udevCounters.withLock { $0 } }
+        set { udevCounters.withLock { $0 = newValue } }
+    }
+
+    func start(events consumer: RingConsumer, pluginOutput: OutputQueue) throws {
+        let t = NativeThread(name: "pb-monitor") { [self] in printEvents(from: consumer) }
+        thread.withLock { $0 = t }
+    }
+
+    func stop(until deadline: ContinuousClock.Instant) -> String? {
+        guard let t = thread.withLock({ $0 }) else { return nil }
+        return t.join(timeout: max(.zero, deadline - .now)) ? nil : "monitor (still printing)"
+    }
+
+    private func printEvents(from consumer: RingConsumer) {
+        var announced = false
+        let batch = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: 64)
+        defer { batch.deallocate() }
+        loop: while true {
+            if !announced, let counters, let mode = counters.mode {
+                announced = true
+                let buffer = counters.effectiveReceiveBuffer.load(ordering: .relaxed)
+                FileHandle.standardError.write(Data(
+                    "plugboard monitor: USB events (mode \(mode), receive buffer \(buffer >> 20) MiB as SO_RCVBUF reports it); Ctrl-C to stop\n".utf8))
+            }
+            switch consumer.poll(max: 64, into: batch) {
+            case .events(let n):
+                var out = ""
+                for i in 0..<n {
+                    let e = batch[i]!
+                    out += json ? EventJSON.encode(e) : MonitorCommand.line(e)
+                    out += "\n"
+                    if let stash {
+                        for (k, v) in stash.take(e.pointee.sequence) { out += "    \(k)=\(v)\n" }
+                    }
+                }
+                if consumer.commit() {
+                    FileHandle.standardOutput.write(Data(out.utf8))
+                } else {
+                    FileHandle.standardError.write(Data("plugboard monitor: events were overwritten while printing\n".utf8))
+                }
+            case .lapped(let missed):
+                FileHandle.standardError.write(Data("plugboard monitor: fell behind, \(missed) events not shown\n".utf8))
+            case .empty:
+                consumer.wait(timeoutNanoseconds: 50_000_000)
+            case .finished:
+                break loop
+            }
+        }
+        consumer.deregister()
+    }
 }
 
 /// Properties of published events, keyed by sequence, from the source thread to the printer.

@@ -1,41 +1,27 @@
 import ArgumentParser
-import Logging
-import PlugboardCore
-import PlugboardRedis
+import PlugboardHost
 
-/// `plugboard run` options for publishing to Redis (docs/redis.md).
+/// `plugboard run` options for publishing to Redis (docs/redis.md); each sets a `redis.*` key.
 struct RedisRunOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Publish events to this Redis server: redis://[user:password@]host:port/db or unix:///path?db=N.",
+    @Option(help: ArgumentHelp("Publish events to this Redis server (key redis.url): redis://[user:password@]host:port/db or unix:///path?db=N.",
                                valueName: "URL"))
     var redis: String?
 
-    @Option(name: .customLong("redis-host"), help: ArgumentHelp("{HOST} in the Redis key names (default: this machine's host name).", valueName: "H"))
+    @Option(name: .customLong("redis-host"), help: ArgumentHelp("{HOST} in the Redis key names (key redis.host; default: this machine's host name).", valueName: "H"))
     var redisHost: String?
 
-    @Option(name: .customLong("redis-mode"), help: "stream (XADD), publish (PUBLISH JSON) or both.")
-    var redisMode: String = "stream"
+    @Option(name: .customLong("redis-mode"), help: ArgumentHelp("stream (XADD), publish (PUBLISH JSON) or both (key redis.mode).", valueName: "MODE"))
+    var redisMode: String?
 
-    @Option(name: .customLong("redis-maxlen"), help: "Trim the stream to about this many entries (MAXLEN ~ N); 0 keeps everything.")
-    var redisMaxlen: Int = 1_000_000
+    @Option(name: .customLong("redis-maxlen"), help: ArgumentHelp("Trim the stream to about this many entries (key redis.maxlen: MAXLEN ~ N); 0 keeps everything.", valueName: "N"))
+    var redisMaxlen: Int?
 
-    func validate() throws {
-        if let redis {
-            do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
-        }
-        if RedisPublisher.Mode(rawValue: redisMode) == nil {
-            throw ValidationError("--redis-mode must be stream, publish or both (got '\(redisMode)')")
-        }
-        if redisMaxlen < 0 { throw ValidationError("--redis-maxlen must be 0 (no trimming) or more") }
-    }
-}
-
-extension RedisRunOptions {
-    /// The publisher configuration these options describe, or nil without `--redis`.
-    func configuration() throws -> RedisPublisher.Configuration? {
-        guard let text = redis else { return nil }
-        var config = RedisPublisher.Configuration(url: try RedisURL(parsing: text), host: redisHost ?? StreamKeys.localHost)
-        config.mode = RedisPublisher.Mode(rawValue: redisMode) ?? .stream
-        config.maxLength = redisMaxlen == 0 ? nil : redisMaxlen
-        return config
+    var overrides: [ConfigOverride] {
+        var o: [ConfigOverride] = []
+        if let redis { o.append(.init(key: "redis.url", value: redis, flag: "--redis \(redis)")) }
+        if let redisHost { o.append(.init(key: "redis.host", value: redisHost, flag: "--redis-host \(redisHost)")) }
+        if let redisMode { o.append(.init(key: "redis.mode", value: redisMode, flag: "--redis-mode \(redisMode)")) }
+        if let redisMaxlen { o.append(.init(key: "redis.maxlen", value: "\(redisMaxlen)", flag: "--redis-maxlen \(redisMaxlen)")) }
+        return o
     }
 }

@@ -1,160 +1,110 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
 import PlugboardCore
 import PlugboardDaemon
-import PlugboardManifest
-import PlugboardManifestHost
+import PlugboardHost
 import PlugboardUdev
 import Synchronization
 
-/// `plugboard run`: the host daemon.
-struct RunCommand: ParsableCommand {
+/// `plugboard run`: the host in the foreground. The same host, configuration and shutdown as
+/// `serve`, without the HTTP endpoints and systemd notifications, and it ends when a finite
+/// source has been read to its end.
+struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the host daemon: read events from a source and feed them to the plugins.",
+        abstract: "Run the host in the foreground: read events from a source and feed them to the plugins.",
         discussion: """
+            Reads the same configuration as `plugboard serve` (--config FILE, else $PLUGBOARD_CONFIG, else
+            /etc/plugboard/plugboard.toml, else ./plugboard.toml; then PLUGBOARD_* variables; then the flags
+            below, each of which sets one key). `plugboard config check` prints the values it runs with.
             The default source, udev, reads live USB events (docs/udev.md) until a signal.
             Finite sources (replay:FILE, synthetic:N) end the run once every plugin has drained them.
-            SIGINT/SIGTERM stop gracefully (drain, then shut the plugins down); a second signal stops at once.
+            SIGINT/SIGTERM stop gracefully (drain, shut the plugins down, flush Redis) within
+            shutdown.deadline; a second signal stops at once (exit 128+signal). Exit codes: 0 done,
+            1 start-up or source failure, 64 bad configuration, 70 a component still busy at the deadline.
             """)
 
-    @Option(name: .customLong("plugins"), help: ArgumentHelp("A plugin directory (repeatable).", valueName: "DIR"))
-    var pluginDirectories: [String] = []
-
-    @Option(help: ArgumentHelp("Event source: udev (live USB devices), replay:FILE or synthetic:N.", valueName: "SOURCE"))
-    var source: SourceSpec = .udev
+    @OptionGroup var host: HostOptions
 
     @OptionGroup var udev: UdevOptions
 
-    @Option(name: .customLong("plugin-config"),
-            help: ArgumentHelp("Configuration for one plugin (repeatable).", valueName: "NAME.KEY=VALUE"))
-    var pluginSettings: [PluginSetting] = []
+    @Option(help: ArgumentHelp("Ring slots (key performance.event_buffer_size; rounded up to a power of two).", valueName: "N"))
+    var ringSlots: Int?
 
-    @Option(help: "Ring slots (rounded up to a power of two).")
-    var ringSlots: Int = 4096
+    @Option(help: ArgumentHelp("Most events per plugin callback (key performance.batch_size).", valueName: "N"))
+    var batchSize: Int?
 
-    @Option(help: "Most events per plugin callback.")
-    var batchSize: Int = 64
-
-    @Option(help: ArgumentHelp("Pin the event source and the plugin workers to these CPUs (\"1\", \"0-3\"); one CPU gives idle plugins the lowest latency (docs/benchmarks.md).", valueName: "CPUS"))
-    var cpuAffinity: String = ""
+    @Option(help: ArgumentHelp("Pin the event source and the plugin workers to these CPUs (key performance.cpu_affinity: \"1\", \"0-3\"); one CPU gives idle plugins the lowest latency (docs/benchmarks.md).", valueName: "CPUS"))
+    var cpuAffinity: String?
 
     @Flag(help: "Development: when a running plugin's .so in a plugin directory is rebuilt or replaced, load the new build in its place, keeping its place in the stream and its state (docs/plugin-guide.md, \"Hot reload\").")
     var watch = false
 
-    @Flag(help: "Let finite sources lap slow plugins instead of waiting for them (as a live source does).")
-    var lossy = false
+    @Option(help: ArgumentHelp("Seconds the graceful shutdown may take (key shutdown.deadline).", valueName: "S"))
+    var shutdownDeadline: Double?
 
-    @Option(help: "Seconds to drain and shut down after a signal before giving up.")
-    var shutdownDeadline: Double = 5
-
-    @Option(help: ArgumentHelp("Manifest registry cache (docs/manifest.md); default $XDG_CACHE_HOME/plugboard/registry.pbr, 'none' to read every .pbm.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Manifest registry cache (key plugins.registry_cache; docs/manifest.md); 'none' to read every .pbm.", valueName: "FILE"))
     var registryCache: String?
 
-    @Flag(help: "Development only: load every .so without reading manifests (no filters, no [config], no order).")
+    @Flag(help: "Development only: load every .so without reading manifests (key plugins.manifests = false: no filters, no [config], no order).")
     var ignoreManifests = false
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
 
     @OptionGroup(title: "Redis")
     var redisOptions: RedisRunOptions
 
-    func validate() throws {
-        if pluginDirectories.isEmpty { throw ValidationError("give at least one plugin directory with --plugins DIR") }
-        if ringSlots < 2 || ringSlots > 1 << 22 { throw ValidationError("--ring-slots must be from 2 to 4194304") }
-        if batchSize < 1 || batchSize > 4096 { throw ValidationError("--batch-size must be from 1 to 4096") }
-        try udev.validate()
-        if case .failure(let e) = CPUAffinity.parse(cpuAffinity) {
-            throw ValidationError("--cpu-affinity: \(e); write CPU numbers and ranges like 1, 0-3 or 0,2-3")
+    /// This command's flags, as the configuration keys they set.
+    var overrides: [ConfigOverride] {
+        var o = udev.overrides
+        if let ringSlots { o.append(.init(key: "performance.event_buffer_size", value: "\(ringSlots)", flag: "--ring-slots \(ringSlots)")) }
+        if let batchSize { o.append(.init(key: "performance.batch_size", value: "\(batchSize)", flag: "--batch-size \(batchSize)")) }
+        if let cpuAffinity { o.append(.init(key: "performance.cpu_affinity", value: cpuAffinity, flag: "--cpu-affinity \(cpuAffinity)")) }
+        if let shutdownDeadline {
+            o.append(.init(key: "shutdown.deadline", value: "\(Int((shutdownDeadline * 1000).rounded()))ms",
+                           flag: "--shutdown-deadline \(shutdownDeadline)"))
         }
-        if Logger.Level(rawValue: logLevel) == nil {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
+        if let registryCache { o.append(.init(key: "plugins.registry_cache", value: registryCache, flag: "--registry-cache \(registryCache)")) }
+        if ignoreManifests { o.append(.init(key: "plugins.manifests", value: "false", flag: "--ignore-manifests")) }
+        return o + redisOptions.overrides
     }
 
-    func run() throws {
-        let logger = CLI.makeLogger(level: logLevel)
-        var settings = HostSettings()
-        settings.source = source
-        settings.pluginDirectories = pluginDirectories
-        settings.ringSlots = ringSlots
-        settings.batchSize = batchSize
-        settings.lossy = lossy
-        settings.cpuAffinity = (try? CPUAffinity.parse(cpuAffinity).get()) ?? .none
-        for s in pluginSettings { settings.pluginConfiguration[s.plugin, default: [:]][s.key] = s.value }
-        settings.discovery = ignoreManifests
-            ? .allLibraries
-            : .manifests(registryCache: registryCache == "none" ? nil : (registryCache ?? ManifestRegistry.defaultCachePath()),
-                         lruCapacity: 200)
-        settings.udev = udev.sourceOptions
-        settings.redis = try redisOptions.configuration()
-
-        let host = try Host(settings: settings, logger: logger)
-        let runtime = host.runtime
-        try host.startPlugins()
-        do { try host.startPublisher() } catch { throw CLI.Failure("\(error)") }
-        let watcher = watch ? try PluginWatcher(runtime: runtime, directories: pluginDirectories, logger: logger) : nil
-        if watcher != nil { logger.notice("watching the plugin directories: a rebuilt plugin is reloaded in place") }
-
-        let signals = SignalWatcher(signals: [SIGINT, SIGTERM])
-        let clock = ContinuousClock()
-        let started = clock.now
-        host.startSource()
-
-        let drained = DispatchSemaphore(value: 0)
-        let drainer = NativeThread(name: "pb-drain") {
-            runtime.waitUntilDrained()
-            drained.signal()
+    func run() async throws {
+        let logger = CLI.makeLogger(level: host.logLevel ?? "info")
+        let (_, settings) = try host.load(extra: overrides, logger: logger)
+        let assembled: HostAssembly
+        do { assembled = try HostAssembly(settings: settings, logger: logger) } catch { throw CLI.Failure("\(error)") }
+        let watcher = WatcherBox()
+        let options = Daemon.Options(
+            logger: logger, stopWhenSourceEnds: true,
+            onStarted: { [watch] in
+                guard watch else { return }
+                do {
+                    watcher.set(try PluginWatcher(runtime: assembled.runtime, directories: settings.pluginDirectories, logger: logger))
+                    logger.notice("watching the plugin directories: a rebuilt plugin is reloaded in place")
+                } catch {
+                    logger.error("cannot watch the plugin directories: \(error)")
+                }
+            },
+            // No reload may swap a worker while the shutdown stops them.
+            onStopping: { watcher.stop() })
+        let started = ContinuousClock.now
+        let report: ShutdownReport
+        do {
+            report = try await Daemon.run(host: assembled, options: options, version: PlugboardCoreVersion.string)
+        } catch {
+            throw CLI.Failure("\(error)")
         }
-        var exitCode: Int32 = 0
-        while drained.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
-            guard signals.count > 0 else { continue }
-            logger.notice("signal received: stopping (drain, then shut plugins down); send it again to stop at once")
-            watcher?.stop()  // no reload may swap a worker while the runtime stops them
-            let report = runtime.stop(deadline: .milliseconds(Int(shutdownDeadline * 1000)))
-            if !report.clean {
-                logger.error("shutdown deadline of \(shutdownDeadline)s passed; still busy: \(report.stuck.joined(separator: ", "))")
-                exitCode = 70
-            }
-            break
-        }
-        _ = drainer.join(timeout: exitCode == 0 ? nil : .zero)
-        watcher?.stop()
-        host.stopPublisher(timeout: .milliseconds(Int(max(shutdownDeadline, 5) * 1000)))
-        let elapsed = clock.now - started
-        CLI.printSummary(runtime: runtime, sourceName: host.source.name, elapsed: elapsed)
-        if let counters = host.udevCounters { counters.log(to: logger, context: runtime.sourceContext) }
-        if let e = runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
-        if exitCode != 0 { throw ExitCode(exitCode) }
+        watcher.stop()
+        CLI.printSummary(runtime: assembled.runtime, sourceName: assembled.source.name, elapsed: ContinuousClock.now - started)
+        if let counters = assembled.udevCounters { counters.log(to: logger, context: assembled.runtime.sourceContext) }
+        if let e = assembled.runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
+        if !report.completed { Daemon.exit(with: report) }
     }
 }
 
-/// Counts delivered signals; the first is handled gracefully, the second exits at once.
-final class SignalWatcher {
-    private final class Counter: Sendable {
-        let received = Atomic<Int>(0)
-    }
-    private let counter = Counter()
-    private let sources: [any DispatchSourceSignal]
-
-    init(signals: [Int32]) {
-        sources = signals.map { s in
-            signal(s, SIG_IGN)
-            return DispatchSource.makeSignalSource(signal: s, queue: .global())
-        }
-        for src in sources {
-            src.setEventHandler { [counter] in
-                if counter.received.add(1, ordering: .relaxed).newValue >= 2 {
-                    FileHandle.standardError.write(Data("plugboard: second signal, stopping at once\n".utf8))
-                    exit(130)
-                }
-            }
-            src.resume()
-        }
-    }
-
-    var count: Int { counter.received.load(ordering: .relaxed) }
+/// The `--watch` watcher, made once the host has started and stopped when the shutdown begins.
+final class WatcherBox: Sendable {
+    private let watcher = Mutex<PluginWatcher?>(nil)
+    func set(_ w: PluginWatcher) { watcher.withLock { $0 = w } }
+    func stop() { watcher.withLock { $0 }?.stop() }
 }

@@ -72,11 +72,10 @@ struct AffinityTests {
             (TestSupport.plugin("device-counter"), "libdevice-counter.so"),
         ])
         var options = RuntimeOptions()
-        options.pluginDirectories = [dir]
         options.cpuAffinity = CPUAffinity([cpu])
         options.pluginConfiguration = ["recorder": ["output": "\(dir)/out"]]
         let runtime = try Runtime(options: options, logger: TestSupport.logger)
-        try runtime.loadPlugins()
+        try runtime.addLibraries(in: [dir])
         runtime.startWorkers()
         let workers = runtime.workers
         #expect(workers.count == 2)
@@ -101,10 +100,9 @@ struct AffinityTests {
         let allowed = CPUAffinity.allowed
         let dir = try TestSupport.pluginDir([(TestSupport.plugin("pbtest-recorder"), "librecorder.so")])
         var options = RuntimeOptions()
-        options.pluginDirectories = [dir]
         options.pluginConfiguration = ["recorder": ["output": "\(dir)/out"]]
         let runtime = try Runtime(options: options, logger: TestSupport.logger)
-        try runtime.loadPlugins()
+        try runtime.addLibraries(in: [dir])
         runtime.startWorkers()
         let w = try #require(runtime.workers.first)
         while w.threadID == 0 { usleep(100) }

@@ -98,12 +98,11 @@ struct ReplayTests {
         ])
         let fastOut = "\(dir)/fast.out", slowOut = "\(dir)/slow.out"
         var options = RuntimeOptions()
-        options.pluginDirectories = [dir]
         options.ringSlots = 16
         options.batchSize = 4
         options.pluginConfiguration = ["recorder": ["output": fastOut], "slow": ["output": slowOut, "delay_us": "5000"]]
         let runtime = try Runtime(options: options, logger: TestSupport.logger)
-        try runtime.loadPlugins()
+        try runtime.addLibraries(in: [dir])
         #expect(runtime.startWorkers() == 2)
         let total = 1000
         runtime.start(source: PacedSource(count: total, pacedTo: "recorder", runtime: runtime))

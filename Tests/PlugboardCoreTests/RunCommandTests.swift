@@ -26,10 +26,10 @@ struct RunCommandTests {
     }
 
     @Test("usage errors are clear and exit non-zero", arguments: [
-        (["run", "--source", "synthetic:10"], "--plugins"),
+        (["run", "--plugins", "/nonexistent/plugins", "--source", "synthetic:10"], "/nonexistent/plugins"),
         (["run", "--plugins", "/tmp", "--source", "bogus"], "--source"),
         (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--batch-size", "0"], "--batch-size"),
-        (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "2-x"], "--cpu-affinity: \"2-x\" is not a CPU number"),
+        (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "2-x"], "--cpu-affinity 2-x: performance.cpu_affinity: \"2-x\" is not a CPU number"),
         (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "1000"],
          "performance.cpu_affinity: CPU 1000 is not one this process may run on (allowed: \(CPUAffinity.allowed))"),
     ])

@@ -25,9 +25,8 @@ struct SwiftSDKTests {
     func swiftPluginStateSurvivesReload() throws {
         let dir = try TestSupport.pluginDir([(TestSupport.plugin("swift-counter"), "libswift-counter.so")])
         var options = RuntimeOptions()
-        options.pluginDirectories = [dir]
         let runtime = try Runtime(options: options, logger: TestSupport.logger)
-        try runtime.loadPlugins()
+        try runtime.addLibraries(in: [dir])
         runtime.startWorkers()
         let feed = FeedSource()
         runtime.start(source: feed)

@@ -92,10 +92,9 @@ enum TestSupport {
     static func runToEnd(pluginDirs: [String], source: some EventSource, options: RuntimeOptions = RuntimeOptions(),
                          config: [String: [String: String]] = [:]) throws -> Runtime {
         var o = options
-        o.pluginDirectories = pluginDirs
         o.pluginConfiguration = config
         let runtime = try Runtime(options: o, logger: logger)
-        try runtime.loadPlugins()
+        try runtime.addLibraries(in: pluginDirs)
         runtime.startWorkers()
         runtime.start(source: source)
         runtime.waitUntilDrained()

@@ -3,6 +3,7 @@ import PlugboardCore
 import Testing
 
 @testable import PlugboardDaemon
+@testable import PlugboardHost
 
 /// A temporary directory with a config file in it, removed at deinit.
 final class TempDir {
@@ -41,8 +42,10 @@ struct ConfigTests {
         #expect(d.source == .udev)
         #expect(d.performance.debounceMilliseconds == 25)
         #expect(d.performance.batchSize == 20)
-        #expect(d.performance.eventBufferSize == 2000)
-        #expect(d.performance.ringSlots == 2048)
+        #expect(d.performance.eventBufferSize == 4096)
+        #expect(d.performance.ringSlots == 4096)
+        #expect(d.redis.maxlen == 100_000)
+        #expect(d.redis.batch == 1024)
         #expect(d.monitoring.enabled)
         #expect(d.monitoring.listen == ListenAddress(host: "127.0.0.1", port: 8080))
         #expect(d.monitoring.listen.isLoopback)
@@ -160,7 +163,7 @@ struct ConfigTests {
         let file = dir.write("plugboard.toml", "[performance]\ncpu_affinity = 1\n")
         let c = try ConfigLoader(searchPaths: [], environment: [:]).load(file: file)
         #expect(c.daemon.performance.cpuAffinity.cpus == [1])
-        let settings = try CoreRuntime.settings(config: c.daemon, pluginConfiguration: [:], lossy: false, environment: [:])
+        let settings = try HostSettings(config: c, environment: [:])
         #expect(settings.cpuAffinity.cpus == [1], "the daemon's host gets it")
     }
 
@@ -294,7 +297,8 @@ struct ConfigTests {
         #expect(p.first?.fix == "use an integer from 1 to 4096 (default 20)")
         #expect(problems(toml: "[performance]\nevent_buffer_size = 8\n").first?.problem == "8 is out of range")
         #expect(problems(toml: "[plugins]\ncache_size = -1\n").first?.key == "plugins.cache_size")
-        #expect(problems(toml: "[redis]\nmaxlen = 0\n").first?.key == "redis.maxlen")
+        #expect(problems(toml: "[redis]\nmaxlen = -1\n").first?.key == "redis.maxlen")
+        #expect(problems(toml: "[redis]\nmaxlen = 0\n").isEmpty, "0 keeps every entry, as --redis-maxlen 0 does")
         #expect(problems(toml: "[udev]\nreceive_buffer = 1024\n").first?.key == "udev.receive_buffer")
     }
 

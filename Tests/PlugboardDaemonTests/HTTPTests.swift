@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import PlugboardDaemon
+@testable import PlugboardHost
 
 /// Runs the monitoring server on 127.0.0.1:0 (or `host`) around `body`, with the bound port.
 func withMonitoringServer(runtime: any RuntimeControl, state: DaemonState, host: String = "127.0.0.1",
@@ -43,16 +44,18 @@ func listeningAddress(port: Int) -> String? {
 struct HTTPTests {
     @Test("/readyz is 503 while plugins initialise, 200 once ready, 503 again once shutting down")
     func readyzTransitions() async throws {
-        let rt = ThreadedRuntime(plugins: [.init(name: "p", perEvent: .zero)], holdStart: true)
+        let dir = TempDir()
+        let gate = dir.path + "/init-may-return"
+        let host = try makeHost(in: dir.path, plugins: ["p": ["init_wait_file": gate, "delay_us": "1000"]],
+                                source: "synthetic:1000000000", set: ["shutdown.deadline": "2s"])
         let state = DaemonState()
-        let starter = Thread { try? rt.start(); state.started = true }
-        starter.start()
-        try await withMonitoringServer(runtime: rt, state: state) { port in
+        let starter = NativeThread(name: "starter") { try? host.start(); state.started = true }
+        try await withMonitoringServer(runtime: host, state: state) { port in
             var r = try await httpGet(port: port, path: "/readyz")
             #expect(r.status == 503)
             #expect(r.body == "not ready: plugins are initialising\n")
             #expect(try await httpGet(port: port, path: "/healthz").status == 200)
-            rt.releaseStart()
+            FileManager.default.createFile(atPath: gate, contents: nil)
             let end = ContinuousClock.now + .seconds(10)
             while try await httpGet(port: port, path: "/readyz").status != 200, ContinuousClock.now < end {
                 try await Task.sleep(for: .milliseconds(10))
@@ -60,13 +63,15 @@ struct HTTPTests {
             r = try await httpGet(port: port, path: "/readyz")
             #expect(r.status == 200)
             #expect(r.body == "ready\n")
-            rt.stopSource()
+            _ = host.stopSource(until: .now + .seconds(2))
             r = try await httpGet(port: port, path: "/readyz")
             #expect(r.status == 503)
             #expect(r.body == "not ready: the event source is not live\n")
             state.shuttingDown = true
             #expect(try await httpGet(port: port, path: "/readyz").body == "not ready: shutting down\n")
         }
+        _ = starter.join()
+        #expect(ShutdownCoordinator.shutdown(host, deadline: .seconds(5)).completed)
     }
 
     @Test("/plugins and /devices serve the runtime's status as JSON")
@@ -128,7 +133,7 @@ final class StaticRuntime: RuntimeControl {
     let fixed: RuntimeStatus
     init(status: RuntimeStatus) { fixed = status }
     func start() throws {}
-    func stopSource() {}
+    func stopSource(until deadline: ContinuousClock.Instant) -> [String] { [] }
     func drain(until deadline: ContinuousClock.Instant) -> [String] { [] }
     func shutdownPlugins(until deadline: ContinuousClock.Instant) -> [String] { [] }
     func flushOutputs(until deadline: ContinuousClock.Instant) -> [String] { [] }

@@ -4,82 +4,95 @@ import PlugboardCore
 import Testing
 
 @testable import PlugboardDaemon
+@testable import PlugboardHost
 
-@Suite("Shutdown coordinator (real threads)")
+@Suite("Shutdown coordinator (the real host, real plugins)")
 struct ShutdownCoordinatorTests {
-    @Test("a clean shutdown runs stop source, drain, plugin shutdown, flush in order and processes everything")
+    @Test("a clean shutdown drains every event to every plugin, shuts them down, then flushes the sinks")
     func cleanShutdownOrder() throws {
-        let rt = ThreadedRuntime(plugins: (0..<3).map { .init(name: "p\($0)", perEvent: .microseconds(200)) })
-        try rt.start()
-        rt.publish(50)
-        let report = ShutdownCoordinator.shutdown(rt, deadline: .seconds(10))
+        let dir = TempDir()
+        let names = ["p0", "p1", "p2"]
+        let probe = ProbeSink(files: names.map { "\(dir.path)/\($0).txt" })
+        let host = try makeHost(in: dir.path, plugins: Dictionary(uniqueKeysWithValues: names.map { ($0, ["delay_us": "200"]) }),
+                                source: "synthetic:50", sinks: [probe])
+        try host.start()
+        host.waitUntilSourceDrained()
+        // Drained but not shut down: the plugins wait for the coordinator's plugin-shutdown step.
+        for n in names { #expect(!((try? String(contentsOfFile: "\(dir.path)/\(n).txt", encoding: .utf8)) ?? "").contains("SHUTDOWN")) }
+        let report = ShutdownCoordinator.shutdown(host, deadline: .seconds(10))
         #expect(report.completed)
         #expect(report.stuck.isEmpty)
-        #expect(rt.calls.withLock { $0 } == ["start", "stopSource", "drain", "shutdownPlugins", "flushOutputs"])
-        #expect(rt.processedCounts == [50, 50, 50])
         #expect(report.message.hasPrefix("shutdown complete in"))
+        for n in names {
+            #expect(recordedSequences("\(dir.path)/\(n).txt") == Array(1...50), "\(n)")
+            #expect(try String(contentsOfFile: "\(dir.path)/\(n).txt", encoding: .utf8).hasSuffix("SHUTDOWN\n"))
+        }
+        // The sinks are flushed last: by then every plugin had shut down; the probe read all 50.
+        #expect(probe.shutDownAtStop.withLock { $0 } == [true, true, true])
+        #expect(probe.seen.load(ordering: .relaxed) == 50)
     }
 
-    @Test("a plugin slower than the deadline is named as stuck, with the drain step")
+    @Test("a plugin slower than the deadline is named as stuck in the drain step, with where it is and what is left")
     func slowPluginNamed() throws {
-        let rt = ThreadedRuntime(plugins: [.init(name: "fast", perEvent: .zero), .init(name: "slow", perEvent: .milliseconds(200))])
-        try rt.start()
-        rt.publish(20)
+        let dir = TempDir()
+        let host = try makeHost(in: dir.path, plugins: ["fast": [:], "slow": ["delay_us": "200000"]],
+                                source: "synthetic:20", set: ["performance.batch_size": "1"])
+        try host.start()
+        defer { host.runtime.abort() }
         let start = ContinuousClock.now
-        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        let report = ShutdownCoordinator.shutdown(host, deadline: .milliseconds(300))
         let elapsed = ContinuousClock.now - start
         #expect(!report.completed)
         #expect(report.stuckPhase == "drain")
         #expect(report.stuck.count == 1)
-        #expect(report.stuck.first?.hasPrefix("plugin slow (") == true)
+        let stuck = report.stuck.first ?? ""
+        #expect(stuck.hasPrefix("plugin slow (in events callback, ") && stuck.hasSuffix(" events left)"), "\(stuck)")
         #expect(report.message.contains("stuck: plugin slow"))
         #expect(!report.message.contains("fast"))
-        // The hard deadline holds: the call returned, though a thread is still asleep in a "callback".
+        // The hard deadline holds: the call returned, though a thread is still asleep in a callback.
         #expect(elapsed < .seconds(3))
     }
 
     @Test("a plugin whose shutdown sleeps past the deadline is named in the plugin shutdown step")
     func stuckInShutdown() throws {
-        let rt = ThreadedRuntime(plugins: [.init(name: "ok", perEvent: .zero),
-                                           .init(name: "sleepy", perEvent: .zero, shutdownTime: .seconds(5))])
-        try rt.start()
-        rt.publish(5)
-        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        let dir = TempDir()
+        let host = try makeHost(in: dir.path, plugins: ["ok": [:], "sleepy": ["shutdown_delay_us": "5000000"]],
+                                source: "synthetic:5")
+        try host.start()
+        let report = ShutdownCoordinator.shutdown(host, deadline: .milliseconds(300))
         #expect(!report.completed)
         #expect(report.stuckPhase == "plugin shutdown")
         #expect(report.stuck == ["plugin sleepy (in shutdown)"])
+        #expect(try String(contentsOfFile: dir.path + "/ok.txt", encoding: .utf8).hasSuffix("SHUTDOWN\n"))
     }
 
-    @Test("a step that ignores the deadline cannot hold the caller past it")
+    @Test("a sink that ignores the deadline cannot hold the caller past it")
     func uninterruptibleStep() throws {
-        let rt = ThreadedRuntime(plugins: [.init(name: "p", perEvent: .zero)], flushTime: .seconds(5))
-        try rt.start()
+        let dir = TempDir()
+        let host = try makeHost(in: dir.path, plugins: ["p": [:]], source: "synthetic:5",
+                                sinks: [ProbeSink(stopDelay: .seconds(5))])
+        try host.start()
         let start = ContinuousClock.now
-        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        let report = ShutdownCoordinator.shutdown(host, deadline: .milliseconds(300))
         #expect(ContinuousClock.now - start < .seconds(3))
         #expect(!report.completed)
         #expect(report.stuckPhase == "flush outputs")
         #expect(report.message.contains("during flush outputs"))
     }
 
-    @Test("a stuck real plugin in the real core is named when the deadline passes")
+    @Test("a plugin stuck in a 3 s callback while a live-rate source fills the ring is named at the deadline")
     func realCoreStuckPlugin() throws {
         let dir = TempDir()
-        try buildRecorderPlugin(named: "stuckrec", into: dir.path)
-        var config = DaemonConfig.defaults
-        config.source = .synthetic(count: 1_000_000)
-        config.plugins.dirs = [dir.path]
-        config.performance.eventBufferSize = 64
-        config.plugins.manifests = false
-        let rt = try CoreRuntime(config: config, pluginConfiguration: ["stuckrec": ["output": dir.path + "/out.txt", "delay_us": "3000000"]],
-                                 logger: Logger(label: "test"))
-        try rt.start()
+        let host = try makeHost(in: dir.path, plugins: ["stuckrec": ["delay_us": "3000000"]], source: "synthetic:1000000",
+                                set: ["performance.event_buffer_size": "64"])
+        try host.start()
+        defer { host.runtime.abort() }
         // Wait until the plugin is inside its (3 s) callback: the ring fills behind it.
         let end = ContinuousClock.now + .seconds(10)
-        while rt.status().ring.fill < 63 && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
-        let report = ShutdownCoordinator.shutdown(rt, deadline: .milliseconds(300))
+        while host.status().ring.fill < 63 && ContinuousClock.now < end { Thread.sleep(forTimeInterval: 0.01) }
+        let report = ShutdownCoordinator.shutdown(host, deadline: .milliseconds(300))
         #expect(!report.completed)
-        #expect(report.stuck.contains("plugin stuckrec"))
+        #expect(report.stuck.contains { $0.hasPrefix("plugin stuckrec (in events callback, ") }, "\(report.stuck)")
     }
 
     @Test("the last shutdown record survives a round trip through its file")

@@ -3,6 +3,7 @@ import PlugboardCore
 import Testing
 
 @testable import PlugboardDaemon
+@testable import PlugboardHost
 
 /// Runs `promtool ARGS` with `input` on stdin.
 func promtool(_ args: [String], input: String? = nil) throws -> ProcessResult {

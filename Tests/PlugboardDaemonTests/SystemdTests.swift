@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import PlugboardDaemon
+@testable import PlugboardHost
 
 @Suite("systemd")
 struct SystemdTests {

@@ -160,7 +160,7 @@ struct CLITests {
     }
 
     @Test("usage errors of run --redis and tail are clear and exit 64", arguments: [
-        (["run", "--plugins", "/tmp", "--source", "synthetic:1", "--redis", "redis://h:99999"], "port '99999'"),
+        (["run", "--plugins", "/tmp", "--source", "synthetic:1", "--redis", "redis://h:99999"], "--redis redis://h:99999: redis.url: port \"99999\""),
         (["run", "--plugins", "/tmp", "--source", "synthetic:1", "--redis", "redis://h", "--redis-mode", "fast"], "--redis-mode"),
         (["tail", "--group", "g"], "--group and --consumer go together"),
         (["tail", "--from", "yesterday"], "--from 'yesterday' is not a stream ID"),

@@ -109,7 +109,7 @@ struct UdevOptionValidationTests {
         for cmd in [["monitor"], ["run", "--plugins", "/nonexistent"]] {
             let r = try run(cmd + ["--udev-receive-buffer", "0"])
             #expect(r.status == 64)
-            #expect(r.stderr.contains("--udev-receive-buffer must be from 1 to 2047 (MiB); the default is 128"))
+            #expect(r.stderr.contains("--udev-receive-buffer must be from 1 to 1024 (MiB); the default is 128"))
         }
     }
 

@@ -4,8 +4,6 @@ import Synchronization
 
 /// Settings for a `Runtime`.
 public struct RuntimeOptions: Sendable {
-    /// Directories searched for `*.so` plugins.
-    public var pluginDirectories: [String] = []
     /// Ring slots (rounded up to a power of two).
     public var ringSlots: Int = 4096
     /// Most events handed to a plugin per call.
@@ -42,8 +40,11 @@ public struct PluginFailure: Sendable, CustomStringConvertible {
 /// The host runtime: one ring, one source, one worker thread per plugin, any extra
 /// consumers (the Redis publisher). It wires the parts; each part does its own work.
 ///
-/// Typical use: `loadPlugins()`, `startWorkers()`, `start(source:)`, then either
-/// `waitUntilDrained()` for a finite source or `stop(deadline:)` on a signal.
+/// The host (PlugboardHost) finds the plugins: from manifests, opening each with `PluginLoader`
+/// and adding it with `addPlugin`, or all libraries of a directory with `addLibraries(in:)`.
+/// Typical use: `addPlugin` for each,
+/// `startWorkers()`, `start(source:)`, then the shutdown steps `stopSource(until:)`,
+/// `drain(until:)`, `shutdownPlugins(until:)` (or `stop(deadline:)`, all three at once).
 public final class Runtime: Sendable {
     public let options: RuntimeOptions
     public let ring: EventRing
@@ -74,23 +75,25 @@ public final class Runtime: Sendable {
         outputQueue = OutputQueue(maxRecords: options.outputQueueRecords)
     }
 
-    /// Discovers and opens every plugin in the configured directories. Failures are
-    /// recorded (see `failures`) and logged; they never stop the others.
-    /// - Throws: `PlugboardError` only when a plugin directory cannot be read.
+    /// Opens every `*.so` in `directories` and adds it, without manifests (no filter, no
+    /// `[config]`, no order): the host's `plugins.manifests = false` mode, and the core tests.
+    /// Failures are recorded (see `failures`) and logged; they never stop the others.
+    /// - Returns: per plugin name, the time `PluginLoader.open` took.
+    /// - Throws: `PlugboardError` only when a directory cannot be read.
     @discardableResult
-    public func loadPlugins() throws -> (loaded: Int, failed: Int) {
-        let paths = try PluginLoader.discover(in: options.pluginDirectories)
-        var ok = 0, bad = 0
-        for path in paths {
+    public func addLibraries(in directories: [String]) throws -> [String: Duration] {
+        let clock = ContinuousClock()
+        var times: [String: Duration] = [:]
+        for path in try PluginLoader.discover(in: directories) {
+            let t = clock.now
             do {
-                let p = try PluginLoader.open(path)
-                if addPlugin(p) { ok += 1 } else { bad += 1 }
+                let plugin = try PluginLoader.open(path)
+                if addPlugin(plugin) { times[plugin.name] = clock.now - t }
             } catch {
                 recordFailure(path: path, error)
-                bad += 1
             }
         }
-        return (ok, bad)
+        return times
     }
 
     /// Adds an opened plugin. `filter` selects its events; `configuration` overrides
@@ -182,46 +185,95 @@ public final class Runtime: Sendable {
     /// The error that ended the source, if it failed.
     public var sourceError: String? { state.withLock { $0.sourceError } }
 
-    /// Waits until the source ended and every worker drained the ring and shut its plugin down.
-    public func waitUntilDrained() {
+    /// Waits until the source ended and every worker read the ring to its end. The plugins are
+    /// not shut down yet: `shutdownPlugins(until:)` does that.
+    public func waitUntilSourceDrained() {
         let (source, workers) = state.withLock { ($0.sourceThread, $0.workers) }
         source?.join()
-        for w in workers { w.thread?.join() }
+        for w in workers {
+            while w.activity != .drained && w.activity != .done { usleepShort() }
+        }
+    }
+
+    /// Waits until the source ended, every worker drained the ring and shut its plugin down.
+    public func waitUntilDrained() {
+        waitUntilSourceDrained()
+        _ = shutdownPlugins(until: nil)
     }
 
     /// What was still busy when a deadline passed.
     public struct StopReport: Sendable {
-        /// Components that did not finish in time ("source", "plugin usb-logger"...).
+        /// Components that did not finish in time ("source", "plugin usb-logger (in shutdown)"...).
         public var stuck: [String]
         public var clean: Bool { stuck.isEmpty }
     }
 
-    /// Graceful stop: stops the source, lets workers drain what was published, calls the
-    /// plugins' shutdown. Anything not finished by `deadline` is reported as stuck.
+    /// Graceful stop in one call: `stopSource`, `drain`, then `shutdownPlugins`, all before `deadline`.
+    public func stop(deadline: Duration) -> StopReport {
+        let end = ContinuousClock.now + deadline
+        var stuck = stopSource(until: end)
+        stuck += drain(until: end)
+        if stuck.isEmpty { stuck = shutdownPlugins(until: end) }
+        return StopReport(stuck: stuck)
+    }
+
+    /// Stops the source: no event enters the ring once it returns, and the ring is closed, so
+    /// every consumer reads what was published and then sees the end.
     ///
     /// A finite source keeps flow control while it stops, so nothing it produced is lapped.
-    /// If it is still blocked near the deadline (waiting for a stuck plugin), flow control is
-    /// abandoned so the source can end; only the stuck plugin is lapped then, and named.
-    public func stop(deadline: Duration) -> StopReport {
+    /// If it is still blocked near `deadline` (waiting for a stuck plugin), flow control is
+    /// abandoned so the source can end; only the stuck plugin is lapped then.
+    /// - Returns: `["source"]` when the source thread did not end in time, else empty.
+    public func stopSource(until deadline: ContinuousClock.Instant) -> [String] {
         let clock = ContinuousClock()
-        let end = clock.now + deadline
-        // Leave the workers a share of the deadline to finish after the source ends.
-        let grace = min(deadline / 4, .milliseconds(250))
-        let (source, context, workers) = state.withLock { ($0.sourceThread, $0.sourceContext, $0.workers) }
-        var stuck: [String] = []
+        let (source, context) = state.withLock { ($0.sourceThread, $0.sourceContext) }
         context?.requestStop()
-        if let source {
-            if !source.join(timeout: max(.zero, (end - grace) - clock.now)) {
-                producer.abandonFlowControl.store(true, ordering: .relaxed)
-                if !source.join(timeout: max(.milliseconds(20), grace / 2)) { stuck.append("source") }
-            }
-        } else {
+        guard let source else {
             producer.close()
+            return []
         }
-        for w in workers where !(w.thread?.join(timeout: max(.zero, end - clock.now)) ?? true) {
-            stuck.append("plugin \(w.plugin.name)")
+        // Leave the workers a share of the time to finish after the source ends.
+        let grace = min((deadline - clock.now) / 4, .milliseconds(250))
+        if !source.join(timeout: max(.zero, (deadline - grace) - clock.now)) {
+            producer.abandonFlowControl.store(true, ordering: .relaxed)
+            if !source.join(timeout: max(.milliseconds(20), grace / 2)) { return ["source"] }
         }
-        return StopReport(stuck: stuck)
+        return []
+    }
+
+    /// Waits until every worker has read the closed ring to its end (or failed, or was stopped).
+    /// - Returns: the workers still reading at `deadline`, named with where they are, e.g.
+    ///   `plugin slow (in events callback, 12 events left)`; empty when all drained.
+    public func drain(until deadline: ContinuousClock.Instant) -> [String] {
+        let workers = self.workers
+        while ContinuousClock.now < deadline {
+            if workers.allSatisfy({ $0.activity == .drained || $0.activity == .done }) { return [] }
+            usleepShort()
+        }
+        return workers.filter { $0.activity != .drained && $0.activity != .done }.map { w in
+            let left = w.stats.lag
+            return "plugin \(w.plugin.name) (\(w.activity), \(left) event\(left == 1 ? "" : "s") left)"
+        }
+    }
+
+    /// Calls every drained plugin's shutdown on its own worker thread and joins the workers.
+    /// - Parameter deadline: nil waits as long as it takes.
+    /// - Returns: the plugins whose worker had not ended by `deadline`, e.g. `plugin sleepy (in shutdown)`.
+    public func shutdownPlugins(until deadline: ContinuousClock.Instant?) -> [String] {
+        let workers = self.workers
+        for w in workers { w.openShutdownGate() }
+        var stuck: [String] = []
+        for w in workers {
+            guard let thread = w.thread else { continue }
+            if let deadline {
+                if !thread.join(timeout: max(.zero, deadline - ContinuousClock.now)) {
+                    stuck.append("plugin \(w.plugin.name) (\(w.activity))")
+                }
+            } else {
+                _ = thread.join()
+            }
+        }
+        return stuck
     }
 
     /// Stops every worker at once without draining (second signal, hard deadline).

@@ -1,5 +1,6 @@
 import CPlugboard
 import CPlugboardSupport
+import Dispatch
 import Logging
 import Synchronization
 
@@ -13,6 +14,30 @@ public enum WorkerState: UInt8, Sendable, CustomStringConvertible {
         case .running: "running"
         case .failed: "failed"
         case .stopped: "stopped"
+        }
+    }
+}
+
+/// Where a worker's thread is, for naming what a shutdown waits on ("in events callback").
+public enum WorkerActivity: UInt8, Sendable, CustomStringConvertible {
+    /// Initialising, or waiting for events.
+    case idle
+    case inEvents
+    case inResync
+    /// Read the closed ring to its end; waits for `Runtime.shutdownPlugins` to call shutdown.
+    case drained
+    case inShutdown
+    /// Shutdown returned (or init failed): the thread has ended or is ending.
+    case done
+
+    public var description: String {
+        switch self {
+        case .idle: "idle"
+        case .inEvents: "in events callback"
+        case .inResync: "in resync callback"
+        case .drained: "drained"
+        case .inShutdown: "in shutdown"
+        case .done: "done"
         }
     }
 }
@@ -52,6 +77,10 @@ public final class Worker: Sendable {
     let cursor = Atomic<UInt64>(0)
     let stateValue = Atomic<UInt8>(WorkerState.starting.rawValue)
     let stopRequested = Atomic<Bool>(false)
+    let activityValue = Atomic<UInt8>(WorkerActivity.idle.rawValue)
+    /// Opened by `Runtime.shutdownPlugins` (or a stop request): a drained worker then calls its
+    /// plugin's shutdown. Keeps draining and shutting down two steps a shutdown can time apart.
+    let shutdownGate = DispatchSemaphore(value: 0)
     /// From `start` to init returning (the worker ready to read the ring), ns; 0 until then.
     let startNanoseconds = Atomic<UInt64>(0)
     // Written by `start` before the thread exists, read by the thread.
@@ -113,11 +142,21 @@ public final class Worker: Sendable {
         return initError.withLock { $0 }
     }
 
+    /// Where the worker's thread is now.
+    public var activity: WorkerActivity { WorkerActivity(rawValue: activityValue.load(ordering: .acquiring)) ?? .done }
+
     /// Asks the worker to stop at once, without draining.
     func requestStop() {
         stopRequested.store(true, ordering: .releasing)
         consumer.ring.wakeAll()
+        shutdownGate.signal()
     }
+
+    /// Lets a drained worker call its plugin's shutdown (a no-op for one that is not there yet:
+    /// it passes the gate as soon as it drains).
+    func openShutdownGate() { shutdownGate.signal() }
+
+    private func enter(_ a: WorkerActivity) { activityValue.store(a.rawValue, ordering: .releasing) }
 
     private func run() {
         do {
@@ -126,6 +165,7 @@ public final class Worker: Sendable {
             initError.withLock { $0 = error }
             lastError.withLock { $0 = error.description }
             consumer.deregister()
+            enter(.done)
             stateValue.store(WorkerState.failed.rawValue, ordering: .releasing)
             return
         }
@@ -161,7 +201,9 @@ public final class Worker: Sendable {
                 if k > 0 {
                     let start = pbs_monotonic_ns()
                     for i in 0..<k { latency.record(start &- selected[i]!.pointee.timestamp_ns) }
+                    enter(.inEvents)
                     let status = plugin.deliver(selected, count: UInt32(k))
+                    enter(.idle)
                     let took = pbs_monotonic_ns() &- start
                     callbackDuration.record(took)
                     if deadlineNanoseconds > 0 && took > deadlineNanoseconds { overran(took) }
@@ -191,7 +233,12 @@ public final class Worker: Sendable {
             handoff.state.withLock { $0 = saved }
         }
         consumer.deregister()
+        enter(.drained)
+        // A stop request (hot reload, abort) opens the gate too, so only a drain waits here.
+        if !stopRequested.load(ordering: .acquiring) { shutdownGate.wait() }
+        enter(.inShutdown)
         plugin.shutdown()
+        enter(.done)
         stateValue.store(WorkerState.stopped.rawValue, ordering: .releasing)
     }
 
@@ -217,7 +264,9 @@ public final class Worker: Sendable {
         logger.warning("plugin fell a whole ring behind and was lapped; resynchronising from the device table",
                        metadata: ["plugin": "\(plugin.name)", "missed": "\(skipped)"])
         let snapshot = context.deviceTable.snapshot()
+        enter(.inResync)
         let status = plugin.resync(snapshot.pointers, count: UInt32(snapshot.count))
+        enter(.idle)
         resyncs.add(1, ordering: .relaxed)
         if status != PB_OK { recordError("resync callback returned \(statusName(status))") }
     }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import PlugboardHost
 import Hummingbird
 import Logging
 import ServiceLifecycle

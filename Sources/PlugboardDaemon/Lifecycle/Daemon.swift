@@ -2,52 +2,70 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
-import UnixSignals
+import PlugboardCore
+import PlugboardHost
 
-/// Runs the daemon: the runtime, the HTTP endpoints and systemd notifications under one ServiceGroup.
+/// Runs the host as a service under one ServiceGroup: `plugboard serve` with its HTTP endpoints and
+/// systemd notifications, and `plugboard run` and `monitor`, which are the same service without them.
 ///
-/// SIGTERM or SIGINT starts a graceful shutdown (`ShutdownCoordinator`): stop the source, drain the
-/// ring, shut the plugins down, flush Redis, within `shutdown.deadline`. A second SIGTERM/SIGINT
-/// exits at once. Use `Daemon.exit(with:)` afterwards for the documented exit codes.
+/// SIGTERM or SIGINT (`ShutdownSignals`, the one handler) starts a graceful shutdown
+/// (`ShutdownCoordinator`): stop the source, drain the ring, shut the plugins down, flush the sinks,
+/// within `shutdown.deadline`. A second signal exits at once. Use `Daemon.exit(with:)` afterwards
+/// for the documented exit codes.
 public enum Daemon {
     /// Exit code when a component was still busy at the shutdown deadline (EX_SOFTWARE).
     public static let stuckExitCode: Int32 = 70
 
-    /// Everything `run` needs besides the runtime.
+    /// What differs between `serve`, `run` and `monitor`.
     public struct Options: Sendable {
-        public var config: DaemonConfig
-        public var environment: [String: String]
         public var logger: Logger
+        public var environment: [String: String]
+        /// Where the HTTP endpoints listen; nil serves none (`run`, `monitor`).
+        public var listen: ListenAddress?
+        /// Send READY=1, WATCHDOG=1 and STOPPING=1 when systemd gave a NOTIFY_SOCKET (`serve`).
+        public var notify: Bool
+        /// Shut down gracefully once a finite source has ended and the plugins read all of it
+        /// (`run`, `monitor`); `serve` keeps serving until a signal.
+        public var stopWhenSourceEnds: Bool
         /// Where the last shutdown's duration is kept between runs; nil to keep none.
         public var stateFile: String?
         /// Called with the bound address once the HTTP listener runs (port 0 resolved).
         public var onHTTPRunning: @Sendable (ListenAddress) async -> Void
+        /// Called once the host has started (every plugin initialised, the source running).
+        public var onStarted: @Sendable () -> Void
+        /// Called when the shutdown begins, before its first step.
+        public var onStopping: @Sendable () -> Void
 
-        public init(config: DaemonConfig, environment: [String: String] = ProcessInfo.processInfo.environment,
-                    logger: Logger = Logger(label: "plugboard"), stateFile: String? = nil,
-                    onHTTPRunning: @escaping @Sendable (ListenAddress) async -> Void = { _ in }) {
-            self.config = config
-            self.environment = environment
+        public init(logger: Logger = Logger(label: "plugboard"), environment: [String: String] = ProcessInfo.processInfo.environment,
+                    listen: ListenAddress? = nil, notify: Bool = false, stopWhenSourceEnds: Bool = false, stateFile: String? = nil,
+                    onHTTPRunning: @escaping @Sendable (ListenAddress) async -> Void = { _ in },
+                    onStarted: @escaping @Sendable () -> Void = {}, onStopping: @escaping @Sendable () -> Void = {}) {
             self.logger = logger
+            self.environment = environment
+            self.listen = listen
+            self.notify = notify
+            self.stopWhenSourceEnds = stopWhenSourceEnds
             self.stateFile = stateFile
             self.onHTTPRunning = onHTTPRunning
+            self.onStarted = onStarted
+            self.onStopping = onStopping
         }
     }
 
     /// Runs until a graceful shutdown ends.
     /// - Returns: how the shutdown went (`completed == false` when the deadline passed).
-    /// - Throws: when the runtime cannot start or the HTTP listener cannot bind.
-    public static func run(runtime: any RuntimeControl, options: Options, version: String = "0.1.0") async throws -> ShutdownReport {
+    /// - Throws: when the host cannot start or the HTTP listener cannot bind.
+    public static func run(host: HostAssembly, options: Options, version: String = "0.1.0") async throws -> ShutdownReport {
         let metrics = DaemonMetrics(version: version)
         if let stateFile = options.stateFile { metrics.recordLastShutdown(ShutdownRecord.read(from: stateFile)) }
         let state = DaemonState()
-        let notifier = SystemdNotifier(environment: options.environment)
-        let service = DaemonService(runtime: runtime, options: options, metrics: metrics, state: state, notifier: notifier)
+        let notifier = SystemdNotifier(environment: options.notify ? options.environment : [:])
+        let service = DaemonService(host: host, options: options, metrics: metrics, state: state, notifier: notifier)
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if options.config.monitoring.enabled {
-            let app = MonitoringServer(runtime: runtime, metrics: metrics, state: state)
-                .application(listen: options.config.monitoring.listen, logger: options.logger, onRunning: options.onHTTPRunning)
+        if let listen = options.listen {
+            let app = MonitoringServer(runtime: host, metrics: metrics, state: state)
+                .application(listen: listen, logger: options.logger, onRunning: options.onHTTPRunning)
             // First in the list: the group stops services in reverse order, so HTTP keeps answering
             // (/readyz 503, /metrics) while the daemon drains, and stops last.
             services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -55,17 +73,19 @@ public enum Daemon {
         }
         services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
-        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+        // No signals of the group's own: `ShutdownSignals` is the one handler of every command.
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [],
                                                       cancellationSignals: [], logger: options.logger)
         // Backstop only: the coordinator already returns at the deadline.
-        configuration.maximumGracefulShutdownDuration = options.config.shutdownDeadline + .seconds(2)
+        configuration.maximumGracefulShutdownDuration = host.settings.shutdownDeadline + .seconds(2)
         let group = ServiceGroup(configuration: configuration)
-
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { await secondSignalStopsAtOnce(state: state) }
-            try await group.run()
-            tasks.cancelAll()
+        service.requestShutdown = { Task { await group.triggerGracefulShutdown() } }
+        let signals = ShutdownSignals { signal in
+            options.logger.notice("\(ShutdownSignals.name(signal)) received: stopping (drain, then shut plugins down); send it again to stop at once")
+            Task { await group.triggerGracefulShutdown() }
         }
+        try await group.run()
+        _ = signals
         guard let report = service.report else {
             // The group ended without a shutdown (cannot happen unless the service was never run).
             return ShutdownReport(completed: false, duration: .zero, stuckPhase: "start", stuck: [])
@@ -83,33 +103,21 @@ public enum Daemon {
         // destructors under it could hang or crash.
         _exit(stuckExitCode)
     }
-
-    /// Waits for SIGTERM/SIGINT; the first is the ServiceGroup's (graceful), the second exits now.
-    private static func secondSignalStopsAtOnce(state: DaemonState) async {
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        var seen = 0
-        for await signal in signals {
-            seen += 1
-            if seen >= 2 {
-                FileHandle.standardError.write(Data("plugboard: second \(signal) during shutdown: stopping at once\n".utf8))
-                _exit(128 + signal.rawValue)
-            }
-        }
-    }
 }
 
-/// The runtime as a Service: start, READY=1, watchdog, then on graceful shutdown STOPPING=1 and the
+/// The host as a Service: start, READY=1, watchdog, then on graceful shutdown STOPPING=1 and the
 /// bounded shutdown.
 final class DaemonService: Service, Sendable {
-    let runtime: any RuntimeControl
+    let host: HostAssembly
     let options: Daemon.Options
     let metrics: DaemonMetrics
     let state: DaemonState
     let notifier: SystemdNotifier
     private let reportBox = Mutex<ShutdownReport?>(nil)
+    private let shutdownTrigger = Mutex<(@Sendable () -> Void)?>(nil)
 
-    init(runtime: any RuntimeControl, options: Daemon.Options, metrics: DaemonMetrics, state: DaemonState, notifier: SystemdNotifier) {
-        self.runtime = runtime
+    init(host: HostAssembly, options: Daemon.Options, metrics: DaemonMetrics, state: DaemonState, notifier: SystemdNotifier) {
+        self.host = host
         self.options = options
         self.metrics = metrics
         self.state = state
@@ -118,40 +126,56 @@ final class DaemonService: Service, Sendable {
 
     var report: ShutdownReport? { reportBox.withLock { $0 } }
 
+    /// Starts the group's graceful shutdown (set by `Daemon.run` once the group exists).
+    var requestShutdown: (@Sendable () -> Void)? {
+        get { shutdownTrigger.withLock { $0 } }
+        set { shutdownTrigger.withLock { $0 = newValue } }
+    }
+
     func run() async throws {
         let logger = options.logger
-        let runtime = self.runtime
-        try await onThread("pb-start") { try runtime.start() }
+        let host = self.host
+        try await onThread("pb-start") { try host.start() }
         state.started = true
         // start() returned: every plugin's init has returned and the source was started. That is
         // what READY=1 promises systemd (a finite source may already have ended; /readyz says so).
-        let status = runtime.status()
+        let status = host.status()
         metrics.ready.set(to: state.notReadyReason(status) == nil ? 1 : 0)
         do { try notifier.ready(status: "\(status.plugins.count) plugins, source started") } catch {
             logger.warning("\(error)")
         }
         logger.info("plugboard running", metadata: ["plugins": "\(status.plugins.count)"])
+        options.onStarted()
+        if options.stopWhenSourceEnds, let trigger = requestShutdown {
+            // A plain thread: the wait blocks until the source ends, which a live source never does
+            // unless the shutdown stops it.
+            _ = NativeThread(name: "pb-source-end") {
+                host.waitUntilSourceDrained()
+                trigger()
+            }
+        }
 
         await withTaskGroup(of: Void.self) { tasks in
             if let interval = notifier.watchdogPingInterval {
                 let notifier = self.notifier, metrics = self.metrics
                 tasks.addTask {
                     while !Task.isCancelled {
-                        // status() proves the runtime answers; a deadlocked runtime stops the pings.
-                        _ = runtime.status()
+                        // status() proves the host answers; a deadlocked host stops the pings.
+                        _ = host.status()
                         try? notifier.watchdog()
                         metrics.watchdogPings.increment()
                         do { try await Task.sleep(for: interval) } catch { return }
                     }
                 }
             }
-            // Returns on SIGTERM/SIGINT (through the group); throws if the group is cancelled instead.
+            // Returns on SIGTERM/SIGINT or the source's end (through the group).
             try? await gracefulShutdown()
             state.shuttingDown = true
+            options.onStopping()
             try? notifier.stopping()
-            logger.info("shutting down", metadata: ["deadline": "\(options.config.shutdownDeadline)"])
-            let deadline = options.config.shutdownDeadline
-            let report = await onThread("pb-shutdown-wait") { ShutdownCoordinator.shutdown(runtime, deadline: deadline) }
+            let deadline = host.settings.shutdownDeadline
+            logger.info("shutting down", metadata: ["deadline": "\(deadline)"])
+            let report = await onThread("pb-shutdown-wait") { ShutdownCoordinator.shutdown(host, deadline: deadline) }
             reportBox.withLock { $0 = report }
             if report.completed { logger.info("\(report.message)") } else { logger.error("\(report.message)") }
             if let stateFile = options.stateFile {

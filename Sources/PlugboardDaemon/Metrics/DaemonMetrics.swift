@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import PlugboardHost
 import Prometheus
 
 /// Every metric the daemon exports, and how /metrics is produced.

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 
 @testable import PlugboardDaemon
+@testable import PlugboardHost
 
 #if canImport(Glibc)
 import Glibc

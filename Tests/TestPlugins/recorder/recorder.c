@@ -3,6 +3,8 @@
  * to the file named by config key `output`, so tests can compare what a plugin
  * saw with what was sent. Config `delay_us` makes each batch slow (for lap
  * tests); `publish` = "1" publishes each event's sequence through the host API.
+ * `init_wait_file` makes init wait until that file exists (a plugin still initialising);
+ * `shutdown_delay_us` makes shutdown sleep (a plugin stuck in shutdown).
  * Resyncs are written as "RESYNC <count>" followed by the device records.
  */
 #include <plugboard.h>
@@ -15,11 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+
+static void sleep_us(long us) {
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
 
 typedef struct rec {
     pb_host *host;
     FILE *out;
     long delay_us;
+    long shutdown_delay_us;
     int publish;
     int dump_table;
 } rec;
@@ -41,6 +50,11 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     r->publish = p && strcmp(p, "1") == 0;
     const char *t = g_api->config_get(h, "dump_table");
     r->dump_table = t && strcmp(t, "1") == 0;
+    const char *sd = g_api->config_get(h, "shutdown_delay_us");
+    r->shutdown_delay_us = sd ? atol(sd) : 0;
+    const char *w = g_api->config_get(h, "init_wait_file");
+    struct stat st;
+    while (w && stat(w, &st) != 0) sleep_us(1000);
     *s = r;
     return PB_OK;
 }
@@ -71,10 +85,7 @@ static pb_status events(void *s, const pb_event *const *ev, uint32_t n) {
         }
     }
     fflush(r->out);
-    if (r->delay_us > 0) {
-        struct timespec ts = {r->delay_us / 1000000, (r->delay_us % 1000000) * 1000};
-        nanosleep(&ts, NULL);
-    }
+    if (r->delay_us > 0) sleep_us(r->delay_us);
     return PB_OK;
 }
 
@@ -94,6 +105,7 @@ static void visit(void *user, const pb_event *device) {
 
 static void shutdown_(void *s) {
     rec *r = (rec *)s;
+    if (r->shutdown_delay_us > 0) sleep_us(r->shutdown_delay_us);
     if (r->dump_table) g_api->device_table(r->host, visit, r->out);
     g_api->counter_add(r->host, "shutdowns", 1);
     fprintf(r->out, "SHUTDOWN\n");

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PlugboardCore
 import PlugboardManifest
@@ -16,9 +17,46 @@ public struct ManifestStartReport: Sendable {
     public var loadTimes: [String: Duration]
 }
 
-extension Runtime {
+extension HostAssembly {
+    /// Finds, opens and initialises the plugins (in dependency order with manifests). Rejected
+    /// plugins are recorded in `runtime.failures` with the reason; they never stop the others.
+    /// - Throws: when a plugin directory cannot be read, or the manifests' dependencies form a cycle.
+    @discardableResult
+    public func startPlugins() throws -> PluginReport {
+        var report = PluginReport()
+        var directories = settings.pluginDirectories
+        if settings.pluginDirectoriesOptional {
+            directories = directories.filter { dir in
+                var st = stat()
+                if stat(dir, &st) == 0 { return true }
+                logger.notice("plugin directory \(dir) does not exist: no plugins from it (set plugins.dirs or --plugins)")
+                return false
+            }
+        }
+        switch settings.discovery {
+        case .allLibraries:
+            let t0 = clock.now
+            report.loadTimes = try runtime.addLibraries(in: directories)
+            report.discovery = clock.now - t0
+            report.running = runtime.startWorkers()
+        case .manifests(let cache, let lru):
+            let r = try startFromManifests(directories: directories, registryCache: cache, lruCapacity: lru,
+                                           overrides: settings.pluginConfiguration)
+            report.running = r.running
+            report.loadTimes = r.loadTimes
+            report.discovery = r.discovery
+            report.cacheHits = r.registryStats.cacheDecodes + r.registryStats.lruHits
+            report.cacheMisses = r.registryStats.manifestReads
+        }
+        if report.running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
+        let names = runtime.workers.map(\.plugin.name)
+        logger.notice("plugins running: \(names.isEmpty ? "none" : names.joined(separator: ","))")
+        state.withLock { $0.report = report }
+        return report
+    }
+
     /// Loads, configures and starts the plugins in `directories` from their manifests
-    /// (docs/manifest.md, "How the host uses it"). Use instead of `loadPlugins()` + `startWorkers()`.
+    /// (docs/manifest.md, "How the host uses it").
     ///
     /// 1. `PluginCatalog.discover` reads every `.pbm` (through the registry cache) without `dlopen`;
     ///    a `.so` without a valid manifest, with a changed hash, a duplicate name, a missing or cyclic
@@ -33,9 +71,10 @@ extension Runtime {
     ///   - registryCache: the registry cache file, or nil for none.
     ///   - lruCapacity: decoded manifests kept in memory (the daemon's `plugins.cache_size`).
     ///   - overrides: per plugin name, configuration that wins over the manifest's `[config]`.
-    /// - Throws: `ManifestError` when a plugin directory cannot be read (as `loadPlugins` does).
-    public func loadAndStartFromManifests(directories: [String], registryCache: String?, lruCapacity: Int = 200,
-                                          overrides: [String: [String: String]]) throws -> ManifestStartReport {
+    /// - Throws: `ManifestError` when a plugin directory cannot be read.
+    func startFromManifests(directories: [String], registryCache: String?, lruCapacity: Int,
+                            overrides: [String: [String: String]]) throws -> ManifestStartReport {
+        let runtime = self.runtime
         let clock = ContinuousClock()
         let t0 = clock.now
         let registry = ManifestRegistry(cachePath: registryCache, lruCapacity: lruCapacity,
@@ -49,7 +88,7 @@ extension Runtime {
         if let p = catalog.problems.first { throw p }
         for c in catalog.candidates {
             guard let e = c.skip else { continue }
-            recordFailure(path: e.file, PluginLoadError(file: e.file, kind: .skipped(reason: e.detail)))
+            runtime.recordFailure(path: e.file, PluginLoadError(file: e.file, kind: .skipped(reason: e.detail)))
         }
         var failed: [String: String] = [:]  // name -> what happened, for its dependents' reason
         var running: Set<String> = []
@@ -61,35 +100,35 @@ extension Runtime {
                 if let dep = manifest.after.first(where: { failed[$0] != nil || !running.contains($0) }) {
                     let why = "dependency \"\(dep)\" \(failed[dep] ?? "is not running") (fix \"\(dep)\" first; this plugin starts once it does)"
                     failed[name] = "was skipped"
-                    recordFailure(path: c.libraryPath, PluginLoadError(file: c.libraryPath, kind: .skipped(reason: why)))
+                    runtime.recordFailure(path: c.libraryPath, PluginLoadError(file: c.libraryPath, kind: .skipped(reason: why)))
                     continue
                 }
                 let t = clock.now
                 let plugin: LoadedPlugin
                 do { plugin = try PluginLoader.open(c.libraryPath) } catch {
                     failed[name] = "failed to load"
-                    recordFailure(path: c.libraryPath, error)
+                    runtime.recordFailure(path: c.libraryPath, error)
                     continue
                 }
                 loadTimes[name] = clock.now - t
                 guard plugin.name == manifest.name else {
                     _ = plugin.unload()
                     failed[name] = "was skipped"
-                    recordFailure(path: c.libraryPath, PluginLoadError(file: c.libraryPath, kind: .skipped(reason:
+                    runtime.recordFailure(path: c.libraryPath, PluginLoadError(file: c.libraryPath, kind: .skipped(reason:
                         "the plugin calls itself \"\(plugin.name)\" but its manifest \(c.manifestPath ?? "") says \"\(manifest.name)\" (fix: make plugin.name in plugin.toml match pb_plugin_api.name and pack again)")))
                     continue
                 }
                 var config: [String: String] = [:]
                 for entry in manifest.config { config[entry.key] = entry.value }
                 for (k, v) in overrides[name] ?? [:] { config[k] = v }
-                if addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
+                if runtime.addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
                              batchSize: Int(manifest.worker.batch),
                              deadline: manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs))) { opened.append(name) }
                 else { failed[name] = "was skipped" }
             }
             if opened.isEmpty { continue }
-            startWorkers()
-            let names = Set(workers.map(\.plugin.name))
+            runtime.startWorkers()
+            let names = Set(runtime.workers.map(\.plugin.name))
             for name in opened {
                 if names.contains(name) { running.insert(name) } else { failed[name] = "failed to initialise" }
             }

@@ -1,16 +1,4 @@
 import ArgumentParser
-import PlugboardCore
-import PlugboardDaemon
-
-/// `--source udev|replay:FILE|synthetic:N`: the same parser as the `source` configuration key.
-extension SourceSpec: ExpressibleByArgument {
-    public init?(argument: String) {
-        guard case .success(let spec) = SourceSpec.parse(argument) else { return nil }
-        self = spec
-    }
-
-    public static var allValueStrings: [String] { ["udev", "replay:FILE", "synthetic:N"] }
-}
 
 /// `--plugin-config NAME.KEY=VALUE` values.
 struct PluginSetting: ExpressibleByArgument, Sendable {

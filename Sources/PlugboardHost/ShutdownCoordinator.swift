@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 import Synchronization
 
 /// How a graceful shutdown ended.
@@ -11,6 +12,13 @@ public struct ShutdownReport: Sendable, Equatable {
     public var stuckPhase: String?
     /// The components still busy at the deadline, as the runtime named them.
     public var stuck: [String]
+
+    public init(completed: Bool, duration: Duration, stuckPhase: String?, stuck: [String]) {
+        self.completed = completed
+        self.duration = duration
+        self.stuckPhase = stuckPhase
+        self.stuck = stuck
+    }
 
     /// One line for the log and stderr.
     public var message: String {
@@ -46,11 +54,13 @@ public enum ShutdownCoordinator {
         let progress = Progress()
         let done = DispatchSemaphore(value: 0)
 
-        let thread = Thread {
+        let thread = NativeThread(name: "pb-shutdown") {
             progress.enter(phases[0])
-            runtime.stopSource()
-            progress.enter(phases[1])
-            var busy = runtime.drain(until: end)
+            var busy = runtime.stopSource(until: end)
+            if busy.isEmpty {
+                progress.enter(phases[1])
+                busy = runtime.drain(until: end)
+            }
             if busy.isEmpty {
                 progress.enter(phases[2])
                 busy = runtime.shutdownPlugins(until: end)
@@ -62,8 +72,7 @@ public enum ShutdownCoordinator {
             progress.finish(busy: busy)
             done.signal()
         }
-        thread.name = "pb-shutdown"
-        thread.start()
+        _ = thread
 
         // Wait on the wall clock equivalent of `end`: DispatchTime is monotonic too.
         let remaining = end - clock.now
@@ -103,23 +112,5 @@ public enum ShutdownCoordinator {
             }
         }
         func snapshot() -> State { state.withLock { $0 } }
-    }
-}
-
-/// What the daemon remembers about its last shutdown, for the next run's metrics and the alert.
-public struct ShutdownRecord: Sendable, Equatable {
-    public var seconds: Double
-    public var completed: Bool
-
-    /// Written as one line: `<seconds> <completed 0|1>`.
-    public func write(to path: String) throws {
-        try "\(seconds) \(completed ? 1 : 0)\n".write(toFile: path, atomically: true, encoding: .utf8)
-    }
-
-    public static func read(from path: String) -> ShutdownRecord? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-        let f = text.split(whereSeparator: \.isWhitespace)
-        guard f.count == 2, let s = Double(f[0]), let c = Int(f[1]) else { return nil }
-        return ShutdownRecord(seconds: s, completed: c == 1)
     }
 }

@@ -1,8 +1,9 @@
 import PlugboardCore
-/// What the daemon needs from the core runtime (PlugboardCore's host, workers, ring and sources).
+
+/// What the shutdown coordinator, the HTTP endpoints and the metrics need from the host.
 ///
-/// The daemon drives the runtime through this protocol only, so the lifecycle, HTTP and metrics code
-/// can be tested against any runtime whose threads really run and really block. Every method is
+/// `Host` is the implementation; the protocol keeps the HTTP and metrics code testable with a
+/// fixed status. Every method is
 /// called from a daemon thread, never from a plugin's worker thread; `status()` may be called at any
 /// time from any thread (HTTP scrapes) and must not block on a plugin.
 public protocol RuntimeControl: AnyObject, Sendable {
@@ -13,7 +14,8 @@ public protocol RuntimeControl: AnyObject, Sendable {
 
     /// Stops the source: no event enters the ring after this returns, and the ring is closed so
     /// that consumers see `.finished` once they have read everything published.
-    func stopSource()
+    /// - Returns: `["source"]` when the source had not ended by `deadline`; empty otherwise.
+    func stopSource(until deadline: ContinuousClock.Instant) -> [String]
 
     /// Waits until every consumer (plugin workers, the Redis publisher) has processed every event
     /// published before `stopSource()`, or until `deadline`.

@@ -1,0 +1,63 @@
+import CPlugboard
+import Foundation
+import PlugboardCore
+
+extension HostAssembly {
+    /// A consistent-enough snapshot for /plugins, /devices, /readyz and /metrics: counters are
+    /// read with relaxed atomics; no lock is taken that a worker holds per event.
+    public func status() -> RuntimeStatus {
+        let s = state.withLock { $0 }
+        let report = pluginReport
+        let workers = runtime.workers
+        var plugins: [PluginStatus] = []
+        var latency = HistogramSnapshot.empty
+        var resyncs: UInt64 = 0
+        for w in workers {
+            let st = w.stats
+            let lat = HistogramSnapshot(w.latency)
+            latency = latency.merged(with: lat)
+            resyncs += st.resyncs
+            let state: PluginStatus.State = switch st.state {
+            case .starting: .loading
+            case .running: s.stopRequested ? .draining : .running
+            case .failed: .failed
+            case .stopped: .stopped
+            }
+            var p = PluginStatus(name: st.name, version: st.version, state: state, events: st.events, errors: st.errors,
+                                 lag: st.state == .stopped ? 0 : st.lag, laps: st.laps, lastError: st.lastError,
+                                 callbackDuration: HistogramSnapshot(w.callbackDuration), loadTime: report.loadTimes[st.name])
+            p.overruns = st.overruns
+            plugins.append(p)
+        }
+        for f in runtime.failures {
+            let name = URL(fileURLWithPath: f.path).deletingPathExtension().lastPathComponent
+            plugins.append(PluginStatus(name: name, version: "", state: .failed, errors: 1, lastError: f.description))
+        }
+        let ring = runtime.ring
+        let lags = ring.consumerLags.map(\.lag)
+        let fill = min(UInt64(ring.window), lags.max() ?? 0)
+        let devices = runtime.deviceTable.records().map { r in
+            r.withEvent { e in
+                DeviceInfo(syspath: e.string(.syspath), devnode: e.string(.devnode), vendorID: e.pointee.vendor_id,
+                           productID: e.pointee.product_id, serial: e.string(.serial), manufacturer: e.string(.manufacturer),
+                           product: e.string(.product), driver: e.string(.driver), busnum: e.pointee.busnum, devnum: e.pointee.devnum)
+            }
+        }
+        // A finite source closes the ring when it ends: from then on nothing new arrives.
+        let sourceLive = s.sourceStarted && !s.stopRequested && runtime.sourceError == nil && !ring.isClosed
+        var status = RuntimeStatus(
+            pluginsInitialised: s.initialised, sourceLive: sourceLive, plugins: plugins, devices: devices,
+            ring: RingStatus(slots: ring.capacity, published: ring.published, fill: fill),
+            eventsByAction: runtime.eventsByAction, resyncs: resyncs, eventLatency: latency,
+            redis: publisherStats.map {
+                RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped,
+                            reissued: $0.reissued, redirects: $0.redirects,
+                            publishLatency: redis.map { HistogramSnapshot($0.publisher.publishLatency) } ?? .empty)
+            },
+            startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
+                                    workerStart: workers.compactMap(\.startDuration)),
+            manifestCache: CacheCounters(hits: UInt64(report.cacheHits), misses: UInt64(report.cacheMisses)))
+        for w in workers { status.pluginMetrics[w.plugin.name] = w.context.metricsSnapshot }
+        return status
+    }
+}

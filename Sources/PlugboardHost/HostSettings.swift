@@ -1,0 +1,124 @@
+import Foundation
+import PlugboardCore
+import PlugboardManifest
+import PlugboardRedis
+import PlugboardUdev
+
+/// How the host finds its plugins.
+public enum PluginDiscovery: Sendable, Equatable {
+    /// Only plugins with a valid `.pbm` manifest (docs/manifest.md); the registry cache at
+    /// `registryCache` (nil: none) and an LRU of `lruCapacity` parsed manifests.
+    case manifests(registryCache: String?, lruCapacity: Int)
+    /// Every `*.so` in the directories, no manifests (for tests and plugin development).
+    case allLibraries
+}
+
+/// What `plugboard run`, `serve` and `monitor` start, described once and built in one place:
+/// `init(config:...)` from the effective configuration (defaults, file, environment, flags).
+/// There are no other defaults: every value here comes from `ConfigSchema`.
+public struct HostSettings: Sendable {
+    public var source: SourceSpec
+    public var pluginDirectories: [String]
+    /// A missing plugin directory is a notice, not an error: true when `plugins.dirs` is the
+    /// built-in default (a machine with no plugins installed yet still runs, and `monitor` works).
+    public var pluginDirectoriesOptional = false
+    public var pluginConfiguration: [String: [String: String]] = [:]
+    public var ringSlots: Int
+    public var batchSize: Int
+    /// Let finite sources lap slow plugins instead of waiting for them.
+    public var lossy = false
+    /// CPUs the source and the plugin workers are pinned to (empty: not pinned).
+    public var cpuAffinity: CPUAffinity
+    public var discovery: PluginDiscovery
+    public var udev: UdevSourceOptions
+    /// nil: events are not published.
+    public var redis: RedisPublisher.Configuration?
+    /// One deadline for the whole graceful shutdown (stop source, drain, plugin shutdown, flush).
+    public var shutdownDeadline: Duration
+
+    /// The settings a configuration describes.
+    /// - Parameters:
+    ///   - pluginConfiguration: per plugin name, values over each manifest's `[config]`
+    ///     (`--plugin-config NAME.KEY=VALUE`).
+    ///   - lossy: let finite sources lap slow plugins (`--lossy`).
+    ///   - environment: where `STATE_DIRECTORY` (systemd) and the cache directory are looked up.
+    /// - Throws: `HostStartError` naming the key when a value cannot be used on this machine.
+    public init(config effective: EffectiveConfig, pluginConfiguration: [String: [String: String]] = [:], lossy: Bool = false,
+                environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let config = effective.daemon
+        source = config.source
+        pluginDirectories = config.plugins.dirs
+        pluginDirectoriesOptional = effective.origin("plugins.dirs") == .defaultValue
+        self.pluginConfiguration = pluginConfiguration
+        ringSlots = config.performance.ringSlots
+        batchSize = config.performance.batchSize
+        self.lossy = lossy
+        cpuAffinity = config.performance.cpuAffinity
+        if config.plugins.manifests {
+            let cache: String?
+            if config.plugins.registryCache == "none" { cache = nil }
+            else { cache = config.plugins.registryCachePath(environment: environment) ?? ManifestRegistry.defaultCachePath() }
+            discovery = .manifests(registryCache: cache, lruCapacity: config.plugins.cacheSize)
+        } else {
+            discovery = .allLibraries
+        }
+        udev = UdevSourceOptions()
+        udev.mode = UdevMode(rawValue: config.udevMode) ?? .auto
+        udev.receiveBufferBytes = config.udevReceiveBuffer
+        shutdownDeadline = config.shutdownDeadline
+        if !config.redis.url.isEmpty {
+            let url: RedisURL
+            do { url = try RedisURL(parsing: config.redis.url) } catch {
+                throw HostStartError("redis.url (from \(effective.origin("redis.url"))): \(error)")
+            }
+            var r = RedisPublisher.Configuration(url: url, host: config.redis.host.isEmpty ? StreamKeys.localHost : config.redis.host)
+            r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
+            r.maxLength = config.redis.maxlen == 0 ? nil : config.redis.maxlen
+            r.maxBatch = config.redis.batch
+            redis = r
+        }
+    }
+
+    /// The settings as `key=value` pairs, in a fixed order: logged by every command at start
+    /// ("host settings: ...") and printed by `plugboard config check`, so the two can be compared.
+    /// Secrets (the Redis password) never appear.
+    public var summary: [(key: String, value: String)] {
+        var s: [(String, String)] = []
+        s.append(("source", source.description))
+        s.append(("plugins", pluginDirectories.joined(separator: ",")))
+        switch discovery {
+        case .manifests(let cache, let lru):
+            s.append(("manifests", "on"))
+            s.append(("registry_cache", cache ?? "none"))
+            s.append(("manifest_lru", "\(lru)"))
+        case .allLibraries:
+            s.append(("manifests", "off"))
+        }
+        s.append(("ring_slots", "\(ringSlots)"))
+        s.append(("batch_size", "\(batchSize)"))
+        s.append(("cpu_affinity", cpuAffinity.isEmpty ? "none" : cpuAffinity.description))
+        s.append(("udev_mode", udev.mode.rawValue))
+        s.append(("udev_receive_buffer", "\(udev.receiveBufferBytes)"))
+        if let redis {
+            s.append(("redis", redis.url.redacted))
+            s.append(("redis_stream", StreamKeys(host: redis.host).events))
+            s.append(("redis_mode", redis.mode.rawValue))
+            s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
+            s.append(("redis_batch", "\(redis.maxBatch)"))
+        } else {
+            s.append(("redis", "off"))
+        }
+        s.append(("shutdown_deadline", formatDuration(shutdownDeadline)))
+        if lossy { s.append(("lossy", "on")) }
+        return s
+    }
+
+    /// `summary` on one line: `source=udev plugins=/usr/lib/plugboard/plugins ...`.
+    public var summaryLine: String { summary.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+}
+
+/// The host could not start; the message says what to change.
+public struct HostStartError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ message: String) { description = message }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+@testable import PlugboardDaemon
+@testable import PlugboardHost
+
+/// `run`, `serve` and `monitor` are one host: from one configuration they start the same plugins
+/// with the same settings, and `config check` prints those settings.
+@Suite("One host for run, serve and monitor", .serialized)
+struct OneHostTests {
+    /// The text after `host settings: ` on the first line that has it.
+    static func settingsLine(_ text: String) -> String? {
+        text.split(separator: "\n").lazy.compactMap { line -> String? in
+            guard let r = line.range(of: "host settings: ") else { return nil }
+            return String(line[r.upperBound...])
+        }.first
+    }
+
+    static func pluginsLine(_ text: String) -> String? {
+        text.split(separator: "\n").lazy.compactMap { line -> String? in
+            guard let r = line.range(of: "plugins running: ") else { return nil }
+            return String(line[r.upperBound...])
+        }.first
+    }
+
+    @Test("run, serve and monitor start the same plugins with the same settings from one file; config check prints them")
+    func sameHostFromOneConfig() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            try buildRecorderPlugin(named: "rec-a", into: dir.path)
+            try buildRecorderPlugin(named: "rec-b", into: dir.path)
+            let session = packageRoot + "/demo/session.jsonl"
+            // Values that differ from every default, so a command that ignored the file would show.
+            let file = dir.write("plugboard.toml", """
+                source = "replay:\(session)"
+                [plugins]
+                dirs = ["\(dir.path)"]
+                manifests = false
+                [performance]
+                event_buffer_size = 300
+                batch_size = 7
+                [udev]
+                mode = "kernel"
+                [shutdown]
+                deadline = "3s"
+                [monitoring]
+                listen = "127.0.0.1:0"
+                """)
+            guard let binary = productBinary("plugboard") else { throw TestFailure("plugboard was not built") }
+            func outputs(_ tag: String) -> [String] {
+                ["--plugin-config", "rec-a.output=\(dir.path)/\(tag)-a.txt", "--plugin-config", "rec-b.output=\(dir.path)/\(tag)-b.txt"]
+            }
+
+            let check = try runProcess(binary, ["config", "check", file], env: [:])
+            #expect(check.status == 0, "\(check.stderr)")
+            let expected = try #require(Self.settingsLine(check.stdout), "config check prints the host settings")
+            #expect(expected.contains("ring_slots=512") && expected.contains("batch_size=7") && expected.contains("udev_mode=kernel")
+                    && expected.contains("shutdown_deadline=3s") && expected.contains("manifests=off"), "\(expected)")
+
+            let run = try runProcess(binary, ["run", "--config", file] + outputs("run"), env: [:])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(Self.settingsLine(run.stderr) == expected)
+            #expect(Self.pluginsLine(run.stderr) == "rec-a,rec-b")
+
+            let monitor = try runProcess(binary, ["monitor", "--config", file, "--json"] + outputs("monitor"), env: [:])
+            #expect(monitor.status == 0, "\(monitor.stderr)")
+            #expect(Self.settingsLine(monitor.stderr) == expected)
+            #expect(Self.pluginsLine(monitor.stderr) == "rec-a,rec-b")
+            #expect(monitor.stdout.split(separator: "\n").count == 9, "monitor printed the 9 events of the session")
+
+            let serve = try DaemonProcess(arguments: ["--config", file] + outputs("serve"))
+            try serve.waitFor("the session delivered to both plugins") {
+                recordedSequences("\(dir.path)/serve-a.txt").count == 9 && recordedSequences("\(dir.path)/serve-b.txt").count == 9
+            }
+            serve.signal(SIGTERM)
+            #expect(serve.waitForExit() == 0, "\(serve.stderr)")
+            #expect(Self.settingsLine(serve.stderr) == expected)
+            #expect(Self.pluginsLine(serve.stderr) == "rec-a,rec-b")
+
+            // Every command's plugins saw the whole session, in order, and were shut down.
+            for tag in ["run", "monitor", "serve"] {
+                for p in ["a", "b"] {
+                    let path = "\(dir.path)/\(tag)-\(p).txt"
+                    #expect(recordedSequences(path) == Array(1...9), "\(path)")
+                    #expect(((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").hasSuffix("SHUTDOWN\n"), "\(path)")
+                }
+            }
+        }
+    }
+
+    @Test("run's flags set the same keys as --set: --ring-slots is performance.event_buffer_size, --redis-maxlen 0 is accepted by both")
+    func runFlagsAreConfigKeys() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            guard let binary = productBinary("plugboard") else { throw TestFailure("plugboard was not built") }
+            let check = try runProcess(binary, ["config", "check", "--set", "performance.event_buffer_size=100", "--set", "plugins.dirs=\(dir.path)",
+                                                "--set", "source=synthetic:3", "--set", "redis.maxlen=0"], env: [:])
+            #expect(check.status == 0, "\(check.stderr)")
+            let expected = try #require(Self.settingsLine(check.stdout))
+            // Redis is not configured, so maxlen does not show; the run must accept 0 all the same.
+            let run = try runProcess(binary, ["run", "--ring-slots", "100", "--plugins", dir.path, "--source", "synthetic:3",
+                                              "--redis-maxlen", "0"], env: [:])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(Self.settingsLine(run.stderr) == expected)
+            #expect(expected.contains("ring_slots=128"))
+            // A flag out of range is refused like the key, naming the flag and the key.
+            let bad = try runProcess(binary, ["run", "--ring-slots", "1", "--plugins", dir.path, "--source", "synthetic:3"], env: [:])
+            #expect(bad.status == 64)
+            #expect(bad.stderr.contains("--ring-slots 1") && bad.stderr.contains("performance.event_buffer_size"), "\(bad.stderr)")
+        }
+    }
+}
