@@ -27,7 +27,11 @@ final class CheckingReader: Sendable {
     let consumer: RingConsumer
     let thread: NativeThread
 
-    init(_ consumer: RingConsumer, jitter: Bool = false) {
+    /// - Parameters:
+    ///   - jitter: sleep up to 200 µs after about one batch in 64 (random stalls).
+    ///   - stallMicroseconds: sleep this long after every batch, before committing it (a slow
+    ///     consumer: lapped between polls and during batches).
+    init(_ consumer: RingConsumer, jitter: Bool = false, stallMicroseconds: UInt32 = 0) {
         self.consumer = consumer
         let box = Box(consumer: consumer)
         let counters = Counters()
@@ -49,6 +53,7 @@ final class CheckingReader: Sendable {
                         expected += 1
                     }
                     if jitter, UInt8.random(in: 0...255, using: &rng) < 4 { usleep(UInt32.random(in: 0...200, using: &rng)) }
+                    if stallMicroseconds > 0 { usleep(stallMicroseconds) }
                     if c.commit() {
                         counters.count.add(UInt64(n), ordering: .relaxed)
                         if !inOrder { counters.outOfOrder.add(1, ordering: .relaxed) }
@@ -197,11 +202,14 @@ struct RingTests {
         #expect(reader.counters.laps.load(ordering: .relaxed) == 0)
     }
 
-    @Test("stress: four concurrent consumers, random stalls, no lap hides torn data")
+    @Test("stress: four concurrent consumers, random stalls and a slow one that is lapped, no lap hides torn data")
     func concurrentStress() throws {
         let ring = try EventRing(slotCount: 256)
         let producer = ring.makeProducer()
-        let readers = (0..<4).map { CheckingReader(ring.makeConsumer(name: "s\($0)"), jitter: true) }
+        // Three with random stalls; the fourth sleeps 1 ms per batch of at most 64 events, while
+        // the producer writes 300 000 without waiting: it falls a whole ring behind many times.
+        let readers = (0..<3).map { CheckingReader(ring.makeConsumer(name: "s\($0)"), jitter: true) }
+            + [CheckingReader(ring.makeConsumer(name: "slow"), stallMicroseconds: 1000)]
         let total: UInt64 = 300_000
         for i in 0..<total {
             producer.publishWithoutWake(fillChecked)
@@ -217,6 +225,10 @@ struct RingTests {
             #expect(c.last.load(ordering: .relaxed) == total)
             #expect(c.count.load(ordering: .relaxed) + r.consumer.missed == total, "every event is either read or counted as missed")
         }
+        // The checks above are about laps: they only mean something if laps happened.
+        let slow = readers[3]
+        #expect(slow.counters.laps.load(ordering: .relaxed) > 0, "the slow consumer was never lapped")
+        #expect(slow.consumer.missed > 0)
     }
 
     @Test("the producer counts events by action")

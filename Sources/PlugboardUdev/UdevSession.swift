@@ -1,0 +1,187 @@
+import CPlugboardSupport
+import CUdev
+import Logging
+import PlugboardCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The state of one run of the udev source; lives on the source thread only.
+///
+/// Here: the session's state, its start and the monitor loop (receive, errors, stop). The rest,
+/// one idea per file: `UdevSession+Events.swift` (what one uevent publishes),
+/// `UdevSession+Resync.swift` (overflow recovery, enumeration, the device-table diff) and
+/// `UdevSession+Fill.swift` (an event's fields from a `udev_device`).
+final class UdevSession {
+    let source: UdevSource
+    let options: UdevSourceOptions
+    let counters: UdevSourceCounters
+    let context: SourceContext
+    let logger: Logger
+    let mode: UdevMode
+    let udev: UdevContext
+    var monitor: UdevMonitor
+    /// One event-sized buffer for the rare cases that must look at an event before publishing
+    /// it (an add at a syspath already present, resync diffs). Allocated once.
+    let scratch: UnsafeMutableRawPointer
+    /// Room for decoding udev's `\xNN`-escaped strings. Allocated once.
+    let decodeBuffer: UnsafeMutableRawBufferPointer
+    var consecutiveErrors = 0
+    var lastOverflowNs: UInt64 = 0
+    var backoffMs = 0
+
+    init(source: UdevSource, context: SourceContext) throws {
+        self.source = source
+        options = source.options
+        counters = source.counters
+        self.context = context
+        logger = context.logger
+        mode = source.resolvedMode
+        udev = try UdevContext()
+        monitor = try UdevMonitor(context: udev, group: mode == .udev ? "udev" : "kernel",
+                                  receiveBufferBytes: options.receiveBufferBytes)
+        scratch = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 64)
+        decodeBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+    }
+
+    deinit {
+        scratch.deallocate()
+        decodeBuffer.deallocate()
+    }
+
+    func run() throws {
+        try monitor.enableReceiving()
+        counters.modeValue.store(mode == .udev ? 1 : 2, ordering: .releasing)
+        logMode()
+        logReceiveBuffer()
+        // The monitor receives before the enumeration starts, so a device plugged in during
+        // the enumeration is seen at least once (twice is handled: see `handleAdd`).
+        if options.coldplug { try publishPresentDevices(flags: .coldplug) }
+        counters.ready.store(true, ordering: .releasing)
+        try loop()
+    }
+
+    private func logMode() {
+        switch (options.mode, mode) {
+        case (.auto, .udev):
+            logger.info("udev source: mode udev (udevd runs: \(options.udevControlPath) exists); attributes from udev properties")
+        case (.auto, _):
+            logger.notice("udev source: mode kernel (no \(options.udevControlPath): udevd is not running here); reading vid/pid/serial from sysfs attributes")
+        default:
+            logger.info("udev source: mode \(mode) (forced); \(mode == .udev ? "attributes from udev properties" : "attributes from sysfs")")
+        }
+    }
+
+    private func logReceiveBuffer() {
+        let granted = monitor.effectiveReceiveBuffer
+        counters.effectiveReceiveBuffer.store(granted, ordering: .relaxed)
+        let asked = options.receiveBufferBytes
+        let meta: Logger.Metadata = ["requested_bytes": "\(asked)", "so_rcvbuf_bytes": "\(granted)"]
+        if asked > 0 && granted >= 0 && granted < asked {
+            logger.warning("""
+                udev source: receive buffer is \(mib(granted)) (SO_RCVBUF), less than the \(mib(asked)) requested; \
+                larger bursts overflow and are recovered by resync (fix: run as root / with CAP_NET_ADMIN, \
+                or raise net.core.rmem_max)
+                """, metadata: meta)
+        } else {
+            logger.info("udev source: receive buffer \(mib(granted)) (SO_RCVBUF as the kernel reports it, twice the \(mib(asked)) requested)",
+                        metadata: meta)
+        }
+    }
+
+    // MARK: the monitor loop
+
+    private func loop() throws {
+        var fds = [pollfd(fd: monitor.fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: context.stopFD, events: Int16(POLLIN), revents: 0)]
+        while true {
+            if context.shouldStop { return drainOnStop() }
+            var revents: Int16
+            if let faults = source.faults, faults.take(faults.pollErrors) {
+                revents = Int16(POLLERR)
+            } else {
+                fds[0].fd = monitor.fd
+                let r = poll(&fds, 2, -1)
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw UdevError.make("udev.poll", reason: "poll on the uevent socket failed: \(errnoText(errno))")
+                }
+                if fds[1].revents != 0 { return drainOnStop() }
+                revents = fds[0].revents
+            }
+            if revents & Int16(POLLNVAL | POLLHUP) != 0 {
+                try reopenMonitor(reason: "the uevent socket was closed (poll \(revents))")
+            } else if revents & Int16(POLLERR) != 0 {
+                try recoverFromOverflow(reason: "POLLERR")
+            } else if revents & Int16(POLLIN) != 0 {
+                try readBatch()
+            }
+        }
+    }
+
+    /// Reads up to `options.batch` messages. Each live event wakes sleeping consumers as soon as
+    /// it is published (a wake costs a futex call only when a consumer sleeps, so a burst read
+    /// by busy workers pays nothing); the final flush covers the resync paths.
+    private func readBatch() throws {
+        defer { context.producer.flush() }
+        for _ in 0..<max(1, options.batch) {
+            let dev: OpaquePointer?
+            if let faults = source.faults, faults.take(faults.receiveErrors) {
+                errno = faults.receiveErrno.load(ordering: .relaxed)
+                dev = nil
+            } else {
+                dev = monitor.receive()
+            }
+            let receipt = pbs_monotonic_ns()
+            guard let dev else {
+                let err = errno
+                if err == EAGAIN || err == EWOULDBLOCK || err == 0 { return }
+                if err == EINTR { continue }
+                try handleReceiveError(err)
+                return
+            }
+            consecutiveErrors = 0
+            counters.received.add(1, ordering: .relaxed)
+            handle(dev, receipt: receipt)
+            udev_device_unref(dev)
+        }
+    }
+
+    private func handleReceiveError(_ err: Int32) throws {
+        if err == ENOBUFS {
+            try recoverFromOverflow(reason: "ENOBUFS")
+            return
+        }
+        // A message libudev refused (bad format, untrusted sender...): it was consumed, so
+        // reading on cannot spin; but an error that repeats without any success means the
+        // socket itself is broken.
+        consecutiveErrors += 1
+        logger.debug("udev source: uevent refused by libudev: \(errnoText(err))")
+        if consecutiveErrors >= 64 {
+            try reopenMonitor(reason: "64 receive errors in a row, last: \(errnoText(err))")
+        }
+    }
+
+    /// Reads what is already queued when a stop is requested (bounded in time), so events
+    /// sent before the stop reach the plugins.
+    private func drainOnStop() {
+        let end = pbs_monotonic_ns() + UInt64(max(0, options.drainOnStopMilliseconds)) * 1_000_000
+        while pbs_monotonic_ns() < end {
+            guard let dev = monitor.receive() else {
+                if errno == EINTR { continue }
+                break
+            }
+            let receipt = pbs_monotonic_ns()
+            counters.received.add(1, ordering: .relaxed)
+            handle(dev, receipt: receipt)
+            udev_device_unref(dev)
+        }
+        context.producer.flush()
+    }
+}
+
+/// "8 MiB", "212992 bytes", "unknown": a receive buffer size for log lines.
+func mib(_ bytes: Int) -> String {
+    bytes < 0 ? "unknown" : bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : "\(bytes) bytes"
+}
