@@ -145,18 +145,21 @@ let package = Package(
         ]),
         .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
         .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        // Where the package root and the build products are, for every test target (PackagePaths).
+        .target(name: "PlugboardTestSupport", path: "Tests/PlugboardTestSupport"),
         .testTarget(name: "PlugboardManifestTests",
-                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"],
+                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport"],
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
-        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardTestSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
-            "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
+            "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev", "PlugboardTestSupport",
         ]),
-        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard"]),
+        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard",
+                                                                 "PlugboardTestSupport"]),
         // The operations figures in docs/benchmarks.md (`make bench-ops`).
         .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
                                                                    .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore"]),
+        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore", "PlugboardTestSupport"]),
     ] + plugins.map(\.1)
 )
