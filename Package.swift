@@ -43,7 +43,6 @@ let plugins = [
 
 let package = Package(
     name: "Plugboard",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "plugboard", targets: ["plugboard"]),
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
