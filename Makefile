@@ -113,9 +113,9 @@ fuzz: fuzz-build
 
 ## bench-manifests: figures for docs/benchmarks.md `## Manifests` (release build of a small tool).
 bench-manifests:
-	$(SWIFT) build -c release --product plugboard-manifest-bench
+	$(SWIFT) build -c release --product plugboard-bench-manifests
 	$(SWIFT) build -c release --product usb-logger
-	.build/release/plugboard-manifest-bench --so .build/release/libusb-logger.so
+	.build/release/plugboard-bench-manifests --so .build/release/libusb-logger.so
 
 clean:
 	rm -rf .build build Benchmarks/.build .build-fuzz
@@ -134,5 +134,5 @@ bench-redis: deps
 .PHONY: bench-ops
 bench-ops: deps
 	$(SWIFT) build -c release --product plugboard
-	$(SWIFT) build -c release --product PlugboardOpsBench
-	.build/release/PlugboardOpsBench --runs 40 --cycles 1000
+	$(SWIFT) build -c release --product plugboard-bench-ops
+	.build/release/plugboard-bench-ops --runs 40 --cycles 1000

@@ -43,7 +43,6 @@ let plugins = [
 
 let package = Package(
     name: "Plugboard",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "plugboard", targets: ["plugboard"]),
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
@@ -54,8 +53,11 @@ let package = Package(
         .library(name: "PlugboardHost", targets: ["PlugboardHost"]),
         // libFuzzer target for the .pbm reader: `make fuzz` builds it with `--sanitize=fuzzer`.
         .executable(name: "plugboard-manifest-fuzz", targets: ["PlugboardManifestFuzz"]),
-        // Release-mode figures for docs/benchmarks.md `## Manifests` (`make bench-manifests`).
-        .executable(name: "plugboard-manifest-bench", targets: ["PlugboardManifestBench"]),
+        // Benchmark tools (release builds, figures for docs/benchmarks.md): Sources/bench-<area>,
+        // product plugboard-bench-<area>, run by `make bench-<area>`.
+        .executable(name: "plugboard-bench-manifests", targets: ["bench-manifests"]),
+        .executable(name: "plugboard-bench-redis", targets: ["bench-redis"]),
+        .executable(name: "plugboard-bench-ops", targets: ["bench-ops"]),
         .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
         .library(name: "PlugboardSDK", targets: ["PlugboardSDK"]),
     ] + plugins.map(\.0),
@@ -106,7 +108,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
-        .executableTarget(name: "plugboard-redis-bench", dependencies: ["PlugboardRedis", "CPlugboard"]),
+        .executableTarget(name: "bench-redis", dependencies: ["PlugboardRedis", "CPlugboard"]),
 
         // The one host of run, serve and monitor: configuration -> settings, plugin discovery
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.
@@ -144,19 +146,23 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
-        .executableTarget(name: "PlugboardManifestBench", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        .executableTarget(name: "bench-manifests", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        // Where the package root and the build products are, for every test target (PackagePaths).
+        .target(name: "PlugboardTestSupport", path: "Tests/PlugboardTestSupport"),
         .testTarget(name: "PlugboardManifestTests",
-                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"],
+                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport"],
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
-        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardTestSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
-            "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
+            "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev", "PlugboardTestSupport",
         ]),
-        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard"]),
+        .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard",
+                                                                 "PlugboardTestSupport"]),
         // The operations figures in docs/benchmarks.md (`make bench-ops`).
-        .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
+        .executableTarget(name: "bench-ops", dependencies: ["PlugboardCore", "PlugboardDaemon",
                                                                    .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardHost", "PlugboardCore", "CPlugboard"]),
+        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardHost", "PlugboardCore", "CPlugboard",
+                                                                  "PlugboardTestSupport"]),
     ] + plugins.map(\.1)
 )

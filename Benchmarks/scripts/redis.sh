@@ -14,10 +14,10 @@ ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-10000}
 LATENCY_SECONDS=${LATENCY_SECONDS:-10}
 
-swift build -c release --product plugboard-redis-bench >/dev/null
-BENCH=.build/release/plugboard-redis-bench
+swift build -c release --product plugboard-bench-redis >/dev/null
+BENCH=.build/release/plugboard-bench-redis
 
-DIR=$(mktemp -d /tmp/plugboard-redis-bench-XXXXXX)
+DIR=$(mktemp -d /tmp/plugboard-bench-redis-XXXXXX)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
     --daemonize no --logfile "$DIR/redis.log" &

@@ -3,30 +3,18 @@ import Logging
 import Synchronization
 import PlugboardCore
 import Testing
+import PlugboardTestSupport
 
 /// Paths and helpers shared by the core tests.
 enum TestSupport {
-    /// The package root (three levels above this file).
-    static let packageRoot: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
-    }()
+    /// The package root (`PackagePaths.root`).
+    static var packageRoot: String { PackagePaths.root }
 
     /// The build products directory: where the test binary and the plugin `.so` files are.
-    static let productsDir: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        // The test bundle may sit in a subfolder (…/PlugboardPackageTests.xctest/…).
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("libpbtest-recorder.so").path),
-              dir.path != "/"
-        {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.path
-    }()
+    static var productsDir: String { PackagePaths.products }
 
     /// Path of a plugin product, e.g. `plugin("usb-logger")` → …/libusb-logger.so.
-    static func plugin(_ name: String) -> String { "\(productsDir)/lib\(name).so" }
+    static func plugin(_ name: String) -> String { PackagePaths.plugin(name) }
 
     /// A fresh temporary directory.
     static func tempDir(_ tag: String = "pb") throws -> String {

@@ -4,6 +4,7 @@ import Testing
 
 @testable import PlugboardDaemon
 @testable import PlugboardHost
+import PlugboardTestSupport
 
 /// A temporary directory with a config file in it, removed at deinit.
 final class TempDir {
@@ -189,9 +190,7 @@ struct ConfigTests {
 
     @Test("the example packaging/plugboard.toml is valid and sets what it says")
     func exampleConfigIsValid() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
-        let c = try ConfigLoader(searchPaths: [], environment: [:]).load(file: root + "/packaging/plugboard.toml")
+        let c = try ConfigLoader(searchPaths: [], environment: [:]).load(file: PackagePaths.root + "/packaging/plugboard.toml")
         #expect(c.daemon.source == .udev)
         #expect(c.daemon.performance.ringSlots == 2048)
         #expect(c.daemon.monitoring.listen.isLoopback)

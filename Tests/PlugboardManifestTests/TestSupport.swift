@@ -1,6 +1,7 @@
 import Foundation
 import PlugboardManifest
 import PlugboardManifestTools
+import PlugboardTestSupport
 
 /// Shared helpers: temporary directories, the package's real plugin `.so` files, sample manifests.
 enum TestSupport {
@@ -14,14 +15,11 @@ enum TestSupport {
     static func cleanup(_ dir: String) { try? FileManager.default.removeItem(atPath: dir) }
 
     /// The directory SwiftPM built this test binary (and the plugin `.so` products) into.
-    static var buildDir: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return (exe as NSString).deletingLastPathComponent
-    }
+    static var buildDir: String { PackagePaths.products }
 
     /// A real plugin library built by the package (`libusb-logger.so`...).
     static func builtLibrary(_ name: String) throws -> String {
-        let path = buildDir + "/lib\(name).so"
+        let path = PackagePaths.plugin(name)
         guard FileManager.default.fileExists(atPath: path) else {
             throw ManifestError(.library, file: path, field: "test setup", problem: "the plugin was not built",
                                 fix: "run `swift build` (or `make build`) before `swift test`")
@@ -29,9 +27,7 @@ enum TestSupport {
         return path
     }
 
-    static var packageRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
+    static var packageRoot: String { PackagePaths.root }
 
     static var fixtures: String { Bundle.module.resourceURL!.appendingPathComponent("Fixtures").path }
 

@@ -4,33 +4,21 @@ import FoundationNetworking
 #endif
 import PlugboardRedis
 import Testing
+import PlugboardTestSupport
 
 /// `plugboard run --redis` and `plugboard tail`: the real binary against a real redis-server.
 @Suite("plugboard run --redis and plugboard tail (the real binary)", .serialized)
 struct CLITests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-
-    /// Where `swift build`/`swift test` put the products (the `plugboard` binary, plugin `.so`s).
-    static let productsDir: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("plugboard").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.path
-    }()
-
-    var plugboard: String { "\(CLITests.productsDir)/plugboard" }
-    var session: String { "\(CLITests.packageRoot)/demo/session.jsonl" }
+    var plugboard: String { PackagePaths.product("plugboard") }
+    var session: String { "\(PackagePaths.root)/demo/session.jsonl" }
 
     func pluginDir() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pbr-plugins-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for name in ["usb-logger", "device-counter"] {
-            try FileManager.default.copyItem(atPath: "\(CLITests.productsDir)/lib\(name).so", toPath: "\(dir)/lib\(name).so")
+            try FileManager.default.copyItem(atPath: PackagePaths.plugin(name), toPath: "\(dir)/lib\(name).so")
             // `run` loads a .so only with its manifest (docs/manifest.md), packed as `make plugins` does.
-            try run(["pack", "\(CLITests.packageRoot)/SamplePlugins/\(name)/plugin.toml", "--library", "\(dir)/lib\(name).so",
+            try run(["pack", "\(PackagePaths.root)/SamplePlugins/\(name)/plugin.toml", "--library", "\(dir)/lib\(name).so",
                      "-o", "\(dir)/\(name).pbm"])
         }
         return dir
@@ -84,7 +72,7 @@ struct CLITests {
         let dir = try pluginDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // A library without a manifest is skipped with the reason; the others run.
-        try FileManager.default.copyItem(atPath: "\(CLITests.productsDir)/libpbtest-recorder.so", toPath: "\(dir)/libnomanifest.so")
+        try FileManager.default.copyItem(atPath: PackagePaths.plugin("pbtest-recorder"), toPath: "\(dir)/libnomanifest.so")
         let config = "\(dir)/plugboard.toml"
         try """
             source = "replay:\(session)"

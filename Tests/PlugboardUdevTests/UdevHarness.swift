@@ -5,6 +5,7 @@ import PlugboardTestbed
 import Testing
 
 @testable import PlugboardUdev
+import PlugboardTestSupport
 
 /// One event as the real recorder plugin (libpbtest-recorder.so) wrote it.
 struct RecordedEvent: CustomStringConvertible {
@@ -176,16 +177,10 @@ func waitUntil(_ what: String, timeout: Double = 15, _ condition: () -> Bool) th
 
 /// Where the package's build products are (next to the test bundle).
 enum TestPaths {
-    static var buildDirectory: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        // Inside an .xctest bundle directory on some layouts.
-        if dir.pathExtension == "xctest" { dir = dir.deletingLastPathComponent() }
-        return dir.path
-    }
+    static var buildDirectory: String { PackagePaths.products }
 
     static func plugin(_ name: String) throws -> String {
-        let path = buildDirectory + "/lib\(name).so"
+        let path = PackagePaths.plugin(name)
         guard FileManager.default.fileExists(atPath: path) else {
             throw TestbedError("\(path) is missing: build the package first (swift build), then run the tests")
         }

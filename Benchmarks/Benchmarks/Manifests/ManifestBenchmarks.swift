@@ -5,7 +5,7 @@ import PlugboardManifest
 import PlugboardManifestTools
 
 // Manifest start-up and match cost (docs/benchmarks.md `## Manifests`), with malloc counts.
-// Same workloads as Sources/PlugboardManifestBench (the release tool `make bench-manifests` runs);
+// Same workloads as Sources/bench-manifests (the release tool `make bench-manifests` runs);
 // baselines in the same run: TOML parsing for start-up, a scan of every rule for matching.
 
 struct SplitMix64: RandomNumberGenerator {

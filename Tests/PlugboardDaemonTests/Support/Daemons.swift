@@ -6,6 +6,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import PlugboardTestSupport
 #endif
 
 /// A minimal HTTP/1.1 GET over a real TCP socket (no client library: what a scraper does).
@@ -156,15 +157,8 @@ final class DaemonProcess: Sendable {
     }
 }
 
-/// The package root (where Package.swift is), from this file's path.
-let packageRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-    }
-    return FileManager.default.currentDirectoryPath
-}()
+/// The package root (where Package.swift is).
+var packageRoot: String { PackagePaths.root }
 
 /// Builds the recorder test plugin under another name (the host refuses duplicate names) with the
 /// system C compiler against SDK/include/plugboard.h, into `dir`.

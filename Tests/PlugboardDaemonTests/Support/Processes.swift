@@ -1,20 +1,9 @@
 import Foundation
-
-/// The directory holding the package's build products (the test bundle sits there too).
-func productsDirectory() -> URL {
-    let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = me.deletingLastPathComponent()
-    // `swift test` runs .build/<triple>/debug/<Package>PackageTests.xctest; go up until `plugboard` is beside us.
-    for _ in 0..<4 {
-        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("plugboard").path) { return dir }
-        dir = dir.deletingLastPathComponent()
-    }
-    return me.deletingLastPathComponent()
-}
+import PlugboardTestSupport
 
 /// The path of a build product (executable or `lib<name>.so`), or nil when it was not built.
 func productBinary(_ name: String) -> String? {
-    let p = productsDirectory().appendingPathComponent(name).path
+    let p = PackagePaths.product(name)
     return FileManager.default.isExecutableFile(atPath: p) || FileManager.default.fileExists(atPath: p) ? p : nil
 }
 

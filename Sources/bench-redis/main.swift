@@ -1,10 +1,10 @@
-// plugboard-redis-bench: publish rate and publish latency of RedisPublisher against a real
+// plugboard-bench-redis: publish rate and publish latency of RedisPublisher against a real
 // redis-server. Run by Benchmarks/scripts/redis.sh, which starts the server and runs the
 // redis-benchmark baseline in the same run. Release build only; numbers go to docs/benchmarks.md.
 //
-//   plugboard-redis-bench rate    --redis URL [--events N]
-//   plugboard-redis-bench latency --redis URL [--rate R] [--seconds S]
-//   plugboard-redis-bench demo    --redis URL --host H [--events N] [--rate R]
+//   plugboard-bench-redis rate    --redis URL [--events N]
+//   plugboard-bench-redis latency --redis URL [--rate R] [--seconds S]
+//   plugboard-bench-redis demo    --redis URL --host H [--events N] [--rate R]
 import CPlugboard
 import Foundation
 import PlugboardCore

@@ -1,6 +1,6 @@
 // Figures for docs/benchmarks.md `## Manifests`. Run with `make bench-manifests` (release build).
 //
-//   plugboard-manifest-bench [--so PATH] [--plugins N] [--iterations N]
+//   plugboard-bench-manifests [--so PATH] [--plugins N] [--iterations N]
 //
 // 1. Start-up with N plugins (default 100): cold (no registry cache: read + validate every .pbm, hash
 //    every .so, write the cache), warm (valid cache: stat + one mmap'd file), and the baseline of a host

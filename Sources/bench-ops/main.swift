@@ -1,11 +1,11 @@
-// plugboard-ops-bench: the operations figures of docs/benchmarks.md ("## Operations").
+// plugboard-bench-ops: the operations figures of docs/benchmarks.md ("## Operations").
 //
 //   1. Shutdown time of `plugboard serve` with 10 plugins and a full ring, against the same daemon
 //      with an empty ring (baseline, same run): SIGTERM to exit, and the daemon's own report.
 //   2. Resident memory growth over 1000 load/init/shutdown/unload cycles of a C plugin, against
 //      1000 raw dlopen/dlclose cycles of the same .so (baseline, same run).
 //
-// Usage: plugboard-ops-bench [--runs N] [--cycles N]   (run by `make bench-ops`)
+// Usage: plugboard-bench-ops [--runs N] [--cycles N]   (run by `make bench-ops`)
 import Foundation
 import Logging
 import PlugboardCore
