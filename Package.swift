@@ -78,6 +78,10 @@ let package = Package(
         .target(name: "PlugboardFFI", dependencies: ["CFFI"]),
         // C helpers Swift cannot express: futex, sealed memfd, atomics on shared memory.
         .target(name: "CPlugboardSupport"),
+        // The system layer: typed wrappers over the C calls (fds, errno, mmap/memfd, futex, inotify,
+        // poll, dlopen); debug builds let tests replace each call (Internals/Syscalls.swift).
+        .target(name: "PlugboardSystem", dependencies: ["CPlugboardSupport"],
+                swiftSettings: [.define("ENABLE_MOCKING", .when(configuration: .debug))]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
@@ -149,6 +153,7 @@ let package = Package(
                     dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"],
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
+        .testTarget(name: "PlugboardSystemTests", dependencies: ["PlugboardSystem", "CPlugboardSupport"]),
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
