@@ -88,7 +88,7 @@ let package = Package(
 
         // The core runtime: event ring, loader, workers, host API, replay/synthetic sources.
         .target(name: "PlugboardCore", dependencies: [
-            "CPlugboard", "CPlugboardSupport",
+            "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
