@@ -136,7 +136,7 @@ let package = Package(
 
         // Manifests: the .pbm format (reader/writer), match index, registry cache, dependency order,
         // plugin catalog. Dependency-free (only the ABI header) so the fuzz target links just this.
-        .target(name: "PlugboardManifest", dependencies: ["CPlugboard"]),
+        .target(name: "PlugboardManifest", dependencies: ["CPlugboard", "PlugboardSystem"]),
         // plugin.toml -> Manifest (TOMLKit) and the packer; kept out of PlugboardManifest for the fuzz build.
         .target(name: "PlugboardManifestTools", dependencies: [
             "PlugboardManifest", "PlugboardCore",
