@@ -114,7 +114,7 @@ let package = Package(
 
         // The daemon wiring: TOML config, service lifecycle, HTTP endpoints, metrics, systemd notify.
         .target(name: "PlugboardDaemon", dependencies: [
-            "PlugboardCore", "CPlugboard", "PlugboardUdev", "PlugboardRedis", "PlugboardManifestHost",
+            "PlugboardCore", "CPlugboard", "PlugboardUdev", "PlugboardRedis", "PlugboardManifestHost", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -130,6 +130,7 @@ let package = Package(
             "PlugboardRedis",
             "PlugboardDaemon",
             "PlugboardFFI",
+            "PlugboardSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,4 +1,6 @@
 import Foundation
+import PlugboardCore
+import PlugboardSystem
 import Synchronization
 
 /// How a graceful shutdown ended.
@@ -20,7 +22,7 @@ public struct ShutdownReport: Sendable, Equatable {
     }
 
     static func format(_ d: Duration) -> String {
-        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        let ms = d.inSeconds * 1000
         return ms < 1000 ? String(format: "%.1f ms", ms) : String(format: "%.2f s", ms / 1000)
     }
 }
@@ -46,7 +48,8 @@ public enum ShutdownCoordinator {
         let progress = Progress()
         let done = DispatchSemaphore(value: 0)
 
-        let thread = Thread {
+        // Abandoned, not joined, when a step outlives the deadline (the caller exits).
+        _ = NativeThread(name: "pb-shutdown") {
             progress.enter(phases[0])
             runtime.stopSource()
             progress.enter(phases[1])
@@ -62,12 +65,10 @@ public enum ShutdownCoordinator {
             progress.finish(busy: busy)
             done.signal()
         }
-        thread.name = "pb-shutdown"
-        thread.start()
 
         // Wait on the wall clock equivalent of `end`: DispatchTime is monotonic too.
         let remaining = end - clock.now
-        let waitNanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+        let waitNanos = max(0, remaining.nanoseconds)
         var timedOut = done.wait(timeout: .now() + .nanoseconds(Int(waitNanos))) == .timedOut
         if timedOut {
             // A step that honours the deadline returns right at it with the names of who is busy:
@@ -111,13 +112,21 @@ public struct ShutdownRecord: Sendable, Equatable {
     public var seconds: Double
     public var completed: Bool
 
-    /// Written as one line: `<seconds> <completed 0|1>`.
-    public func write(to path: String) throws {
-        try "\(seconds) \(completed ? 1 : 0)\n".write(toFile: path, atomically: true, encoding: .utf8)
+    /// Written as one line: `<seconds> <completed 0|1>`, to a temporary file renamed over `path`
+    /// (a crash leaves the old record or the new one).
+    /// - Throws: `Errno` naming the call (`open`, `write`, `rename`) and the file.
+    public func write(to path: String) throws(Errno) {
+        let tmp = "\(path).tmp"
+        let fd = try FileDescriptor.open(tmp, [.writeOnly, .create, .truncate], permissions: 0o644)
+        try fd.closeAfter { () throws(Errno) in
+            try fd.writeAll(Array("\(seconds) \(completed ? 1 : 0)\n".utf8))
+        }
+        try FileSystem.rename(tmp, to: path)
     }
 
     public static func read(from path: String) -> ShutdownRecord? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        guard let bytes = try? FileDescriptor.readContents(of: path) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
         let f = text.split(whereSeparator: \.isWhitespace)
         guard f.count == 2, let s = Double(f[0]), let c = Int(f[1]) else { return nil }
         return ShutdownRecord(seconds: s, completed: c == 1)

@@ -1,3 +1,5 @@
+import PlugboardSystem
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -49,9 +51,14 @@ public struct SystemdNotifier: Sendable {
     /// Sends one datagram with `state` (newline-separated assignments). No-op when inactive.
     public func send(_ state: String) throws(SystemdNotifyError) {
         guard let socketPath else { return }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemdNotifyError(call: "socket", errno: errno, path: socketPath) }
-        defer { close(fd) }
+        let fd: FileDescriptor
+        do throws(Errno) {
+            let raw = try valueOrErrno("socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            fd = FileDescriptor(rawValue: raw, path: socketPath)
+        } catch {
+            throw SystemdNotifyError(call: "socket", errno: error.code, path: socketPath)
+        }
+        defer { try? fd.close() }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         var bytes = Array(socketPath.utf8)
@@ -68,11 +75,20 @@ public struct SystemdNotifier: Sendable {
         let sent = withUnsafePointer(to: &addr) { ptr in
             ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                 payload.withUnsafeBytes { buf in
-                    retryingEINTR { sendto(fd, buf.baseAddress, buf.count, Int32(MSG_NOSIGNAL), sa, length) }
+                    Result { () throws(Errno) in
+                        try retryOnInterrupt("sendto", path: socketPath) {
+                            sendto(fd.rawValue, buf.baseAddress, buf.count, Int32(MSG_NOSIGNAL), sa, length)
+                        }
+                    }
                 }
             }
         }
-        guard sent == payload.count else { throw SystemdNotifyError(call: "sendto", errno: errno, path: socketPath) }
+        switch sent {
+        case .failure(let e): throw SystemdNotifyError(call: "sendto", errno: e.code, path: socketPath)
+        case .success(let n) where n != payload.count:
+            throw SystemdNotifyError(call: "sendto", errno: EMSGSIZE, path: socketPath)
+        case .success: return
+        }
     }
 }
 
@@ -82,16 +98,7 @@ public struct SystemdNotifyError: Error, Sendable, CustomStringConvertible {
     public var errno: Int32
     public var path: String
     public var description: String {
-        "sd_notify to NOTIFY_SOCKET=\(path) failed in \(call): \(String(cString: strerror(errno))); "
+        "sd_notify to NOTIFY_SOCKET=\(path) failed in \(call): \(Errno.text(errno)); "
             + "check that systemd (or the test) still listens there"
-    }
-}
-
-/// Repeats a system call while it fails with EINTR.
-func retryingEINTR<T: BinaryInteger>(_ call: () -> T) -> T {
-    while true {
-        let r = call()
-        if r == -1 && errno == EINTR { continue }
-        return r
     }
 }
