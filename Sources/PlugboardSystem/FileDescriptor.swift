@@ -192,6 +192,32 @@ public enum FileSystem {
         _ = try retryOnInterrupt("unlink", path: path) { system_unlink(path) }
     }
 
+    /// The names in directory `path` (not `.` and `..`), sorted.
+    /// The corresponding C functions are `opendir`, `readdir` and `closedir`.
+    /// - Throws: `Errno` with call `opendir` and the path (`ENOENT`, `ENOTDIR`, `EACCES`, `EMFILE`).
+    public static func entries(in path: String) throws(Errno) -> [String] {
+        guard let dir = system_opendir(path) else { throw Errno.current("opendir", path: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Creates a new directory named from `prefix` plus six random characters, readable only by
+    /// this user, and returns its path. The corresponding C function is `mkdtemp`.
+    /// - Throws: `Errno` with call `mkdtemp` and the template.
+    public static func makeTemporaryDirectory(prefix: String) throws(Errno) -> String {
+        var template = Array((prefix + "XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { system_mkdtemp($0.baseAddress!) }
+        guard let made else { throw Errno.current("mkdtemp", path: prefix + "XXXXXX") }
+        return String(cString: made)
+    }
+
     /// Creates the directory `path`; an existing directory is not an error.
     /// The corresponding C function is `mkdir`.
     public static func makeDirectory(_ path: String, permissions: mode_t = 0o755) throws(Errno) {

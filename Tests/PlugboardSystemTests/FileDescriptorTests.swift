@@ -140,6 +140,30 @@ struct FileDescriptorTests {
         #expect(e == Errno(code: EACCES, call: "mkdir", path: dir + "/x"))
     }
 
+    @Test func aDirectoryListsItsNamesSortedAndAMissingOneThrowsENOENT() throws {
+        let dir = try FileSystem.makeTemporaryDirectory(prefix: "/tmp/pbsys-list-")
+        _ = try temporaryFileIn(dir, "b.so")
+        _ = try temporaryFileIn(dir, "a.so")
+        #expect(try FileSystem.entries(in: dir) == ["a.so", "b.so"])
+        #expect(thrownErrno { try FileSystem.entries(in: dir + "/none") } == Errno(code: ENOENT, call: "opendir", path: dir + "/none"))
+        let e = withSyscalls(Syscalls(opendir: { _ in errno = EMFILE; return nil })) { thrownErrno { try FileSystem.entries(in: dir) } }
+        #expect(e == Errno(code: EMFILE, call: "opendir", path: dir))
+    }
+
+    @Test func aTemporaryDirectoryFailureNamesMkdtempAndTheTemplate() {
+        let e = withSyscalls(Syscalls(mkdtemp: { _ in errno = EROFS; return nil })) {
+            thrownErrno { try FileSystem.makeTemporaryDirectory(prefix: "/tmp/x-") }
+        }
+        #expect(e == Errno(code: EROFS, call: "mkdtemp", path: "/tmp/x-XXXXXX"))
+    }
+
+    func temporaryFileIn(_ dir: String, _ name: String) throws -> String {
+        let path = dir + "/" + name
+        let fd = try FileDescriptor.open(path, [.writeOnly, .create])
+        try fd.close()
+        return path
+    }
+
     @Test func retryOnInterruptRetriesOnlyEINTR() {
         let calls = CallCount()
         let e = thrownErrno {

@@ -39,6 +39,8 @@ struct Syscalls: Sendable {
     var inotifyInit: (@Sendable (CInt) -> CInt)? = nil
     var inotifyAddWatch: (@Sendable (CInt, UnsafePointer<CChar>, UInt32) -> CInt)? = nil
     var poll: (@Sendable (UnsafeMutablePointer<pollfd>?, nfds_t, CInt) -> CInt)? = nil
+    var opendir: (@Sendable (UnsafePointer<CChar>) -> OpaquePointer?)? = nil
+    var mkdtemp: (@Sendable (UnsafeMutablePointer<CChar>) -> UnsafeMutablePointer<CChar>?)? = nil
     var dlopen: (@Sendable (UnsafePointer<CChar>?, CInt) -> UnsafeMutableRawPointer?)? = nil
     var dlsym: (@Sendable (UnsafeMutableRawPointer, UnsafePointer<CChar>) -> UnsafeMutableRawPointer?)? = nil
     var dlclose: (@Sendable (UnsafeMutableRawPointer) -> CInt)? = nil
@@ -206,6 +208,20 @@ func system_poll(_ fds: UnsafeMutablePointer<pollfd>?, _ count: nfds_t, _ timeou
     if let mock = Syscalls.mocks?.poll { return mock(fds, count, timeout) }
     #endif
     return poll(fds, count, timeout)
+}
+
+func system_opendir(_ path: UnsafePointer<CChar>) -> OpaquePointer? {
+    #if ENABLE_MOCKING
+    if let mock = Syscalls.mocks?.opendir { return mock(path) }
+    #endif
+    return opendir(path)
+}
+
+func system_mkdtemp(_ template: UnsafeMutablePointer<CChar>) -> UnsafeMutablePointer<CChar>? {
+    #if ENABLE_MOCKING
+    if let mock = Syscalls.mocks?.mkdtemp { return mock(template) }
+    #endif
+    return mkdtemp(template)
 }
 
 func system_dlopen(_ path: UnsafePointer<CChar>?, _ flags: CInt) -> UnsafeMutableRawPointer? {
