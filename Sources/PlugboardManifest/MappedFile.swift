@@ -121,16 +121,7 @@ public enum FileIO {
 
     /// Names in `dir` (not `.`/`..`), sorted; nil when it cannot be read. The C function is `readdir`.
     public static func list(_ dir: String) -> [String]? {
-        guard let d = opendir(dir) else { return nil }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        try? FileSystem.entries(in: dir)
     }
 
     public static func readAll(_ path: String, check: ManifestError.Check, field: String) throws -> [UInt8] {

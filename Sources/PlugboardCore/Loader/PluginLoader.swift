@@ -14,16 +14,15 @@ public enum PluginLoader {
     public static func discover(in directories: [String]) throws -> [String] {
         var found: [String] = []
         for dir in directories {
-            guard let d = opendir(dir) else {
+            let names: [String]
+            do throws(Errno) {
+                names = try FileSystem.entries(in: dir)
+            } catch {
                 throw PlugboardError(code: "plugins.dir", file: dir, field: "plugins.dirs",
-                                     reason: "cannot read plugin directory: \(errnoDescription(errno))",
+                                     reason: "cannot read plugin directory: \(error.reason)",
                                      fix: "create it or correct the path given with --plugins")
             }
-            defer { closedir(d) }
-            while let entry = readdir(d) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                }
+            for name in names {
                 guard name.hasSuffix(".so"), !name.hasPrefix(".") else { continue }
                 let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
                 if (try? FileStatus.of(path: path))?.isRegularFile == true { found.append(path) }

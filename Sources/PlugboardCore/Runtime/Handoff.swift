@@ -29,9 +29,11 @@ final class ReloadCopies: Sendable {
         do {
             target = try made.withLock { m throws -> String in
                 if m.directory == nil {
-                    var template = Array("\(NSTemporaryDirectory())/plugboard-reload-XXXXXX".utf8CString)
-                    guard let d = mkdtemp(&template) else { throw PlugboardError(code: "reload.dir", reason: "mkdtemp: \(errnoDescription(errno))") }
-                    m.directory = String(cString: d)
+                    do throws(Errno) {
+                        m.directory = try FileSystem.makeTemporaryDirectory(prefix: "\(NSTemporaryDirectory())/plugboard-reload-")
+                    } catch {
+                        throw PlugboardError(code: "reload.dir", reason: "\(error.call): \(error.reason)")
+                    }
                 }
                 m.count += 1
                 let name = "\(m.count)-" + (path.split(separator: "/").last.map(String.init) ?? "plugin.so")
