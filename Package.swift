@@ -155,7 +155,7 @@ let package = Package(
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardSystemTests", dependencies: ["PlugboardSystem", "CPlugboardSupport"]),
-        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardSystem"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
         ]),
