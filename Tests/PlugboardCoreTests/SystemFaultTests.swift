@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 @testable import PlugboardCore
 @testable import PlugboardSystem
@@ -57,4 +58,32 @@ struct SystemFaultTests {
         }
         #expect(text?.contains("cannot read the replay file: read: Input/output error (errno 5)") == true)
     }
+
+    @Test(arguments: [(EMFILE, "inotify_init1: Too many open files (errno 24)"), (ENFILE, "inotify_init1: Too many open files in system (errno 23)")])
+    func aWatcherWithoutInotifyNamesTheCallAndTheLimitToRaise(code: Int32, expected: String) throws {
+        let runtime = try Runtime(options: RuntimeOptions(), logger: TestSupport.logger)
+        let text = Syscalls.$mocks.withValue(Syscalls(inotifyInit: { _ in errno = code; return -1 })) {
+            failure { _ = try PluginWatcher(runtime: runtime, directories: ["/tmp"], logger: TestSupport.logger) }
+        }
+        #expect(text == "\(expected) (fix: raise fs.inotify.max_user_instances, or run without --watch)")
+    }
+
+    @Test func aWatcherThatCannotWatchADirectoryNamesIt() throws {
+        let runtime = try Runtime(options: RuntimeOptions(), logger: TestSupport.logger)
+        let closed = CallCounter()
+        let mocks = Syscalls(close: { fd in closed.add(); return close(fd) },
+                             inotifyAddWatch: { _, _, _ in errno = ENOSPC; return -1 })
+        let text = Syscalls.$mocks.withValue(mocks) {
+            failure { _ = try PluginWatcher(runtime: runtime, directories: ["/srv/plugins"], logger: TestSupport.logger) }
+        }
+        #expect(text == "/srv/plugins: cannot watch the plugin directory: No space left on device (errno 28) (fix: check the path, or raise fs.inotify.max_user_watches)")
+        #expect(closed.count == 1, "the inotify descriptor is closed again")
+    }
+}
+
+/// Counts calls from `@Sendable` mocks.
+final class CallCounter: Sendable {
+    private let value = Mutex(0)
+    func add() { value.withLock { $0 += 1 } }
+    var count: Int { value.withLock { $0 } }
 }
