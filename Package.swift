@@ -163,6 +163,6 @@ let package = Package(
         // The operations figures in docs/benchmarks.md (`make bench-ops`).
         .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
                                                                    .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore"]),
+        .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardCore", "PlugboardSystem"]),
     ] + plugins.map(\.1)
 )

@@ -45,8 +45,7 @@ struct HTTPTests {
     func readyzTransitions() async throws {
         let rt = ThreadedRuntime(plugins: [.init(name: "p", perEvent: .zero)], holdStart: true)
         let state = DaemonState()
-        let starter = Thread { try? rt.start(); state.started = true }
-        starter.start()
+        _ = NativeThread(name: "test-start") { try? rt.start(); state.started = true }
         try await withMonitoringServer(runtime: rt, state: state) { port in
             var r = try await httpGet(port: port, path: "/readyz")
             #expect(r.status == 503)

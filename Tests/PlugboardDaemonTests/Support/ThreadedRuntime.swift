@@ -1,5 +1,7 @@
 import Foundation
+import PlugboardCore
 import PlugboardDaemon
+import PlugboardSystem
 import Synchronization
 
 /// A small runtime with real worker threads that really sleep, for testing the lifecycle
@@ -71,9 +73,7 @@ final class ThreadedRuntime: RuntimeControl, @unchecked Sendable {
         started = true
         cond.unlock()
         for i in specs.indices {
-            let t = Thread { [self] in worker(i) }
-            t.name = "test-\(specs[i].name)"
-            t.start()
+            _ = NativeThread(name: "test-\(specs[i].name)") { [self] in worker(i) }
         }
     }
 
@@ -83,7 +83,7 @@ final class ThreadedRuntime: RuntimeControl, @unchecked Sendable {
             while queues[i].isEmpty && !shutdownRequested { cond.wait() }
             if queues[i].isEmpty && shutdownRequested {
                 cond.unlock()
-                Thread.sleep(forTimeInterval: seconds(specs[i].shutdownTime))
+                sleepThread(for: specs[i].shutdownTime)
                 cond.lock()
                 shutdownDone[i] = true
                 cond.broadcast()
@@ -93,7 +93,7 @@ final class ThreadedRuntime: RuntimeControl, @unchecked Sendable {
             let seq = queues[i].removeFirst()
             inCallback[i] = true
             cond.unlock()
-            Thread.sleep(forTimeInterval: seconds(specs[i].perEvent))  // the "callback"
+            sleepThread(for: specs[i].perEvent)  // the "callback"
             cond.lock()
             inCallback[i] = false
             processed[i].append(seq)
@@ -135,7 +135,7 @@ final class ThreadedRuntime: RuntimeControl, @unchecked Sendable {
     func flushOutputs(until deadline: ContinuousClock.Instant) -> [String] {
         calls.withLock { $0.append("flushOutputs") }
         // A flush that cannot be interrupted (a blocking hiredis round trip): it ignores the deadline.
-        Thread.sleep(forTimeInterval: seconds(flushTime))
+        sleepThread(for: flushTime)
         return []
     }
 
@@ -152,10 +152,6 @@ final class ThreadedRuntime: RuntimeControl, @unchecked Sendable {
     }
 
     private func date(_ instant: ContinuousClock.Instant) -> Date {
-        Date(timeIntervalSinceNow: seconds(instant - ContinuousClock.now))
+        Date(timeIntervalSinceNow: (instant - ContinuousClock.now).inSeconds)
     }
-}
-
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
