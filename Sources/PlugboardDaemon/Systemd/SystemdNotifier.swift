@@ -51,43 +51,10 @@ public struct SystemdNotifier: Sendable {
     /// Sends one datagram with `state` (newline-separated assignments). No-op when inactive.
     public func send(_ state: String) throws(SystemdNotifyError) {
         guard let socketPath else { return }
-        let fd: FileDescriptor
         do throws(Errno) {
-            let raw = try valueOrErrno("socket") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-            fd = FileDescriptor(rawValue: raw, path: socketPath)
+            try UnixDatagram.send(Array(state.utf8), to: socketPath)
         } catch {
-            throw SystemdNotifyError(call: "socket", errno: error.code, path: socketPath)
-        }
-        defer { try? fd.close() }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        var bytes = Array(socketPath.utf8)
-        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }  // abstract namespace
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard bytes.count < capacity else {
-            throw SystemdNotifyError(call: "connect", errno: ENAMETOOLONG, path: socketPath)
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == 0 ? 0 : 1))
-        let payload = Array(state.utf8)
-        let sent = withUnsafePointer(to: &addr) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                payload.withUnsafeBytes { buf in
-                    Result { () throws(Errno) in
-                        try retryOnInterrupt("sendto", path: socketPath) {
-                            sendto(fd.rawValue, buf.baseAddress, buf.count, Int32(MSG_NOSIGNAL), sa, length)
-                        }
-                    }
-                }
-            }
-        }
-        switch sent {
-        case .failure(let e): throw SystemdNotifyError(call: "sendto", errno: e.code, path: socketPath)
-        case .success(let n) where n != payload.count:
-            throw SystemdNotifyError(call: "sendto", errno: EMSGSIZE, path: socketPath)
-        case .success: return
+            throw SystemdNotifyError(call: error.call, errno: error.code, path: socketPath)
         }
     }
 }

@@ -39,6 +39,8 @@ struct Syscalls: Sendable {
     var inotifyInit: (@Sendable (CInt) -> CInt)? = nil
     var inotifyAddWatch: (@Sendable (CInt, UnsafePointer<CChar>, UInt32) -> CInt)? = nil
     var poll: (@Sendable (UnsafeMutablePointer<pollfd>?, nfds_t, CInt) -> CInt)? = nil
+    var socket: (@Sendable (CInt, CInt, CInt) -> CInt)? = nil
+    var sendto: (@Sendable (CInt, UnsafeRawPointer?, Int, CInt, UnsafePointer<sockaddr>?, socklen_t) -> Int)? = nil
     var opendir: (@Sendable (UnsafePointer<CChar>) -> OpaquePointer?)? = nil
     var mkdtemp: (@Sendable (UnsafeMutablePointer<CChar>) -> UnsafeMutablePointer<CChar>?)? = nil
     var dlopen: (@Sendable (UnsafePointer<CChar>?, CInt) -> UnsafeMutableRawPointer?)? = nil
@@ -208,6 +210,21 @@ func system_poll(_ fds: UnsafeMutablePointer<pollfd>?, _ count: nfds_t, _ timeou
     if let mock = Syscalls.mocks?.poll { return mock(fds, count, timeout) }
     #endif
     return poll(fds, count, timeout)
+}
+
+func system_socket(_ domain: CInt, _ type: CInt, _ proto: CInt) -> CInt {
+    #if ENABLE_MOCKING
+    if let mock = Syscalls.mocks?.socket { return mock(domain, type, proto) }
+    #endif
+    return socket(domain, type, proto)
+}
+
+func system_sendto(_ fd: CInt, _ buffer: UnsafeRawPointer?, _ count: Int, _ flags: CInt,
+                   _ address: UnsafePointer<sockaddr>?, _ length: socklen_t) -> Int {
+    #if ENABLE_MOCKING
+    if let mock = Syscalls.mocks?.sendto { return mock(fd, buffer, count, flags, address, length) }
+    #endif
+    return sendto(fd, buffer, count, flags, address, length)
 }
 
 func system_opendir(_ path: UnsafePointer<CChar>) -> OpaquePointer? {
