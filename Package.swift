@@ -80,13 +80,17 @@ let package = Package(
         .target(name: "PlugboardFFI", dependencies: ["CFFI"]),
         // C helpers Swift cannot express: futex, sealed memfd, atomics on shared memory.
         .target(name: "CPlugboardSupport"),
+        // The system layer: typed wrappers over the C calls (fds, errno, mmap/memfd, futex, inotify,
+        // poll, dlopen); debug builds let tests replace each call (Internals/Syscalls.swift).
+        .target(name: "PlugboardSystem", dependencies: ["CPlugboardSupport"],
+                swiftSettings: [.define("ENABLE_MOCKING", .when(configuration: .debug))]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
 
         // The core runtime: event ring, loader, workers, host API, replay/synthetic sources.
         .target(name: "PlugboardCore", dependencies: [
-            "CPlugboard", "CPlugboardSupport",
+            "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -113,13 +117,13 @@ let package = Package(
         // The one host of run, serve and monitor: configuration -> settings, plugin discovery
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.
         .target(name: "PlugboardHost", dependencies: [
-            "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis",
+            "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         // The host as a service: service lifecycle, HTTP endpoints, metrics, systemd notify.
         .target(name: "PlugboardDaemon", dependencies: [
-            "PlugboardCore", "PlugboardHost",
+            "PlugboardCore", "PlugboardHost", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -133,13 +137,14 @@ let package = Package(
             "PlugboardRedis",
             "PlugboardDaemon",
             "PlugboardFFI",
+            "PlugboardSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Manifests: the .pbm format (reader/writer), match index, registry cache, dependency order,
         // plugin catalog. Dependency-free (only the ABI header) so the fuzz target links just this.
-        .target(name: "PlugboardManifest", dependencies: ["CPlugboard"]),
+        .target(name: "PlugboardManifest", dependencies: ["CPlugboard", "PlugboardSystem"]),
         // plugin.toml -> Manifest (TOMLKit) and the packer; kept out of PlugboardManifest for the fuzz build.
         .target(name: "PlugboardManifestTools", dependencies: [
             "PlugboardManifest", "PlugboardCore",
@@ -153,7 +158,9 @@ let package = Package(
                     dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport"],
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
-        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardTestSupport"]),
+        .testTarget(name: "PlugboardSystemTests", dependencies: ["PlugboardSystem", "CPlugboardSupport"]),
+        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
+                                                               "PlugboardTestSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev", "PlugboardTestSupport",
         ]),
@@ -163,6 +170,6 @@ let package = Package(
         .executableTarget(name: "bench-ops", dependencies: ["PlugboardCore", "PlugboardDaemon",
                                                                    .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PlugboardDaemonTests", dependencies: ["PlugboardDaemon", "PlugboardHost", "PlugboardCore", "CPlugboard",
-                                                                  "PlugboardTestSupport"]),
+                                                                  "PlugboardSystem", "PlugboardTestSupport"]),
     ] + plugins.map(\.1)
 )

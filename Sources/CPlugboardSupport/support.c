@@ -117,3 +117,7 @@ void pbs_set_thread_name(const char *name) {
 int pbs_errno(void) { return errno; }
 
 int pbs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int pbs_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
+
+int pbs_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }

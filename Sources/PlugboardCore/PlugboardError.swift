@@ -32,13 +32,3 @@ public struct PlugboardError: Error, CustomStringConvertible, Sendable, Equatabl
     }
 }
 
-/// The current `errno` as text, e.g. "Too many open files (errno 24)".
-func errnoDescription(_ code: Int32) -> String {
-    "\(String(cString: strerror(code))) (errno \(code))"
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif

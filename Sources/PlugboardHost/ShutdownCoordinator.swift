@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardCore
+import PlugboardSystem
 import Synchronization
 
 /// How a graceful shutdown ended.
@@ -28,7 +29,7 @@ public struct ShutdownReport: Sendable, Equatable {
     }
 
     static func format(_ d: Duration) -> String {
-        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        let ms = d.inSeconds * 1000
         return ms < 1000 ? String(format: "%.1f ms", ms) : String(format: "%.2f s", ms / 1000)
     }
 }
@@ -54,7 +55,8 @@ public enum ShutdownCoordinator {
         let progress = Progress()
         let done = DispatchSemaphore(value: 0)
 
-        let thread = NativeThread(name: "pb-shutdown") {
+        // Abandoned, not joined, when a step outlives the deadline (the caller exits).
+        _ = NativeThread(name: "pb-shutdown") {
             progress.enter(phases[0])
             var busy = runtime.stopSource(until: end)
             if busy.isEmpty {
@@ -72,11 +74,10 @@ public enum ShutdownCoordinator {
             progress.finish(busy: busy)
             done.signal()
         }
-        _ = thread
 
         // Wait on the wall clock equivalent of `end`: DispatchTime is monotonic too.
         let remaining = end - clock.now
-        let waitNanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+        let waitNanos = max(0, remaining.nanoseconds)
         var timedOut = done.wait(timeout: .now() + .nanoseconds(Int(waitNanos))) == .timedOut
         if timedOut {
             // A step that honours the deadline returns right at it with the names of who is busy:

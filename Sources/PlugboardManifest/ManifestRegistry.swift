@@ -1,3 +1,4 @@
+import PlugboardSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -101,8 +102,8 @@ public final class ManifestRegistry: Sendable {
         else if let home = getenv("HOME").map({ String(cString: $0) }), !home.isEmpty { base = home + "/.cache" }
         else { return nil }
         let dir = base + "/plugboard"
-        _ = mkdir(base, 0o755)
-        _ = mkdir(dir, 0o755)
+        try? FileSystem.makeDirectory(base)
+        try? FileSystem.makeDirectory(dir)
         return dir + "/registry.pbr"
     }
 

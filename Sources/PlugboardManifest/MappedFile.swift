@@ -1,3 +1,5 @@
+import PlugboardSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,57 +22,60 @@ public struct FileKey: Sendable, Equatable, Hashable {
     /// `stat(2)` of `path`, or nil when it does not exist or is not a regular file.
     /// The corresponding C function is `stat`.
     public static func of(path: String) -> FileKey? {
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        return FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: UInt64(st.st_size),
-                       mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+        guard let st = try? FileStatus.of(path: path), st.isRegularFile else { return nil }
+        return FileKey(st)
+    }
+
+    init(_ st: FileStatus) {
+        self.init(device: st.device, inode: st.inode, size: UInt64(st.size), mtimeNs: st.modificationNanoseconds)
     }
 }
 
 /// A read-only memory map of a whole file; unmapped on deinit. Empty files map to an empty buffer.
 public final class MappedFile: Sendable {
     // The mapping is read-only (PROT_READ, MAP_PRIVATE) and never changes after init, so sharing
-    // the address across threads is safe; the pointer is stored as an integer to stay Sendable.
-    private let address: UInt
+    // it across threads is safe. nil for an empty file (mmap cannot map zero bytes).
+    private let region: MappedRegion?
     public let count: Int
     public let key: FileKey
 
     /// The corresponding C functions are `open`, `fstat` and `mmap`.
     public init(path: String, check: ManifestError.Check, field: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let e = errno
-            throw ManifestError(check, file: path, field: field, problem: "cannot open the file: \(String(cString: strerror(e)))",
-                                fix: e == ENOENT ? "check the path (or build and pack the plugin first)" : "check the file's permissions")
+        let fd: FileDescriptor
+        do throws(Errno) {
+            fd = try FileDescriptor.open(path)
+        } catch {
+            throw ManifestError(check, file: path, field: field, problem: "cannot open the file: \(error.reason)",
+                                fix: error.code == ENOENT ? "check the path (or build and pack the plugin first)" : "check the file's permissions")
         }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        defer { try? fd.close() }
+        let st: FileStatus
+        do throws(Errno) {
+            st = try fd.status()
+        } catch {
+            throw ManifestError(check, file: path, field: field, problem: "cannot stat the file: \(error.reason)",
+                                fix: "check the file system")
+        }
+        guard st.isRegularFile else {
             throw ManifestError(check, file: path, field: field, problem: "not a regular file", fix: "point at the file itself")
         }
-        key = FileKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: UInt64(st.st_size),
-                      mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
-        count = Int(st.st_size)
+        key = FileKey(st)
+        count = st.size
         if count == 0 {
-            address = 0
+            region = nil
             return
         }
-        let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let p, p != MAP_FAILED else {
-            let e = errno
-            throw ManifestError(check, file: path, field: field, problem: "cannot map the file: \(String(cString: strerror(e)))",
+        do throws(Errno) {
+            region = try MappedRegion(fd: fd, count: count)
+        } catch {
+            throw ManifestError(check, file: path, field: field, problem: "cannot map the file: \(error.reason)",
                                 fix: "check free memory and the file system")
         }
-        address = UInt(bitPattern: p)
     }
 
     /// The file's bytes; valid while this object lives.
     public var bytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: count)
-    }
-
-    deinit {
-        if let p = UnsafeMutableRawPointer(bitPattern: address) { munmap(p, count) }
+        region?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
     }
 }
 
@@ -80,31 +85,29 @@ public enum FileIO {
     /// then `fsync` of the directory, so a crash leaves either the old file or the new one.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, check: ManifestError.Check, field: String) throws {
         let tmp = "\(path).tmp.\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw ManifestError(check, file: path, field: field, problem: "cannot create \(tmp): \(String(cString: strerror(errno)))",
+        let fd: FileDescriptor
+        do throws(Errno) {
+            fd = try FileDescriptor.open(tmp, [.writeOnly, .create, .truncate], permissions: 0o644)
+        } catch {
+            throw ManifestError(check, file: path, field: field, problem: "cannot create \(tmp): \(error.reason)",
                                 fix: "check that the directory exists and is writable")
         }
-        var ok = bytes.withUnsafeBytes { buf -> Bool in
-            var off = 0
-            while off < buf.count {
-                let n = write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                off += n
+        do throws(Errno) {
+            try fd.closeAfter { () throws(Errno) in
+                try fd.writeAll(bytes)
+                try fd.sync()
             }
-            return true
-        }
-        ok = ok && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let e = errno
-            unlink(tmp)
-            throw ManifestError(check, file: path, field: field, problem: "cannot write the file: \(String(cString: strerror(e)))",
+            try FileSystem.rename(tmp, to: path)
+        } catch {
+            try? FileSystem.unlink(tmp)
+            throw ManifestError(check, file: path, field: field, problem: "cannot write the file: \(error.call): \(error.reason)",
                                 fix: "check free space and permissions")
         }
-        let dir = directory(of: path)
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        // The rename is durable once the directory is synced; failing that is not worth failing the write.
+        if let dfd = try? FileDescriptor.open(directory(of: path), .directory) {
+            try? dfd.sync()
+            try? dfd.close()
+        }
     }
 
     public static func directory(of path: String) -> String {
@@ -118,16 +121,7 @@ public enum FileIO {
 
     /// Names in `dir` (not `.`/`..`), sorted; nil when it cannot be read. The C function is `readdir`.
     public static func list(_ dir: String) -> [String]? {
-        guard let d = opendir(dir) else { return nil }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        try? FileSystem.entries(in: dir)
     }
 
     public static func readAll(_ path: String, check: ManifestError.Check, field: String) throws -> [UInt8] {

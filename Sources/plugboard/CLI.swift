@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardSystem
 
 /// Shared helpers of the subcommands: logging set-up, failures, the run summary.
 enum CLI {
@@ -22,7 +23,7 @@ enum CLI {
 
     /// Prints the per-plugin table and rejected plugins, as `plugboard run` does at exit.
     static func printSummary(runtime: Runtime, sourceName: String, elapsed: Duration) {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         let published = runtime.sourceContext?.published.load(ordering: .relaxed) ?? 0
         var out = "\nplugboard: \(sourceName): \(published) events in \(String(format: "%.3f", seconds)) s\n"
         let header = ["PLUGIN", "STATE", "EVENTS", "FILTERED", "ERRORS", "LAPS", "MISSED", "RESYNCS", "PUBLISHED"]

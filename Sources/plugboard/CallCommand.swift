@@ -4,6 +4,7 @@ import PlugboardFFI
 import PlugboardManifest
 import PlugboardManifestTools
 import PlugboardCore
+import PlugboardSystem
 
 /// `plugboard call MANIFEST SYMBOL [ARGS...]`: calls a function a plugin declares in `[exports]`,
 /// through libffi, with arguments given as text.
@@ -45,11 +46,17 @@ struct CallCommand: ParsableCommand {
         case .failure(let u): throw CLI.Failure("\(manifest): exports.\(symbol): \(u.problem) (fix: \(u.fix))")
         }
         let library = ((manifest as NSString).deletingLastPathComponent as NSString).appendingPathComponent(m.library)
-        guard let handle = dlopen(library, RTLD_NOW | RTLD_LOCAL) else {
-            throw CLI.Failure("\(library): cannot open: \(String(cString: dlerror())) (fix: build the plugin next to its manifest)")
+        let handle: DynamicLibrary
+        do throws(DynamicLinkError) {
+            handle = try DynamicLibrary.open(library, [.now, .local])
+        } catch {
+            throw CLI.Failure("\(library): cannot open: \(error.message) (fix: build the plugin next to its manifest)")
         }
-        guard let address = dlsym(handle, symbol) else {
-            throw CLI.Failure("\(library): exports.\(symbol): the library does not export it (\(String(cString: dlerror()))) (fix: export it with default visibility, or correct [exports])")
+        let address: UnsafeMutableRawPointer
+        do throws(DynamicLinkError) {
+            address = try handle.symbol(symbol)
+        } catch {
+            throw CLI.Failure("\(library): exports.\(symbol): the library does not export it (\(error.message)) (fix: export it with default visibility, or correct [exports])")
         }
         do {
             print(try ForeignCall(symbol: symbol, signature: signature, address: address).call(arguments))

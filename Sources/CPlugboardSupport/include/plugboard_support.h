@@ -98,4 +98,13 @@ int pbs_eventfd(void);
 /** errno of the calling thread. */
 int pbs_errno(void);
 
+/**
+ * memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): an anonymous memory file that can be
+ * sealed, or -1 with errno. The system layer sizes and seals it in steps (PlugboardSystem's
+ * `MemoryFile`), so each step can fail on its own in tests.
+ */
+int pbs_memfd_create(const char *name);
+/** fcntl(fd, F_ADD_SEALS, seals) (fcntl is variadic, so Swift cannot call it with this command). */
+int pbs_add_seals(int fd, int seals);
+
 #endif

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlugboardSystem
 
 /// What the loader learns from a shared object's ELF headers before `dlopen`.
 ///
@@ -42,23 +40,18 @@ public struct ELFImage: Sendable {
     /// their name table: a few hundred bytes, read with `pread`).
     /// - Throws: `PluginLoadError` `.notELF`, `.wrongArchitecture`, `.unreadable`.
     public static func inspect(path: String) throws(PluginLoadError) -> ELFImage {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw PluginLoadError(file: path, kind: .unreadable(PlugboardError(code: "io.open", file: path,
-                                                                               reason: errnoDescription(errno))))
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path)
+        } catch {
+            throw PluginLoadError(file: path, kind: .unreadable(error))
         }
-        defer { close(fd) }
+        defer { try? fd.close() }
+        /// `count` bytes at `offset`, or nothing when the file is shorter or unreadable there.
         func read(_ offset: Int, _ count: Int) -> [UInt8] {
             guard offset >= 0, count > 0, count <= 1 << 20 else { return [] }
-            var out = [UInt8](repeating: 0, count: count)
-            var done = 0
-            while done < count {
-                let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                done += n
-            }
-            return done == count ? out : []
+            guard let bytes = try? fd.read(count: count, atAbsoluteOffset: offset), bytes.count == count else { return [] }
+            return bytes
         }
         let header = read(0, 64)
         guard header.count == 64, header[0] == 0x7f, header[1] == 0x45, header[2] == 0x4c, header[3] == 0x46 else {

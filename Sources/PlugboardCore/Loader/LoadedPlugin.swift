@@ -1,4 +1,5 @@
 import CPlugboard
+import PlugboardSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -18,17 +19,17 @@ public final class LoadedPlugin: @unchecked Sendable {
     public let version: String
     /// The ABI minor the plugin speaks.
     public let abiMinor: UInt16
-    let handle: UnsafeMutableRawPointer
+    let library: DynamicLibrary
     let api: UnsafePointer<pb_plugin_api>
     var state: UnsafeMutableRawPointer?
     private(set) var isInitialised = false
     private(set) var isUnloaded = false
 
-    init(path: String, image: ELFImage, handle: UnsafeMutableRawPointer, api: UnsafePointer<pb_plugin_api>,
+    init(path: String, image: ELFImage, library: DynamicLibrary, api: UnsafePointer<pb_plugin_api>,
          abiMinor: UInt16, name: String, version: String) {
         self.path = path
         self.image = image
-        self.handle = handle
+        self.library = library
         self.api = api
         self.abiMinor = abiMinor
         self.name = name
@@ -102,6 +103,7 @@ public final class LoadedPlugin: @unchecked Sendable {
         guard !isUnloaded else { return false }
         isUnloaded = true
         if image.containsSwift { return false }
-        return dlclose(handle) == 0
+        do { try library.close() } catch { return false }
+        return true
     }
 }

@@ -1,5 +1,6 @@
 import CPlugboard
 import Foundation
+import PlugboardSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -13,20 +14,18 @@ public enum PluginLoader {
     public static func discover(in directories: [String]) throws -> [String] {
         var found: [String] = []
         for dir in directories {
-            guard let d = opendir(dir) else {
+            let names: [String]
+            do throws(Errno) {
+                names = try FileSystem.entries(in: dir)
+            } catch {
                 throw PlugboardError(code: "plugins.dir", file: dir, field: "plugins.dirs",
-                                     reason: "cannot read plugin directory: \(errnoDescription(errno))",
+                                     reason: "cannot read plugin directory: \(error.reason)",
                                      fix: "create it or correct the path given with --plugins")
             }
-            defer { closedir(d) }
-            while let entry = readdir(d) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                }
+            for name in names {
                 guard name.hasSuffix(".so"), !name.hasPrefix(".") else { continue }
                 let path = dir.hasSuffix("/") ? dir + name : dir + "/" + name
-                var st = stat()
-                if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { found.append(path) }
+                if (try? FileStatus.of(path: path))?.isRegularFile == true { found.append(path) }
             }
         }
         return found.sorted()
@@ -36,20 +35,20 @@ public enum PluginLoader {
     /// - Throws: `PluginLoadError` naming the file and the cause.
     public static func open(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
         let image = try ELFImage.inspect(path: path)
-        _ = dlerror()
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            let text = dlerror().map { String(cString: $0) } ?? "unknown error"
-            if let range = text.range(of: "undefined symbol: ") {
-                let symbol = String(text[range.upperBound...].prefix { $0 != " " && $0 != "," && $0 != "\t" })
-                throw PluginLoadError(file: path, kind: .unresolvedSymbol(symbol: symbol, dlerror: text))
+        let library: DynamicLibrary
+        do throws(DynamicLinkError) {
+            library = try DynamicLibrary.open(path, [.now, .local])
+        } catch {
+            if let symbol = error.undefinedSymbol {
+                throw PluginLoadError(file: path, kind: .unresolvedSymbol(symbol: symbol, dlerror: error.message))
             }
-            throw PluginLoadError(file: path, kind: .openFailed(dlerror: text))
+            throw PluginLoadError(file: path, kind: .openFailed(dlerror: error.message))
         }
         func fail(_ kind: PluginLoadError.Kind) -> PluginLoadError {
-            if !image.containsSwift { dlclose(handle) }
+            if !image.containsSwift { try? library.close() }
             return PluginLoadError(file: path, kind: kind)
         }
-        guard let sym = dlsym(handle, PB_ENTRY_SYMBOL) else { throw fail(.noEntryPoint) }
+        guard let sym = try? library.symbol(PB_ENTRY_SYMBOL) else { throw fail(.noEntryPoint) }
         let entry = unsafeBitCast(sym, to: pb_entry_fn.self)
         var input = pb_negotiate_in(size: UInt32(MemoryLayout<pb_negotiate_in>.size),
                                     host_major: UInt16(PB_ABI_MAJOR), host_minor: UInt16(PB_ABI_MINOR),
@@ -75,7 +74,7 @@ public enum PluginLoader {
         let name = api.pointee.name.map { String(cString: $0) } ?? ""
         guard !name.isEmpty else { throw fail(.invalidTable(reason: "name is NULL or empty")) }
         let version = api.pointee.version.map { String(cString: $0) } ?? "0.0.0"
-        return LoadedPlugin(path: path, image: image, handle: handle, api: api, abiMinor: output.plugin_minor,
+        return LoadedPlugin(path: path, image: image, library: library, api: api, abiMinor: output.plugin_minor,
                             name: name, version: version)
     }
 }

@@ -1,5 +1,6 @@
 import CPlugboard
 import CPlugboardSupport
+import PlugboardSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -45,9 +46,12 @@ public final class EventRing: Sendable {
     /// Bytes per slot.
     public let slotSize: Int
     /// The memfd holding the ring.
-    public let fd: Int32
+    public var fd: Int32 { memoryFile.rawValue }
     /// Bytes mapped.
     public let mappedSize: Int
+    let memoryFile: FileDescriptor
+    /// Owns the mapping (`munmap` when the ring goes).
+    let region: MappedRegion
 
     // The mapping is written only by the single producer (slots, `published`,
     // `closed`) and through atomics (waiters, futex word); consumers only read
@@ -68,21 +72,24 @@ public final class EventRing: Sendable {
         self.slotSize = slotSize
         mask = UInt64(n - 1)
         mappedSize = Self.headerSize + n * slotSize
-        let fd = pbs_memfd_create_sealed("plugboard-ring", mappedSize)
-        guard fd >= 0 else {
+        let fd: FileDescriptor
+        do throws(Errno) {
+            fd = try MemoryFile.create(name: "plugboard-ring", size: mappedSize)
+        } catch {
             throw PlugboardError(code: "ring.memfd", field: "event_buffer_size",
-                                 reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(errnoDescription(pbs_errno()))",
+                                 reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(error.call): \(error.reason)",
                                  fix: "lower performance.event_buffer_size or raise the memory limit")
         }
-        let p = mmap(nil, mappedSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        guard let p, p != MAP_FAILED else {
-            let e = pbs_errno()
-            close(fd)
-            throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(errnoDescription(e))",
+        do throws(Errno) {
+            region = try MappedRegion(fd: fd, count: mappedSize, protection: [.read, .write], shared: true)
+        } catch {
+            try? fd.close()
+            throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(error.call): \(error.reason)",
                                  fix: "lower performance.event_buffer_size")
         }
-        self.fd = fd
-        base = p
+        memoryFile = fd
+        base = region.baseAddress
+        let p = base
         // Every slot backed now: otherwise each first write to a page (one per two slots, until
         // the ring wraps, which in a quiet daemon takes days) page-faults on the way to the
         // plugins (docs/benchmarks.md, "## udev").
@@ -94,8 +101,8 @@ public final class EventRing: Sendable {
     }
 
     deinit {
-        munmap(base, mappedSize)
-        close(fd)
+        // The region unmaps itself after this; the memfd's pages go with the last mapping.
+        try? memoryFile.close()
     }
 
     @usableFromInline @inline(__always) var publishedPointer: UnsafeMutablePointer<UInt64> {
@@ -157,7 +164,8 @@ public final class EventRing: Sendable {
 
     func wakeAll() {
         _ = pbs_fetch_add_u32(futexPointer, 1)
-        _ = pbs_futex_wake(futexPointer, Int32.max)
+        // Can fail only with a bad address (a bug): nothing to recover.
+        _ = try? Futex.wake(futexPointer, count: .max)
     }
 
     /// The seals in force on the ring's memfd (for tests and `/debug`).
@@ -390,7 +398,8 @@ public final class RingConsumer: @unchecked Sendable {
         let word = pbs_load_seqcst_u32(ring.futexPointer)
         _ = pbs_fetch_add_u32(ring.waitersPointer, 1)
         if pbs_load_seqcst_u64(ring.publishedPointer) == cursor && !ring.isClosed {
-            _ = pbs_futex_wait(ring.futexPointer, word, timeoutNanoseconds)
+            // Any outcome (woken, timed out, a signal) sends the caller back to poll.
+            Futex.wait(ring.futexPointer, expected: word, timeoutNanoseconds: timeoutNanoseconds)
         }
         _ = pbs_fetch_sub_u32(ring.waitersPointer, 1)
     }

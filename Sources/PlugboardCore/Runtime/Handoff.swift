@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import PlugboardSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -28,9 +29,11 @@ final class ReloadCopies: Sendable {
         do {
             target = try made.withLock { m throws -> String in
                 if m.directory == nil {
-                    var template = Array("\(NSTemporaryDirectory())/plugboard-reload-XXXXXX".utf8CString)
-                    guard let d = mkdtemp(&template) else { throw PlugboardError(code: "reload.dir", reason: "mkdtemp: \(errnoDescription(errno))") }
-                    m.directory = String(cString: d)
+                    do throws(Errno) {
+                        m.directory = try FileSystem.makeTemporaryDirectory(prefix: "\(NSTemporaryDirectory())/plugboard-reload-")
+                    } catch {
+                        throw PlugboardError(code: "reload.dir", reason: "\(error.call): \(error.reason)")
+                    }
                 }
                 m.count += 1
                 let name = "\(m.count)-" + (path.split(separator: "/").last.map(String.init) ?? "plugin.so")
@@ -38,8 +41,9 @@ final class ReloadCopies: Sendable {
                 m.files.insert(t)
                 return t
             }
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            try data.write(to: URL(fileURLWithPath: target))
+            let bytes = try FileDescriptor.readContents(of: path)
+            let out = try FileDescriptor.open(target, [.writeOnly, .create, .truncate], permissions: 0o755)
+            try out.closeAfter { () throws(Errno) in try out.writeAll(bytes) }
         } catch {
             throw PluginLoadError(file: path, kind: .unreadable(error))
         }
@@ -49,6 +53,6 @@ final class ReloadCopies: Sendable {
     /// Deletes `path` if it is one of the copies (other paths are left alone).
     func remove(_ path: String) {
         let mine = made.withLock { $0.files.remove(path) != nil }
-        if mine { unlink(path) }
+        if mine { try? FileSystem.unlink(path) }
     }
 }

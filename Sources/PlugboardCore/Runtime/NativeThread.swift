@@ -1,5 +1,6 @@
 import CPlugboardSupport
 import Dispatch
+import PlugboardSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -56,7 +57,7 @@ public final class NativeThread: Sendable {
     @discardableResult
     public func join(timeout: Duration? = nil) -> Bool {
         if let timeout {
-            let ns = max(0, timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+            let ns = max(0, timeout.nanoseconds)
             guard done.wait(timeout: .now() + .nanoseconds(Int(ns))) == .success else { return false }
         } else {
             done.wait()

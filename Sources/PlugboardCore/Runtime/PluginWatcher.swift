@@ -1,6 +1,7 @@
 import CPlugboardSupport
 import Foundation
 import Logging
+import PlugboardSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -14,7 +15,7 @@ import Glibc
 /// is logged with the reason and leaves the running version in place.
 public final class PluginWatcher: Sendable {
     private let thread: NativeThread
-    private let stopFD: Int32
+    private let stopEvent: EventFD
     private let stopped = Atomic<Bool>(false)
     /// Reloads done and refused so far.
     public final class Counts: Sendable {
@@ -25,36 +26,50 @@ public final class PluginWatcher: Sendable {
 
     /// - Throws: `PlugboardError` when inotify is unavailable or a directory cannot be watched.
     public init(runtime: Runtime, directories: [String], settle: Duration = .milliseconds(200), logger: Logger) throws {
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard fd >= 0 else {
-            throw PlugboardError(code: "watch.inotify", reason: "inotify_init1: \(errnoDescription(errno))",
+        let inotify: Inotify
+        do throws(Errno) {
+            inotify = try Inotify()
+        } catch {
+            throw PlugboardError(code: "watch.inotify", reason: "\(error.call): \(error.reason)",
                                  fix: "raise fs.inotify.max_user_instances, or run without --watch")
         }
         var directoryOf: [Int32: String] = [:]
         for dir in directories {
-            let wd = inotify_add_watch(fd, dir, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO))
-            guard wd >= 0 else {
-                let e = errno
-                close(fd)
-                throw PlugboardError(code: "watch.dir", file: dir, reason: "cannot watch the plugin directory: \(errnoDescription(e))",
+            do throws(Errno) {
+                let wd = try inotify.addWatch(dir, mask: UInt32(IN_CLOSE_WRITE | IN_MOVED_TO))
+                directoryOf[wd] = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
+            } catch {
+                try? inotify.close()
+                throw PlugboardError(code: "watch.dir", file: dir, reason: "cannot watch the plugin directory: \(error.reason)",
                                      fix: "check the path, or raise fs.inotify.max_user_watches")
             }
-            directoryOf[wd] = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
         }
-        let stop = pbs_eventfd()
-        stopFD = stop
-        let settleMs = Int32(max(1, settle.components.seconds * 1000 + settle.components.attoseconds / 1_000_000_000_000_000))
+        let stop: EventFD
+        do throws(Errno) {
+            stop = try EventFD()
+        } catch {
+            try? inotify.close()
+            throw PlugboardError(code: "watch.eventfd", reason: "\(error.call): \(error.reason)",
+                                 fix: "raise the open file limit (ulimit -n), or run without --watch")
+        }
+        stopEvent = stop
+        let settleMs = Int32(clamping: max(1, settle.milliseconds))
         let counts = self.counts
         let watched = directoryOf
         thread = NativeThread(name: "pb-watch") {
-            defer { close(fd) }
+            defer { try? inotify.close() }
             var changed: [String] = []
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 8)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
             defer { buffer.deallocate() }
             while true {
-                var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
-                let n = poll(&fds, 2, changed.isEmpty ? -1 : settleMs)
-                if n < 0 && errno == EINTR { continue }
+                var fds = [Poll.readable(inotify.descriptor.rawValue), Poll.readable(stop.rawValue)]
+                let n: Int
+                do {
+                    n = try Poll.wait(&fds, timeoutMilliseconds: changed.isEmpty ? -1 : settleMs)
+                } catch {
+                    logger.error("hot reload stops watching: \(error)")
+                    return
+                }
                 if fds[1].revents != 0 { return }
                 if n == 0 {
                     // Quiet for `settle`: reload what changed, each once.
@@ -64,15 +79,9 @@ public final class PluginWatcher: Sendable {
                     changed.removeAll()
                     continue
                 }
-                let got = read(fd, buffer, 64 * 1024)
-                guard got > 0 else { continue }
-                var at = 0
-                while at + 16 <= got {
-                    let wd = buffer.load(fromByteOffset: at, as: Int32.self)
-                    let nameLength = Int(buffer.load(fromByteOffset: at + 12, as: UInt32.self))
-                    let name = nameLength == 0 ? "" : String(cString: (buffer + at + 16).assumingMemoryBound(to: CChar.self))
-                    if name.hasSuffix(".so"), !name.hasPrefix("."), let dir = watched[wd] { changed.append(dir + "/" + name) }
-                    at += 16 + nameLength
+                guard let events = try? inotify.readEvents(into: buffer) else { continue }
+                for event in events where event.name.hasSuffix(".so") && !event.name.hasPrefix(".") {
+                    if let dir = watched[event.watch] { changed.append(dir + "/" + event.name) }
                 }
             }
         }
@@ -96,9 +105,8 @@ public final class PluginWatcher: Sendable {
     /// returns). Later calls do nothing.
     public func stop() {
         if stopped.exchange(true, ordering: .relaxed) { return }
-        var one: UInt64 = 1
-        _ = write(stopFD, &one, 8)
+        try? stopEvent.signal()
         thread.join()
-        close(stopFD)
+        try? stopEvent.close()
     }
 }

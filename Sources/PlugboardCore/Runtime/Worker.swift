@@ -2,6 +2,7 @@ import CPlugboard
 import CPlugboardSupport
 import Dispatch
 import Logging
+import PlugboardSystem
 import Synchronization
 
 /// The lifecycle state of a plugin's worker.
@@ -105,8 +106,7 @@ public final class Worker: Sendable {
         self.batchSize = max(1, batchSize)
         self.filter = filter
         if let deadline, deadline > .zero {
-            let c = deadline.components
-            deadlineNanoseconds = UInt64(c.seconds) * 1_000_000_000 + UInt64(c.attoseconds / 1_000_000_000)
+            deadlineNanoseconds = UInt64(deadline.nanoseconds)
         } else {
             deadlineNanoseconds = 0
         }
@@ -333,8 +333,7 @@ public struct PluginStats: Sendable, Equatable {
 }
 
 func usleepShort() {
-    var ts = timespec(tv_sec: 0, tv_nsec: 200_000)
-    nanosleep(&ts, nil)
+    sleepThread(for: .microseconds(200))
 }
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import CPlugboard
 import CPlugboardSupport
 import Logging
+import PlugboardSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -28,8 +29,10 @@ public final class SourceContext: Sendable {
     public let deviceTable: DeviceTable
     public let logger: Logger
     let stopFlag = Atomic<Bool>(false)
-    /// An eventfd that becomes readable when a stop is requested (for poll loops).
-    public let stopFD: Int32
+    /// An eventfd that becomes readable when a stop is requested (for poll loops); -1 when none
+    /// could be created (then only `shouldStop` tells).
+    public var stopFD: Int32 { stopEvent?.rawValue ?? -1 }
+    let stopEvent: EventFD?
     /// Events this source published.
     public let published = Atomic<UInt64>(0)
     /// Events cut to fit (strings or interfaces truncated).
@@ -41,10 +44,10 @@ public final class SourceContext: Sendable {
         self.producer = producer
         self.deviceTable = deviceTable
         self.logger = logger
-        stopFD = pbs_eventfd()
+        stopEvent = try? EventFD()
     }
 
-    deinit { close(stopFD) }
+    deinit { try? stopEvent?.close() }
 
     /// True once a stop was requested.
     public var shouldStop: Bool { stopFlag.load(ordering: .relaxed) }
@@ -55,8 +58,7 @@ public final class SourceContext: Sendable {
     /// plugin. `Runtime.stop` abandons it only when the deadline is near (a stuck plugin).
     public func requestStop() {
         stopFlag.store(true, ordering: .relaxed)
-        var one: UInt64 = 1
-        _ = write(stopFD, &one, 8)
+        try? stopEvent?.signal()
     }
 
     /// Publishes a device event and keeps the device table in step with it.

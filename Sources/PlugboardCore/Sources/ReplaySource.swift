@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardSystem
 
 /// Replays a recorded session: JSON Lines, one event per line (docs/replay-format.md).
 /// Blank lines and lines starting with `#` are skipped. The whole file is validated
@@ -17,9 +18,13 @@ public struct ReplaySource: EventSource {
     public init(path: String, pace: Double = 1) throws {
         self.path = path
         self.pace = pace
-        guard let data = FileManager.default.contents(atPath: path) else {
+        let data: [UInt8]
+        do throws(Errno) {
+            data = try FileDescriptor.readContents(of: path)
+        } catch {
             throw PlugboardError(code: "replay.open", file: path, field: "--source",
-                                 reason: "cannot read the replay file", fix: "check the path given as replay:FILE")
+                                 reason: "cannot read the replay file: \(error.call): \(error.reason)",
+                                 fix: "check the path given as replay:FILE")
         }
         var records: [EventJSON.Record] = []
         var lineNumber = 0
@@ -39,7 +44,7 @@ public struct ReplaySource: EventSource {
                 var remaining = r.delayMilliseconds * pace / 1000
                 while remaining > 0, !context.shouldStop {
                     let step = min(remaining, 0.05)
-                    Thread.sleep(forTimeInterval: step)
+                    sleepThread(for: .seconds(step))
                     remaining -= step
                 }
             }

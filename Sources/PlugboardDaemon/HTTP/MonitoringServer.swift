@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import PlugboardHost
+import PlugboardSystem
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -127,7 +128,7 @@ struct PluginJSON: Encodable {
         lag = p.lag
         laps = p.laps
         last_error = p.lastError
-        load_seconds = p.loadTime.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+        load_seconds = p.loadTime.map(\.inSeconds)
     }
 
     // Always write last_error (null when none), so clients see the field.

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import PlugboardCore
+import PlugboardSystem
 import ServiceLifecycle
 import Synchronization
 import PlugboardCore
@@ -179,7 +181,7 @@ final class DaemonService: Service, Sendable {
             reportBox.withLock { $0 = report }
             if report.completed { logger.info("\(report.message)") } else { logger.error("\(report.message)") }
             if let stateFile = options.stateFile {
-                let seconds = Double(report.duration.components.seconds) + Double(report.duration.components.attoseconds) / 1e18
+                let seconds = report.duration.inSeconds
                 do { try ShutdownRecord(seconds: seconds, completed: report.completed).write(to: stateFile) } catch {
                     logger.warning("could not write \(stateFile): \(error); the next run will report the last shutdown as unknown")
                 }
@@ -192,18 +194,14 @@ final class DaemonService: Service, Sendable {
 /// Runs blocking work on its own thread, off Swift's cooperative pool.
 func onThread<T: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        let t = Thread {
+        _ = NativeThread(name: name) {
             do { c.resume(returning: try work()) } catch { c.resume(throwing: error) }
         }
-        t.name = name
-        t.start()
     }
 }
 
 func onThread<T: Sendable>(_ name: String, _ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-        let t = Thread { c.resume(returning: work()) }
-        t.name = name
-        t.start()
+        _ = NativeThread(name: name) { c.resume(returning: work()) }
     }
 }

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import PlugboardHost
+import PlugboardSystem
 import Prometheus
 
 /// Every metric the daemon exports, and how /metrics is produced.
@@ -155,10 +156,8 @@ public final class DaemonMetrics: Sendable {
             w.sample(name + "_sum", labels, Double(h.sumNanoseconds) / 1e9)
             w.sample(name + "_count", labels, Double(h.count))
         }
-        func seconds(_ d: Duration) -> Double {
-            Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        }
-        func nanos(_ d: Duration) -> UInt64 { UInt64(max(0, seconds(d) * 1e9)) }
+        func seconds(_ d: Duration) -> Double { d.inSeconds }
+        func nanos(_ d: Duration) -> UInt64 { UInt64(max(0, d.nanoseconds)) }
 
         header("plugboard_event_latency_seconds")
         histogram("plugboard_event_latency_seconds", s.eventLatency)

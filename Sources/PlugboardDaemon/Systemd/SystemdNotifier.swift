@@ -1,3 +1,5 @@
+import PlugboardSystem
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -49,30 +51,11 @@ public struct SystemdNotifier: Sendable {
     /// Sends one datagram with `state` (newline-separated assignments). No-op when inactive.
     public func send(_ state: String) throws(SystemdNotifyError) {
         guard let socketPath else { return }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemdNotifyError(call: "socket", errno: errno, path: socketPath) }
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        var bytes = Array(socketPath.utf8)
-        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }  // abstract namespace
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard bytes.count < capacity else {
-            throw SystemdNotifyError(call: "connect", errno: ENAMETOOLONG, path: socketPath)
+        do throws(Errno) {
+            try UnixDatagram.send(Array(state.utf8), to: socketPath)
+        } catch {
+            throw SystemdNotifyError(call: error.call, errno: error.code, path: socketPath)
         }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == 0 ? 0 : 1))
-        let payload = Array(state.utf8)
-        let sent = withUnsafePointer(to: &addr) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                payload.withUnsafeBytes { buf in
-                    retryingEINTR { sendto(fd, buf.baseAddress, buf.count, Int32(MSG_NOSIGNAL), sa, length) }
-                }
-            }
-        }
-        guard sent == payload.count else { throw SystemdNotifyError(call: "sendto", errno: errno, path: socketPath) }
     }
 }
 
@@ -82,16 +65,7 @@ public struct SystemdNotifyError: Error, Sendable, CustomStringConvertible {
     public var errno: Int32
     public var path: String
     public var description: String {
-        "sd_notify to NOTIFY_SOCKET=\(path) failed in \(call): \(String(cString: strerror(errno))); "
+        "sd_notify to NOTIFY_SOCKET=\(path) failed in \(call): \(Errno.text(errno)); "
             + "check that systemd (or the test) still listens there"
-    }
-}
-
-/// Repeats a system call while it fails with EINTR.
-func retryingEINTR<T: BinaryInteger>(_ call: () -> T) -> T {
-    while true {
-        let r = call()
-        if r == -1 && errno == EINTR { continue }
-        return r
     }
 }

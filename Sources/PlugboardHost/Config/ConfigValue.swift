@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardCore
+import PlugboardSystem
 
 /// Where events come from: the live udev monitor, a recorded session, or a generator.
 public enum SourceSpec: Sendable, Equatable, CustomStringConvertible {
@@ -135,7 +136,7 @@ func jsonString(_ s: String) -> String { Text.jsonQuoted(s) }
 
 /// "5s", "250ms", "1.5s", "2m": the forms `parseDuration` accepts and `formatDuration` writes.
 func formatDuration(_ d: Duration) -> String {
-    let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    let ms = d.milliseconds
     if ms % 1000 == 0 { return "\(ms / 1000)s" }
     return "\(ms)ms"
 }

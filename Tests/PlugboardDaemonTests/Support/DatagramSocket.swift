@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +39,7 @@ final class DatagramSocket: @unchecked Sendable {
     /// The next datagram, or nil after `timeout`.
     func receive(timeout: Duration) -> String? {
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ms = Int32(timeout / .milliseconds(1))
+        let ms = Int32(clamping: timeout.milliseconds)
         guard poll(&pfd, 1, ms) == 1 else { return nil }
         var buf = [UInt8](repeating: 0, count: 4096)
         let n = recv(fd, &buf, buf.count, 0)
