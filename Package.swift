@@ -152,7 +152,7 @@ let package = Package(
         .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev",
-        ]),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard"]),
         // The operations figures in docs/benchmarks.md (`make bench-ops`).
         .executableTarget(name: "PlugboardOpsBench", dependencies: ["PlugboardCore", "PlugboardDaemon",
