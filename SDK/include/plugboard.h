@@ -161,8 +161,8 @@ typedef struct pb_event {
     uint8_t device_class;     /* bDeviceClass */
     uint8_t device_subclass;  /* bDeviceSubClass */
     uint8_t device_protocol;  /* bDeviceProtocol */
-    uint8_t num_interfaces;   /* interfaces the device has (bNumInterfaces or counted) */
-    uint8_t interfaces_len;   /* entries filled in interfaces[] (<= PB_MAX_INTERFACES) */
+    uint8_t num_interfaces;   /* interfaces the device has (bNumInterfaces or counted; not alternate settings) */
+    uint8_t interfaces_len;   /* entries filled in interfaces[] (<= PB_MAX_INTERFACES); may exceed num_interfaces */
     uint8_t reserved0;        /* zero */
     uint32_t speed_kbps;      /* link speed in kbit/s (Mbit/s x 1000, so 1.5 Mbit/s is exact); 0 = unknown */
     pb_str syspath;           /* /sys/devices/... */
