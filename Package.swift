@@ -163,7 +163,7 @@ let package = Package(
                                                                "PlugboardTestSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev", "PlugboardTestSupport",
-        ]),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "PlugboardRedisTests", dependencies: ["PlugboardRedis", "PlugboardCore", "CHiredis", "CPlugboard",
                                                                  "PlugboardTestSupport"]),
         // The operations figures in docs/benchmarks.md (`make bench-ops`).

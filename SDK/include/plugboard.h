@@ -51,9 +51,26 @@ extern "C" {
 #define PB_EXPORT
 #endif
 
-/** True when a struct written with `size` bytes contains `field` entirely. */
+/** Gives a name C linkage in C++ (the entry point must be exported unmangled); empty in C. */
+#ifdef __cplusplus
+#define PB_EXTERN_C extern "C"
+#else
+#define PB_EXTERN_C
+#endif
+
+/**
+ * The `size` a struct's writer recorded (its first member), or 0 for NULL. A function
+ * rather than `(ptr) != NULL` in the macro below, so that a pointer the compiler knows
+ * is non-NULL (`&local`, a C++ reference, a `nonnull` parameter) does not trip
+ * -Waddress or -Wnonnull-compare.
+ */
+static inline uint32_t pb_struct_size_(const void *ptr) {
+    return ptr == NULL ? 0u : *(const uint32_t *)ptr;
+}
+
+/** True when a struct written with `size` bytes contains `field` entirely (false for NULL). */
 #define PB_HAS_FIELD(ptr, type, field) \
-    ((ptr) != NULL && (size_t)(ptr)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
+    ((size_t)pb_struct_size_((const void *)(ptr)) >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* Compile-time assertion usable from C99 and C++ (C11 _Static_assert is not C99). */
 #if defined(__cplusplus) && __cplusplus >= 201103L
@@ -144,8 +161,8 @@ typedef struct pb_event {
     uint8_t device_class;     /* bDeviceClass */
     uint8_t device_subclass;  /* bDeviceSubClass */
     uint8_t device_protocol;  /* bDeviceProtocol */
-    uint8_t num_interfaces;   /* interfaces the device has (bNumInterfaces or counted) */
-    uint8_t interfaces_len;   /* entries filled in interfaces[] (<= PB_MAX_INTERFACES) */
+    uint8_t num_interfaces;   /* interfaces the device has (bNumInterfaces or counted; not alternate settings) */
+    uint8_t interfaces_len;   /* entries filled in interfaces[] (<= PB_MAX_INTERFACES); may exceed num_interfaces */
     uint8_t reserved0;        /* zero */
     uint32_t speed_kbps;      /* link speed in kbit/s (Mbit/s x 1000, so 1.5 Mbit/s is exact); 0 = unknown */
     pb_str syspath;           /* /sys/devices/... */
@@ -319,9 +336,14 @@ PB_STATIC_ASSERT(sizeof(pb_negotiate_out) == 16, pb_negotiate_out_size);
  */
 typedef pb_status (*pb_entry_fn)(const pb_negotiate_in *in, pb_negotiate_out *out);
 
-/** Declare your entry point with this, in exactly one file of your plugin. */
+/**
+ * Declare your entry point with this, in exactly one file of your plugin. In C++ it
+ * declares the function `extern "C"`, so the exported name is `pb_plugin_entry` and
+ * not a mangled one (a macro expands where it is used, outside this header's
+ * `extern "C"` block). Writing the function by hand in C++? Declare it `extern "C"`.
+ */
 #define PB_PLUGIN_ENTRY(in, out) \
-    PB_EXPORT pb_status pb_plugin_entry(const pb_negotiate_in *in, pb_negotiate_out *out)
+    PB_EXTERN_C PB_EXPORT pb_status pb_plugin_entry(const pb_negotiate_in *in, pb_negotiate_out *out)
 
 /**
  * Standard negotiation for a plugin written against this header: accepts a

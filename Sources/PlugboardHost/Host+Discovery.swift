@@ -73,7 +73,7 @@ extension HostAssembly {
     ///   - overrides: per plugin name, configuration that wins over the manifest's `[config]`.
     /// - Throws: `ManifestError` when a plugin directory cannot be read.
     func startFromManifests(directories: [String], registryCache: String?, lruCapacity: Int,
-                            overrides: [String: [String: String]]) throws -> ManifestStartReport {
+                            overrides: [String: PluginConfiguration]) throws -> ManifestStartReport {
         let runtime = self.runtime
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -118,9 +118,9 @@ extension HostAssembly {
                         "the plugin calls itself \"\(plugin.name)\" but its manifest \(c.manifestPath ?? "") says \"\(manifest.name)\" (fix: make plugin.name in plugin.toml match pb_plugin_api.name and pack again)")))
                     continue
                 }
-                var config: [String: String] = [:]
-                for entry in manifest.config { config[entry.key] = entry.value }
-                for (k, v) in overrides[name] ?? [:] { config[k] = v }
+                // [config] in file order; an override replaces its key in place, a new key follows.
+                let config = PluginConfiguration(manifest.config.map { (key: $0.key, value: $0.value) })
+                    .overridden(by: overrides[name] ?? [:])
                 if runtime.addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
                              batchSize: Int(manifest.worker.batch),
                              deadline: manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs))) { opened.append(name) }

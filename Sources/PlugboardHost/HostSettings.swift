@@ -22,7 +22,8 @@ public struct HostSettings: Sendable {
     /// A missing plugin directory is a notice, not an error: true when `plugins.dirs` is the
     /// built-in default (a machine with no plugins installed yet still runs, and `monitor` works).
     public var pluginDirectoriesOptional = false
-    public var pluginConfiguration: [String: [String: String]] = [:]
+    /// Per plugin name, in the order given (`--plugin-config`): see `PluginConfiguration.overridden(by:)`.
+    public var pluginConfiguration: [String: PluginConfiguration] = [:]
     public var ringSlots: Int
     public var batchSize: Int
     /// Let finite sources lap slow plugins instead of waiting for them.
@@ -43,7 +44,7 @@ public struct HostSettings: Sendable {
     ///   - lossy: let finite sources lap slow plugins (`--lossy`).
     ///   - environment: where `STATE_DIRECTORY` (systemd) and the cache directory are looked up.
     /// - Throws: `HostStartError` naming the key when a value cannot be used on this machine.
-    public init(config effective: EffectiveConfig, pluginConfiguration: [String: [String: String]] = [:], lossy: Bool = false,
+    public init(config effective: EffectiveConfig, pluginConfiguration: [String: PluginConfiguration] = [:], lossy: Bool = false,
                 environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         let config = effective.daemon
         source = config.source

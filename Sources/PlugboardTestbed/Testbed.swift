@@ -32,6 +32,18 @@ public final class Testbed {
     /// The testbed's sysfs root.
     public var sysDir: String { takeString(umockdev_testbed_get_sys_dir(raw)) }
 
+    /// Adds every device of a `umockdev-record` recording (its `P:`/`E:`/`A:`/`H:`/`L:` lines),
+    /// parents before children. The corresponding C function is `umockdev_testbed_add_from_string`.
+    /// - Throws: `TestbedError` with umockdev's message when the recording cannot be parsed.
+    public func addRecording(_ text: String) throws {
+        var error: UnsafeMutablePointer<GError>? = nil
+        guard umockdev_testbed_add_from_string(raw, text, &error) != 0 else {
+            let message = error.flatMap { $0.pointee.message.map { String(cString: $0) } } ?? "unknown error"
+            if let error { g_error_free(error) }
+            throw TestbedError("umockdev could not add the recording: \(message)")
+        }
+    }
+
     /// Adds a device and sends its `add` uevent (umockdev 0.17 does both).
     /// - Returns: the device's syspath, e.g. `/sys/devices/usb1/1-1`.
     @discardableResult

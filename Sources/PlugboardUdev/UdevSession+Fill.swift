@@ -123,7 +123,10 @@ extension UdevSession {
         }
         w.setString(.driver, cString: udev_device_get_driver(dev))
 
-        // Interfaces: ID_USB_INTERFACES (":030101:030102:"), else the usb_interface children.
+        // Interfaces: the distinct (class, subclass, protocol) triples of every interface descriptor,
+        // alternate settings included: ID_USB_INTERFACES (":030101:030102:", which udev builds from
+        // the `descriptors` file), else that file read here (so kernel mode lists the same), else
+        // the usb_interface children (active settings only).
         if let known {
             let n = Int(known.pointee.interfaces_len)
             withUnsafeBytes(of: known.pointee.interfaces) { raw in
@@ -137,11 +140,13 @@ extension UdevSession {
         }
         if udevProps, let list = prop("ID_USB_INTERFACES") {
             appendInterfaceList(&w, list)
-        } else {
+        } else if !appendDescriptorInterfaces(&w, dev) {
             appendChildInterfaces(&w, dev)
         }
+        // bNumInterfaces counts interfaces, not alternate settings: a USB 2.0 hub lists two settings
+        // of its one interface (":090001:090002:"), so the triples only stand in when it is absent.
         if let n = first(attr("bNumInterfaces"), parse: { UdevValue.decimal($0, max: 255) }) {
-            e.pointee.num_interfaces = max(UInt8(n), e.pointee.interfaces_len)
+            e.pointee.num_interfaces = UInt8(n)
         }
     }
 
@@ -177,6 +182,41 @@ extension UdevSession {
                 counters.badValues.add(1, ordering: .relaxed)
             }
         }
+    }
+
+    /// Appends the interface triples of the device's `descriptors` sysfs file (the device
+    /// descriptor, then the raw configuration descriptors), as udev's usb_id builds
+    /// ID_USB_INTERFACES from it. Reads at most 4 KiB, on the stack.
+    /// - Returns: false when the file cannot be read or holds no interface descriptor.
+    private func appendDescriptorInterfaces(_ w: inout EventWriter, _ dev: OpaquePointer) -> Bool {
+        guard let syspath = udev_device_get_syspath(dev) else { return false }
+        let before = UnsafePointer(w.event).pointee.interfaces_len
+        var found = false
+        withUnsafeTemporaryAllocation(byteCount: 4096 + 512, alignment: 1) { buf in
+            // The path first (syspaths are well under 512 bytes), then the file's bytes.
+            let pathLen = strlen(syspath)
+            let suffix = "/descriptors"
+            guard pathLen + suffix.utf8.count + 1 <= 512 else { return }
+            let path = buf.baseAddress!
+            memcpy(path, syspath, pathLen)
+            _ = suffix.withCString { memcpy(path + pathLen, $0, suffix.utf8.count + 1) }
+            let fd = open(path.assumingMemoryBound(to: CChar.self), O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            let data = UnsafeMutableRawBufferPointer(rebasing: buf[512...])
+            var size = 0
+            while size < data.count {
+                let n = read(fd, data.baseAddress! + size, data.count - size)
+                if n < 0, errno == EINTR { continue }
+                if n <= 0 { break }
+                size += n
+            }
+            UdevValue.forEachInterfaceDescriptor(UnsafeRawBufferPointer(rebasing: data[..<size])) { c, s, p in
+                appendUnique(&w, c, s, p)
+                found = true
+            }
+        }
+        return found || UnsafePointer(w.event).pointee.interfaces_len > before
     }
 
     /// Reads the interface descriptors of the device's `usb_interface` children from sysfs.

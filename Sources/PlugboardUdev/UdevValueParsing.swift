@@ -87,6 +87,19 @@ enum UdevValue {
         return (a, b, c)
     }
 
+    /// Calls `body` with (bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol) of each
+    /// interface descriptor (type 4) in `bytes`, a chain of USB descriptors as in sysfs
+    /// `descriptors`, in order. Stops at a descriptor shorter than 2 bytes or cut off by the end.
+    static func forEachInterfaceDescriptor(_ bytes: UnsafeRawBufferPointer, _ body: (UInt8, UInt8, UInt8) -> Void) {
+        var pos = 0
+        while pos + 2 <= bytes.count {
+            let length = Int(bytes[pos])
+            guard length >= 2, pos + length <= bytes.count else { return }
+            if bytes[pos + 1] == 4, length >= 9 { body(bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]) }
+            pos += length
+        }
+    }
+
     /// The sysfs `speed` attribute (Mbit/s: "1.5", "12", "480", "5000") as kbit/s.
     static func speedKbps(_ p: UnsafePointer<CChar>?) -> UInt32? {
         guard let p else { return nil }

@@ -51,8 +51,9 @@ struct HostOptions: ParsableArguments {
         return parsed
     }
 
-    var pluginConfiguration: [String: [String: String]] {
-        var c: [String: [String: String]] = [:]
+    /// `--plugin-config` values per plugin, in the order given on the command line.
+    var pluginConfiguration: [String: PluginConfiguration] {
+        var c: [String: PluginConfiguration] = [:]
         for s in pluginSettings { c[s.plugin, default: [:]][s.key] = s.value }
         return c
     }

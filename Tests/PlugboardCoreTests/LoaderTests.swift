@@ -7,7 +7,7 @@ import Testing
 struct LoaderTests {
     /// Runs a replay through a directory holding the recorder and `bad`, and returns
     /// the runtime and the recorder's output lines.
-    func runWithBadPlugin(_ bad: String, named name: String, config: [String: [String: String]] = [:])
+    func runWithBadPlugin(_ bad: String, named name: String, config: [String: PluginConfiguration] = [:])
         throws -> (Runtime, [String])
     {
         let dir = try TestSupport.pluginDir([(TestSupport.plugin("pbtest-recorder"), "librecorder.so")])

@@ -78,7 +78,7 @@ enum TestSupport {
 
     /// Runs a finite source through a runtime over `pluginDirs` and waits until drained.
     static func runToEnd(pluginDirs: [String], source: some EventSource, options: RuntimeOptions = RuntimeOptions(),
-                         config: [String: [String: String]] = [:]) throws -> Runtime {
+                         config: [String: PluginConfiguration] = [:]) throws -> Runtime {
         var o = options
         o.pluginConfiguration = config
         let runtime = try Runtime(options: o, logger: logger)

@@ -39,6 +39,10 @@ struct ShutdownCoordinatorTests {
                                 source: "synthetic:20", set: ["performance.batch_size": "1"])
         try host.start()
         defer { host.runtime.abort() }
+        // All 20 published (the source is not stopped before it ran) and "slow" inside its first callback.
+        let ready = ContinuousClock.now + .seconds(10)
+        while (host.status().ring.published < 20 || host.runtime.workers.first { $0.plugin.name == "slow" }?.activity != .inEvents)
+            && ContinuousClock.now < ready { Thread.sleep(forTimeInterval: 0.001) }
         let start = ContinuousClock.now
         let report = ShutdownCoordinator.shutdown(host, deadline: .milliseconds(300))
         let elapsed = ContinuousClock.now - start

@@ -114,6 +114,55 @@ struct RunWithManifestsTests {
         #expect(r.output.contains("callback overran its deadline"), "\(r.output)")
     }
 
+    /// The recorder, packed with a `[config]` whose keys are not in alphabetical order; it
+    /// writes the pb_config entries init received ("CONFIG key=value") before the events.
+    func configOrderRun(_ extra: [String]) throws -> [String] {
+        let dir = TestSupport.makeTempDir("config-order")
+        defer { TestSupport.cleanup(dir) }
+        try TestSupport.copy(try TestSupport.builtLibrary("pbtest-recorder"), to: "\(dir)/librecorder.so")
+        TestSupport.write("""
+            [plugin]
+            name = "recorder"
+            version = "1.0.0"
+            library = "librecorder.so"
+
+            [[match]]
+            subsystem = "usb"
+
+            [config]
+            zeta = "z"
+            output = "\(dir)/recorder.out"
+            alpha = "a"
+            dump_config = "1"
+            mid = "m"
+            """, to: dir + "/recorder.toml")
+        let packed = try run(["pack", "\(dir)/recorder.toml", "--library", "\(dir)/librecorder.so", "-o", "\(dir)/recorder.pbm"])
+        #expect(packed.status == 0, "\(packed.output)")
+        let inspect = try run(["inspect", "--json", "\(dir)/recorder.pbm"])
+        #expect(inspect.output.contains(#""config_order":["zeta","output","alpha","dump_config","mid"]"#)
+                || inspect.output.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\n", with: "")
+                    .contains(#""config_order":["zeta","output","alpha","dump_config","mid"]"#), "\(inspect.output)")
+        let r = try run(["run", "--plugins", dir, "--source", "synthetic:2", "--registry-cache", "none"] + extra)
+        #expect(r.status == 0, "\(r.output)")
+        let text = (try? String(contentsOfFile: "\(dir)/recorder.out", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.hasPrefix("CONFIG ") }.map { String($0.dropFirst(7)) }
+    }
+
+    @Test("run: [config] reaches init in file order, not sorted by key")
+    func configReachesInitInFileOrder() throws {
+        let got = try configOrderRun([])
+        #expect(got.map { $0.split(separator: "=")[0] } == ["zeta", "output", "alpha", "dump_config", "mid"], "\(got)")
+        #expect(got.first == "zeta=z" && got.last == "mid=m")
+    }
+
+    @Test("run: --plugin-config replaces a [config] key in place and appends new keys in the order given")
+    func configOverridesKeepOrder() throws {
+        let got = try configOrderRun(["--plugin-config", "recorder.mid=M2", "--plugin-config", "recorder.new=n",
+                                      "--plugin-config", "recorder.beta=b", "--plugin-config", "recorder.zeta=Z2"])
+        #expect(got.map { $0.split(separator: "=")[0] } == ["zeta", "output", "alpha", "dump_config", "mid", "new", "beta"], "\(got)")
+        #expect(got.contains("zeta=Z2") && got.contains("mid=M2") && got.contains("new=n") && got.contains("beta=b"), "\(got)")
+    }
+
     @Test("run: a .so replaced after packing is not loaded; the reason says to pack again")
     func replacedLibraryRefused() throws {
         let (dir, _) = try pluginDir()

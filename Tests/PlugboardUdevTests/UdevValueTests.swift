@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import PlugboardUdev
@@ -15,6 +16,31 @@ struct UdevValueTests {
         #expect(UdevValue.hex16(nil) == nil)
         #expect(parse("ff", UdevValue.hex8) == 0xff)
         #expect(parse("100", UdevValue.hex8) == nil)
+    }
+
+    @Test func interfaceDescriptorsAreReadLikeUdevAndCutInputNeverTraps() {
+        func triples(_ hex: String) -> [String] {
+            var bytes: [UInt8] = []
+            var i = hex.startIndex
+            while i < hex.endIndex {
+                let j = hex.index(i, offsetBy: 2)
+                bytes.append(UInt8(hex[i..<j], radix: 16)!)
+                i = j
+            }
+            var out: [String] = []
+            bytes.withUnsafeBytes { raw in
+                UdevValue.forEachInterfaceDescriptor(raw) { c, s, p in out.append(String(format: "%02x%02x%02x", c, s, p)) }
+            }
+            return out
+        }
+        // The Lenovo 17ef:1005 hub of Fixtures/usbkbd.umockdev: one interface, two alternate settings.
+        let hub = "1201000209000240EF17051001000000000109022900010100E0010904000001090001000705810301000C"
+            + "0904000101090002000705810301000C"
+        #expect(triples(hub) == ["090001", "090002"])
+        // Cut anywhere, or with a zero length, it stops without trapping.
+        for n in stride(from: 0, through: hub.count, by: 2) { _ = triples(String(hub.prefix(n))) }
+        #expect(triples("00040000") == [])
+        #expect(triples(String(hub.prefix(hub.count - 16))) == ["090001"], "the second interface descriptor cut short")
     }
 
     @Test func decimalsRejectOverflowInsteadOfTrapping() {

@@ -15,7 +15,8 @@ public final class PluginContext: Sendable {
     /// The plugin's name (from its table).
     public let name: String
     public let logger: Logger
-    public let configuration: [String: String]
+    /// The configuration, in the order init receives it (`pb_config.entries`).
+    public let configuration: PluginConfiguration
     let outputQueue: OutputQueue
     let deviceTable: DeviceTable
 
@@ -36,7 +37,7 @@ public final class PluginContext: Sendable {
     let published = Atomic<UInt64>(0)
     let publishRefused = Atomic<UInt64>(0)
 
-    public init(name: String, configuration: [String: String], outputQueue: OutputQueue,
+    public init(name: String, configuration: PluginConfiguration, outputQueue: OutputQueue,
                 deviceTable: DeviceTable, logger: Logger) {
         self.name = name
         self.configuration = configuration
@@ -45,14 +46,16 @@ public final class PluginContext: Sendable {
         var l = logger
         l[metadataKey: "plugin"] = "\(name)"
         self.logger = l
-        let sorted = configuration.sorted { $0.key < $1.key }
-        entryCount = sorted.count
-        cEntries = .allocate(capacity: max(sorted.count, 1))
-        for (i, kv) in sorted.enumerated() {
+        // In the configuration's order (manifest [config] order, then new override keys):
+        // docs/manifest.md promises init sees the entries in file order.
+        let ordered = configuration.entries
+        entryCount = ordered.count
+        cEntries = .allocate(capacity: max(ordered.count, 1))
+        for (i, kv) in ordered.enumerated() {
             cEntries[i] = pb_config_entry(key: UnsafePointer(strdup(kv.key)), value: UnsafePointer(strdup(kv.value)))
         }
         cConfig = .allocate(capacity: 1)
-        cConfig.initialize(to: pb_config(size: UInt32(MemoryLayout<pb_config>.size), count: UInt32(sorted.count),
+        cConfig.initialize(to: pb_config(size: UInt32(MemoryLayout<pb_config>.size), count: UInt32(ordered.count),
                                          entries: UnsafePointer(cEntries)))
     }
 

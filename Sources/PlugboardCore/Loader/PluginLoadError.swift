@@ -16,6 +16,9 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case openFailed(dlerror: String)
         /// No `pb_plugin_entry` symbol.
         case noEntryPoint
+        /// No `pb_plugin_entry`, but its C++-mangled name is exported: the entry point was
+        /// compiled without C linkage (a C++ file and an older header, or written by hand).
+        case mangledEntryPoint(symbol: String)
         /// The plugin answered with an ABI version this host does not speak.
         case abiMismatch(pluginMajor: UInt16, pluginMinor: UInt16)
         /// The entry point refused the host's version (returned non-zero).
@@ -46,6 +49,7 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case .unresolvedSymbol: "unresolved-symbol"
         case .openFailed: "dlopen-failed"
         case .noEntryPoint: "no-entry-point"
+        case .mangledEntryPoint: "entry-point-mangled"
         case .abiMismatch: "abi-mismatch"
         case .negotiationRefused: "negotiation-refused"
         case .invalidTable: "invalid-table"
@@ -69,6 +73,8 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
             return "\(file): dlopen failed: \(text)"
         case .noEntryPoint:
             return "\(file): no entry point '\(PB_ENTRY_SYMBOL)' (fix: define it with PB_PLUGIN_ENTRY(in, out) from plugboard.h and export it)"
+        case .mangledEntryPoint(let symbol):
+            return "\(file): no entry point '\(PB_ENTRY_SYMBOL)': the entry point was compiled as C++ (mangled name \(symbol)) (fix: build with the current plugboard.h, whose PB_PLUGIN_ENTRY declares it extern \"C\", or declare it extern \"C\")"
         case .abiMismatch(let major, let minor):
             return "\(file): plugin speaks ABI \(major).\(minor), this host speaks ABI \(host) (fix: rebuild the plugin against plugboard.h \(PB_ABI_MAJOR).x, minor <= \(PB_ABI_MINOR))"
         case .negotiationRefused(let status):

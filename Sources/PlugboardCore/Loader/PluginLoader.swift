@@ -31,6 +31,10 @@ public enum PluginLoader {
         return found.sorted()
     }
 
+    /// `pb_plugin_entry(const pb_negotiate_in *, pb_negotiate_out *)` as the Itanium C++ ABI
+    /// mangles it (g++ and clang++): what a C++ plugin exports when its entry point lacks C linkage.
+    static let mangledEntrySymbol = "_Z15pb_plugin_entryPK15pb_negotiate_inP16pb_negotiate_out"
+
     /// Opens and negotiates one plugin.
     /// - Throws: `PluginLoadError` naming the file and the cause.
     public static func open(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
@@ -48,7 +52,10 @@ public enum PluginLoader {
             if !image.containsSwift { try? library.close() }
             return PluginLoadError(file: path, kind: kind)
         }
-        guard let sym = try? library.symbol(PB_ENTRY_SYMBOL) else { throw fail(.noEntryPoint) }
+        guard let sym = try? library.symbol(PB_ENTRY_SYMBOL) else {
+            if (try? library.symbol(mangledEntrySymbol)) != nil { throw fail(.mangledEntryPoint(symbol: mangledEntrySymbol)) }
+            throw fail(.noEntryPoint)
+        }
         let entry = unsafeBitCast(sym, to: pb_entry_fn.self)
         var input = pb_negotiate_in(size: UInt32(MemoryLayout<pb_negotiate_in>.size),
                                     host_major: UInt16(PB_ABI_MAJOR), host_minor: UInt16(PB_ABI_MINOR),

@@ -9,7 +9,7 @@ public struct RuntimeOptions: Sendable {
     /// Most events handed to a plugin per call.
     public var batchSize: Int = 64
     /// Configuration per plugin name, handed to init and `config_get`.
-    public var pluginConfiguration: [String: [String: String]] = [:]
+    public var pluginConfiguration: [String: PluginConfiguration] = [:]
     /// Bound of the plugin output queue (records).
     public var outputQueueRecords: Int = 4096
     /// Finite sources wait for slow consumers instead of lapping them (default true).
@@ -25,7 +25,7 @@ public struct RuntimeOptions: Sendable {
 struct PendingPlugin {
     var plugin: LoadedPlugin
     var filter: EventFilter?
-    var configuration: [String: String]?
+    var configuration: PluginConfiguration?
     var batchSize: Int?
     var deadline: Duration?
 }
@@ -101,7 +101,7 @@ public final class Runtime: Sendable {
     /// plugin; a callback longer than `deadline` is counted as an overrun and logged.
     /// Returns false (and records why) for a duplicate name.
     @discardableResult
-    public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: [String: String]? = nil,
+    public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: PluginConfiguration? = nil,
                           batchSize: Int? = nil, deadline: Duration? = nil) -> Bool {
         let duplicate = state.withLock { s in s.loaded.contains { $0.plugin.name == plugin.name } }
         if duplicate {

@@ -11,10 +11,11 @@ import Synchronization
 /// name to its `[config]` (its `output` file defaults to `dir/NAME.txt`).
 func makeHost(in dir: String, plugins: [String: [String: String]], source: String, set: [String: String] = [:],
               sinks: [any EventSink] = []) throws -> HostAssembly {
-    var config: [String: [String: String]] = [:]
+    var config: [String: PluginConfiguration] = [:]
     for (name, c) in plugins {
         try buildRecorderPlugin(named: name, into: dir)
-        config[name] = ["output": "\(dir)/\(name).txt"].merging(c) { $1 }
+        config[name] = (["output": "\(dir)/\(name).txt"] as PluginConfiguration)
+            .overridden(by: PluginConfiguration(c.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }))
     }
     var overrides = [ConfigOverride(key: "source", value: source), ConfigOverride(key: "plugins.dirs", value: dir),
                      ConfigOverride(key: "plugins.manifests", value: "false")]

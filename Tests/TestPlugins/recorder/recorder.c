@@ -6,6 +6,8 @@
  * `init_wait_file` makes init wait until that file exists (a plugin still initialising);
  * `shutdown_delay_us` makes shutdown sleep (a plugin stuck in shutdown).
  * Resyncs are written as "RESYNC <count>" followed by the device records.
+ * `dump_config` = "1" writes "CONFIG key=value" for each pb_config entry at init, in
+ * the order init received them (tests of the [config] order).
  */
 #include <plugboard.h>
 
@@ -44,6 +46,11 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     if (!path) { g_api->log(h, PB_LOG_ERROR, "config key 'output' is required"); free(r); return PB_ERR_CONFIG; }
     r->out = fopen(path, "w");
     if (!r->out) { free(r); return PB_ERR_CONFIG; }
+    const char *dc = g_api->config_get(h, "dump_config");
+    if (dc && strcmp(dc, "1") == 0 && c != NULL) {
+        for (uint32_t i = 0; i < c->count; i++) fprintf(r->out, "CONFIG %s=%s\n", c->entries[i].key, c->entries[i].value);
+        fflush(r->out);
+    }
     const char *d = g_api->config_get(h, "delay_us");
     r->delay_us = d ? atol(d) : 0;
     const char *p = g_api->config_get(h, "publish");
