@@ -59,10 +59,10 @@ public final class HostAssembly: RuntimeControl {
         options.pluginConfiguration = settings.pluginConfiguration
         options.flowControlForFiniteSources = !settings.lossy
         options.cpuAffinity = settings.cpuAffinity
-        runtime = try Runtime(options: options, logger: logger)
+        do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }
         switch settings.source {
         case .replay(let path):
-            source = try ReplaySource(path: path)
+            do { source = try ReplaySource(path: path) } catch { throw settings.explain(error) }
             udevCounters = nil
         case .synthetic(let n):
             source = SyntheticSource(count: UInt64(n))
@@ -82,7 +82,7 @@ public final class HostAssembly: RuntimeControl {
     ///   or a sink cannot start.
     public func start() throws {
         logger.notice("host settings: \(settings.summaryLine)")
-        try startPlugins()
+        do { try startPlugins() } catch { throw settings.explain(error) }
         state.withLock { $0.initialised = true }
         try startSinks()
         startSource()

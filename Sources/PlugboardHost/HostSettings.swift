@@ -36,6 +36,9 @@ public struct HostSettings: Sendable {
     public var redis: RedisPublisher.Configuration?
     /// One deadline for the whole graceful shutdown (stop source, drain, plugin shutdown, flush).
     public var shutdownDeadline: Duration
+    /// Where each configuration key's value came from (`command line --plugins /x`,
+    /// `/etc/plugboard/plugboard.toml:3`, `default`), for `explain(_:)`.
+    public var origins: [String: String] = [:]
 
     /// The settings a configuration describes.
     /// - Parameters:
@@ -67,6 +70,7 @@ public struct HostSettings: Sendable {
         udev.mode = UdevMode(rawValue: config.udevMode) ?? .auto
         udev.receiveBufferBytes = config.udevReceiveBuffer
         shutdownDeadline = config.shutdownDeadline
+        for key in ConfigSchema.keys { origins[key.path] = effective.origin(key.path).description }
         if !config.redis.url.isEmpty {
             let url: RedisURL
             do { url = try RedisURL(parsing: config.redis.url) } catch {
@@ -116,6 +120,34 @@ public struct HostSettings: Sendable {
 
     /// `summary` on one line: `source=udev plugins=/usr/lib/plugboard/plugins ...`.
     public var summaryLine: String { summary.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+}
+
+extension HostSettings {
+    /// The configuration key behind each core error code. The core says what failed and what to do
+    /// in general terms; it knows nothing of flags or keys.
+    static let keyForErrorCode: [String: String] = [
+        "plugins.dir": "plugins.dirs",
+        "replay.open": "source", "replay.field": "source",
+        "ring.memfd": "performance.event_buffer_size", "ring.mmap": "performance.event_buffer_size",
+        "config.cpu_affinity": "performance.cpu_affinity",
+    ]
+
+    /// `error` with the setting that fixes it added to its fix, written one way:
+    /// `(fix: <what to do>; the setting is <key>, from <origin>)`, e.g.
+    /// `... (fix: create it, or correct the plugin directory's path; the setting is plugins.dirs, from command line --plugins /opt/p)`.
+    /// Errors the host has no key for come back unchanged.
+    public func explain(_ error: any Error) -> any Error {
+        func setting(_ key: String) -> String { "the setting is \(key), from \(origins[key] ?? "default")" }
+        if var e = error as? PlugboardError, let key = Self.keyForErrorCode[e.code] {
+            e.fix = (e.fix.map { $0 + "; " } ?? "") + setting(key)
+            return e
+        }
+        if var e = error as? ManifestError, e.field == "plugins directory" {
+            e.fix += "; " + setting("plugins.dirs")
+            return e
+        }
+        return error
+    }
 }
 
 /// The host could not start; the message says what to change.

@@ -71,7 +71,7 @@ public struct PluginCatalog: Sendable {
         for dir in dirs {
             guard let names = FileIO.list(dir) else {
                 problems.append(ManifestError(.library, file: dir, field: "plugins directory", problem: "cannot read the directory",
-                                              fix: "create it or fix the path given to --plugins"))
+                                              fix: "create it, or correct the plugin directory's path"))
                 continue
             }
             var claimed: Set<String> = []

@@ -109,4 +109,27 @@ struct OneHostTests {
             #expect(bad.stderr.contains("--ring-slots 1") && bad.stderr.contains("performance.event_buffer_size"), "\(bad.stderr)")
         }
     }
+
+    @Test("a core error reaches the operator with the setting that fixes it and where that setting came from", arguments: [
+        (["run", "--plugins", "/nonexistent/plugins", "--source", "synthetic:3"],
+         ["/nonexistent/plugins: ", "the setting is plugins.dirs, from command line --plugins /nonexistent/plugins"]),
+        (["run", "--plugins", "/tmp", "--ignore-manifests", "--source", "replay:/nonexistent/session.jsonl"],
+         ["/nonexistent/session.jsonl", "the setting is source, from command line --source replay:/nonexistent/session.jsonl"]),
+        (["monitor", "--config", "CONFIG", "--source", "synthetic:3"],
+         ["/nonexistent/from-file", "the setting is plugins.dirs, from CONFIG:2"]),
+    ])
+    func coreErrorsNameTheSetting(arguments: [String], mentions: [String]) async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            let file = dir.write("plugboard.toml", "[plugins]\ndirs = [\"/nonexistent/from-file\"]\n")
+            guard let binary = productBinary("plugboard") else { throw TestFailure("plugboard was not built") }
+            let r = try runProcess(binary, arguments.map { $0 == "CONFIG" ? file : $0 }, env: [:])
+            #expect(r.status != 0)
+            for m in mentions.map({ $0.replacingOccurrences(of: "CONFIG", with: file) }) {
+                #expect(r.stderr.contains(m), "\(r.stderr)")
+            }
+            // The core's own words name no flag and no key.
+            #expect(!r.stderr.contains("given with --plugins"))
+        }
+    }
 }

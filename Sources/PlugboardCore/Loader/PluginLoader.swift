@@ -18,9 +18,9 @@ public enum PluginLoader {
             do throws(Errno) {
                 names = try FileSystem.entries(in: dir)
             } catch {
-                throw PlugboardError(code: "plugins.dir", file: dir, field: "plugins.dirs",
+                throw PlugboardError(code: "plugins.dir", file: dir,
                                      reason: "cannot read plugin directory: \(error.reason)",
-                                     fix: "create it or correct the path given with --plugins")
+                                     fix: "create it, or correct the plugin directory's path")
             }
             for name in names {
                 guard name.hasSuffix(".so"), !name.hasPrefix(".") else { continue }

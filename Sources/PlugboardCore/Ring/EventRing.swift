@@ -76,16 +76,16 @@ public final class EventRing: Sendable {
         do throws(Errno) {
             fd = try MemoryFile.create(name: "plugboard-ring", size: mappedSize)
         } catch {
-            throw PlugboardError(code: "ring.memfd", field: "event_buffer_size",
+            throw PlugboardError(code: "ring.memfd",
                                  reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(error.call): \(error.reason)",
-                                 fix: "lower performance.event_buffer_size or raise the memory limit")
+                                 fix: "use fewer ring slots, or raise the memory limit")
         }
         do throws(Errno) {
             region = try MappedRegion(fd: fd, count: mappedSize, protection: [.read, .write], shared: true)
         } catch {
             try? fd.close()
             throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(error.call): \(error.reason)",
-                                 fix: "lower performance.event_buffer_size")
+                                 fix: "use fewer ring slots")
         }
         memoryFile = fd
         base = region.baseAddress

@@ -80,7 +80,7 @@ public struct CPUAffinity: Sendable, Equatable, CustomStringConvertible {
         let missing = cpus.filter { !allowed.cpus.contains($0) }
         if missing.isEmpty { return }
         throw PlugboardError(
-            code: "config.cpu_affinity", field: "performance.cpu_affinity",
+            code: "config.cpu_affinity",
             reason: "CPU \(Self.format(missing)) is not one this process may run on (allowed: \(allowed))",
             fix: "list CPUs from \(allowed) (for example \"\(allowed.cpus.last ?? 0)\"), or \"\" not to pin")
     }

@@ -31,7 +31,7 @@ public final class PluginWatcher: Sendable {
             inotify = try Inotify()
         } catch {
             throw PlugboardError(code: "watch.inotify", reason: "\(error.call): \(error.reason)",
-                                 fix: "raise fs.inotify.max_user_instances, or run without --watch")
+                                 fix: "raise fs.inotify.max_user_instances, or do not watch the plugin directories")
         }
         var directoryOf: [Int32: String] = [:]
         for dir in directories {
@@ -50,7 +50,7 @@ public final class PluginWatcher: Sendable {
         } catch {
             try? inotify.close()
             throw PlugboardError(code: "watch.eventfd", reason: "\(error.call): \(error.reason)",
-                                 fix: "raise the open file limit (ulimit -n), or run without --watch")
+                                 fix: "raise the open file limit (ulimit -n), or do not watch the plugin directories")
         }
         stopEvent = stop
         let settleMs = Int32(clamping: max(1, settle.milliseconds))

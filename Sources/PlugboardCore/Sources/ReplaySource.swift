@@ -22,7 +22,7 @@ public struct ReplaySource: EventSource {
         do throws(Errno) {
             data = try FileDescriptor.readContents(of: path)
         } catch {
-            throw PlugboardError(code: "replay.open", file: path, field: "--source",
+            throw PlugboardError(code: "replay.open", file: path,
                                  reason: "cannot read the replay file: \(error.call): \(error.reason)",
                                  fix: "check the path given as replay:FILE")
         }
