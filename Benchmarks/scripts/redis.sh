@@ -26,8 +26,9 @@ trap 'kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
 # The fields of one synthetic event, as the publisher writes them (docs/redis.md, field schema).
-FIELDS=(seq 123456 action add flags 0 ts_ns 1668665440903 kseq 123456 bus 1 dev 2 vid 1d6b pid 1000
-        bcd 0000 class 00 subclass 00 protocol 00 num_ifaces 0 ifaces "" speed_kbps 480000
+FIELDS=(sequence 123456 timestamp_ns 1668665440903 action add flags "" seqnum 123456 busnum 1 devnum 2
+        vendor_id 1d6b product_id 1000 bcd_device 0000 device_class 00 device_subclass 00 device_protocol 00
+        speed_kbps 480000 num_interfaces 0 interfaces ""
         syspath /sys/devices/synthetic/usb1/1-1 devnode "" serial "" manufacturer ""
         product "Synthetic Device 1" driver "")
 rps() { grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1; }

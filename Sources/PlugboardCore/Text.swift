@@ -1,22 +1,10 @@
 /// Small text helpers shared by every module that reports to people or writes JSON by hand.
 public enum Text {
-    /// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+    /// `s` as a JSON string literal, escaped as `JSONWriter` escapes every string.
     public static func jsonQuoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
+        var w = JSONWriter()
+        w.string(s)
+        return w.text
     }
 
     /// Levenshtein distance between `a` and `b`.

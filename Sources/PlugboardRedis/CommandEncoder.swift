@@ -1,8 +1,10 @@
 import CPlugboard
+import PlugboardCore
 
 /// Builds the argv of one Redis command from an event or a plugin record, without allocating:
-/// constant arguments live in an arena made once, numbers are formatted into a scratch buffer,
-/// and string fields point straight into the (copied) event. The argv is valid until the next
+/// constant arguments (the field names of `EventSchema`) live in an arena made once, other values
+/// are written into a scratch buffer by the schema, and string fields point straight into the
+/// (copied) event. The argv is valid until the next
 /// encode call; `redisAppendCommandArgv` copies it into hiredis' output buffer at once.
 final class CommandEncoder {
     static let maxArgs = 64
@@ -26,11 +28,11 @@ final class CommandEncoder {
     private let maxlen: Text
     private let topicWord: Text
     private let dataWord: Text
+    /// By `EventSchema.entries` index: the stream field names, and `"name":` for the PUBLISH payload.
     private let fieldNames: [Text]
-    private let jsonKeys: [Text]   // `"name":` for the PUBLISH payload
-    private let isNumber: [Bool]   // by EventField raw value: a JSON number, not a string
+    private let jsonKeys: [Text]
     private let hasMaxLength: Bool
-    /// Values of the last encoded event, by EventField raw value (reused by the JSON payload).
+    /// Values of the last encoded event, by `EventSchema.entries` index.
     private var values: [Text]
 
     init(keys: StreamKeys, maxLength: Int?) {
@@ -50,7 +52,7 @@ final class CommandEncoder {
             return (UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self), bytes.count)
         }
         empty = intern("")
-        values = Array(repeating: empty, count: EventField.allCases.count)
+        values = Array(repeating: empty, count: EventSchema.entries.count)
         xadd = intern("XADD")
         publish = intern("PUBLISH")
         eventsKey = intern(keys.events)
@@ -62,9 +64,8 @@ final class CommandEncoder {
         hasMaxLength = maxLength != nil
         topicWord = intern("topic")
         dataWord = intern("data")
-        fieldNames = EventField.allCases.map { intern($0.name) }
-        jsonKeys = EventField.allCases.map { intern("\"\($0.name)\":") }
-        isNumber = EventField.allCases.map(\.isNumber)
+        fieldNames = EventSchema.entries.map { intern($0.name) }
+        jsonKeys = EventSchema.entries.map { intern(PlugboardCore.Text.jsonQuoted($0.name) + ":") }
     }
 
     deinit {
@@ -91,26 +92,28 @@ final class CommandEncoder {
         return Int32(n)
     }
 
-    /// `PUBLISH <channel> <json>`, with the same fields as the XADD entry plus "id".
-    /// Call after `encodeXADD` for the same event when both are sent (it reuses the values), or alone.
+    /// `PUBLISH <channel> <json>`: the event as `monitor --json` writes it, with "id" first.
+    /// Call after `encodeXADD` for the same event when both are sent (it keeps that scratch), or alone.
     func encodePUBLISH(_ e: UnsafePointer<pb_event>, epochMs: UInt64, valuesFresh: Bool) -> Int32 {
-        if !valuesFresh { used = 0; fillValues(e) }
+        if !valuesFresh { used = 0 }
         let start = used
-        appendByte(UInt8(ascii: "{"))
-        appendRaw("\"id\":\"")
-        let idText = id(epochMs, e.pointee.sequence)
-        appendBytes(idText)
-        appendByte(UInt8(ascii: "\""))
-        for f in 0..<values.count {
-            appendByte(UInt8(ascii: ","))
-            appendBytes(jsonKeys[f])
-            if isNumber[f] {
-                appendBytes(values[f])
-            } else {
-                appendJSONString(values[f])
-            }
+        var w = JSONWriter(sink: ScratchSink(base: scratch, used: used))
+        w.beginObject()
+        w.key("id")
+        w.value { sink in
+            sink.write(UInt8(ascii: "\""))
+            sink.writeDecimal(epochMs)
+            sink.write(UInt8(ascii: "-"))
+            sink.writeDecimal(e.pointee.sequence)
+            sink.write(UInt8(ascii: "\""))
         }
-        appendByte(UInt8(ascii: "}"))
+        for (i, entry) in EventSchema.entries.enumerated() {
+            w.key(prepared: UnsafeRawBufferPointer(start: jsonKeys[i].0, count: jsonKeys[i].1))
+            entry.writeJSONValue(e, into: &w)
+        }
+        w.endObject()
+        used = w.sink.used
+        precondition(used <= CommandEncoder.scratchSize, "PUBLISH payload overran the scratch buffer")
         var n = 0
         put(&n, publish); put(&n, channel)
         put(&n, (UnsafeRawPointer(scratch + start).assumingMemoryBound(to: CChar.self), used - start))
@@ -136,29 +139,17 @@ final class CommandEncoder {
     // MARK: Fields
 
     private func fillValues(_ e: UnsafePointer<pb_event>) {
-        let ev = e.pointee
-        values[EventField.seq.rawValue] = decimal(ev.sequence)
-        values[EventField.action.rawValue] = actionName(ev.action)
-        values[EventField.flags.rawValue] = decimal(UInt64(ev.flags))
-        values[EventField.tsNs.rawValue] = decimal(ev.timestamp_ns)
-        values[EventField.kseq.rawValue] = decimal(ev.kernel_seqnum)
-        values[EventField.bus.rawValue] = decimal(UInt64(ev.busnum))
-        values[EventField.dev.rawValue] = decimal(UInt64(ev.devnum))
-        values[EventField.vid.rawValue] = hex(UInt64(ev.vendor_id), digits: 4)
-        values[EventField.pid.rawValue] = hex(UInt64(ev.product_id), digits: 4)
-        values[EventField.bcd.rawValue] = hex(UInt64(ev.bcd_device), digits: 4)
-        values[EventField.deviceClass.rawValue] = hex(UInt64(ev.device_class), digits: 2)
-        values[EventField.deviceSubclass.rawValue] = hex(UInt64(ev.device_subclass), digits: 2)
-        values[EventField.deviceProtocol.rawValue] = hex(UInt64(ev.device_protocol), digits: 2)
-        values[EventField.numInterfaces.rawValue] = decimal(UInt64(ev.num_interfaces))
-        values[EventField.interfaces.rawValue] = interfaces(e)
-        values[EventField.speedKbps.rawValue] = decimal(UInt64(ev.speed_kbps))
-        values[EventField.syspath.rawValue] = string(e, ev.syspath)
-        values[EventField.devnode.rawValue] = string(e, ev.devnode)
-        values[EventField.serial.rawValue] = string(e, ev.serial)
-        values[EventField.manufacturer.rawValue] = string(e, ev.manufacturer)
-        values[EventField.product.rawValue] = string(e, ev.product)
-        values[EventField.driver.rawValue] = string(e, ev.driver)
+        for (i, entry) in EventSchema.entries.enumerated() {
+            if let field = entry.stringField {
+                values[i] = string(e, e.pointee[field])
+            } else {
+                var sink = ScratchSink(base: scratch, used: used)
+                let start = used
+                entry.writeText(e, into: &sink)
+                used = sink.used
+                values[i] = text(from: start)
+            }
+        }
     }
 
     /// A string of the event, bounds-checked like `pb_event_string`: absent or out of range is "".
@@ -169,43 +160,11 @@ final class CommandEncoder {
         return (p.assumingMemoryBound(to: CChar.self), Int(min(s.length, UInt16(PB_STRING_MAX))))
     }
 
-    /// "cc:ss:pp,cc:ss:pp" in hex, the first interfaces_len entries.
-    private func interfaces(_ e: UnsafePointer<pb_event>) -> Text {
-        let count = min(Int(e.pointee.interfaces_len), Int(PB_MAX_INTERFACES))
-        let start = used
-        withUnsafeBytes(of: e.pointee.interfaces) { raw in
-            for i in 0..<count {
-                if i > 0 { appendByte(UInt8(ascii: ",")) }
-                appendHex(UInt64(raw[i * 3]), digits: 2); appendByte(UInt8(ascii: ":"))
-                appendHex(UInt64(raw[i * 3 + 1]), digits: 2); appendByte(UInt8(ascii: ":"))
-                appendHex(UInt64(raw[i * 3 + 2]), digits: 2)
-            }
-        }
-        return text(from: start)
-    }
-
-    private func actionName(_ a: UInt16) -> Text {
-        let p = pb_action_name(a)!
-        return (p, strlenSafe(p))
-    }
-
     private func id(_ epochMs: UInt64, _ seq: UInt64) -> Text {
         let start = used
         appendDecimal(epochMs)
         appendByte(UInt8(ascii: "-"))
         appendDecimal(seq)
-        return text(from: start)
-    }
-
-    private func decimal(_ v: UInt64) -> Text {
-        let start = used
-        appendDecimal(v)
-        return text(from: start)
-    }
-
-    private func hex(_ v: UInt64, digits: Int) -> Text {
-        let start = used
-        appendHex(v, digits: digits)
         return text(from: start)
     }
 
@@ -226,10 +185,6 @@ final class CommandEncoder {
         used += 1
     }
 
-    private func appendRaw(_ s: StaticString) {
-        s.withUTF8Buffer { for b in $0 { appendByte(b) } }
-    }
-
     private func appendBytes(_ t: Text) {
         UnsafeMutableRawPointer(scratch + used).copyMemory(from: t.0, byteCount: t.1)
         used += t.1
@@ -246,42 +201,28 @@ final class CommandEncoder {
         var i = start, j = used - 1
         while i < j { scratch.swapAt(i, j); i += 1; j -= 1 }
     }
-
-    private func appendHex(_ value: UInt64, digits: Int) {
-        let hexDigits: StaticString = "0123456789abcdef"
-        hexDigits.withUTF8Buffer { table in
-            for k in stride(from: digits - 1, through: 0, by: -1) {
-                appendByte(table[Int((value >> (UInt64(k) * 4)) & 0xf)])
-            }
-        }
-    }
-
-    /// A JSON string: quotes, backslashes and control characters escaped; other bytes as they are.
-    private func appendJSONString(_ t: Text) {
-        appendByte(UInt8(ascii: "\""))
-        let raw = UnsafeRawBufferPointer(start: t.0, count: t.1)
-        for b in raw {
-            switch b {
-            case UInt8(ascii: "\""): appendByte(UInt8(ascii: "\\")); appendByte(b)
-            case UInt8(ascii: "\\"): appendByte(UInt8(ascii: "\\")); appendByte(b)
-            case 0..<0x20:
-                appendRaw("\\u00")
-                appendHex(UInt64(b), digits: 2)
-            default: appendByte(b)
-            }
-        }
-        appendByte(UInt8(ascii: "\""))
-    }
-
-    private func strlenSafe(_ p: UnsafePointer<CChar>) -> Int {
-        var n = 0
-        while p[n] != 0 { n += 1 }
-        return n
-    }
 }
 
 extension UnsafeMutablePointer where Pointee == UInt8 {
     @inline(__always) fileprivate func swapAt(_ i: Int, _ j: Int) {
         let t = self[i]; self[i] = self[j]; self[j] = t
+    }
+}
+
+/// The scratch buffer as a `JSONSink`: the schema writes values and the PUBLISH payload into it.
+/// Capacity is checked by the caller (one event's text is far below `CommandEncoder.scratchSize`).
+struct ScratchSink: JSONSink {
+    let base: UnsafeMutablePointer<UInt8>
+    var used: Int
+
+    @inline(__always) mutating func write(_ byte: UInt8) {
+        base[used] = byte
+        used += 1
+    }
+
+    @inline(__always) mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        guard let src = bytes.baseAddress, bytes.count > 0 else { return }
+        UnsafeMutableRawPointer(base + used).copyMemory(from: src, byteCount: bytes.count)
+        used += bytes.count
     }
 }

@@ -1,4 +1,7 @@
 import PlugboardCore
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Reads `plugboard:{HOST}:events` and hands each entry to a callback: `XREAD BLOCK` from an ID,
 /// or, with a consumer group, `XREADGROUP` + `XACK` (the scale-out path: each entry goes to one
 /// consumer of the group). The engine of `plugboard tail`.
@@ -126,17 +129,27 @@ public final class StreamTail {
 
     /// One line per event, in the spirit of `udevadm monitor`:
     /// `PLUGBOARD[1764374400000-42] add      /sys/devices/.../1-3 046d:c52b bus 001 dev 004 "Logitech" "USB Receiver" serial=ABC driver=usb`
+    /// Reads the entry through `EventSchema`, so an older daemon's field names (`vid`, `bus`...) show too.
     public static func format(_ e: StreamEntry) -> String {
-        let action = e["action"] ?? "?"
+        // A field that does not parse is left out of the line, not fatal: this output is for people.
+        let pairs = e.fields.filter { f in (try? EventSchema.entry(named: f.name)?.parse(text: f.value)) != nil }
+        let r = (try? EventSchema.record(text: pairs)) ?? EventRecord()
+        func hex(_ f: EventField) -> String? {
+            guard let n = r.number(f), case .hex(let digits) = f.schema.format else { return nil }
+            return String(repeating: "0", count: max(0, digits - String(n, radix: 16).count)) + String(n, radix: 16)
+        }
+        let action = r.number(.action).flatMap { EventAction(rawValue: UInt16($0))?.name } ?? "?"
         let pad = String(repeating: " ", count: max(0, 8 - action.count))
-        var line = "PLUGBOARD[\(e.id)] \(action)\(pad) \(e["syspath"] ?? "?")"
-        if let vid = e["vid"], let pid = e["pid"] { line += " \(vid):\(pid)" }
-        if let bus = e["bus"], let dev = e["dev"] { line += " bus \(pad3(bus)) dev \(pad3(dev))" }
-        if let m = e["manufacturer"], !m.isEmpty { line += " \"\(m)\"" }
-        if let p = e["product"], !p.isEmpty { line += " \"\(p)\"" }
-        if let s = e["serial"], !s.isEmpty { line += " serial=\(s)" }
-        if let d = e["driver"], !d.isEmpty { line += " driver=\(d)" }
-        if let f = e["flags"], f != "0" { line += " flags=\(f)" }
+        var line = "PLUGBOARD[\(e.id)] \(action)\(pad) \(r.string(.syspath) ?? "?")"
+        if let vid = hex(.vendorID), let pid = hex(.productID) { line += " \(vid):\(pid)" }
+        if let bus = r.number(.busnum), let dev = r.number(.devnum) { line += " bus \(pad3("\(bus)")) dev \(pad3("\(dev)"))" }
+        if let m = r.string(.manufacturer), !m.isEmpty { line += " \"\(m)\"" }
+        if let p = r.string(.product), !p.isEmpty { line += " \"\(p)\"" }
+        if let s = r.string(.serial), !s.isEmpty { line += " serial=\(s)" }
+        if let d = r.string(.driver), !d.isEmpty { line += " driver=\(d)" }
+        if let f = r.number(.flags), f != 0 {
+            line += " flags=" + EventFlags.names.filter { f & UInt64($0.0.rawValue) != 0 }.map(\.1).joined(separator: ",")
+        }
         return line
     }
 
@@ -144,16 +157,23 @@ public final class StreamTail {
 }
 
 extension StreamTail {
-    /// One entry as a JSON object: `{"id": ..., "field": "value", ...}` (every value a string).
-    public static func json(_ e: StreamEntry) -> String {
-        var out = "{\"id\":" + quote(e.id)
-        for f in e.fields { out += "," + quote(f.name) + ":" + quote(f.value) }
-        return out + "}"
+    /// One entry as the JSON object `monitor --json` prints for the event, with the entry's
+    /// `"id"` first: the names, value formats and order of `EventSchema`. Reads the names an
+    /// older daemon wrote (`vid`, `kseq`, `ifaces` as `cc:ss:pp`, `flags` as decimal bits) too.
+    /// - Throws: `PlugboardError` naming the entry and the field whose value does not parse.
+    public static func json(_ entry: StreamEntry) throws -> String {
+        let record: EventRecord
+        do { record = try EventSchema.record(text: entry.fields) } catch let e as EventSchema.ValueError {
+            throw PlugboardError(code: "tail.field", file: "entry \(entry.id)", field: e.field, reason: "expected \(e.expected)",
+                                 fix: "the entry was not written by plugboard; skip it or fix the writer")
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var w = EventWriter(at: buffer, sequence: 0)
+        w.event.pointee.timestamp_ns = 0
+        record.write(into: &w, hostFields: true)
+        var json = JSONWriter()
+        EventSchema.writeJSON(UnsafePointer(w.event), into: &json) { $0.key("id"); $0.string(entry.id) }
+        return json.text
     }
-
-    static func quote(_ s: String) -> String { Text.jsonQuoted(s) }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 import PlugboardManifest
 
 /// JSON shapes shared by `pack`, `inspect` and `explain --json` (documented in docs/manifest.md).
@@ -73,10 +74,9 @@ struct ErrorJSON: Encodable {
 }
 
 enum Output {
+    /// `value` as indented JSON with sorted keys, through the one JSON writer (PlugboardCore's `JSONWriter`).
     static func json<T: Encodable>(_ value: T) -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? enc.encode(value)) ?? Data("null".utf8), as: UTF8.self)
+        (try? JSONValue.encoding(value))?.text(indent: 2, sortedKeys: true) ?? "null"
     }
 
     static func stderr(_ line: String) {

@@ -35,7 +35,7 @@ struct TailCommand: ParsableCommand {
     @Option(help: "Stop after this many events.")
     var count: Int?
 
-    @Flag(help: "Print each entry as one JSON object instead of a line for people.")
+    @Flag(help: "Print each entry as one JSON object (as monitor --json prints events, with \"id\") instead of a line for people.")
     var json = false
 
     func validate() throws {
@@ -61,8 +61,17 @@ struct TailCommand: ParsableCommand {
             try tail.run(onConnectionLoss: { error in
                 FileHandle.standardError.write(Data("plugboard tail: connection lost (\(error)); reconnecting with backoff\n".utf8))
             }) { entry in
+                let line: String
+                if json {
+                    do { line = try StreamTail.json(entry) } catch {
+                        FileHandle.standardError.write(Data("plugboard tail: skipped \(error)\n".utf8))
+                        return
+                    }
+                } else {
+                    line = StreamTail.format(entry)
+                }
                 // Unbuffered, one line at a time, so a pipe (the demo, a test) sees each event at once.
-                FileHandle.standardOutput.write(Data(((json ? StreamTail.json(entry) : StreamTail.format(entry)) + "\n").utf8))
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
             }
         } catch let error as RedisError {
             throw TailFailure(description: "plugboard tail: \(error)")

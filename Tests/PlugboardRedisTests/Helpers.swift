@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 import PlugboardRedis
 import Testing
 
@@ -42,7 +43,7 @@ func expectExactlyOnce(_ entries: [StreamEntry], count: Int, fieldStride: Int = 
         }
         if let previous, !(previous < id) { increasing = false }
         previous = id
-        let seq = UInt64(e["seq"] ?? "") ?? 0
+        let seq = UInt64(e["sequence"] ?? "") ?? 0
         seqs.append(seq)
         #expect(id.seq == seq, "the ID's sequence part is the event sequence", sourceLocation: sourceLocation)
         if i % fieldStride == 0 {

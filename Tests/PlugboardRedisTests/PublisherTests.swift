@@ -119,7 +119,7 @@ struct PublisherTests {
         // The oldest events were kept (new ones dropped), in order.
         let entries = try readAll(server.client(), publisher.streamKey)
         #expect(entries.count == Int(down.spilled))
-        #expect(entries.compactMap { UInt64($0["seq"] ?? "") } == Array(1...down.spilled))
+        #expect(entries.compactMap { UInt64($0["sequence"] ?? "") } == Array(1...down.spilled))
     }
 
     @Test("a second run continues above the first run's IDs, so nothing of it is mistaken for a replay")
@@ -221,16 +221,19 @@ struct PublisherTests {
         #expect(publisher.flush(timeout: .seconds(30)))
         let stats = publisher.stop()
         #expect(stats.published == 3 && stats.channelPublished == 3)
+        let entries = try readAll(try server.client(), channel)
         for seq in 1...3 {
             let message = try subscriber.readReply()
             guard case .array(let parts) = message, parts.count == 3, case .string(let payload) = parts[2] else {
                 Issue.record("unexpected message \(message.shape)"); return
             }
             let json = try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any]
-            #expect(json?["seq"] as? Int == seq)
+            #expect(json?["sequence"] as? Int == seq)
             #expect(json?["manufacturer"] as? String == "Acme \"Quoted\" \\ Co")
             #expect(json?["product"] as? String == "Widget \u{00FC} \(seq)")
             #expect((json?["id"] as? String)?.hasSuffix("-\(seq)") == true)
+            // The payload is what `tail --json` prints for the stream entry (and monitor for the event).
+            #expect(String(decoding: payload, as: UTF8.self) == (try StreamTail.json(entries[seq - 1])))
         }
         #expect(try server.client().command(["XLEN", channel]) == .integer(3))
     }

@@ -50,7 +50,7 @@ struct RetryableErrorTests {
             var seen = Set<UInt64>()
             var previous: StreamID?
             for e in entries {
-                let seq = try #require(UInt64(e["seq"] ?? ""))
+                let seq = try #require(UInt64(e["sequence"] ?? ""))
                 #expect(seen.insert(seq).inserted, "event \(seq) stored twice")
                 let id = try #require(e.streamID)
                 #expect(id.seq == seq)
@@ -105,7 +105,7 @@ struct RetryableErrorTests {
                 let ids = entries.compactMap(\.streamID)
                 #expect(zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 }, "\(plugin): IDs increasing")
             }
-            let stored = try readAll(client, publisher.streamKey).compactMap { $0["seq"].flatMap { UInt64($0) } }
+            let stored = try readAll(client, publisher.streamKey).compactMap { $0["sequence"].flatMap { UInt64($0) } }
             #expect(stored.count == events && Set(stored).count == events, "events: \(stored.count) entries, \(Set(stored).count) distinct")
             reissuedSeen += stats.reissued
             if reissuedSeen > 0 { break }

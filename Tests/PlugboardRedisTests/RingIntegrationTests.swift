@@ -33,10 +33,10 @@ struct RingIntegrationTests {
 
         let entries = try readAll(server.client(), publisher.streamKey)
         #expect(entries.count == 20_000)
-        #expect(entries.compactMap { UInt64($0["seq"] ?? "") } == Array(1...20_000))
+        #expect(entries.compactMap { UInt64($0["sequence"] ?? "") } == Array(1...20_000))
         let ids = entries.compactMap(\.streamID)
         #expect(zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 })
-        #expect(entries[0]["vid"] == "1d6b" && entries[0]["pid"] == "1000")
+        #expect(entries[0]["vendor_id"] == "1d6b" && entries[0]["product_id"] == "1000")
         #expect(entries[0]["syspath"] == "/sys/devices/synthetic/usb1/1-1")
         #expect(entries[0]["product"] == "Synthetic Device 1")
         #expect(entries[0]["action"] == "add")

@@ -1,6 +1,7 @@
 import Synchronization
 import Foundation
 import Dispatch
+import PlugboardCore
 import PlugboardRedis
 import Testing
 
@@ -26,7 +27,7 @@ struct TailTests {
         var seen: [StreamEntry] = []
         let n = try StreamTail(options: options).run { seen.append($0) }
         #expect(n == 230)
-        #expect(seen.compactMap { UInt64($0["seq"] ?? "") } == Array(1...230))
+        #expect(seen.compactMap { UInt64($0["sequence"] ?? "") } == Array(1...230))
         let line = StreamTail.format(seen[0])
         #expect(line.hasPrefix("PLUGBOARD[\(seen[0].id)] remove   "))
         #expect(line.contains("/sys/devices/pci0000:00/0000:00:14.0/usb1/1-1"))
@@ -97,7 +98,7 @@ struct TailTests {
             options.consumer = consumer
             options.count = 150
             options.blockMs = 100
-            try StreamTail(options: options).run { seqs.append(UInt64($0["seq"] ?? "") ?? 0) }
+            try StreamTail(options: options).run { seqs.append(UInt64($0["sequence"] ?? "") ?? 0) }
         }
         #expect(seqs.sorted() == Array(1...300))
         let pending = try server.client().command(["XPENDING", "plugboard:{tail-host}:events", "workers"])
@@ -105,9 +106,41 @@ struct TailTests {
         #expect(summary.first == .integer(0), "every delivered entry was XACKed")
     }
 
-    @Test("JSON output escapes quotes and backslashes")
-    func jsonOutputEscapes() {
-        let e = StreamEntry(id: "1-1", fields: [("manufacturer", "Acme \"Q\" \\ Co"), ("product", "x\ny")])
-        #expect(StreamTail.json(e) == #"{"id":"1-1","manufacturer":"Acme \"Q\" \\ Co","product":"x\ny"}"#)
+    @Test("JSON output escapes quotes, backslashes and control characters, and not slashes")
+    func jsonOutputEscapes() throws {
+        let e = StreamEntry(id: "1-1", fields: [("manufacturer", "Acme \"Q\" \\ Co"), ("product", "x\ny"), ("devnode", "/dev/bus/usb/001/002")])
+        let text = try StreamTail.json(e)
+        #expect(text.hasPrefix(#"{"id":"1-1","sequence":0,"#))
+        #expect(text.contains(#""manufacturer":"Acme \"Q\" \\ Co","product":"x\ny""#))
+        #expect(text.contains(#""devnode":"/dev/bus/usb/001/002""#))
+        let object = try #require(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(object["manufacturer"] as? String == "Acme \"Q\" \\ Co")
+    }
+
+    @Test("tail reads an entry an older daemon wrote (vid, kseq, ifaces cc:ss:pp, flags as bits) under today's names")
+    func readsOldFieldNames() throws {
+        let old = StreamEntry(id: "5-9", fields: [
+            ("seq", "9"), ("action", "add"), ("flags", "12"), ("ts_ns", "1234"), ("kseq", "1001"), ("bus", "1"), ("dev", "4"),
+            ("vid", "0781"), ("pid", "5581"), ("bcd", "0100"), ("class", "00"), ("subclass", "00"), ("protocol", "00"),
+            ("num_ifaces", "1"), ("ifaces", "08:06:50"), ("speed_kbps", "480000"), ("syspath", "/sys/devices/usb1/1-1"),
+            ("devnode", "/dev/bus/usb/001/004"), ("serial", ""), ("manufacturer", "SanDisk"), ("product", "Ultra"), ("driver", "usb"),
+        ])
+        let object = try #require(JSONSerialization.jsonObject(with: Data(try StreamTail.json(old).utf8)) as? [String: Any])
+        #expect(object["id"] as? String == "5-9")
+        #expect(object["sequence"] as? Int == 9 && object["timestamp_ns"] as? Int == 1234 && object["seqnum"] as? Int == 1001)
+        #expect(object["busnum"] as? Int == 1 && object["devnum"] as? Int == 4)
+        #expect(object["vendor_id"] as? String == "0781" && object["product_id"] as? String == "5581")
+        #expect(object["flags"] as? [String] == ["coldplug", "from_table"])
+        #expect(object["interfaces"] as? [String] == ["080650"])
+        #expect(object["num_interfaces"] as? Int == 1)
+        #expect(object["vid"] == nil && object["kseq"] == nil)
+        let line = StreamTail.format(old)
+        #expect(line.contains("0781:5581 bus 001 dev 004") && line.contains("flags=coldplug,from_table"))
+    }
+
+    @Test("an entry with a value that is not the schema's is reported with its ID and field")
+    func badValueIsReported() {
+        let bad = StreamEntry(id: "1-2", fields: [("action", "add"), ("vendor_id", "xyz1")])
+        #expect { try StreamTail.json(bad) } throws: { "\($0)".contains("entry 1-2") && "\($0)".contains("vendor_id") }
     }
 }

@@ -76,12 +76,13 @@ enum TestEvents {
             return String(repeating: "0", count: max(0, d - h.count)) + h
         }
         let actions = ["unknown", "add", "remove", "change", "bind", "unbind", "resync"]
+        let flagNames = ["truncated", "resync", "coldplug", "from_table"].enumerated().filter { seq % 16 & (1 << $0.offset) != 0 }
         var f: [String: String] = [
-            "seq": "\(seq)", "action": actions[Int(seq % 5 + 1)], "flags": "\(seq % 16)",
-            "ts_ns": "\(seq &* 1000 &+ 5)", "kseq": "\(seq + 7)", "bus": "\(seq % 8 + 1)", "dev": "\(seq % 127 + 1)",
-            "vid": hex(seq & 0xffff, 4), "pid": hex(((seq >> 16) ^ 0xbeef) & 0xffff, 4), "bcd": "0110",
-            "class": "ef", "subclass": "02", "protocol": "01", "num_ifaces": "2", "ifaces": "03:01:02,08:06:50",
-            "speed_kbps": "480000",
+            "sequence": "\(seq)", "action": actions[Int(seq % 5 + 1)], "flags": flagNames.map(\.element).joined(separator: ","),
+            "timestamp_ns": "\(seq &* 1000 &+ 5)", "seqnum": "\(seq + 7)", "busnum": "\(seq % 8 + 1)", "devnum": "\(seq % 127 + 1)",
+            "vendor_id": hex(seq & 0xffff, 4), "product_id": hex(((seq >> 16) ^ 0xbeef) & 0xffff, 4), "bcd_device": "0110",
+            "device_class": "ef", "device_subclass": "02", "device_protocol": "01", "num_interfaces": "2",
+            "interfaces": "030102,080650", "speed_kbps": "480000",
         ]
         for (k, v) in strings(seq) { f[k.name] = v }
         return f

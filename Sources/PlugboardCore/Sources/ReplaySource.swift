@@ -6,7 +6,7 @@ import PlugboardSystem
 /// when the source is created, so a bad line fails before anything runs.
 public struct ReplaySource: EventSource {
     public let path: String
-    public let records: [EventJSON.Record]
+    public let records: [EventRecord]
     /// Multiplies the `delay_ms` of each line (0 = as fast as possible).
     public var pace: Double
 
@@ -26,7 +26,7 @@ public struct ReplaySource: EventSource {
                                  reason: "cannot read the replay file: \(error.call): \(error.reason)",
                                  fix: "check the path given as replay:FILE")
         }
-        var records: [EventJSON.Record] = []
+        var records: [EventRecord] = []
         var lineNumber = 0
         for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1

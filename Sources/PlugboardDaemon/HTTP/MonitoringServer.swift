@@ -4,6 +4,7 @@ import PlugboardHost
 import PlugboardSystem
 import Hummingbird
 import Logging
+import PlugboardCore
 import ServiceLifecycle
 import Synchronization
 
@@ -75,7 +76,7 @@ public struct MonitoringServer: Sendable {
         }
         router.get("/devices") { _, _ -> Response in
             counters["/devices"]?.increment()
-            return Self.json(runtime.status().devices.map(DeviceJSON.init))
+            return Self.json(text: Self.devicesJSON(runtime.status().devices))
         }
         return Application(
             router: router,
@@ -92,11 +93,35 @@ public struct MonitoringServer: Sendable {
         Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
+    /// `value` as JSON (keys sorted), through the one JSON writer.
     static func json<T: Encodable>(_ value: T) -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(value)) ?? Data("[]".utf8)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        json(text: (try? JSONValue.encoding(value))?.text(sortedKeys: true) ?? "[]")
+    }
+
+    static func json(text: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// The /devices array: each device's fields under the event schema's names and formats
+    /// (`vendor_id` a 4-digit hex string...), as `monitor --json` and the Redis stream show them.
+    static func devicesJSON(_ devices: [DeviceInfo]) -> String {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var json = JSONWriter()
+        json.beginArray()
+        for d in devices {
+            let record = EventRecord(values: [
+                .syspath: .string(d.syspath), .devnode: .string(d.devnode), .serial: .string(d.serial),
+                .manufacturer: .string(d.manufacturer), .product: .string(d.product), .driver: .string(d.driver),
+                .vendorID: .number(UInt64(d.vendorID)), .productID: .number(UInt64(d.productID)),
+                .busnum: .number(UInt64(d.busnum)), .devnum: .number(UInt64(d.devnum)),
+            ])
+            var w = EventWriter(at: buffer, sequence: 0)
+            record.write(into: &w)
+            EventSchema.writeJSON(UnsafePointer(w.event), into: &json, fields: Set(record.values.keys))
+        }
+        json.endArray()
+        return json.text
     }
 }
 
@@ -144,32 +169,5 @@ struct PluginJSON: Encodable {
         try c.encode(laps, forKey: .laps)
         try c.encode(last_error, forKey: .last_error)
         try c.encode(load_seconds, forKey: .load_seconds)
-    }
-}
-
-/// /devices entry.
-struct DeviceJSON: Encodable {
-    var syspath: String
-    var devnode: String
-    var vendor_id: String
-    var product_id: String
-    var serial: String
-    var manufacturer: String
-    var product: String
-    var driver: String
-    var busnum: UInt16
-    var devnum: UInt16
-
-    init(_ d: DeviceInfo) {
-        syspath = d.syspath
-        devnode = d.devnode
-        vendor_id = String(format: "%04x", d.vendorID)
-        product_id = String(format: "%04x", d.productID)
-        serial = d.serial
-        manufacturer = d.manufacturer
-        product = d.product
-        driver = d.driver
-        busnum = d.busnum
-        devnum = d.devnum
     }
 }

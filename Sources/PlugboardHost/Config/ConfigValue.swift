@@ -106,16 +106,19 @@ public enum ConfigValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The value as JSON (for `config check --json`).
-    var json: String {
+    /// Writes the value as JSON (for `config check --json`).
+    func writeJSON<S: JSONSink>(into w: inout JSONWriter<S>) {
         switch self {
-        case .integer(let i): String(i)
-        case .bool(let b): String(b)
-        case .stringList(let l): "[" + l.map(jsonString).joined(separator: ",") + "]"
-        case .string(let s): jsonString(s)
-        case .duration(let d): jsonString(formatDuration(d))
-        case .source(let s): jsonString(s.description)
-        case .listen(let l): jsonString(l.description)
+        case .integer(let i): w.number(i)
+        case .bool(let b): w.bool(b)
+        case .stringList(let l):
+            w.beginArray()
+            for s in l { w.string(s) }
+            w.endArray()
+        case .string(let s): w.string(s)
+        case .duration(let d): w.string(formatDuration(d))
+        case .source(let s): w.string(s.description)
+        case .listen(let l): w.string(l.description)
         }
     }
 }
@@ -131,8 +134,6 @@ public struct ConfigProblemDetail: Sendable, Equatable, Error {
 }
 
 private func quoted(_ s: String) -> String { "\"" + s + "\"" }
-
-func jsonString(_ s: String) -> String { Text.jsonQuoted(s) }
 
 /// "5s", "250ms", "1.5s", "2m": the forms `parseDuration` accepts and `formatDuration` writes.
 func formatDuration(_ d: Duration) -> String {

@@ -36,12 +36,27 @@ public struct EffectiveConfig: Sendable {
 
     /// The effective configuration as JSON: `{"file": ..., "values": {key: {"value": ..., "origin": ...}}}`.
     public func renderJSON() -> String {
-        var parts: [String] = []
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("file")
+        if let file { w.string(file) } else { w.null() }
+        w.key("values")
+        w.beginObject()
         for key in ConfigSchema.keys {
-            parts.append("\(jsonString(key.path)):{\"value\":\(value(key.path).json),\"origin\":\(jsonString(origin(key.path).description))}")
+            w.key(key.path)
+            w.beginObject()
+            w.key("value"); value(key.path).writeJSON(into: &w)
+            w.key("origin"); w.string(origin(key.path).description)
+            w.endObject()
         }
-        parts.append("\"performance.ring_slots\":{\"value\":\(daemon.performance.ringSlots),\"origin\":\"derived from performance.event_buffer_size\"}")
-        return "{\"file\":\(file.map(jsonString) ?? "null"),\"values\":{" + parts.joined(separator: ",") + "}}"
+        w.key("performance.ring_slots")
+        w.beginObject()
+        w.key("value"); w.number(daemon.performance.ringSlots)
+        w.key("origin"); w.string("derived from performance.event_buffer_size")
+        w.endObject()
+        w.endObject()
+        w.endObject()
+        return w.text
     }
 }
 
