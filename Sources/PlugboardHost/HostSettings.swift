@@ -82,6 +82,9 @@ public struct HostSettings: Sendable {
             r.maxBatch = config.redis.batch
             redis = r
         }
+        // The loader checks the syntax; whether this machine lets us use the CPUs is checked here,
+        // so config check refuses what run, serve and monitor would.
+        do { try cpuAffinity.validate() } catch { throw explain(error) }
     }
 
     /// The settings as `key=value` pairs, in a fixed order: logged by every command at start

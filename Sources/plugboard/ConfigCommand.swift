@@ -45,10 +45,8 @@ struct ConfigCommand: ParsableCommand {
             }
             do {
                 let effective = try loader.load(file: file, overrides: parsed)
-                // Checked against this machine (the loader only checks the syntax): the daemon
-                // would refuse it at start.
-                try effective.daemon.performance.cpuAffinity.validate()
-                // What `run`, `serve` and `monitor` start with: the same mapping they use.
+                // What `run`, `serve` and `monitor` start with: the same mapping they use, which
+                // also checks the values against this machine (CPUs), as they would at start.
                 let settings = try HostSettings(config: effective)
                 if json {
                     let pairs = settings.summary.map { "\(Text.jsonQuoted($0.key)):\(Text.jsonQuoted($0.value))" }

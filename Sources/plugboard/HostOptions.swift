@@ -69,7 +69,6 @@ struct HostOptions: ParsableArguments {
         let effective: EffectiveConfig
         do {
             effective = try loader.load(file: config, overrides: configOverrides + extra)
-            try effective.daemon.performance.cpuAffinity.validate()
         } catch {
             FileHandle.standardError.write(Data("plugboard: \(error)\n".utf8))
             throw ExitCode(64)

@@ -31,7 +31,7 @@ struct RunCommandTests {
         (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--batch-size", "0"], "--batch-size"),
         (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "2-x"], "--cpu-affinity 2-x: performance.cpu_affinity: \"2-x\" is not a CPU number"),
         (["run", "--plugins", "/tmp", "--source", "synthetic:10", "--cpu-affinity", "1000"],
-         "performance.cpu_affinity: CPU 1000 is not one this process may run on (allowed: \(CPUAffinity.allowed))"),
+         "CPU 1000 is not one this process may run on (allowed: \(CPUAffinity.allowed)) (fix: list CPUs from \(CPUAffinity.allowed) (for example \"\(CPUAffinity.allowed.cpus.last ?? 0)\"), or \"\" not to pin; the setting is performance.cpu_affinity, from command line --cpu-affinity 1000)"),
     ])
     func usageErrors(arguments: [String], mentions: String) throws {
         let r = try TestSupport.run(plugboard, arguments)

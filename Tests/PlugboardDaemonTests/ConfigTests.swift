@@ -429,10 +429,11 @@ struct ConfigTests {
         let dir = TempDir()
         let empty = dir.write("empty.toml", "")
         let env = ["PLUGBOARD_PERFORMANCE_CPU_AFFINITY": "1000", "PLUGBOARD_CONFIG": empty]
-        let problem = "performance.cpu_affinity: CPU 1000 is not one this process may run on (allowed: \(allowed))"
+        let problem = "CPU 1000 is not one this process may run on (allowed: \(allowed))"
+        let setting = "the setting is performance.cpu_affinity, from environment PLUGBOARD_PERFORMANCE_CPU_AFFINITY"
         var r = try runProcess(binary, ["config", "check"], env: env)
         #expect(r.status == 1)
-        #expect(r.stderr.contains(problem), "\(r.stderr)")
+        #expect(r.stderr.contains(problem) && r.stderr.contains(setting), "\(r.stderr)")
         r = try runProcess(binary, ["serve", "--set", "plugins.dirs=\(dir.path)", "--set", "source=synthetic:3",
                                     "--set", "monitoring.enabled=false"], env: env)
         #expect(r.status != 0)
