@@ -96,7 +96,7 @@ let package = Package(
 
         // The udev source: libudev monitor + enumeration, overflow resync, kernel-group fallback.
         .target(name: "PlugboardUdev", dependencies: [
-            "CUdev", "PlugboardCore", "CPlugboard", "CPlugboardSupport",
+            "CUdev", "PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // umockdev (tests and `make demo` only; never linked into `plugboard`).
@@ -108,7 +108,7 @@ let package = Package(
 
         // Redis publishing (hiredis 0.14.1): pipelined XADD with explicit IDs, reconnect, spill; `plugboard tail`.
         .target(name: "PlugboardRedis", dependencies: [
-            "CHiredis", "CPlugboard", "PlugboardCore",
+            "CHiredis", "CPlugboard", "PlugboardCore", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).

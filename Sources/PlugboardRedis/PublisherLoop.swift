@@ -2,6 +2,7 @@ import CPlugboard
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardSystem
 
 /// The publisher thread's state machine. Owned by that thread alone (see `LoopHandoff`).
 ///
@@ -125,7 +126,7 @@ final class PublisherLoop {
             }
             if !sent && took == 0 && pluginTook == 0 {
                 if sourceFinished {
-                    usleep(1000)  // a closed ring's wait returns at once
+                    sleepThread(for: .milliseconds(1))  // a closed ring's wait returns at once
                 } else if connected {
                     source.wait(timeoutNanoseconds: idleWaitNs)
                 } else {

@@ -1,4 +1,5 @@
 import CHiredis
+import PlugboardSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -228,8 +229,5 @@ public final class RedisConnection {
         }
     }
 
-    static func timeval(_ d: Duration) -> Glibc.timeval {
-        let (s, atto) = d.components
-        return Glibc.timeval(tv_sec: Int(s), tv_usec: Int(atto / 1_000_000_000_000))
-    }
+    static func timeval(_ d: Duration) -> Glibc.timeval { d.timeval }
 }

@@ -2,6 +2,7 @@ import CPlugboard
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardSystem
 import Synchronization
 
 /// Publishes ring events to Redis from its own thread (docs/redis.md).
@@ -106,12 +107,10 @@ public final class RedisPublisher: Sendable {
             s = .running(done)
         }
         let handoff = LoopHandoff(loop)
-        let thread = Thread {
+        _ = NativeThread(name: "plugboard-redis") {
             handoff.loop.run()
             done.signal()
         }
-        thread.name = "plugboard-redis"
-        thread.start()
     }
 
     /// Waits until every event the source had when `flush` was called is acknowledged by Redis.
@@ -123,7 +122,7 @@ public final class RedisPublisher: Sendable {
         while control.idleGeneration.load(ordering: .acquiring) < start &+ 2 {
             if control.exited.load(ordering: .acquiring) { return control.snapshot().pending == 0 }
             if ContinuousClock.now >= deadline { return false }
-            usleep(500)
+            sleepThread(for: .microseconds(500))
         }
         return true
     }
@@ -259,9 +258,4 @@ public func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-extension Duration {
-    var nanoseconds: Int64 {
-        let (s, atto) = components
-        return s * 1_000_000_000 + atto / 1_000_000_000
-    }
-}
+

@@ -1,4 +1,5 @@
 import PlugboardCore
+import PlugboardSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -110,11 +111,7 @@ public final class StreamTail {
                 if !lost { onConnectionLoss(e) }
                 lost = true
                 if shouldStop() { break }
-                var pause = timespec(tv_sec: 0, tv_nsec: 0)
-                let ns = backoff.next()
-                pause.tv_sec = Int(ns / 1_000_000_000)
-                pause.tv_nsec = Int(ns % 1_000_000_000)
-                nanosleep(&pause, nil)
+                sleepThread(for: .nanoseconds(Int64(backoff.next())))
                 continue
             }
             for e in entries {

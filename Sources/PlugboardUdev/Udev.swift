@@ -1,4 +1,5 @@
 import CUdev
+import PlugboardSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -145,4 +146,5 @@ public struct UdevDeviceView {
     public var syspath: String { udev_device_get_syspath(raw).map { String(cString: $0) } ?? "" }
 }
 
-func errnoText(_ code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }
+/// "Text (errno N)", as `Errno.reason` writes it.
+func errnoText(_ code: Int32) -> String { Errno(code: code, call: "").reason }

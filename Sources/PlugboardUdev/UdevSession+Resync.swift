@@ -1,3 +1,4 @@
+import PlugboardSystem
 import CPlugboardSupport
 import CUdev
 import Logging
@@ -23,8 +24,8 @@ extension UdevSession {
         }
         lastOverflowNs = now
         if backoffMs > 0 {
-            var stop = pollfd(fd: context.stopFD, events: Int16(POLLIN), revents: 0)
-            _ = poll(&stop, 1, Int32(backoffMs))
+            var stop = [Poll.readable(context.stopFD)]
+            _ = try? Poll.wait(&stop, timeoutMilliseconds: Int32(backoffMs))
             if context.shouldStop { return }
         }
         // Bounded in attempts, not only in messages, so an error that repeats cannot hold us here.
@@ -54,8 +55,8 @@ extension UdevSession {
     func reopenMonitor(reason: String) throws {
         logger.error("udev source: reopening the uevent monitor: \(reason)")
         counters.monitorReopens.add(1, ordering: .relaxed)
-        var stop = pollfd(fd: context.stopFD, events: Int16(POLLIN), revents: 0)
-        _ = poll(&stop, 1, 100)
+        var stop = [Poll.readable(context.stopFD)]
+        _ = try? Poll.wait(&stop, timeoutMilliseconds: 100)
         if context.shouldStop { return }
         let fresh = try UdevMonitor(context: udev, group: monitor.group, receiveBufferBytes: options.receiveBufferBytes)
         try fresh.enableReceiving()

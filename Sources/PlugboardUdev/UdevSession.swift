@@ -2,6 +2,7 @@ import CPlugboardSupport
 import CUdev
 import Logging
 import PlugboardCore
+import PlugboardSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -102,10 +103,8 @@ final class UdevSession {
                 revents = Int16(POLLERR)
             } else {
                 fds[0].fd = monitor.fd
-                let r = poll(&fds, 2, -1)
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    throw UdevError.make("udev.poll", reason: "poll on the uevent socket failed: \(errnoText(errno))")
+                do { try Poll.wait(&fds, timeoutMilliseconds: -1) } catch {
+                    throw UdevError.make("udev.poll", reason: "poll on the uevent socket failed: \(error.reason)")
                 }
                 if fds[1].revents != 0 { return drainOnStop() }
                 revents = fds[0].revents

@@ -5,6 +5,7 @@ import Logging
 import PlugboardCore
 import PlugboardDaemon
 import PlugboardHost
+import PlugboardSystem
 import PlugboardUdev
 import Synchronization
 
@@ -150,7 +151,7 @@ final class PropertyStash: Sendable {
     func take(_ seq: UInt64) -> [(String, String)] {
         for _ in 0..<2000 {
             if let p = entries.withLock({ $0.removeValue(forKey: seq) }) { return p }
-            usleep(50)
+            sleepThread(for: .microseconds(50))
         }
         return []
     }
