@@ -51,12 +51,6 @@ int pbs_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns);
 int pbs_futex_wake(uint32_t *word, int count);
 
 /**
- * Creates an anonymous memory file of `size` bytes (memfd_create with
- * MFD_CLOEXEC | MFD_ALLOW_SEALING), sizes it, and seals it against shrinking,
- * growing and further sealing. Returns the fd, or -1 with errno.
- */
-int pbs_memfd_create_sealed(const char *name, size_t size);
-/**
  * Backs every page of a shared writable mapping now, so the hot path never takes a page
  * fault (a first write to a memfd page allocates and zeroes it: microseconds, on the
  * producer's path to a plugin callback). madvise(MADV_POPULATE_WRITE) (Linux 5.14+), else
