@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PlugboardCore
 import PlugboardManifest
+import PlugboardSystem
 
 /// What a manifest-driven start did, for logs, `/plugins` and metrics.
 public struct ManifestStartReport: Sendable {
@@ -27,8 +28,7 @@ extension HostAssembly {
         var directories = settings.pluginDirectories
         if settings.pluginDirectoriesOptional {
             directories = directories.filter { dir in
-                var st = stat()
-                if stat(dir, &st) == 0 { return true }
+                if (try? FileStatus.of(path: dir)) != nil { return true }
                 logger.notice("plugin directory \(dir) does not exist: no plugins from it (set plugins.dirs or --plugins)")
                 return false
             }

@@ -132,4 +132,42 @@ struct OneHostTests {
             #expect(!r.stderr.contains("given with --plugins"))
         }
     }
+
+    @Test("monitor never publishes: with redis.url set to a port where nothing listens it still runs, and says redis=off")
+    func monitorNeverPublishes() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            guard let binary = productBinary("plugboard") else { throw TestFailure("plugboard was not built") }
+            let args = ["--plugins", dir.path, "--source", "synthetic:3", "--set", "redis.url=redis://127.0.0.1:1"]
+            let m = try runProcess(binary, ["monitor"] + args, env: [:])
+            #expect(m.status == 0, "\(m.stderr)")
+            #expect(Self.settingsLine(m.stderr)?.contains("redis=off") == true, "\(m.stderr)")
+            #expect(m.stdout.split(separator: "\n").count == 3)
+            // The same configuration makes run publish, so it fails to start: monitor really skipped Redis.
+            let r = try runProcess(binary, ["run"] + args, env: [:])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("127.0.0.1:1"), "\(r.stderr)")
+        }
+    }
+
+    @Test("run with a finite source and a plugin hanging in shutdown exits 70 at the deadline, naming it")
+    func runEndsDespiteAHangingShutdown() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            try buildRecorderPlugin(named: "hangs", into: dir.path)
+            try buildRecorderPlugin(named: "fine", into: dir.path)
+            guard let binary = productBinary("plugboard") else { throw TestFailure("plugboard was not built") }
+            let start = ContinuousClock.now
+            let r = try runProcess(binary, ["run", "--plugins", dir.path, "--ignore-manifests", "--source", "synthetic:5",
+                                            "--shutdown-deadline", "0.5",
+                                            "--plugin-config", "hangs.output=\(dir.path)/hangs.txt",
+                                            "--plugin-config", "hangs.shutdown_delay_us=60000000",
+                                            "--plugin-config", "fine.output=\(dir.path)/fine.txt"], env: [:])
+            #expect(r.status == 70, "\(r.stderr)")
+            #expect(ContinuousClock.now - start < .seconds(30), "the 60 s shutdown did not hold run")
+            #expect(r.stderr.contains("during plugin shutdown: stuck: plugin hangs (in shutdown)"), "\(r.stderr)")
+            #expect(recordedSequences("\(dir.path)/fine.txt") == Array(1...5))
+            #expect(((try? String(contentsOfFile: "\(dir.path)/fine.txt", encoding: .utf8)) ?? "").hasSuffix("SHUTDOWN\n"))
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardRedis
+import PlugboardTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -89,19 +90,9 @@ final class RedisServer {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    /// A Redis tool (`redis-server`, `redis-cli`) to run, its output discarded and without
-    /// LD_PRELOAD: under umockdev-wrapper the preload hangs redis-server at start-up, and these
-    /// are real programs that need no mocked devices.
+    /// A Redis tool (`redis-server`, `redis-cli`) to run, without the umockdev preload.
     static func tool(_ path: String, _ arguments: [String]) -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["LD_PRELOAD"] = nil
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        return p
+        TestProcesses.withoutPreload(path, arguments)
     }
 
     /// A fresh client connection with the right credentials.
@@ -109,35 +100,7 @@ final class RedisServer {
         try RedisConnection(url: url)
     }
 
-    /// A port nobody listens on right now: bind port 0 on loopback, read it back, close.
-    /// With `clusterBus`, one below 55536 whose +10000 (Redis Cluster's bus port) is free too.
-    static func freePort(clusterBus: Bool = false) throws -> Int {
-        guard clusterBus else { return try bindable(0) }
-        for _ in 0..<200 {
-            let p = try bindable(0)
-            if p < 55536, (try? bindable(p + 10000)) != nil { return p }
-        }
-        throw TestFailure("no free port pair for a cluster node")
-    }
-
-    /// Binds `port` (0: any) on loopback, closes, and returns the port bound.
-    private static func bindable(_ port: Int) throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = UInt16(port).bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> Bool in
-                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
-            }
-        }
-        guard ok else { throw TestFailure("bind/getsockname: errno \(errno)") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    static func freePort(clusterBus: Bool = false) throws -> Int { try LoopbackPort.free(clusterBus: clusterBus) }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

@@ -1,14 +1,15 @@
 import Foundation
 import PlugboardTestbed
+import PlugboardTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A real `redis-server` on a free loopback port, for the one udev test that goes through Redis.
-/// Like PlugboardRedisTests' RedisServer (which this target does not link), but minimal: it runs
-/// without the umockdev preload (the preload hangs redis-server at start-up) and is killed and
-/// its directory removed on `stop()` or when dropped.
+/// A minimal sibling of PlugboardRedisTests' RedisServer (which this target does not link); both
+/// start their tools and find their port through PlugboardTestSupport. It runs without the
+/// umockdev preload and is killed and its directory removed on `stop()` or when dropped.
 final class LoopbackRedis {
     let port: Int
     let dir: String
@@ -51,34 +52,9 @@ final class LoopbackRedis {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// A process without LD_PRELOAD (umockdev's), its output discarded unless the caller sets a pipe.
-    static func tool(_ path: String, _ arguments: [String]) -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["LD_PRELOAD"] = nil
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        return p
-    }
+    static func tool(_ path: String, _ arguments: [String]) -> Process { TestProcesses.withoutPreload(path, arguments) }
 
-    /// A loopback port nobody listens on right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestbedError("socket: errno \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw TestbedError("bind: errno \(errno)") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    static func freePort() throws -> Int { try LoopbackPort.free() }
 }
 
 /// Runs the `plugboard` binary without the umockdev preload (replay and Redis need no mocked
