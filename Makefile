@@ -45,8 +45,10 @@ test: build
 	@# The umockdev suites run in a process of their own: umockdev's preload is process-wide and,
 	@# under the I/O of the other suites, its uevent sender once failed to read a device and
 	@# dropped the uevent ("No such device"). The other suites need no preload.
-	umockdev-wrapper $(SWIFT) test --filter PlugboardUdevTests
-	$(SWIFT) test --skip PlugboardUdevTests
+	@# Worker processes run as root here: the fixtures write into root-only temporary
+	@# directories. IsolationTests sets plugins.worker_user itself to check the drop to nobody.
+	PLUGBOARD_PLUGINS_WORKER_USER=root umockdev-wrapper $(SWIFT) test --filter PlugboardUdevTests
+	PLUGBOARD_PLUGINS_WORKER_USER=root $(SWIFT) test --skip PlugboardUdevTests
 
 ## demo: a scripted hotplug session (hub, keyboard, flash drive, unplug/replug, a burst) played
 ## through a umockdev testbed into the real `plugboard run --source udev` with the sample plugins.

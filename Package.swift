@@ -48,6 +48,8 @@ let package = Package(
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
         .library(name: "PlugboardUdev", targets: ["PlugboardUdev"]),
         .executable(name: "plugboard-demo-bed", targets: ["plugboard-demo-bed"]),
+        // Runs one plugin in a process of its own (isolation = "process"); started by the host.
+        .executable(name: "plugboard-worker", targets: ["plugboard-worker"]),
         .library(name: "PlugboardManifest", targets: ["PlugboardManifest"]),
         .library(name: "PlugboardManifestTools", targets: ["PlugboardManifestTools"]),
         .library(name: "PlugboardHost", targets: ["PlugboardHost"]),
@@ -139,6 +141,12 @@ let package = Package(
             "PlugboardFFI",
             "PlugboardSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // The worker process: one plugin, the ring mapped read-only, its host calls sent back.
+        .executableTarget(name: "plugboard-worker", dependencies: [
+            "PlugboardCore", "PlugboardManifest", "PlugboardSystem", "CPlugboard", "CPlugboardSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -12,6 +12,13 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <grp.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 int pbs_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns) {
     struct timespec ts, *tsp = NULL;
@@ -103,3 +110,97 @@ int pbs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 int pbs_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
 
 int pbs_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+
+int pbs_seal_future_write(void) {
+#ifdef F_SEAL_FUTURE_WRITE
+    return F_SEAL_FUTURE_WRITE;
+#else
+    return 0x0010;
+#endif
+}
+
+int pbs_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+              int new_group, int32_t *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int r = posix_spawn_file_actions_init(&fa);
+    if (r) return r;
+    r = posix_spawnattr_init(&attr);
+    if (r) { posix_spawn_file_actions_destroy(&fa); return r; }
+    /* dup2 onto a descriptor that is itself a source would clobber it: the host's
+     * descriptors are never 3..3+nfds-1 here in practice, but go through high numbers first. */
+    for (int i = 0; i < nfds && !r; i++) r = posix_spawn_file_actions_adddup2(&fa, fds[i], 100 + i);
+    for (int i = 0; i < nfds && !r; i++) r = posix_spawn_file_actions_adddup2(&fa, 100 + i, 3 + i);
+    if (!r) r = posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_group) flags |= POSIX_SPAWN_SETPGROUP;
+    if (!r) r = posix_spawnattr_setflags(&attr, flags);
+    if (!r) r = posix_spawnattr_setsigmask(&attr, &none);
+    if (!r) r = posix_spawnattr_setsigdefault(&attr, &all);
+    if (!r && new_group) r = posix_spawnattr_setpgroup(&attr, 0);
+    pid_t p = 0;
+    if (!r) r = posix_spawn(&p, path, &fa, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    if (!r) *pid = (int32_t)p;
+    return r;
+}
+
+int pbs_pidfd_open(int32_t pid) { return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0); }
+int pbs_pidfd_kill(int pidfd, int sig) { return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0); }
+
+int pbs_reap(int32_t pid, int *code, int *signaled) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int r;
+    do { r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    if (info.si_pid == 0) return 0;
+    *code = info.si_status;
+    *signaled = info.si_code == CLD_EXITED ? 0 : (info.si_code == CLD_DUMPED ? 2 : 1);
+    return 1;
+}
+
+const char *pbs_signal_name(int sig) { return sigabbrev_np(sig); }
+const char *pbs_signal_description(int sig) { return strsignal(sig); }
+
+int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) { *step = "prctl(PR_SET_PDEATHSIG)"; return errno; }
+    if (uid != (uint32_t)-1 && geteuid() == 0) {
+        if (setgroups(0, NULL) != 0) { *step = "setgroups"; return errno; }
+        if (setresgid(gid, gid, gid) != 0) { *step = "setresgid"; return errno; }
+        if (setresuid(uid, uid, uid) != 0) { *step = "setresuid"; return errno; }
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) { *step = "prctl(PR_SET_NO_NEW_PRIVS)"; return errno; }
+    /* Dropping uid clears the dumpable flag's effect on /proc ownership; keep the worker
+     * inspectable by its owner (the host reads /proc/PID for status). */
+    return 0;
+}
+
+void pbs_close_from(int first) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0) return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = first; fd < max; fd++) close((int)fd);
+}
+
+int pbs_set_limit(int resource, uint64_t value) {
+    int which = resource == 0 ? RLIMIT_AS : resource == 1 ? RLIMIT_CPU : RLIMIT_NOFILE;
+    struct rlimit rl = {(rlim_t)value, (rlim_t)value};
+    return setrlimit(which, &rl) == 0 ? 0 : errno;
+}
+
+int pbs_lookup_user(const char *name, uint32_t *uid, uint32_t *gid) {
+    struct passwd pw, *out = NULL;
+    char buf[4096];
+    int r = getpwnam_r(name, &pw, buf, sizeof buf, &out);
+    if (r) return r;
+    if (!out) return ENOENT;
+    *uid = pw.pw_uid;
+    *gid = pw.pw_gid;
+    return 0;
+}

@@ -7,6 +7,23 @@ public enum Text {
         return w.text
     }
 
+    /// `s` with control characters (newline, ESC...) written as `\n`, `\u{1B}`: a plugin's message
+    /// then cannot start a forged log line or move the terminal's cursor.
+    public static func printable(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return s }
+        var out = ""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.properties.generalCategory == .control { out += "\\u{\(String(u.value, radix: 16, uppercase: true))}" } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out
+    }
+
     /// Levenshtein distance between `a` and `b`.
     public static func editDistance(_ a: String, _ b: String) -> Int {
         let a = Array(a), b = Array(b)

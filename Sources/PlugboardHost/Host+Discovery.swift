@@ -49,7 +49,7 @@ extension HostAssembly {
             report.cacheMisses = r.registryStats.manifestReads
         }
         if report.running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
-        let names = runtime.workers.map(\.plugin.name)
+        let names = runtime.workers.map { "\($0.name)(\($0.isolation.rawValue))" }
         logger.notice("plugins running: \(names.isEmpty ? "none" : names.joined(separator: ","))")
         state.withLock { $0.report = report }
         return report
@@ -103,6 +103,18 @@ extension HostAssembly {
                     runtime.recordFailure(path: c.libraryPath, PluginLoadError(file: c.libraryPath, kind: .skipped(reason: why)))
                     continue
                 }
+                // [config] in file order; an override replaces its key in place, a new key follows.
+                let config = PluginConfiguration(manifest.config.map { (key: $0.key, value: $0.value) })
+                    .overridden(by: overrides[name] ?? [:])
+                let deadline: Duration? = manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs))
+                if settings.isolation.isolation(for: name, manifest: manifest.worker.isolation) == .process {
+                    // Nothing of the plugin is loaded here: its worker process opens it.
+                    let spec = ProcessPluginSpec(path: c.libraryPath, name: name, version: manifest.version, configuration: config,
+                                                 batchSize: Int(manifest.worker.batch), deadline: deadline,
+                                                 manifest: PBMWriter.encode(manifest))
+                    if runtime.addProcessPlugin(spec) { opened.append(name) } else { failed[name] = "was skipped" }
+                    continue
+                }
                 let t = clock.now
                 let plugin: LoadedPlugin
                 do { plugin = try PluginLoader.open(c.libraryPath) } catch {
@@ -118,17 +130,18 @@ extension HostAssembly {
                         "the plugin calls itself \"\(plugin.name)\" but its manifest \(c.manifestPath ?? "") says \"\(manifest.name)\" (fix: make plugin.name in plugin.toml match pb_plugin_api.name and pack again)")))
                     continue
                 }
-                // [config] in file order; an override replaces its key in place, a new key follows.
-                let config = PluginConfiguration(manifest.config.map { (key: $0.key, value: $0.value) })
-                    .overridden(by: overrides[name] ?? [:])
                 if runtime.addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
-                             batchSize: Int(manifest.worker.batch),
-                             deadline: manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs))) { opened.append(name) }
+                                     batchSize: Int(manifest.worker.batch), deadline: deadline) { opened.append(name) }
                 else { failed[name] = "was skipped" }
             }
             if opened.isEmpty { continue }
+            let t = clock.now
             runtime.startWorkers()
-            let names = Set(runtime.workers.map(\.plugin.name))
+            let levelTime = clock.now - t
+            for w in runtime.workers where w.isolation == .process && opened.contains(w.name) {
+                loadTimes[w.name] = w.startDuration ?? levelTime
+            }
+            let names = Set(runtime.workers.map(\.name))
             for name in opened {
                 if names.contains(name) { running.insert(name) } else { failed[name] = "failed to initialise" }
             }

@@ -22,11 +22,20 @@ extension HostAssembly {
             case .running: s.stopRequested ? .draining : .running
             case .failed: .failed
             case .stopped: .stopped
+            case .restarting: .restarting
+            case .quarantined: .quarantined
             }
             var p = PluginStatus(name: st.name, version: st.version, state: state, events: st.events, errors: st.errors,
                                  lag: st.state == .stopped ? 0 : st.lag, laps: st.laps, lastError: st.lastError,
                                  callbackDuration: HistogramSnapshot(w.callbackDuration), loadTime: report.loadTimes[st.name])
             p.overruns = st.overruns
+            p.isolation = st.isolation.rawValue
+            p.pid = st.pid
+            p.restarts = st.restarts
+            p.crashes = st.crashes
+            p.skipped = st.skipped
+            p.quarantineReason = st.quarantineReason
+            p.lastCrash = st.lastCrash
             plugins.append(p)
         }
         for f in runtime.failures {
@@ -57,7 +66,7 @@ extension HostAssembly {
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
                                     workerStart: workers.compactMap(\.startDuration)),
             manifestCache: CacheCounters(hits: UInt64(report.cacheHits), misses: UInt64(report.cacheMisses)))
-        for w in workers { status.pluginMetrics[w.plugin.name] = w.context.metricsSnapshot }
+        for w in workers { status.pluginMetrics[w.name] = w.metricsSnapshot }
         return status
     }
 }

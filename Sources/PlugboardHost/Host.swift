@@ -59,6 +59,7 @@ public final class HostAssembly: RuntimeControl {
         options.pluginConfiguration = settings.pluginConfiguration
         options.flowControlForFiniteSources = !settings.lossy
         options.cpuAffinity = settings.cpuAffinity
+        options.processPolicy = settings.isolation.policy
         do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }
         switch settings.source {
         case .replay(let path):

@@ -3,6 +3,7 @@ import PlugboardCore
 import PlugboardManifest
 import PlugboardRedis
 import PlugboardUdev
+import PlugboardSystem
 
 /// How the host finds its plugins.
 public enum PluginDiscovery: Sendable, Equatable {
@@ -11,6 +12,42 @@ public enum PluginDiscovery: Sendable, Equatable {
     case manifests(registryCache: String?, lruCapacity: Int)
     /// Every `*.so` in the directories, no manifests (for tests and plugin development).
     case allLibraries
+}
+
+/// Where plugins run, and how worker processes are run (docs/security.md).
+public struct IsolationSettings: Sendable {
+    /// "manifest" (each plugin's `[worker] isolation`), "process" or "thread" for all.
+    public var mode: String = "manifest"
+    /// Plugins that run as threads, or as processes, whatever the manifest says.
+    public var threadPlugins: Set<String> = []
+    public var processPlugins: Set<String> = []
+    /// How worker processes are started and watched.
+    public var policy: ProcessPolicy
+
+    /// Where plugin `name` runs, given what its manifest asks for.
+    public func isolation(for name: String, manifest: WorkerSettings.Isolation) -> Isolation {
+        if threadPlugins.contains(name) { return .thread }
+        if processPlugins.contains(name) { return .process }
+        switch mode {
+        case "process": return .process
+        case "thread": return .thread
+        default: return manifest == .thread ? .thread : .process
+        }
+    }
+
+    /// The worker program: `configured` if set, else `plugboard-worker` beside this executable,
+    /// else the packaged one.
+    public static func workerExecutable(configured: String) -> String {
+        if !configured.isEmpty { return configured }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n > 0 {
+            let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let sibling = (exe as NSString).deletingLastPathComponent + "/plugboard-worker"
+            if access(sibling, X_OK) == 0 { return sibling }
+        }
+        return "/usr/lib/plugboard/plugboard-worker"
+    }
 }
 
 /// What `plugboard run`, `serve` and `monitor` start, described once and built in one place:
@@ -36,6 +73,7 @@ public struct HostSettings: Sendable {
     public var redis: RedisPublisher.Configuration?
     /// One deadline for the whole graceful shutdown (stop source, drain, plugin shutdown, flush).
     public var shutdownDeadline: Duration
+    public var isolation: IsolationSettings
     /// Where each configuration key's value came from (`command line --plugins /x`,
     /// `/etc/plugboard/plugboard.toml:3`, `default`), for `explain(_:)`.
     public var origins: [String: String] = [:]
@@ -70,6 +108,33 @@ public struct HostSettings: Sendable {
         udev.mode = UdevMode(rawValue: config.udevMode) ?? .auto
         udev.receiveBufferBytes = config.udevReceiveBuffer
         shutdownDeadline = config.shutdownDeadline
+        let p = config.plugins
+        var policy = ProcessPolicy(workerExecutable: IsolationSettings.workerExecutable(configured: p.workerExecutable))
+        if geteuid() == 0 {
+            let wanted = p.workerUser.isEmpty ? nil : p.workerUser
+            var account: LockDown.Account?
+            for name in wanted.map({ [$0] }) ?? ["plugboard", "nobody"] {
+                account = try? LockDown.account(named: name)
+                if account != nil { break }
+            }
+            if account == nil {
+                if let wanted {
+                    throw HostStartError("plugins.worker_user (from \(effective.origin("plugins.worker_user"))): there is no user \"\(wanted)\" (fix: create it, e.g. `useradd --system \(wanted)`, or name an existing unprivileged user)")
+                }
+                throw HostStartError("plugins.worker_user: neither a \"plugboard\" nor a \"nobody\" user exists to run plugin code as (fix: create one, e.g. `useradd --system plugboard`, or set plugins.worker_user)")
+            }
+            policy.account = account
+        }
+        policy.initDeadline = p.initDeadline
+        policy.defaultCallbackDeadline = p.callbackDeadline
+        policy.restartBackoff = p.restartBackoff
+        policy.crashBurst = p.crashBurst
+        policy.crashInterval = p.crashInterval
+        policy.addressSpace = UInt64(p.memoryLimit)
+        policy.cpuSeconds = UInt64(p.cpuLimit)
+        policy.openFiles = UInt64(p.openFilesLimit)
+        isolation = IsolationSettings(mode: p.isolation, threadPlugins: Set(p.threadPlugins), processPlugins: Set(p.processPlugins),
+                                      policy: policy)
         for key in ConfigSchema.keys { origins[key.path] = effective.origin(key.path).description }
         if !config.redis.url.isEmpty {
             let url: RedisURL
@@ -116,6 +181,10 @@ public struct HostSettings: Sendable {
         } else {
             s.append(("redis", "off"))
         }
+        s.append(("isolation", isolation.mode))
+        if !isolation.threadPlugins.isEmpty { s.append(("thread_plugins", isolation.threadPlugins.sorted().joined(separator: ","))) }
+        if !isolation.processPlugins.isEmpty { s.append(("process_plugins", isolation.processPlugins.sorted().joined(separator: ","))) }
+        s.append(("worker_user", isolation.policy.account?.name ?? "(daemon's own)"))
         s.append(("shutdown_deadline", formatDuration(shutdownDeadline)))
         if lossy { s.append(("lossy", "on")) }
         return s

@@ -80,6 +80,10 @@ public struct RuntimeStatus: Sendable {
 public struct PluginStatus: Sendable {
     public enum State: String, Sendable {
         case loading, running, failed, draining, stopped
+        /// A worker process crashed and waits for its restart.
+        case restarting
+        /// Crashed too often; gets no events (see `quarantineReason`).
+        case quarantined
     }
     public var name: String
     public var version: String
@@ -99,6 +103,17 @@ public struct PluginStatus: Sendable {
     public var callbackDuration: HistogramSnapshot
     /// dlopen + negotiation + init.
     public var loadTime: Duration?
+    /// "process" or "thread".
+    public var isolation: String = "thread"
+    /// The worker process (0 in thread mode).
+    public var pid: Int32 = 0
+    public var restarts: UInt64 = 0
+    /// Crashes by reason ("SIGSEGV", "exit_3", "deadline"...).
+    public var crashes: [String: UInt64] = [:]
+    /// Poison events withheld from it.
+    public var skipped: UInt64 = 0
+    public var quarantineReason: String?
+    public var lastCrash: String?
 
     public init(name: String, version: String, state: State, events: UInt64 = 0, errors: UInt64 = 0, lag: UInt64 = 0,
                 laps: UInt64 = 0, lastError: String? = nil, callbackDuration: HistogramSnapshot = .empty, loadTime: Duration? = nil) {

@@ -74,8 +74,8 @@ public struct Export: Sendable, Equatable {
 
 /// `[worker]`: how the host runs the plugin's worker.
 public struct WorkerSettings: Sendable, Equatable {
-    /// Where the plugin runs. Only `thread` exists today; `process` (a worker process on the same ring)
-    /// is reserved: the format can say it, the host rejects it with a clear message.
+    /// Where the plugin runs: `process` (the default: a worker process of its own, mapping the ring
+    /// read-only) or `thread` (a thread of the host, for trusted, latency-critical plugins).
     public enum Isolation: UInt16, Sendable, CaseIterable {
         case thread = 0
         case process = 1
@@ -96,7 +96,7 @@ public struct WorkerSettings: Sendable, Equatable {
     public var deadlineMs: UInt32
     public var isolation: Isolation
 
-    public init(batch: UInt32 = 64, deadlineMs: UInt32 = 0, isolation: Isolation = .thread) {
+    public init(batch: UInt32 = 64, deadlineMs: UInt32 = 0, isolation: Isolation = .process) {
         self.batch = batch
         self.deadlineMs = deadlineMs
         self.isolation = isolation
@@ -104,10 +104,6 @@ public struct WorkerSettings: Sendable, Equatable {
 
     public static let batchRange: ClosedRange<Int> = 1...4096
     public static let deadlineRange: ClosedRange<Int> = 0...3_600_000
-    /// The reason `process` isolation is refused (shared by the TOML and `.pbm` checks).
-    public static let processRejected: (problem: String, fix: String) =
-        ("isolation \"process\" is reserved for a later version: this host runs every plugin on a worker thread",
-         "write isolation = \"thread\" (or remove the field)")
 }
 
 /// One `[[match]]` rule. Every field that is set must match; unset fields match anything.

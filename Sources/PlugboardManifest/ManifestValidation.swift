@@ -142,9 +142,6 @@ public enum ManifestValidation {
             if let f = text(a, what: "author") { out.append(("plugin.authors", f.problem, f.fix)) }
         }
         if let f = text(m.license, what: "license", allowEmpty: true) { out.append(("plugin.license", f.problem, f.fix)) }
-        if m.worker.isolation == .process {
-            out.append(("worker.isolation", WorkerSettings.processRejected.problem, WorkerSettings.processRejected.fix))
-        }
         var keys: Set<String> = []
         for c in m.config where !keys.insert(c.key).inserted {
             out.append(("config.\(c.key)", "the key appears twice", "keep one"))

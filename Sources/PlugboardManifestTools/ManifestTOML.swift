@@ -169,9 +169,9 @@ private struct Parser {
         unknownKeys(t, allowed: ["batch", "deadline_ms", "isolation"], at: "worker")
         if let b = integer(t, "batch", at: "worker.batch", range: WorkerSettings.batchRange) { w.batch = UInt32(b) }
         if let d = integer(t, "deadline_ms", at: "worker.deadline_ms", range: WorkerSettings.deadlineRange) { w.deadlineMs = UInt32(d) }
-        if let i = string(t, "isolation", at: "worker.isolation", required: false, example: "\"thread\"") {
+        if let i = string(t, "isolation", at: "worker.isolation", required: false, example: "\"process\"") {
             if let iso = WorkerSettings.Isolation(name: i) { w.isolation = iso }
-            else { report("worker.isolation", "\"\(i)\" is not an isolation mode", "write \"thread\"") }
+            else { report("worker.isolation", "\"\(i)\" is not an isolation mode", "write \"process\" (the default) or \"thread\"") }
         }
         return w
     }

@@ -27,14 +27,16 @@ public final class MappedRegion: Sendable {
     /// The corresponding C function is `mmap`.
     /// - Throws: `Errno` with call `mmap` (`ENOMEM`, `EACCES`...; `EINVAL` with a detail when the
     ///   file is shorter than `count`), or with call `fstat`.
-    public init(fd: FileDescriptor, count: Int, protection: Protection = .read, shared: Bool = false) throws(Errno) {
+    /// `offset` must be a multiple of the page size; the file must reach `offset + count`.
+    public init(fd: FileDescriptor, count: Int, offset: Int = 0, protection: Protection = .read,
+                shared: Bool = false) throws(Errno) {
         precondition(count > 0, "an empty mapping: callers handle empty files without mmap")
         let size = try fd.status().size
-        guard size >= count else {
+        guard size >= offset + count else {
             throw Errno(code: EINVAL, call: "mmap", path: fd.path,
-                        detail: "the file is \(size) bytes, shorter than the \(count) bytes to map")
+                        detail: "the file is \(size) bytes, shorter than the \(offset + count) bytes to map")
         }
-        let p = system_mmap(nil, count, protection.rawValue, shared ? MAP_SHARED : MAP_PRIVATE, fd.rawValue, 0)
+        let p = system_mmap(nil, count, protection.rawValue, shared ? MAP_SHARED : MAP_PRIVATE, fd.rawValue, off_t(offset))
         guard let p, p != MAP_FAILED else { throw Errno.current("mmap", path: fd.path) }
         address = UInt(bitPattern: p)
         self.count = count
@@ -63,6 +65,17 @@ public enum MemoryFile {
         public static let shrink = Seals(rawValue: 0x0002)  // F_SEAL_SHRINK
         public static let grow = Seals(rawValue: 0x0004)  // F_SEAL_GROW
         public static let write = Seals(rawValue: 0x0008)  // F_SEAL_WRITE
+        /// F_SEAL_FUTURE_WRITE (Linux 5.1+): no new writable mapping and no write(2); mappings made
+        /// before the seal keep writing. How the ring's producer keeps writing while every other
+        /// mapping of it (worker processes, plugin threads) can only read.
+        public static let futureWrite = Seals(rawValue: 0x0010)
+    }
+
+    /// Adds `seals` to a memory file created with sealing allowed. The corresponding C function
+    /// is `fcntl(F_ADD_SEALS)`.
+    /// - Throws: `Errno` with call `fcntl(F_ADD_SEALS)` (`EPERM`: sealed against more seals).
+    public static func addSeals(_ seals: Seals, to fd: FileDescriptor) throws(Errno) {
+        _ = try retryOnInterrupt("fcntl(F_ADD_SEALS)", path: fd.path) { system_add_seals(fd.rawValue, seals.rawValue) }
     }
 
     /// Creates a memfd of `size` bytes (close-on-exec), sizes it, then adds `seals`. The

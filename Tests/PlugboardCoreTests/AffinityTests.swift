@@ -80,7 +80,7 @@ struct AffinityTests {
         let runtime = try Runtime(options: options, logger: TestSupport.logger)
         try runtime.addLibraries(in: [dir])
         runtime.startWorkers()
-        let workers = runtime.workers
+        let workers = runtime.workers.compactMap { $0 as? Worker }
         #expect(workers.count == 2)
         for w in workers {
             while w.threadID == 0 { usleep(100) }
@@ -107,7 +107,7 @@ struct AffinityTests {
         let runtime = try Runtime(options: options, logger: TestSupport.logger)
         try runtime.addLibraries(in: [dir])
         runtime.startWorkers()
-        let w = try #require(runtime.workers.first)
+        let w = try #require(runtime.workers.first as? Worker)
         while w.threadID == 0 { usleep(100) }
         #expect(try cpusAllowed(thread: w.threadID) == allowed.description)
         _ = runtime.stop(deadline: .seconds(5))

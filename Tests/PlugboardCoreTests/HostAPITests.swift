@@ -17,7 +17,7 @@ struct HostAPITests {
         let runtime = try TestSupport.runToEnd(
             pluginDirs: [dir], source: ReplaySource(path: replay, pace: 0),
             config: ["recorder": ["output": out, "publish": "1", "dump_table": "1"]])
-        let worker = try #require(runtime.workers.first)
+        let worker = try #require(runtime.workers.first as? Worker)
         let metrics = worker.context.metricsSnapshot
         #expect(metrics.counters["events"] == 3)
         #expect(metrics.counters["shutdowns"] == 1)

@@ -132,7 +132,7 @@ struct HotReloadTests {
         feed.wanted.store(6000, ordering: .releasing)
         _ = waitForLines(out, 500)
         let replaced = try runtime.reload(pluginNamed: "hot", from: v2)
-        #expect(replaced.plugin.version == "2")
+        #expect(replaced.version == "2")
         let lines = waitForLines(out, 6000)
         _ = runtime.stop(deadline: .seconds(5))
 

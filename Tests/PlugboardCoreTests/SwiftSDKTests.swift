@@ -12,7 +12,7 @@ struct SwiftSDKTests {
                                                source: ReplaySource(path: "\(TestSupport.packageRoot)/demo/session.jsonl", pace: 0))
         let stats = try #require(runtime.pluginStats.first)
         #expect(stats.name == "swift-counter" && stats.version == "1.0.0" && stats.events == 9 && stats.errors == 0, "\(stats)")
-        let worker = try #require(runtime.workers.first)
+        let worker = try #require(runtime.workers.first as? Worker)
         #expect(!worker.plugin.unload(), "an image that contains Swift is never closed")
         let records = runtime.outputQueue.drain()
         #expect(records.count == 1)

@@ -41,7 +41,7 @@ struct ShutdownCoordinatorTests {
         defer { host.runtime.abort() }
         // All 20 published (the source is not stopped before it ran) and "slow" inside its first callback.
         let ready = ContinuousClock.now + .seconds(10)
-        while (host.status().ring.published < 20 || host.runtime.workers.first { $0.plugin.name == "slow" }?.activity != .inEvents)
+        while (host.status().ring.published < 20 || host.runtime.workers.first { $0.name == "slow" }?.activity != .inEvents)
             && ContinuousClock.now < ready { Thread.sleep(forTimeInterval: 0.001) }
         let start = ContinuousClock.now
         let report = ShutdownCoordinator.shutdown(host, deadline: .milliseconds(300))

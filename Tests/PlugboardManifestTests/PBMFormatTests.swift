@@ -106,8 +106,6 @@ struct PBMFormatTests {
                 mutate: { var b = $0; let m = Int(le32(b, 32 + 64 + 4)); b[m + 1] = 0x80; return b }),
         BadCase(name: "ABI major 2", expect: "plugin ABI 2.0 is not supported", field: "plugin.abi",
                 mutate: { var b = $0; let plugin = Int(le32(b, 32 + 16 + 4)); b[plugin + 40] = 2; return b }),
-        BadCase(name: "process isolation", expect: "isolation \"process\" is reserved", field: "worker.isolation",
-                mutate: { var b = $0; let w = Int(le32(b, 32 + 48 + 4)); b[w + 8] = 1; return b }),
         BadCase(name: "unknown isolation code", expect: "unknown isolation code 7", field: "worker.isolation",
                 mutate: { var b = $0; let w = Int(le32(b, 32 + 48 + 4)); b[w + 8] = 7; return b }),
         BadCase(name: "reversed product range", expect: "is empty", field: "match[4].product",

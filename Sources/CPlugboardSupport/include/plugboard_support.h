@@ -100,5 +100,47 @@ int pbs_errno(void);
 int pbs_memfd_create(const char *name);
 /** fcntl(fd, F_ADD_SEALS, seals) (fcntl is variadic, so Swift cannot call it with this command). */
 int pbs_add_seals(int fd, int seals);
+/** F_SEAL_FUTURE_WRITE (Linux 5.1+): no new writable mapping or write(2); existing mappings keep writing. */
+int pbs_seal_future_write(void);
+
+/* ---- Worker processes (docs/architecture.md, "Isolation") ---- */
+
+/**
+ * posix_spawn(path, argv, envp) with `fds[i]` duplicated to descriptor 3 + i in the child and
+ * every other descriptor above 2 closed (posix_spawn_file_actions_addclosefrom_np), so the
+ * child inherits exactly what it is given. The child gets its own process group when
+ * `new_group` is set (a signal to the host's group does not reach plugin code).
+ * Returns 0 and the pid in *pid, or an errno value.
+ */
+int pbs_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+              int new_group, int32_t *pid);
+/** pidfd_open(pid, 0): a descriptor that becomes readable when the process exits, or -1 with errno. */
+int pbs_pidfd_open(int32_t pid);
+/** pidfd_send_signal(pidfd, sig): signals exactly that process (no pid reuse race). 0 or -1 with errno. */
+int pbs_pidfd_kill(int pidfd, int sig);
+/**
+ * Reaps the exited child `pid` without blocking (waitid(P_PID, WEXITED | WNOHANG)).
+ * Returns 1 with *code (exit status, or the signal) and *signaled (1 when killed by a signal,
+ * 2 when it also dumped core); 0 when it is still running; -1 with errno.
+ */
+int pbs_reap(int32_t pid, int *code, int *signaled);
+/** The signal's abbreviation without "SIG" (sigabbrev_np), or NULL for an unknown number. */
+const char *pbs_signal_name(int sig);
+/** The signal's description (strsignal). */
+const char *pbs_signal_description(int sig);
+
+/**
+ * In a worker process, before any plugin code is loaded: sets PR_SET_NO_NEW_PRIVS and
+ * PR_SET_PDEATHSIG (SIGKILL when the host dies), then, when `uid` is not (uint32_t)-1 and
+ * the process runs as root, drops to uid/gid with no supplementary groups. Returns 0, or
+ * an errno value with *step naming the call that failed.
+ */
+int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step);
+/** close_range(first, ~0U, 0) (falls back to closing one by one). */
+void pbs_close_from(int first);
+/** setrlimit(resource, {value, value}); resource: 0 address space, 1 CPU seconds, 2 open files. 0 or errno. */
+int pbs_set_limit(int resource, uint64_t value);
+/** getpwnam_r: uid and gid of `name`. 0 when found, ENOENT when there is no such user, else errno. */
+int pbs_lookup_user(const char *name, uint32_t *uid, uint32_t *gid);
 
 #endif

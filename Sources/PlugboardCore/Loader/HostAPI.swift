@@ -20,29 +20,23 @@ enum HostAPI {
             publish: { host, topic, data, len in
                 guard let ctx = PluginContext.from(host), let topic else { return PB_ERR_INVALID }
                 if len > 0 && data == nil { return PB_ERR_INVALID }
+                if let remote = ctx.remote {
+                    return remote.publish(topic: String(cString: topic), payload: UnsafeRawBufferPointer(start: data, count: len))
+                }
                 let payload = len == 0 ? [] : Array(UnsafeRawBufferPointer(start: data, count: len))
                 return ctx.publish(topic: String(cString: topic), payload: payload)
             },
             counter_add: { host, name, delta in
                 guard let ctx = PluginContext.from(host), let name else { return }
-                let key = String(cString: name)
-                ctx.metrics.withLock { $0.counters[key, default: 0] &+= delta }
+                ctx.counterAdd(String(cString: name), delta)
             },
             gauge_set: { host, name, value in
                 guard let ctx = PluginContext.from(host), let name else { return }
-                let key = String(cString: name)
-                ctx.metrics.withLock { $0.gauges[key] = value }
+                ctx.gaugeSet(String(cString: name), value)
             },
             histogram_observe: { host, name, value in
                 guard let ctx = PluginContext.from(host), let name else { return }
-                let key = String(cString: name)
-                ctx.metrics.withLock { m in
-                    // Keep a bounded reservoir of recent observations per histogram.
-                    var values = m.histograms[key, default: []]
-                    if values.count >= 4096 { values.removeFirst(values.count - 4095) }
-                    values.append(value)
-                    m.histograms[key] = values
-                }
+                ctx.histogramObserve(String(cString: name), value)
             },
             config_get: { host, key in
                 guard let ctx = PluginContext.from(host), let key else { return nil }
@@ -50,7 +44,7 @@ enum HostAPI {
             },
             device_table: { host, visit, user in
                 guard let ctx = PluginContext.from(host), let visit else { return PB_ERR_INVALID }
-                let snapshot = ctx.deviceTable.snapshot()
+                let snapshot = ctx.deviceSnapshot()
                 for i in 0..<snapshot.count { visit(user, snapshot.pointers[i]) }
                 return PB_OK
             },

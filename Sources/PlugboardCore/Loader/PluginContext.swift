@@ -6,6 +6,18 @@ import Synchronization
 import Glibc
 #endif
 
+/// Where a plugin's host calls go when the plugin runs in a worker process: back to the host
+/// (PlugboardCore's `WorkerRunner` implements it over the worker's channel).
+public protocol RemoteHost: AnyObject, Sendable {
+    func log(level: Int32, message: String)
+    func publish(topic: String, payload: UnsafeRawBufferPointer) -> Int32
+    func counterAdd(_ name: String, _ delta: UInt64)
+    func gaugeSet(_ name: String, _ value: Double)
+    func histogramObserve(_ name: String, _ value: Double)
+    /// Asks the host for its device table and stores it in `table`.
+    func refreshDeviceTable(into table: DeviceTable)
+}
+
 /// The host side of one loaded plugin: what `pb_host *` points to.
 ///
 /// It owns the plugin's configuration (as C strings), its logger, its metrics and
@@ -19,6 +31,8 @@ public final class PluginContext: Sendable {
     public let configuration: PluginConfiguration
     let outputQueue: OutputQueue
     let deviceTable: DeviceTable
+    /// Set in a worker process: host calls travel back to the host.
+    let remote: (any RemoteHost)?
 
     // C copies of the configuration, handed to init and config_get; freed in deinit.
     // Written once in init, read-only afterwards.
@@ -38,8 +52,9 @@ public final class PluginContext: Sendable {
     let publishRefused = Atomic<UInt64>(0)
 
     public init(name: String, configuration: PluginConfiguration, outputQueue: OutputQueue,
-                deviceTable: DeviceTable, logger: Logger) {
+                deviceTable: DeviceTable, logger: Logger, remote: (any RemoteHost)? = nil) {
         self.name = name
+        self.remote = remote
         self.configuration = configuration
         self.outputQueue = outputQueue
         self.deviceTable = deviceTable
@@ -85,7 +100,13 @@ public final class PluginContext: Sendable {
     /// The last warning or error the plugin logged (used in init-failure messages).
     public var lastWarningOrError: String? { lastMessage.withLock { $0 } }
 
-    func log(level: Int32, message: String) {
+    /// Logs for the plugin (also what a worker process's log records become on the host).
+    public func log(level: Int32, message: String) {
+        if let remote {
+            if level >= PB_LOG_WARNING { lastMessage.withLock { $0 = message } }
+            remote.log(level: level, message: message)
+            return
+        }
         let l: Logger.Level = switch level {
         case PB_LOG_TRACE: .trace
         case PB_LOG_DEBUG: .debug
@@ -97,7 +118,8 @@ public final class PluginContext: Sendable {
         logger.log(level: l, "\(message)")
     }
 
-    func publish(topic: String, payload: [UInt8]) -> Int32 {
+    /// Queues a record for the publisher (also what a worker process's publish records become).
+    public func publish(topic: String, payload: [UInt8]) -> Int32 {
         switch outputQueue.push(OutputRecord(plugin: name, topic: topic, payload: payload)) {
         case .success:
             published.add(1, ordering: .relaxed)
@@ -109,6 +131,33 @@ public final class PluginContext: Sendable {
             publishRefused.add(1, ordering: .relaxed)
             return PB_ERR_INVALID
         }
+    }
+
+    public func counterAdd(_ key: String, _ delta: UInt64) {
+        if let remote { return remote.counterAdd(key, delta) }
+        metrics.withLock { $0.counters[key, default: 0] &+= delta }
+    }
+
+    public func gaugeSet(_ key: String, _ value: Double) {
+        if let remote { return remote.gaugeSet(key, value) }
+        metrics.withLock { $0.gauges[key] = value }
+    }
+
+    public func histogramObserve(_ key: String, _ value: Double) {
+        if let remote { return remote.histogramObserve(key, value) }
+        metrics.withLock { m in
+            // Keep a bounded reservoir of recent observations per histogram.
+            var values = m.histograms[key, default: []]
+            if values.count >= 4096 { values.removeFirst(values.count - 4095) }
+            values.append(value)
+            m.histograms[key] = values
+        }
+    }
+
+    /// The device table as the plugin sees it (fetched from the host first in a worker process).
+    func deviceSnapshot() -> DeviceSnapshot {
+        remote?.refreshDeviceTable(into: deviceTable)
+        return deviceTable.snapshot()
     }
 
     func configValue(_ key: UnsafePointer<CChar>) -> UnsafePointer<CChar>? {

@@ -29,6 +29,9 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case initFailed(status: Int32, lastLog: String?)
         /// A manifest or dependency problem found before loading (the manifests layer fills this).
         case skipped(reason: String)
+        /// Reported by a worker process (`code` is one of the codes above, `message` the
+        /// worker's whole rendered text), or the worker itself failed (code "worker").
+        case isolated(code: String, message: String)
     }
 
     /// The plugin file.
@@ -55,6 +58,7 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case .invalidTable: "invalid-table"
         case .initFailed: "init-failed"
         case .skipped: "skipped"
+        case .isolated(let code, _): code
         }
     }
 
@@ -86,6 +90,8 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
             return "\(file): init failed with status \(status) (\(statusName(status)))\(detail) (fix: check the plugin's configuration)"
         case .skipped(let reason):
             return "\(file): skipped: \(reason)"
+        case .isolated(_, let message):
+            return message
         }
     }
 }

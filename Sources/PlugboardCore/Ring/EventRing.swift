@@ -50,8 +50,19 @@ public final class EventRing: Sendable {
     /// Bytes mapped.
     public let mappedSize: Int
     let memoryFile: FileDescriptor
-    /// Owns the mapping (`munmap` when the ring goes).
+    /// Owns the mapping (`munmap` when the ring goes): the producer's writable one, or a
+    /// read-only view of the header in an attached ring.
     let region: MappedRegion
+    /// A read-only mapping of the slots alone: consumers hand plugins pointers into it, so a
+    /// stray write faults instead of changing what the other consumers read, and the header
+    /// (published, closed) cannot be reached through it.
+    let slotRegion: MappedRegion
+    @usableFromInline nonisolated(unsafe) let readBase: UnsafeRawPointer
+    /// Mapped from another process's memfd (read-only, no producer).
+    public let isAttached: Bool
+    /// Consumers in other processes: where each keeps its cursor and its sleeping flag.
+    let remotes = Mutex<[ObjectIdentifier: RemoteCursor]>([:])
+    let remoteCount = Atomic<Int>(0)
 
     // The mapping is written only by the single producer (slots, `published`,
     // `closed`) and through atomics (waiters, futex word); consumers only read
@@ -63,6 +74,10 @@ public final class EventRing: Sendable {
     let consumers = Mutex<[ObjectIdentifier: RingConsumer]>([:])
 
     /// Creates a ring of at least `slotCount` slots (rounded up to a power of two).
+    ///
+    /// The memfd is sealed against shrinking, growing and any *future* writable mapping
+    /// (`F_SEAL_FUTURE_WRITE`) right after the producer's own mapping is made: every other
+    /// mapping of it (plugin threads here, worker processes there) can only read.
     /// - Throws: `PlugboardError` when the memfd cannot be created, sealed or mapped.
     public init(slotCount: Int, slotSize: Int = EventLayout.maxSize) throws {
         precondition(slotCount > 0 && slotSize >= EventLayout.headerSize && slotSize % 64 == 0)
@@ -72,9 +87,10 @@ public final class EventRing: Sendable {
         self.slotSize = slotSize
         mask = UInt64(n - 1)
         mappedSize = Self.headerSize + n * slotSize
+        isAttached = false
         let fd: FileDescriptor
         do throws(Errno) {
-            fd = try MemoryFile.create(name: "plugboard-ring", size: mappedSize)
+            fd = try MemoryFile.create(name: "plugboard-ring", size: mappedSize, seals: [.shrink, .grow])
         } catch {
             throw PlugboardError(code: "ring.memfd",
                                  reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(error.call): \(error.reason)",
@@ -82,13 +98,16 @@ public final class EventRing: Sendable {
         }
         do throws(Errno) {
             region = try MappedRegion(fd: fd, count: mappedSize, protection: [.read, .write], shared: true)
+            try MemoryFile.addSeals([.futureWrite, .seal], to: fd)
+            slotRegion = try MappedRegion(fd: fd, count: n * slotSize, offset: Self.headerSize, protection: .read, shared: true)
         } catch {
             try? fd.close()
-            throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(error.call): \(error.reason)",
-                                 fix: "use fewer ring slots")
+            throw PlugboardError(code: "ring.mmap", reason: "cannot map or seal the event ring: \(error.call): \(error.reason)",
+                                 fix: "use fewer ring slots (sealing needs Linux 5.1 or later)")
         }
         memoryFile = fd
         base = region.baseAddress
+        readBase = UnsafeRawPointer(slotRegion.baseAddress)
         let p = base
         // Every slot backed now: otherwise each first write to a page (one per two slots, until
         // the ring wraps, which in a quiet daemon takes days) page-faults on the way to the
@@ -98,6 +117,50 @@ public final class EventRing: Sendable {
         base.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: UInt32(slotSize), toByteOffset: 12, as: UInt32.self)
         base.storeBytes(of: UInt32(n), toByteOffset: 16, as: UInt32.self)
+    }
+
+    /// Maps a ring another process created, read-only (a worker process's view). The header
+    /// is checked against the file's size before any slot is touched, so a short or foreign
+    /// file is refused instead of faulting. Such a ring has no producer.
+    /// - Throws: `PlugboardError` naming what does not fit.
+    public init(attaching fd: FileDescriptor) throws {
+        isAttached = true
+        let size: Int
+        do throws(Errno) { size = try fd.status().size } catch {
+            throw PlugboardError(code: "ring.attach", reason: "cannot read the ring's size: \(error)", fix: "pass the ring memfd")
+        }
+        guard size > Self.headerSize else {
+            throw PlugboardError(code: "ring.attach", reason: "the ring file is \(size) bytes, too short for a header",
+                                 fix: "pass the ring memfd")
+        }
+        do throws(Errno) {
+            region = try MappedRegion(fd: fd, count: Self.headerSize, protection: .read, shared: true)
+        } catch {
+            throw PlugboardError(code: "ring.attach", reason: "cannot map the ring header: \(error)", fix: "pass the ring memfd")
+        }
+        let h = region.baseAddress
+        let magic = h.load(fromByteOffset: 0, as: UInt64.self)
+        let version = h.load(fromByteOffset: 8, as: UInt32.self)
+        let slot = Int(h.load(fromByteOffset: 12, as: UInt32.self))
+        let count = Int(h.load(fromByteOffset: 16, as: UInt32.self))
+        guard magic == Self.magic, version == 1, slot >= EventLayout.headerSize, slot % 64 == 0,
+              count > 0, count & (count - 1) == 0, Self.headerSize + count * slot == size else {
+            throw PlugboardError(code: "ring.attach",
+                                 reason: "not a version-1 event ring of this size (magic \(String(magic, radix: 16)), \(count) slots of \(slot) bytes, file \(size) bytes)",
+                                 fix: "start the worker from the host that created the ring")
+        }
+        capacity = count
+        slotSize = slot
+        mask = UInt64(count - 1)
+        mappedSize = size
+        do throws(Errno) {
+            slotRegion = try MappedRegion(fd: fd, count: count * slot, offset: Self.headerSize, protection: .read, shared: true)
+        } catch {
+            throw PlugboardError(code: "ring.attach", reason: "cannot map the ring's slots: \(error)", fix: "pass the ring memfd")
+        }
+        memoryFile = fd
+        base = h
+        readBase = UnsafeRawPointer(slotRegion.baseAddress)
     }
 
     deinit {
@@ -129,29 +192,65 @@ public final class EventRing: Sendable {
         base + Self.headerSize + Int((seq &- 1) & mask) * slotSize
     }
 
+    /// The read-only view of the slot that holds `seq` (what consumers hand to plugins).
+    @inline(__always) func readSlot(_ seq: UInt64) -> UnsafeRawPointer {
+        readBase + Int((seq &- 1) & mask) * slotSize
+    }
+
     /// The one producer of this ring. Traps if called twice: single producer by construction.
     public func makeProducer() -> RingProducer {
+        precondition(!isAttached, "an attached ring is read-only")
         let (exchanged, _) = producerTaken.compareExchange(expected: false, desired: true, ordering: .relaxed)
         precondition(exchanged, "EventRing has exactly one producer")
         return RingProducer(ring: self)
     }
 
     /// A new consumer whose cursor starts at the newest published event (it sees what comes next).
-    public func makeConsumer(name: String) -> RingConsumer {
-        let c = RingConsumer(ring: self, name: name, cursor: published)
+    /// `sleepWord` is where it announces that it sleeps on the futex (the ring header's
+    /// `waiters` count by default; a worker process passes a word of its own writable page).
+    /// `startingAt` places the cursor elsewhere (a restarted worker process reading on from where
+    /// its predecessor stopped); a cursor a whole ring behind is lapped at the first poll.
+    public func makeConsumer(name: String, sleepWord: UnsafeMutablePointer<UInt32>? = nil,
+                             startingAt: UInt64? = nil) -> RingConsumer {
+        let c = RingConsumer(ring: self, name: name, cursor: min(startingAt ?? published, published),
+                             sleepWord: sleepWord ?? waitersPointer)
         consumers.withLock { $0[ObjectIdentifier(c)] = c }
         return c
     }
 
     /// The cursor of the slowest registered consumer, or nil when there is none.
     func minimumConsumerCursor() -> UInt64? {
-        consumers.withLock { $0.values.map { $0.sharedCursor.load(ordering: .acquiring) }.min() }
+        let local = consumers.withLock { $0.values.map { $0.sharedCursor.load(ordering: .acquiring) }.min() }
+        guard remoteCount.load(ordering: .relaxed) > 0 else { return local }
+        let head = published
+        let remote = remotes.withLock { $0.values.map { $0.cursor(head: head) }.min() }
+        switch (local, remote) {
+        case let (l?, r?): return min(l, r)
+        default: return local ?? remote
+        }
     }
 
     /// Names and lags of the registered consumers (for metrics).
     public var consumerLags: [(name: String, lag: UInt64)] {
         let head = published
         return consumers.withLock { $0.values.map { ($0.name, head &- $0.sharedCursor.load(ordering: .relaxed)) } }
+            + remotes.withLock { $0.values.map { ($0.name, head &- $0.cursor(head: head)) } }
+    }
+
+    /// Registers a consumer in another process: its cursor and sleeping flag live in a page it
+    /// can write (never in the ring). Its cursor counts for flow control and lag like a local
+    /// one's, read defensively (see `RemoteCursor`). Deregister it when the process is gone.
+    public func registerRemote(name: String, cursor: UnsafeMutablePointer<UInt64>,
+                               sleeping: UnsafeMutablePointer<UInt32>) -> RemoteCursor {
+        let r = RemoteCursor(ring: self, name: name, cursor: cursor, sleeping: sleeping)
+        remotes.withLock { $0[ObjectIdentifier(r)] = r }
+        remoteCount.add(1, ordering: .relaxed)
+        return r
+    }
+
+    /// True when a consumer in another process said it sleeps on the futex.
+    @usableFromInline func remoteSleeping() -> Bool {
+        remotes.withLock { $0.values.contains { pbs_load_seqcst_u32($0.sleeping) != 0 } }
     }
 
     /// Wakes every waiting consumer. Called by the producer after publishing when someone sleeps.
@@ -159,7 +258,9 @@ public final class EventRing: Sendable {
         // Pairs with the waiter's seq_cst increment of `waiters` then load of
         // `published`: either the waiter sees the new sequence, or we see it waiting.
         pbs_fence_seqcst()
-        if pbs_load_seqcst_u32(waitersPointer) != 0 { wakeAll() }
+        if pbs_load_seqcst_u32(waitersPointer) != 0 || (remoteCount.load(ordering: .relaxed) > 0 && remoteSleeping()) {
+            wakeAll()
+        }
     }
 
     func wakeAll() {
@@ -305,10 +406,13 @@ public final class RingConsumer: @unchecked Sendable {
     public var spinLimit = 256
     /// The cursor, published for the producer's flow control and for lag metrics.
     let sharedCursor = Atomic<UInt64>(0)
+    /// Raised while this consumer sleeps on the futex (the producer wakes only when one is up).
+    let sleepWord: UnsafeMutablePointer<UInt32>
 
-    init(ring: EventRing, name: String, cursor: UInt64) {
+    init(ring: EventRing, name: String, cursor: UInt64, sleepWord: UnsafeMutablePointer<UInt32>) {
         self.ring = ring
         self.name = name
+        self.sleepWord = sleepWord
         self.cursor = cursor
         self.pendingEnd = cursor
         sharedCursor.store(cursor, ordering: .relaxed)
@@ -352,7 +456,7 @@ public final class RingConsumer: @unchecked Sendable {
         let n = Int(min(available, UInt64(max)))
         var seq = cursor &+ 1
         for i in 0..<n {
-            buffer[i] = UnsafePointer(ring.slot(seq).assumingMemoryBound(to: pb_event.self))
+            buffer[i] = ring.readSlot(seq).assumingMemoryBound(to: pb_event.self)
             seq &+= 1
         }
         pendingEnd = cursor &+ UInt64(n)
@@ -396,11 +500,54 @@ public final class RingConsumer: @unchecked Sendable {
             pbs_cpu_relax()
         }
         let word = pbs_load_seqcst_u32(ring.futexPointer)
-        _ = pbs_fetch_add_u32(ring.waitersPointer, 1)
+        _ = pbs_fetch_add_u32(sleepWord, 1)
         if pbs_load_seqcst_u64(ring.publishedPointer) == cursor && !ring.isClosed {
             // Any outcome (woken, timed out, a signal) sends the caller back to poll.
             Futex.wait(ring.futexPointer, expected: word, timeoutNanoseconds: timeoutNanoseconds)
         }
-        _ = pbs_fetch_sub_u32(ring.waitersPointer, 1)
+        _ = pbs_fetch_sub_u32(sleepWord, 1)
+    }
+}
+
+/// The host's view of a consumer in another process: a cursor and a sleeping flag in a page
+/// that process can write. The process is untrusted, so its cursor is read defensively: never
+/// past `published`, never behind what was seen before (a worker that writes a small number
+/// cannot hold back the producer's flow control further than a worker that stopped).
+public final class RemoteCursor: @unchecked Sendable {
+    // @unchecked: the pointers are into a shared page owned by the host's worker record, which
+    // deregisters this before unmapping it; `highest` is guarded by `lock`.
+    public let name: String
+    unowned let ring: EventRing
+    let cursorWord: UnsafeMutablePointer<UInt64>
+    let sleeping: UnsafeMutablePointer<UInt32>
+    private let highest = Mutex<UInt64>(0)
+
+    init(ring: EventRing, name: String, cursor: UnsafeMutablePointer<UInt64>, sleeping: UnsafeMutablePointer<UInt32>) {
+        self.ring = ring
+        self.name = name
+        self.cursorWord = cursor
+        self.sleeping = sleeping
+        highest.withLock { $0 = pbs_load_acquire_u64(cursor) }
+    }
+
+    /// The cursor, clamped to `[highest seen, head]`.
+    func cursor(head: UInt64) -> UInt64 {
+        let v = pbs_load_acquire_u64(cursorWord)
+        return highest.withLock { h in
+            if v > h && v <= head { h = v }
+            return h
+        }
+    }
+
+    /// Moves the cursor the host trusts (a restarted or replacement worker starting at `seq`).
+    public func reset(to seq: UInt64) {
+        pbs_store_release_u64(cursorWord, seq)
+        highest.withLock { $0 = seq }
+    }
+
+    /// Stops counting this consumer (its process is gone, or quarantined).
+    public func deregister() {
+        let removed = ring.remotes.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
+        if removed != nil { ring.remoteCount.subtract(1, ordering: .relaxed) }
     }
 }

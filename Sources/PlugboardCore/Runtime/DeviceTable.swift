@@ -25,6 +25,20 @@ public struct DeviceRecord: Sendable {
 
     /// The device's sysfs path.
     public var syspath: String { withEvent { $0.string(.syspath) } }
+
+    /// The record's bytes (to send to a worker process).
+    public var bytes: [UInt8] { words.withUnsafeBytes { Array($0) } }
+
+    /// A record from bytes a host sent (`bytes`); nil when too short to be an event or when its
+    /// own size field disagrees.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count >= EventLayout.headerSize, bytes.count <= EventLayout.maxSize + 8 else { return nil }
+        var words = [UInt64](repeating: 0, count: (bytes.count + 7) / 8)
+        words.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { _ = memcpy(dst.baseAddress!, $0.baseAddress!, bytes.count) } }
+        let total = words.withUnsafeBytes { Int($0.baseAddress!.assumingMemoryBound(to: pb_event.self).pointee.total_size) }
+        guard total >= EventLayout.headerSize, total <= bytes.count else { return nil }
+        self.words = words
+    }
 }
 
 /// The set of USB devices present now, keyed by syspath, kept by the host from

@@ -13,13 +13,25 @@ public final class LatencyHistogram: @unchecked Sendable {
     public static let bucketCount = octaves << subBucketBits
 
     let counts: UnsafeMutablePointer<UInt64>
+    let owned: Bool
 
     public init() {
         counts = .allocate(capacity: Self.bucketCount)
         counts.initialize(repeating: 0, count: Self.bucketCount)
+        owned = true
     }
 
-    deinit { counts.deallocate() }
+    /// A histogram over `bucketCount` words someone else owns (a worker process's control
+    /// page, written there and read by the host). The memory must outlive this object.
+    public init(storage: UnsafeMutablePointer<UInt64>) {
+        counts = storage
+        owned = false
+    }
+
+    /// Bytes of storage `init(storage:)` needs.
+    public static var storageSize: Int { bucketCount * MemoryLayout<UInt64>.size }
+
+    deinit { if owned { counts.deallocate() } }
 
     /// The bucket index of `value` nanoseconds.
     @inline(__always)

@@ -93,7 +93,7 @@ public final class PluginWatcher: Sendable {
             return
         }
         do {
-            try runtime.reload(pluginNamed: running.plugin.name, from: path)
+            try runtime.reload(pluginNamed: running.name, from: path)
             counts.reloads.add(1, ordering: .relaxed)
         } catch {
             counts.failures.add(1, ordering: .relaxed)

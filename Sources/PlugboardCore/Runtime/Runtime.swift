@@ -17,6 +17,8 @@ public struct RuntimeOptions: Sendable {
     /// CPUs the source thread and every plugin worker are pinned to (empty: not pinned).
     /// See `CPUAffinity` for the trade.
     public var cpuAffinity: CPUAffinity = .none
+    /// How worker processes run (nil: only thread workers can be started).
+    public var processPolicy: ProcessPolicy?
 
     public init() {}
 }
@@ -55,7 +57,8 @@ public final class Runtime: Sendable {
 
     private struct State {
         var loaded: [PendingPlugin] = []
-        var workers: [Worker] = []
+        var pendingProcesses: [ProcessPluginSpec] = []
+        var workers: [any PluginWorker] = []
         var failures: [PluginFailure] = []
         var sourceThread: NativeThread?
         var sourceContext: SourceContext?
@@ -103,8 +106,7 @@ public final class Runtime: Sendable {
     @discardableResult
     public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: PluginConfiguration? = nil,
                           batchSize: Int? = nil, deadline: Duration? = nil) -> Bool {
-        let duplicate = state.withLock { s in s.loaded.contains { $0.plugin.name == plugin.name } }
-        if duplicate {
+        if isDuplicate(plugin.name) {
             plugin.unload()
             recordFailure(path: plugin.path, PluginLoadError(file: plugin.path, kind: .skipped(
                 reason: "another plugin named '\(plugin.name)' is already loaded (fix: remove one of them from the plugin directories)")))
@@ -117,23 +119,66 @@ public final class Runtime: Sendable {
         return true
     }
 
+    func isDuplicate(_ name: String) -> Bool {
+        state.withLock { s in
+            s.loaded.contains { $0.plugin.name == name } || s.pendingProcesses.contains { $0.name == name }
+                || s.workers.contains { $0.name == name && $0.state != .failed }
+        }
+    }
+
+    /// Adds a plugin to run in a worker process of its own (`options.processPolicy` says how).
+    /// Nothing of it is loaded into this process. Returns false (and records why) for a duplicate
+    /// name or when process isolation is not available.
+    @discardableResult
+    public func addProcessPlugin(_ spec: ProcessPluginSpec) -> Bool {
+        if isDuplicate(spec.name) {
+            recordFailure(path: spec.path, PluginLoadError(file: spec.path, kind: .skipped(
+                reason: "another plugin named '\(spec.name)' is already loaded (fix: remove one of them from the plugin directories)")))
+            return false
+        }
+        guard options.processPolicy != nil else {
+            recordFailure(path: spec.path, PluginLoadError(file: spec.path, kind: .skipped(
+                reason: "isolation \"process\" is not available in this host (fix: set isolation = \"thread\")")))
+            return false
+        }
+        state.withLock { $0.pendingProcesses.append(spec) }
+        logger.info("plugin found", metadata: ["plugin": "\(spec.name)", "version": "\(spec.version)",
+                                               "path": "\(spec.path)", "isolation": "process"])
+        return true
+    }
+
     /// Records a plugin that will not run.
     public func recordFailure(path: String, _ error: PluginLoadError) {
         logger.error("plugin rejected: \(error.description)")
         state.withLock { $0.failures.append(PluginFailure(path: path, error: error)) }
     }
 
-    /// Starts one worker thread per opened plugin; each calls its plugin's init. Waits until
-    /// every init returned. Plugins whose init failed are recorded in `failures`.
+    /// Starts one worker per added plugin: a thread for each opened plugin, a process for each
+    /// process plugin; each calls its plugin's init. Waits until every init returned (a worker
+    /// process's init is killed at the policy's deadline). Plugins whose init failed are
+    /// recorded in `failures`.
     /// - Returns: the number of plugins running.
     @discardableResult
     public func startWorkers() -> Int {
-        let loaded = state.withLock { s -> [PendingPlugin] in
-            let l = s.loaded
-            s.loaded = []
-            return l
+        let (loaded, processes) = state.withLock { s -> ([PendingPlugin], [ProcessPluginSpec]) in
+            defer {
+                s.loaded = []
+                s.pendingProcesses = []
+            }
+            return (s.loaded, s.pendingProcesses)
         }
-        var started: [Worker] = []
+        var started: [any PluginWorker] = []
+        for spec in processes {
+            do {
+                let w = try ProcessWorker(spec: spec, policy: options.processPolicy!, ring: ring, deviceTable: deviceTable,
+                                          outputQueue: outputQueue, logger: logger)
+                w.start()
+                started.append(w)
+            } catch {
+                recordFailure(path: spec.path, PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                    message: "\(spec.path): cannot set up the worker process: \(error)")))
+            }
+        }
         for p in loaded {
             let context = PluginContext(
                 name: p.plugin.name, configuration: p.configuration ?? options.pluginConfiguration[p.plugin.name] ?? [:],
@@ -144,18 +189,22 @@ public final class Runtime: Sendable {
             worker.start()
             started.append(worker)
         }
-        var running = 0
+        var running: [any PluginWorker] = []
         for w in started {
-            if let error = w.waitForInit() {
-                recordFailure(path: w.plugin.path, error)
-                w.thread?.join()
-                w.plugin.unload()
+            let error: PluginLoadError?
+            if let t = w as? Worker {
+                error = t.waitForInit()
+                if error != nil {
+                    t.thread?.join()
+                    t.plugin.unload()
+                }
             } else {
-                running += 1
+                error = (w as! ProcessWorker).waitForInit()
             }
+            if let error { recordFailure(path: w.path, error) } else { running.append(w) }
         }
-        state.withLock { $0.workers.append(contentsOf: started.filter { $0.state != .failed }) }
-        return running
+        state.withLock { $0.workers.append(contentsOf: running) }
+        return running.count
     }
 
     /// Starts `source` on its own thread. A finite source closes the ring when done.
@@ -252,7 +301,7 @@ public final class Runtime: Sendable {
         }
         return workers.filter { $0.activity != .drained && $0.activity != .done }.map { w in
             let left = w.stats.lag
-            return "plugin \(w.plugin.name) (\(w.activity), \(left) event\(left == 1 ? "" : "s") left)"
+            return "plugin \(w.name) (\(w.activity), \(left) event\(left == 1 ? "" : "s") left)"
         }
     }
 
@@ -264,13 +313,9 @@ public final class Runtime: Sendable {
         for w in workers { w.openShutdownGate() }
         var stuck: [String] = []
         for w in workers {
-            guard let thread = w.thread else { continue }
-            if let deadline {
-                if !thread.join(timeout: max(.zero, deadline - ContinuousClock.now)) {
-                    stuck.append("plugin \(w.plugin.name) (\(w.activity))")
-                }
-            } else {
-                _ = thread.join()
+            let activity = w.activity
+            if !w.join(until: deadline) {
+                stuck.append("plugin \(w.name) (\(activity)\(w.isolation == .process ? "; its worker process was killed" : ""))")
             }
         }
         return stuck
@@ -290,7 +335,7 @@ public final class Runtime: Sendable {
     /// Per-plugin counters, in load order.
     public var pluginStats: [PluginStats] { state.withLock { $0.workers }.map(\.stats) }
     /// The running workers (for metrics: latency histograms).
-    public var workers: [Worker] { state.withLock { $0.workers } }
+    public var workers: [any PluginWorker] { state.withLock { $0.workers } }
 
     /// The source thread's kernel id (0 before a source starts).
     public var sourceThreadID: Int32 { state.withLock { $0.sourceThread?.threadID ?? 0 } }
@@ -309,10 +354,12 @@ public final class Runtime: Sendable {
     /// - Throws: `PluginLoadError` naming `path` when the new build cannot replace the old one
     ///   (not a plugin, another name, init failed...): the old one then keeps running untouched.
     @discardableResult
-    public func reload(pluginNamed name: String, from path: String) throws(PluginLoadError) -> Worker {
-        guard let old = state.withLock({ $0.workers.first { $0.plugin.name == name && $0.state == .running } }) else {
+    public func reload(pluginNamed name: String, from path: String) throws(PluginLoadError) -> any PluginWorker {
+        guard let running = state.withLock({ $0.workers.first { $0.name == name && $0.state == .running } }) else {
             throw PluginLoadError(file: path, kind: .skipped(reason: "no running plugin named '\(name)' to replace"))
         }
+        if let old = running as? ProcessWorker { return try reload(old, from: path) }
+        let old = running as! Worker
         let copy = try ReloadCopies.shared.copy(of: path)
         let fresh: LoadedPlugin
         do {
@@ -327,7 +374,7 @@ public final class Runtime: Sendable {
             throw PluginLoadError(file: path, kind: .skipped(
                 reason: "the new build is named '\(fresh.name)', not '\(name)' (fix: keep the name, or restart to load it as another plugin)"))
         }
-        let context = PluginContext(name: name, configuration: old.context.configuration, outputQueue: outputQueue,
+        let context = PluginContext(name: name, configuration: old.configuration, outputQueue: outputQueue,
                                     deviceTable: deviceTable, logger: logger)
         let next = Worker(plugin: fresh, context: context, consumer: ring.makeConsumer(name: name), batchSize: old.batchSize,
                           filter: old.filter,
@@ -357,6 +404,45 @@ public final class Runtime: Sendable {
         logger.notice("plugin reloaded", metadata: [
             "plugin": "\(name)", "from_version": "\(old.plugin.version)", "to_version": "\(fresh.version)",
             "path": "\(path)", "state": "\(stateKept ? "transferred" : "not kept")"])
+        return next
+    }
+}
+extension Runtime {
+    /// Hot reload of a process plugin: the new build starts in a new worker process and
+    /// initialises while the old one still reads; then the old one stops after its batch and
+    /// hands over its cursor and saved state; the new one reads on from there, and the old
+    /// process runs its shutdown and exits — its image, Swift or not, goes with it.
+    func reload(_ old: ProcessWorker, from path: String) throws(PluginLoadError) -> any PluginWorker {
+        var spec = old.spec
+        spec.path = path
+        let next: ProcessWorker
+        do {
+            next = try ProcessWorker(spec: spec, policy: old.policy, ring: ring, deviceTable: deviceTable,
+                                     outputQueue: outputQueue, sourcePath: old.sourcePath, logger: logger)
+        } catch {
+            throw PluginLoadError(file: path, kind: .isolated(code: "worker", message: "\(path): cannot set up the worker process: \(error)"))
+        }
+        next.remote.reset(to: old.remote.cursor(head: ring.published))
+        next.start(holdGo: true)
+        if let error = next.waitForInit() { throw error }
+        guard let handed = old.handOver(timeout: .seconds(30)) else {
+            next.requestStop()
+            _ = next.join(until: ContinuousClock.now + .seconds(5))
+            throw PluginLoadError(file: path, kind: .skipped(reason: "the running build did not hand over within 30 s (it stays; fix: check its events callback)"))
+        }
+        next.inheritCounters(from: old)
+        next.go(cursor: handed.cursor, state: handed.state)
+        state.withLock { s in
+            if let i = s.workers.firstIndex(where: { $0 === old }) { s.workers[i] = next } else { s.workers.append(next) }
+        }
+        old.openShutdownGate()
+        if !old.join(until: ContinuousClock.now + .seconds(10)) {
+            logger.warning("the old build did not shut down within 10 s; its worker process was killed", metadata: ["plugin": "\(spec.name)"])
+        }
+        logger.notice("plugin reloaded", metadata: [
+            "plugin": "\(spec.name)", "from_version": "\(old.version)", "to_version": "\(next.version)",
+            "path": "\(path)", "isolation": "process", "pid": "\(next.pid)",
+            "state": "\(handed.state != nil ? "transferred" : "not kept")"])
         return next
     }
 }

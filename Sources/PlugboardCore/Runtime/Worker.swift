@@ -8,6 +8,10 @@ import Synchronization
 /// The lifecycle state of a plugin's worker.
 public enum WorkerState: UInt8, Sendable, CustomStringConvertible {
     case starting, running, failed, stopped
+    /// A worker process crashed and waits for its restart (backoff).
+    case restarting
+    /// It crashed too often: it gets no more events (docs/operations.md, "Crashes").
+    case quarantined
 
     public var description: String {
         switch self {
@@ -15,8 +19,47 @@ public enum WorkerState: UInt8, Sendable, CustomStringConvertible {
         case .running: "running"
         case .failed: "failed"
         case .stopped: "stopped"
+        case .restarting: "restarting"
+        case .quarantined: "quarantined"
         }
     }
+}
+
+/// Where a plugin's code runs (manifest `[worker] isolation`, daemon `plugins.isolation`).
+public enum Isolation: String, Sendable, CaseIterable {
+    /// A worker process of its own: a crash, hang or stray write ends only that process.
+    case process
+    /// A thread of the host: the lowest latency, for trusted plugins; a crash ends the host.
+    case thread
+}
+
+/// One plugin's worker, whatever its isolation: what the runtime, the shutdown steps, status
+/// and metrics need of it.
+public protocol PluginWorker: AnyObject, Sendable {
+    var name: String { get }
+    var version: String { get }
+    /// The plugin file it runs.
+    var path: String { get }
+    /// The file the plugin was found as (hot reload watches it).
+    var sourcePath: String { get }
+    var isolation: Isolation { get }
+    var state: WorkerState { get }
+    var activity: WorkerActivity { get }
+    var stats: PluginStats { get }
+    /// Start until init returned; nil until then.
+    var startDuration: Duration? { get }
+    /// Receipt → callback entry, and callback durations, nanoseconds.
+    var latency: LatencyHistogram { get }
+    var callbackDuration: LatencyHistogram { get }
+    var metricsSnapshot: PluginContext.Metrics { get }
+    var configuration: PluginConfiguration { get }
+    /// Lets a drained worker call its plugin's shutdown.
+    func openShutdownGate()
+    /// Stops at once without draining (abort).
+    func requestStop()
+    /// Waits until the worker ended (nil: no limit). At the deadline a process is killed; a thread
+    /// cannot be. Returns whether it ended in time.
+    func join(until deadline: ContinuousClock.Instant?) -> Bool
 }
 
 /// Where a worker's thread is, for naming what a shutdown waits on ("in events callback").
@@ -49,7 +92,7 @@ public typealias EventFilter = @Sendable (UnsafePointer<pb_event>) -> Bool
 /// One plugin's isolated worker: a dedicated thread reading batches from its own ring
 /// cursor and handing the plugin pointers into the ring slots (zero-copy; valid only
 /// during the call).
-public final class Worker: Sendable {
+public final class Worker: PluginWorker {
     public let plugin: LoadedPlugin
     public let context: PluginContext
     let consumer: RingConsumer
@@ -118,6 +161,19 @@ public final class Worker: Sendable {
         cursor.store(consumer.cursor, ordering: .relaxed)
     }
 
+    public var name: String { plugin.name }
+    public var version: String { plugin.version }
+    public var path: String { plugin.path }
+    public var isolation: Isolation { .thread }
+    public var metricsSnapshot: PluginContext.Metrics { context.metricsSnapshot }
+    public var configuration: PluginConfiguration { context.configuration }
+
+    public func join(until deadline: ContinuousClock.Instant?) -> Bool {
+        guard let thread else { return true }
+        guard let deadline else { return thread.join() }
+        return thread.join(timeout: max(.zero, deadline - ContinuousClock.now))
+    }
+
     /// The worker thread's kernel id (0 before it runs).
     public var threadID: Int32 { thread?.threadID ?? 0 }
 
@@ -146,7 +202,7 @@ public final class Worker: Sendable {
     public var activity: WorkerActivity { WorkerActivity(rawValue: activityValue.load(ordering: .acquiring)) ?? .done }
 
     /// Asks the worker to stop at once, without draining.
-    func requestStop() {
+    public func requestStop() {
         stopRequested.store(true, ordering: .releasing)
         consumer.ring.wakeAll()
         shutdownGate.signal()
@@ -154,7 +210,7 @@ public final class Worker: Sendable {
 
     /// Lets a drained worker call its plugin's shutdown (a no-op for one that is not there yet:
     /// it passes the gate as soon as it drains).
-    func openShutdownGate() { shutdownGate.signal() }
+    public func openShutdownGate() { shutdownGate.signal() }
 
     private func enter(_ a: WorkerActivity) { activityValue.store(a.rawValue, ordering: .releasing) }
 
@@ -298,7 +354,7 @@ public final class Worker: Sendable {
             overruns: overruns.load(ordering: .relaxed), batchSize: batchSize,
             lag: consumer.ring.published &- cursor.load(ordering: .relaxed),
             published: c.accepted, publishRefused: c.refused,
-            lastError: lastError.withLock { $0 })
+            lastError: lastError.withLock { $0 }, isolation: .thread)
     }
 }
 
@@ -330,6 +386,19 @@ public struct PluginStats: Sendable, Equatable {
     public var published: UInt64
     public var publishRefused: UInt64
     public var lastError: String?
+    public var isolation: Isolation = .thread
+    /// The worker process's pid (0 in thread mode, or while none runs).
+    public var pid: Int32 = 0
+    /// Worker processes started again after a crash.
+    public var restarts: UInt64 = 0
+    /// Crashes by reason ("SIGSEGV", "exit_3", "deadline", "init_deadline", "stalled", "protocol").
+    public var crashes: [String: UInt64] = [:]
+    /// Poison events withheld from it (it crashed on each twice).
+    public var skipped: UInt64 = 0
+    /// Why it was quarantined, when it was.
+    public var quarantineReason: String? = nil
+    /// The last crash, described ("killed by SIGSEGV (Segmentation fault) in events callback, sequence 1000").
+    public var lastCrash: String? = nil
 }
 
 func usleepShort() {

@@ -92,6 +92,20 @@ public struct DaemonConfig: Sendable, Equatable {
         /// Empty: the default location (see `registryCachePath`).
         public var registryCache: String
         public var cacheSize: Int
+        /// manifest, process or thread.
+        public var isolation: String = "manifest"
+        public var threadPlugins: [String] = []
+        public var processPlugins: [String] = []
+        public var workerExecutable: String = ""
+        public var workerUser: String = ""
+        public var initDeadline: Duration = .seconds(5)
+        public var callbackDeadline: Duration = .seconds(10)
+        public var restartBackoff: Duration = .milliseconds(100)
+        public var crashBurst: Int = 5
+        public var crashInterval: Duration = .seconds(60)
+        public var memoryLimit: Int = 0
+        public var cpuLimit: Int = 0
+        public var openFilesLimit: Int = 0
 
         /// The registry cache file to use: the configured one, else `$STATE_DIRECTORY/registry.pbr`
         /// (systemd's StateDirectory=), else nil for the registry's own default.
@@ -140,8 +154,16 @@ public struct DaemonConfig: Sendable, Equatable {
                                        eventBufferSize: int("performance.event_buffer_size"),
                                        cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none)
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen)
+        func duration(_ p: String) -> Duration { if case .duration(let d) = e.value(p) { return d }; preconditionFailure(p) }
         self.plugins = Plugins(dirs: list("plugins.dirs"), manifests: bool("plugins.manifests"),
-                               registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"))
+                               registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"),
+                               isolation: str("plugins.isolation"), threadPlugins: list("plugins.thread"),
+                               processPlugins: list("plugins.process"), workerExecutable: str("plugins.worker_executable"),
+                               workerUser: str("plugins.worker_user"), initDeadline: duration("plugins.init_deadline"),
+                               callbackDeadline: duration("plugins.callback_deadline"),
+                               restartBackoff: duration("plugins.restart_backoff"), crashBurst: int("plugins.crash_burst"),
+                               crashInterval: duration("plugins.crash_interval"), memoryLimit: int("plugins.memory_limit"),
+                               cpuLimit: int("plugins.cpu_limit"), openFilesLimit: int("plugins.open_files_limit"))
         self.shutdownDeadline = deadline
         self.shutdownStateFile = str("shutdown.state_file")
     }

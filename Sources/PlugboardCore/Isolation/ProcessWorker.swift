@@ -1,0 +1,617 @@
+import CPlugboard
+import CPlugboardSupport
+import Dispatch
+import Logging
+import PlugboardSystem
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the host runs, watches and restarts worker processes (daemon config `[plugins]`).
+public struct ProcessPolicy: Sendable {
+    /// The `plugboard-worker` executable.
+    public var workerExecutable: String
+    /// The account plugin code runs as when the host is root (nil: keep the host's).
+    public var account: LockDown.Account?
+    /// setrlimit for each worker, 0 = unlimited: address space (bytes), CPU (seconds), open files.
+    public var addressSpace: UInt64 = 0
+    public var cpuSeconds: UInt64 = 0
+    public var openFiles: UInt64 = 0
+    /// Longest an init may take (loading included) before the process is killed.
+    public var initDeadline: Duration = .seconds(5)
+    /// Callback deadline for a plugin whose manifest sets none (`deadline_ms = 0`).
+    public var defaultCallbackDeadline: Duration = .seconds(10)
+    /// A worker whose cursor has not moved for this long while events wait, outside any
+    /// callback, is treated as hung.
+    public var stallTimeout: Duration = .seconds(30)
+    /// First restart delay; doubles with each crash in `crashInterval`, up to `restartBackoffMax`.
+    public var restartBackoff: Duration = .milliseconds(100)
+    public var restartBackoffMax: Duration = .seconds(5)
+    /// More than `crashBurst` crashes within `crashInterval` quarantine the plugin (like systemd's
+    /// StartLimitBurst / StartLimitIntervalSec).
+    public var crashBurst: Int = 5
+    public var crashInterval: Duration = .seconds(60)
+
+    public init(workerExecutable: String) { self.workerExecutable = workerExecutable }
+}
+
+/// A plugin to run in a worker process, as the host found it.
+public struct ProcessPluginSpec: Sendable {
+    public var path: String
+    /// The name its manifest gives (the plugin must report the same).
+    public var name: String
+    /// The manifest's version (until the worker reports the plugin's own).
+    public var version: String
+    public var configuration: PluginConfiguration
+    public var batchSize: Int
+    /// The manifest's callback deadline (nil: the policy's default).
+    public var deadline: Duration?
+    /// The `.pbm` bytes, for the worker's match filter (empty: every event).
+    public var manifest: [UInt8]
+
+    public init(path: String, name: String, version: String, configuration: PluginConfiguration, batchSize: Int,
+                deadline: Duration?, manifest: [UInt8]) {
+        self.path = path
+        self.name = name
+        self.version = version
+        self.configuration = configuration
+        self.batchSize = batchSize
+        self.deadline = deadline
+        self.manifest = manifest
+    }
+}
+
+/// The host's side of one plugin running in a worker process: it starts the process, answers
+/// its host calls, watches it (exit, deadlines, a stalled cursor), restarts it with backoff from
+/// its cursor, withholds an event that crashed it twice, and quarantines a crash loop.
+///
+/// One monitor thread per worker does all of that; the runtime's threads only read counters
+/// and ask for shutdown. The worker process is untrusted: every byte it sends is checked, its
+/// control page is believed only about itself, and a frame it leaves half-sent times out.
+public final class ProcessWorker: PluginWorker, @unchecked Sendable {
+    // @unchecked: mutable state is in `st` (a Mutex) or atomics; `control` and the ring are
+    // shared memory accessed through pbs_* atomics.
+    public let spec: ProcessPluginSpec
+    public let policy: ProcessPolicy
+    let ring: EventRing
+    let deviceTable: DeviceTable
+    /// The host-side context: the plugin's logger, metrics, publish counters.
+    public let context: PluginContext
+    let logger: Logger
+    let control: WorkerControl
+    let remote: RemoteCursor
+    public let sourcePath: String
+    /// Counters of predecessors (a hot reload keeps a plugin's totals).
+    let inherited = Mutex<[WorkerControl.Counter: UInt64]>([:])
+
+    struct State {
+        var state: WorkerState = .starting
+        var process: ChildProcess?
+        var channel: WireChannel?
+        var name: String
+        var version: String
+        var initError: PluginLoadError?
+        var initDone = false
+        var startNanoseconds: UInt64 = 0
+        var restarts: UInt64 = 0
+        var crashes: [String: UInt64] = [:]
+        var crashTimes: [ContinuousClock.Instant] = []
+        var crashCounts: [UInt64: Int] = [:]
+        var skip: [UInt64] = []
+        var singleUntil: UInt64 = 0
+        var quarantineReason: String?
+        var lastCrash: String?
+        var lastError: String?
+        /// Set when the host killed the process, with why (deadline, stall...).
+        var killReason: (label: String, text: String)?
+        var gateOpen = false
+        var shutdownSent = false
+        var stopping = false
+        var finished = false
+        /// Reload: hold the go until the predecessor handed over.
+        var holdGo = false
+        var handover: (cursor: UInt64, state: [UInt8]?)?
+    }
+    let st: Mutex<State>
+    let initSignal = DispatchSemaphore(value: 0)
+    let handoverSignal = DispatchSemaphore(value: 0)
+    let finishedSignal = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var monitor: NativeThread?
+    let clock = ContinuousClock()
+
+    public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
+                outputQueue: OutputQueue, sourcePath: String? = nil, logger: Logger) throws(Errno) {
+        self.spec = spec
+        self.policy = policy
+        self.ring = ring
+        self.deviceTable = deviceTable
+        self.logger = logger
+        self.sourcePath = sourcePath ?? spec.path
+        context = PluginContext(name: spec.name, configuration: spec.configuration, outputQueue: outputQueue,
+                                deviceTable: deviceTable, logger: logger)
+        control = try WorkerControl.create(name: spec.name)
+        control.cursor = ring.published
+        remote = ring.registerRemote(name: spec.name, cursor: control.cursorWord, sleeping: control.sleepingWord)
+        st = Mutex(State(name: spec.name, version: spec.version))
+    }
+
+    deinit { remote.deregister() }
+
+    // MARK: PluginWorker
+
+    public var name: String { st.withLock { $0.name } }
+    public var version: String { st.withLock { $0.version } }
+    public var path: String { spec.path }
+    public var isolation: Isolation { .process }
+    public var state: WorkerState { st.withLock { $0.state } }
+    public var latency: LatencyHistogram { control.latency }
+    public var callbackDuration: LatencyHistogram { control.callbackDuration }
+    public var metricsSnapshot: PluginContext.Metrics { context.metricsSnapshot }
+    public var configuration: PluginConfiguration { spec.configuration }
+    public var startDuration: Duration? {
+        let ns = st.withLock { $0.startNanoseconds }
+        return ns == 0 ? nil : .nanoseconds(Int64(ns))
+    }
+    /// The running worker process's pid (0 when none runs).
+    public var pid: Int32 { st.withLock { $0.process?.pid ?? 0 } }
+
+    public var activity: WorkerActivity {
+        let s = st.withLock { ($0.state, $0.finished) }
+        if s.1 || s.0 == .quarantined || s.0 == .failed || s.0 == .stopped { return .done }
+        if s.0 == .restarting || s.0 == .starting { return .idle }
+        return control.activity
+    }
+
+    public var stats: PluginStats {
+        let s = st.withLock { $0 }
+        let inh = inherited.withLock { $0 }
+        func c(_ k: WorkerControl.Counter) -> UInt64 { control[k] &+ (inh[k] ?? 0) }
+        let head = ring.published
+        let lag = s.state == .quarantined || s.finished ? 0 : head &- remote.cursor(head: head)
+        return PluginStats(
+            name: s.name, version: s.version, path: spec.path, state: s.state,
+            events: c(.delivered), filtered: c(.filtered), errors: c(.errors), laps: c(.laps), missed: c(.missed),
+            resyncs: c(.resyncs), overruns: c(.overruns), batchSize: spec.batchSize, lag: lag,
+            published: context.publishCounts.accepted, publishRefused: context.publishCounts.refused &+ c(.refused),
+            lastError: s.lastError, isolation: .process, pid: s.process?.pid ?? 0, restarts: s.restarts,
+            crashes: s.crashes, skipped: UInt64(s.skip.count), quarantineReason: s.quarantineReason, lastCrash: s.lastCrash)
+    }
+
+    // MARK: Start
+
+    /// Starts the worker process and its monitor thread; the plugin's init runs in the process.
+    /// `holdGo`: wait for `go(cursor:state:)` before reading (a hot-reload replacement).
+    public func start(holdGo: Bool = false) {
+        st.withLock { $0.holdGo = holdGo }
+        monitor = NativeThread(name: "pb-watch-\(spec.name)") { [self] in monitorLoop() }
+    }
+
+    /// Waits until the first init finished (success or failure).
+    public func waitForInit() -> PluginLoadError? {
+        initSignal.wait()
+        initSignal.signal()
+        return st.withLock { $0.initError }
+    }
+
+    func setup() -> WorkerSetup {
+        var s = WorkerSetup(pluginPath: spec.path, expectedName: spec.name, configuration: spec.configuration,
+                            batchSize: UInt32(max(1, spec.batchSize)))
+        s.manifest = spec.manifest
+        if let a = policy.account {
+            s.uid = a.uid
+            s.gid = a.gid
+        }
+        s.addressSpace = policy.addressSpace
+        s.cpuSeconds = policy.cpuSeconds
+        s.openFiles = policy.openFiles
+        st.withLock {
+            s.singleUntil = $0.singleUntil
+            s.skip = $0.skip
+        }
+        return s
+    }
+
+    /// Spawns a process and runs it to READY. Returns the error when it did not get there.
+    func launch() -> PluginLoadError? {
+        let t0 = pbs_monotonic_ns()
+        control.resetForRestart()
+        let pair: (FileDescriptor, FileDescriptor)
+        let process: ChildProcess
+        do throws(Errno) {
+            pair = try SocketPair.stream()
+            // The ring goes over as a read-only descriptor of the sealed memfd (its seals already
+            // refuse any writable mapping; this refuses write(2) too).
+            let ringRO = try FileDescriptor.open("/proc/self/fd/\(ring.fd)", .readOnly)
+            defer { try? ringRO.close() }
+            process = try ChildProcess.spawn(policy.workerExecutable, arguments: [spec.name], environment: [],
+                                             descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue])
+            try? pair.1.close()
+        } catch {
+            return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                message: "\(spec.path): cannot start the worker process: \(error) (fix: check plugins.worker_executable, or set isolation = \"thread\")"))
+        }
+        // A worker that leaves a frame half-sent must not hold this thread.
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        _ = setsockopt(pair.0.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let channel = WireChannel(fd: pair.0)
+        st.withLock {
+            $0.process = process
+            $0.channel = channel
+            $0.killReason = nil
+        }
+        try? channel.send(.setup, setup().encode())
+        // Wait for ready / refusal / exit, at most the init deadline.
+        let deadline = clock.now + policy.initDeadline
+        while true {
+            var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue)]
+            let left = deadline - clock.now
+            if left <= .zero {
+                kill(process, label: "init_deadline", text: "init did not return within \(policy.initDeadline)")
+                _ = process.wait(timeout: .seconds(5))
+                return PluginLoadError(file: spec.path, kind: .isolated(code: "init-deadline",
+                    message: "\(spec.path): init did not return within \(policy.initDeadline); the worker process was killed (fix: make init return quickly, or do slow work on a thread of the plugin's own)"))
+            }
+            _ = try? Poll.wait(&fds, timeoutMilliseconds: Int32(max(1, min(left.nanoseconds / 1_000_000, 100))))
+            if fds[0].revents != 0 {
+                guard let frame = try? channel.receive() else {
+                    let status = process.wait(timeout: .seconds(5))
+                    return PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
+                        message: "\(spec.path): the worker process \(status?.description ?? "stopped answering") while loading or initialising the plugin (fix: run the plugin under `plugboard run` with isolation = \"process\" and read its log; a constructor that exits or crashes does this)"))
+                }
+                switch WireType(rawValue: frame.type) {
+                case .ready:
+                    var r = WireReader(frame.payload)
+                    guard let name = try? r.string(), let version = try? r.string(), (try? r.u16()) != nil else {
+                        kill(process, label: "protocol", text: "sent a malformed ready message")
+                        return PluginLoadError(file: spec.path, kind: .isolated(code: "worker", message: "\(spec.path): the worker sent a malformed ready message"))
+                    }
+                    st.withLock {
+                        $0.name = name
+                        $0.version = version
+                        $0.startNanoseconds = pbs_monotonic_ns() &- t0
+                    }
+                    return nil
+                case .initFailed:
+                    var r = WireReader(frame.payload)
+                    let code = (try? r.string()) ?? "worker"
+                    let message = (try? r.string()) ?? "\(spec.path): the plugin could not be loaded"
+                    _ = process.wait(timeout: .seconds(5))
+                    return PluginLoadError(file: spec.path, kind: .isolated(code: code, message: message))
+                case .log:
+                    handleLog(frame.payload)
+                default:
+                    handle(frame, channel: channel)
+                }
+            } else if fds[1].revents != 0 {
+                let status = process.wait(timeout: .seconds(1))
+                return PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
+                    message: "\(spec.path): the worker process \(status?.description ?? "ended") while loading or initialising the plugin (fix: run the plugin under `plugboard run` and read its log; a constructor that exits or crashes does this)"))
+            }
+        }
+    }
+
+    /// Lets a held replacement read on from `cursor` with its predecessor's state.
+    public func go(cursor: UInt64, state saved: [UInt8]?) {
+        remote.reset(to: cursor)
+        st.withLock { $0.handover = (cursor, saved) }
+        handoverSignal.signal()
+    }
+
+    func sendGo(_ channel: WireChannel, cursor: UInt64, state saved: [UInt8]?) {
+        var w = WireWriter()
+        w.u64(cursor)
+        if let saved {
+            w.u8(1)
+            w.data(saved)
+        } else {
+            w.u8(0)
+        }
+        try? channel.send(.go, w.bytes)
+    }
+
+    // MARK: Monitor
+
+    func monitorLoop() {
+        var first = true
+        var backoffCount = 0
+        while true {
+            if !first {
+                // A restart: wait the backoff (a stop request cuts it short).
+                backoffCount += 1
+                let delay = min(policy.restartBackoff * (1 << min(backoffCount - 1, 20)), policy.restartBackoffMax)
+                let end = clock.now + delay
+                while clock.now < end && !st.withLock({ $0.stopping }) { sleepThread(for: .milliseconds(5)) }
+                if st.withLock({ $0.stopping }) { break }
+                st.withLock { $0.restarts += 1 }
+            }
+            if let error = launch() {
+                if first {
+                    st.withLock {
+                        $0.initError = error
+                        $0.state = .failed
+                        $0.finished = true
+                    }
+                    remote.deregister()
+                    initSignal.signal()
+                    finishedSignal.signal()
+                    return
+                }
+                // A restart that could not initialise counts as a crash.
+                st.withLock { $0.lastError = error.description }
+                if recordCrash(label: "init", text: error.description, batch: nil) { break }
+                continue
+            }
+            let (process, channel) = st.withLock { ($0.process!, $0.channel!) }
+            if first {
+                let hold = st.withLock { $0.holdGo }
+                st.withLock { $0.state = .running }
+                initSignal.signal()
+                if hold {
+                    handoverSignal.wait()
+                    let h = st.withLock { $0.handover }
+                    sendGo(channel, cursor: h?.cursor ?? control.cursor, state: h?.state)
+                } else {
+                    sendGo(channel, cursor: control.cursor, state: nil)
+                }
+            } else {
+                st.withLock { $0.state = .running }
+                sendGo(channel, cursor: remote.cursor(head: ring.published), state: nil)
+                logger.notice("plugin restarted", metadata: ["plugin": "\(spec.name)", "pid": "\(process.pid)",
+                                                             "cursor": "\(control.cursor)"])
+            }
+            first = false
+            let status = watch(process, channel)
+            let s = st.withLock { $0 }
+            if s.stopping || (s.shutdownSent && status == .exited(code: 0)) || s.state == .stopped {
+                break
+            }
+            // A crash (or a kill for a deadline/stall/protocol violation).
+            let batch = control.batch
+            let where_ = control.activity
+            let label = s.killReason?.label ?? status.label
+            var text = s.killReason?.text ?? status.description
+            if where_ != .idle && where_ != .done { text += " in \(where_)" }
+            if let b = batch { text += b.first == b.last ? ", sequence \(b.first)" : ", sequences \(b.first)...\(b.last)" }
+            if recordCrash(label: label, text: text, batch: where_ == .inEvents ? batch : nil) { break }
+            if s.shutdownSent {
+                // Crashed in shutdown: nothing to restart for.
+                break
+            }
+            st.withLock { $0.state = .restarting }
+        }
+        st.withLock {
+            $0.finished = true
+            if $0.state == .running || $0.state == .restarting { $0.state = .stopped }
+            $0.process = nil
+        }
+        remote.deregister()
+        finishedSignal.signal()
+    }
+
+    /// Counts a crash, decides about poison events and quarantine. Returns true when quarantined.
+    func recordCrash(label: String, text: String, batch: (first: UInt64, last: UInt64)?) -> Bool {
+        let now = clock.now
+        var poison: UInt64?
+        let (quarantined, count) = st.withLock { s -> (Bool, Int) in
+            s.crashes[label, default: 0] += 1
+            s.lastCrash = text
+            s.lastError = "crashed: \(text)"
+            s.crashTimes.append(now)
+            s.crashTimes.removeAll { now - $0 > policy.crashInterval }
+            if let b = batch, b.last >= b.first, b.last - b.first < 65_536 {
+                for q in b.first...b.last { s.crashCounts[q, default: 0] += 1 }
+                if b.first == b.last, s.crashCounts[b.first, default: 0] >= 2, !s.skip.contains(b.first) {
+                    s.skip.append(b.first)
+                    poison = b.first
+                    s.crashCounts[b.first] = nil
+                } else if b.first != b.last {
+                    // Next time one event per callback, so a second crash names the event.
+                    s.singleUntil = max(s.singleUntil, b.last)
+                }
+                if s.crashCounts.count > 100_000 { s.crashCounts.removeAll() }
+            }
+            if s.crashTimes.count > policy.crashBurst {
+                s.state = .quarantined
+                s.quarantineReason = "crashed \(s.crashTimes.count) times within \(policy.crashInterval); last: \(text)"
+                return (true, s.crashTimes.count)
+            }
+            return (false, s.crashTimes.count)
+        }
+        if let seq = poison { withholdPoison(seq) }
+        if quarantined {
+            remote.deregister()
+            logger.error("plugin quarantined: it crashed \(count) times within \(policy.crashInterval) (more than plugins.crash_burst = \(policy.crashBurst)); it gets no more events until the daemon restarts or the plugin is reloaded. Last crash: \(text)",
+                         metadata: ["plugin": "\(spec.name)"])
+        } else {
+            logger.error("plugin crashed: \(text); restarting it from its cursor (crash \(count) of at most \(policy.crashBurst) within \(policy.crashInterval))",
+                         metadata: ["plugin": "\(spec.name)", "reason": "\(label)"])
+        }
+        return quarantined
+    }
+
+    /// Logs the poison event and publishes it to the plugin's own stream (topic "poison").
+    func withholdPoison(_ seq: UInt64) {
+        let head = ring.published
+        var json = "{\"sequence\":\(seq)}"
+        if seq <= head && head &- seq < UInt64(ring.window) {
+            let e = ring.readSlot(seq).assumingMemoryBound(to: pb_event.self)
+            let line = EventJSON.encode(e)
+            if e.pointee.sequence == seq { json = line }
+        }
+        logger.error("plugin crashed twice on the same event: it will not receive it again (counted in skipped): \(json)",
+                     metadata: ["plugin": "\(spec.name)", "sequence": "\(seq)"])
+        _ = context.publish(topic: "poison", payload: Array(json.utf8))
+        control.skipped = UInt64(st.withLock { $0.skip.count })
+    }
+
+    /// Serves one running process until it ends. Returns how it ended.
+    func watch(_ process: ChildProcess, _ channel: WireChannel) -> ExitStatus {
+        var lastCursor = control.cursor
+        var lastMove = clock.now
+        var channelOpen = true
+        while true {
+            var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue)]
+            _ = try? Poll.wait(&fds, timeoutMilliseconds: 10)
+            if channelOpen && fds[0].revents != 0 {
+                do {
+                    let frame = try channel.receive()
+                    if WireType(rawValue: frame.type) == .log { handleLog(frame.payload) } else {
+                        if !handle(frame, channel: channel) {
+                            kill(process, label: "protocol", text: "sent an unknown or malformed message (type \(frame.type))")
+                        }
+                    }
+                    continue
+                } catch {
+                    channelOpen = false
+                    if case .malformed(let why) = error { kill(process, label: "protocol", text: "broke the worker protocol (\(why))") }
+                    if case .system = error { kill(process, label: "protocol", text: "left a message half-sent") }
+                }
+            }
+            if fds[1].revents != 0 || !channelOpen {
+                if let status = process.wait(timeout: channelOpen ? .zero : .seconds(2)) { return status }
+                if !channelOpen {
+                    kill(process, label: "protocol", text: "closed its connection to the host")
+                    if let status = process.wait(timeout: .seconds(5)) { return status }
+                }
+            }
+            // The watchdog.
+            let now = pbs_monotonic_ns()
+            if let started = control.callbackStart {
+                let limit = UInt64((spec.deadline ?? policy.defaultCallbackDeadline).nanoseconds)
+                if now > started && now - started > limit {
+                    let batch = control.batch
+                    kill(process, label: "deadline",
+                         text: "overran its deadline of \(limit / 1_000_000) ms" + (batch.map { _ in "" } ?? ""))
+                    control.add(.overruns, 1)
+                }
+            }
+            let cursor = control.cursor
+            if cursor != lastCursor {
+                lastCursor = cursor
+                lastMove = clock.now
+            } else if ring.published != cursor, control.callbackStart == nil, control.activity == .idle,
+                      clock.now - lastMove > policy.stallTimeout {
+                kill(process, label: "stalled", text: "read no event for \(policy.stallTimeout) while events waited")
+                lastMove = clock.now
+            }
+            let (gate, sent) = st.withLock { ($0.gateOpen, $0.shutdownSent) }
+            if gate && !sent && control.activity == .drained {
+                st.withLock { $0.shutdownSent = true }
+                try? channel.send(.shutdown)
+            }
+        }
+    }
+
+    func kill(_ process: ChildProcess, label: String, text: String) {
+        st.withLock { if $0.killReason == nil { $0.killReason = (label, text) } }
+        process.signal(SIGKILL)
+    }
+
+    func handleLog(_ payload: [UInt8]) {
+        var r = WireReader(payload)
+        guard let source = try? r.u8(), let level = try? r.u32(), let message = try? r.string() else { return }
+        let lvl = Int32(bitPattern: level)
+        // Control bytes would let a plugin forge log lines; they are shown escaped.
+        let clean = Text.printable(message)
+        if source == 1 {
+            if lvl >= PB_LOG_ERROR { st.withLock { $0.lastError = clean } }
+            var l = logger
+            l[metadataKey: "plugin"] = "\(spec.name)"
+            l.log(level: lvl >= PB_LOG_ERROR ? .error : lvl >= PB_LOG_WARNING ? .warning : .info, "\(clean)")
+        } else {
+            context.log(level: lvl, message: clean)
+        }
+    }
+
+    /// Handles one frame from the worker; false when it is unknown or malformed.
+    @discardableResult
+    func handle(_ frame: (type: UInt8, payload: [UInt8]), channel: WireChannel) -> Bool {
+        var r = WireReader(frame.payload)
+        switch WireType(rawValue: frame.type) {
+        case .publish:
+            guard let topic = try? r.string(), let payload = try? r.data() else { return false }
+            _ = context.publish(topic: topic, payload: payload)
+        case .counter:
+            guard let n = try? r.string(), let v = try? r.u64() else { return false }
+            context.counterAdd(n, v)
+        case .gauge:
+            guard let n = try? r.string(), let v = try? r.f64() else { return false }
+            context.gaugeSet(n, v)
+        case .histogram:
+            guard let n = try? r.string(), let v = try? r.f64() else { return false }
+            context.histogramObserve(n, v)
+        case .deviceTableRequest:
+            var w = WireWriter()
+            let records = deviceTable.records()
+            w.u32(UInt32(records.count))
+            for rec in records { w.data(rec.bytes) }
+            try? channel.send(.deviceTable, w.bytes)
+        case .state:
+            guard let cursor = try? r.u64(), let has = try? r.u8() else { return false }
+            let saved = has == 1 ? try? r.data() : nil
+            st.withLock { $0.handover = (cursor, saved) }
+            handoverSignal.signal()
+        case .done:
+            break
+        default:
+            return false
+        }
+        return true
+    }
+
+    // MARK: Stop
+
+    public func openShutdownGate() { st.withLock { $0.gateOpen = true } }
+
+    public func requestStop() {
+        let p = st.withLock { s -> ChildProcess? in
+            s.stopping = true
+            return s.process
+        }
+        control.command = .stop
+        ring.wakeAll()
+        p?.signal(SIGKILL)
+    }
+
+    public func join(until deadline: ContinuousClock.Instant?) -> Bool {
+        guard monitor != nil else { return true }
+        if let deadline {
+            let left = deadline - clock.now
+            if finishedSignal.wait(timeout: .now() + .nanoseconds(Int(max(0, left.nanoseconds)))) == .success {
+                finishedSignal.signal()
+                return true
+            }
+            // Past the deadline: the process is killed, so it ends (its plugin did not finish).
+            requestStop()
+            _ = finishedSignal.wait(timeout: .now() + .seconds(5))
+            finishedSignal.signal()
+            return false
+        }
+        finishedSignal.wait()
+        finishedSignal.signal()
+        return true
+    }
+
+    /// Hot reload: asks the worker to stop after its batch and hand over its cursor and state.
+    /// Returns them (nil state when the plugin has none), or nil when it did not answer in time.
+    public func handOver(timeout: Duration) -> (cursor: UInt64, state: [UInt8]?)? {
+        control.command = .handOver
+        ring.wakeAll()
+        guard handoverSignal.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success else { return nil }
+        return st.withLock { $0.handover }
+    }
+
+    /// Adds a predecessor's counters (a hot reload keeps a plugin's totals).
+    public func inheritCounters(from old: ProcessWorker) {
+        let theirs = old.inherited.withLock { $0 }
+        inherited.withLock { mine in
+            for k in WorkerControl.Counter.allCases { mine[k, default: 0] &+= old.control[k] &+ (theirs[k] ?? 0) }
+        }
+    }
+}
+
+extension Duration {
+    static func * (d: Duration, n: Int) -> Duration { d * Double(n) }
+}

@@ -1,0 +1,135 @@
+import CPlugboardSupport
+import PlugboardSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The page a worker process and the host share for one plugin (a sealed memfd of its own):
+/// the worker's ring cursor and sleeping flag, where it is (activity, the batch it is in and
+/// since when, for the watchdog), its counters and its latency histograms.
+///
+/// The worker writes, the host reads. The worker runs untrusted plugin code that may scribble
+/// on this page, so the host treats every value as a claim about that plugin alone: its cursor
+/// is clamped (`RemoteCursor`), its counters are only its own, and the watchdog does not rely
+/// on it alone (a stalled cursor is caught too). Nothing here can reach another plugin.
+///
+///     0     magic "PBWCTL01"
+///     8     cursor            (u64)  last sequence finished with
+///     16    sleeping          (u32)  raised while it sleeps on the ring's futex
+///     20    activity          (u32)  WorkerActivity
+///     24    batchFirst        (u64)  first sequence of the batch in the callback (0: none)
+///     32    batchLast         (u64)
+///     40    callbackStart     (u64)  CLOCK_MONOTONIC ns the callback began (0: not in one)
+///     48    counters          (u64 × 9) delivered, filtered, errors, laps, missed, resyncs, overruns, published, refused
+///     128   initNanoseconds   (u64)
+///     136   skipped           (u64)  poison events withheld from it
+///     144   command           (u32)  host -> worker: 1 hand over (hot reload), 2 stop now
+///     1024  latency histogram (receipt → callback)
+///     4096  callback duration histogram
+public final class WorkerControl: @unchecked Sendable {
+    // @unchecked: the fields are read and written only through pbs_* atomics on the mapping.
+    public static let size = 8192
+    public static let magic: UInt64 = 0x3130_4C54_4357_4250  // "PBWCTL01"
+
+    public enum Counter: Int, CaseIterable, Sendable {
+        case delivered = 0, filtered, errors, laps, missed, resyncs, overruns, published, refused
+    }
+
+    public let file: FileDescriptor
+    let region: MappedRegion
+    let base: UnsafeMutableRawPointer
+    public let latency: LatencyHistogram
+    public let callbackDuration: LatencyHistogram
+
+    init(file: FileDescriptor, region: MappedRegion) {
+        self.file = file
+        self.region = region
+        base = region.baseAddress
+        latency = LatencyHistogram(storage: (base + 1024).assumingMemoryBound(to: UInt64.self))
+        callbackDuration = LatencyHistogram(storage: (base + 4096).assumingMemoryBound(to: UInt64.self))
+    }
+
+    /// A fresh page (host side).
+    public static func create(name: String) throws(Errno) -> WorkerControl {
+        let fd = try MemoryFile.create(name: "plugboard-worker-\(name)", size: size, seals: [.shrink, .grow, .seal])
+        do {
+            let region = try MappedRegion(fd: fd, count: size, protection: [.read, .write], shared: true)
+            region.baseAddress.storeBytes(of: magic, as: UInt64.self)
+            return WorkerControl(file: fd, region: region)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// The host's page, mapped in the worker process.
+    public static func attach(_ fd: FileDescriptor) throws(Errno) -> WorkerControl {
+        let region = try MappedRegion(fd: fd, count: size, protection: [.read, .write], shared: true)
+        guard region.baseAddress.load(as: UInt64.self) == magic else {
+            throw Errno(code: EINVAL, call: "mmap", path: fd.path, detail: "not a worker control page")
+        }
+        return WorkerControl(file: fd, region: region)
+    }
+
+    func u64(_ offset: Int) -> UnsafeMutablePointer<UInt64> { (base + offset).assumingMemoryBound(to: UInt64.self) }
+    func u32(_ offset: Int) -> UnsafeMutablePointer<UInt32> { (base + offset).assumingMemoryBound(to: UInt32.self) }
+
+    public var cursorWord: UnsafeMutablePointer<UInt64> { u64(8) }
+    public var sleepingWord: UnsafeMutablePointer<UInt32> { u32(16) }
+
+    public var cursor: UInt64 {
+        get { pbs_load_acquire_u64(cursorWord) }
+        set { pbs_store_release_u64(cursorWord, newValue) }
+    }
+    public var activity: WorkerActivity {
+        get { WorkerActivity(rawValue: UInt8(truncatingIfNeeded: pbs_load_acquire_u32(u32(20)))) ?? .idle }
+        set { pbs_store_release_u32(u32(20), UInt32(newValue.rawValue)) }
+    }
+    /// The batch in the callback now (first, last sequence), or nil.
+    public var batch: (first: UInt64, last: UInt64)? {
+        let f = pbs_load_acquire_u64(u64(24))
+        return f == 0 ? nil : (f, pbs_load_acquire_u64(u64(32)))
+    }
+    public func enterCallback(first: UInt64, last: UInt64, at now: UInt64) {
+        pbs_store_release_u64(u64(24), first)
+        pbs_store_release_u64(u64(32), last)
+        pbs_store_release_u64(u64(40), now)
+    }
+    public func leaveCallback() {
+        pbs_store_release_u64(u64(40), 0)
+        pbs_store_release_u64(u64(24), 0)
+    }
+    /// When the running callback began (ns), or nil.
+    public var callbackStart: UInt64? {
+        let v = pbs_load_acquire_u64(u64(40))
+        return v == 0 ? nil : v
+    }
+    public subscript(counter: Counter) -> UInt64 {
+        get { pbs_load_relaxed_u64(u64(48 + counter.rawValue * 8)) }
+        set { pbs_store_release_u64(u64(48 + counter.rawValue * 8), newValue) }
+    }
+    public func add(_ counter: Counter, _ n: UInt64) { self[counter] = self[counter] &+ n }
+    /// Host -> worker requests, read by the worker between batches (the host wakes it with the
+    /// ring's futex).
+    public enum Command: UInt32, Sendable { case none = 0, handOver = 1, stop = 2 }
+    public var command: Command {
+        get { Command(rawValue: pbs_load_acquire_u32(u32(144))) ?? .none }
+        set { pbs_store_release_u32(u32(144), newValue.rawValue) }
+    }
+    public var skipped: UInt64 {
+        get { pbs_load_acquire_u64(u64(136)) }
+        set { pbs_store_release_u64(u64(136), newValue) }
+    }
+    /// Clears what a dead worker left behind (flags, the batch), keeping the counters.
+    public func resetForRestart() {
+        pbs_store_release_u32(sleepingWord, 0)
+        leaveCallback()
+        activity = .idle
+        command = .none
+    }
+    public var initNanoseconds: UInt64 {
+        get { pbs_load_acquire_u64(u64(128)) }
+        set { pbs_store_release_u64(u64(128), newValue) }
+    }
+}

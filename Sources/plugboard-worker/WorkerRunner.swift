@@ -1,0 +1,303 @@
+import CPlugboard
+import CPlugboardSupport
+import Logging
+import PlugboardCore
+import PlugboardManifest
+import PlugboardSystem
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One plugin in this process: setup from the host, lock down, load, init, then the ring loop
+/// (the same protocol as a worker thread's, `Worker.run`, with its state in the control page so
+/// the host can watch it), then the handover or the shutdown the host asks for.
+final class WorkerRunner: RemoteHost, @unchecked Sendable {
+    // @unchecked: the channel serialises its writes; `requestLock` serialises device-table
+    // requests (the only reads of the channel once the loop runs).
+    let channel: WireChannel
+    let ringFD: FileDescriptor
+    let controlFD: FileDescriptor
+    let requestLock = Mutex<Void>(())
+    let devices = DeviceTable()
+    nonisolated(unsafe) var control: WorkerControl?
+    /// Largest publish payload (the host's OutputQueue bound, docs/abi.md).
+    static let maxRecordBytes = 1 << 20
+
+    init(channel: WireChannel, ringFD: FileDescriptor, controlFD: FileDescriptor) {
+        self.channel = channel
+        self.ringFD = ringFD
+        self.controlFD = controlFD
+    }
+
+    /// Tells the host why the plugin will not run; the process then exits 0 (a refusal is not a crash).
+    func refuse(_ code: String, _ message: String) -> Int32 {
+        var w = WireWriter()
+        w.string(code)
+        w.string(message)
+        try? channel.send(.initFailed, w.bytes)
+        return 0
+    }
+
+    /// A note from the runner itself (not the plugin) for the host's log.
+    func note(_ level: Int32, _ message: String) {
+        var w = WireWriter()
+        w.u8(1)
+        w.u32(UInt32(bitPattern: level))
+        w.string(message)
+        try? channel.send(.log, w.bytes)
+    }
+
+    func run() -> Int32 {
+        guard let (type, payload) = try? channel.receive(), type == WireType.setup.rawValue,
+              let setup = try? WorkerSetup.decode(payload) else {
+            return 70  // EX_SOFTWARE: not started by a host
+        }
+        let path = setup.pluginPath
+        // Before any plugin code: limits, then privileges (a dropped uid cannot raise limits).
+        do throws(Errno) {
+            if setup.addressSpace > 0 { try LockDown.limit(.addressSpace, to: setup.addressSpace) }
+            if setup.cpuSeconds > 0 { try LockDown.limit(.cpuSeconds, to: setup.cpuSeconds) }
+            if setup.openFiles > 0 { try LockDown.limit(.openFiles, to: setup.openFiles) }
+            try LockDown.apply(account: setup.uid == .max ? nil : LockDown.Account(name: "", uid: setup.uid, gid: setup.gid))
+        } catch {
+            return refuse("worker", "\(path): the worker process could not drop its privileges: \(error) (fix: check plugins.worker_user and the limits in the daemon config)")
+        }
+        let ring: EventRing
+        let control: WorkerControl
+        do {
+            ring = try EventRing(attaching: ringFD)
+            control = try WorkerControl.attach(controlFD)
+        } catch {
+            return refuse("worker", "\(path): the worker process could not map the event ring: \(error)")
+        }
+        self.control = control
+        var filter: (@Sendable (UnsafePointer<pb_event>) -> Bool)? = nil
+        if !setup.manifest.isEmpty {
+            do {
+                let m = try PBMReader.decode(setup.manifest, file: path)
+                filter = MatchIndex(plugins: [m.rules]).filter(forPlugin: 0)
+            } catch {
+                return refuse("worker", "\(path): the worker could not read the manifest the host sent: \(error)")
+            }
+        }
+        let plugin: LoadedPlugin
+        do { plugin = try PluginLoader.open(path) } catch {
+            return refuse(error.code, error.description)
+        }
+        if !setup.expectedName.isEmpty && plugin.name != setup.expectedName {
+            return refuse("skipped", "\(path): skipped: the plugin calls itself \"\(plugin.name)\" but its manifest says \"\(setup.expectedName)\" (fix: make plugin.name in plugin.toml match pb_plugin_api.name and pack again)")
+        }
+        var logger = Logger(label: "plugboard-worker")
+        logger.logLevel = .critical
+        let context = PluginContext(name: plugin.name, configuration: setup.pluginConfiguration, outputQueue: OutputQueue(maxRecords: 1),
+                                    deviceTable: devices, logger: logger, remote: self)
+        let t0 = pbs_monotonic_ns()
+        do { try plugin.initialize(context: context) } catch {
+            return refuse(error.code, error.description)
+        }
+        control.initNanoseconds = max(1, pbs_monotonic_ns() &- t0)
+        var ready = WireWriter()
+        ready.string(plugin.name)
+        ready.string(plugin.version)
+        ready.u16(plugin.abiMinor)
+        guard (try? channel.send(.ready, ready.bytes)) != nil else { return 0 }
+
+        // Wait for the go (cursor, and the state a predecessor saved, on a hot reload).
+        guard let (goType, goPayload) = try? channel.receive(), goType == WireType.go.rawValue else {
+            plugin.shutdown()
+            return 0
+        }
+        var go = WireReader(goPayload)
+        guard let cursor = try? go.u64(), let hasState = try? go.u8() else { return 70 }
+        if hasState == 1, let saved = try? go.data() {
+            let status = plugin.restoreState(saved)
+            if status != PB_OK { note(PB_LOG_WARNING, "restore_state returned \(statusName(status)); the plugin starts without its predecessor's state") }
+        }
+        let consumer = ring.makeConsumer(name: plugin.name, sleepWord: control.sleepingWord, startingAt: cursor)
+        control.cursor = consumer.cursor
+        let end = loop(ring: ring, consumer: consumer, plugin: plugin, control: control, setup: setup, filter: filter)
+        switch end {
+        case .stop:
+            _exit(0)
+        case .handOver:
+            var w = WireWriter()
+            w.u64(consumer.cursor)
+            if plugin.supportsStateTransfer, let saved = plugin.saveState() {
+                w.u8(1)
+                w.data(saved)
+            } else {
+                w.u8(0)
+            }
+            try? channel.send(.state, w.bytes)
+        case .finished:
+            break
+        }
+        consumer.deregister()
+        control.activity = .drained
+        // Wait for the host to open the shutdown gate (or to go away).
+        while let (t, _) = try? channel.receive() {
+            if t == WireType.shutdown.rawValue { break }
+        }
+        control.activity = .inShutdown
+        plugin.shutdown()
+        control.activity = .done
+        try? channel.send(.done)
+        // No exit handlers: a plugin's destructors or threads cannot hold the process.
+        _exit(0)
+    }
+
+    enum End { case finished, handOver, stop }
+
+    func loop(ring: EventRing, consumer: RingConsumer, plugin: LoadedPlugin, control: WorkerControl,
+              setup: WorkerSetup, filter: (@Sendable (UnsafePointer<pb_event>) -> Bool)?) -> End {
+        let cap = Int(setup.batchSize)
+        let skip = Set(setup.skip)
+        let batch = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: cap)
+        let selected = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: cap)
+        defer {
+            batch.deallocate()
+            selected.deallocate()
+        }
+        var errors: UInt64 = 0
+        while true {
+            switch control.command {
+            case .handOver: return .handOver
+            case .stop: return .stop
+            case .none: break
+            }
+            let limit = consumer.cursor < setup.singleUntil ? 1 : cap
+            switch consumer.poll(max: limit, into: batch) {
+            case .events(let n):
+                var k = 0
+                var withheld: UInt64 = 0
+                for i in 0..<n {
+                    let e = batch[i]!
+                    if !skip.isEmpty && skip.contains(e.pointee.sequence) {
+                        withheld += 1
+                        continue
+                    }
+                    if filter?(e) ?? true {
+                        selected[k] = e
+                        k += 1
+                    }
+                }
+                if k > 0 {
+                    let start = pbs_monotonic_ns()
+                    for i in 0..<k { control.latency.record(start &- selected[i]!.pointee.timestamp_ns) }
+                    control.enterCallback(first: selected[0]!.pointee.sequence, last: selected[k - 1]!.pointee.sequence, at: start)
+                    control.activity = .inEvents
+                    let status = plugin.deliver(selected, count: UInt32(k))
+                    control.activity = .idle
+                    control.leaveCallback()
+                    control.callbackDuration.record(pbs_monotonic_ns() &- start)
+                    if status != PB_OK {
+                        errors += 1
+                        control.add(.errors, 1)
+                        if errors == 1 || errors % 100 == 0 {
+                            note(PB_LOG_ERROR, "events callback returned \(statusName(status)) (\(errors) so far)")
+                        }
+                    }
+                }
+                if consumer.commit() {
+                    control.add(.delivered, UInt64(k))
+                    control.add(.filtered, UInt64(n - k) - withheld)
+                    control.cursor = consumer.cursor
+                } else {
+                    lapped(consumer: consumer, plugin: plugin, control: control)
+                }
+            case .lapped:
+                lapped(consumer: consumer, plugin: plugin, control: control)
+            case .empty:
+                consumer.wait(timeoutNanoseconds: 100_000_000)
+            case .finished:
+                return .finished
+            }
+        }
+    }
+
+    func lapped(consumer: RingConsumer, plugin: LoadedPlugin, control: WorkerControl) {
+        let missedBefore = control[.missed]
+        control[.laps] = consumer.laps
+        control[.missed] = consumer.missed
+        control.cursor = consumer.cursor
+        note(PB_LOG_WARNING, "plugin fell a whole ring behind and was lapped (\(consumer.missed &- missedBefore) events missed); resynchronising from the device table")
+        refreshDeviceTable(into: devices)
+        let snapshot = devices.snapshot()
+        control.activity = .inResync
+        let status = plugin.resync(snapshot.pointers, count: UInt32(snapshot.count))
+        control.activity = .idle
+        control.add(.resyncs, 1)
+        if status != PB_OK {
+            control.add(.errors, 1)
+            note(PB_LOG_ERROR, "resync callback returned \(statusName(status))")
+        }
+    }
+
+    // MARK: RemoteHost (the plugin's host calls, sent to the host)
+
+    func log(level: Int32, message: String) {
+        var w = WireWriter()
+        w.u8(0)
+        w.u32(UInt32(bitPattern: level))
+        w.string(message)
+        try? channel.send(.log, w.bytes)
+    }
+
+    func publish(topic: String, payload: UnsafeRawBufferPointer) -> Int32 {
+        guard payload.count <= Self.maxRecordBytes else {
+            control?.add(.refused, 1)
+            return PB_ERR_INVALID
+        }
+        var w = WireWriter()
+        w.string(topic)
+        w.data(payload)
+        guard (try? channel.send(.publish, w.bytes)) != nil else {
+            control?.add(.refused, 1)
+            return PB_ERR_FULL
+        }
+        control?.add(.published, 1)
+        return PB_OK
+    }
+
+    func counterAdd(_ name: String, _ delta: UInt64) {
+        var w = WireWriter()
+        w.string(name)
+        w.u64(delta)
+        try? channel.send(.counter, w.bytes)
+    }
+
+    func gaugeSet(_ name: String, _ value: Double) {
+        var w = WireWriter()
+        w.string(name)
+        w.f64(value)
+        try? channel.send(.gauge, w.bytes)
+    }
+
+    func histogramObserve(_ name: String, _ value: Double) {
+        var w = WireWriter()
+        w.string(name)
+        w.f64(value)
+        try? channel.send(.histogram, w.bytes)
+    }
+
+    func refreshDeviceTable(into table: DeviceTable) {
+        requestLock.withLock { _ in
+            guard (try? channel.send(.deviceTableRequest)) != nil else { return }
+            while let (t, payload) = try? channel.receive() {
+                guard t == WireType.deviceTable.rawValue else { continue }
+                var r = WireReader(payload)
+                var records: [DeviceRecord] = []
+                if let n = try? r.u32() {
+                    for _ in 0..<n {
+                        guard let bytes = try? r.data(), let rec = DeviceRecord(bytes: bytes) else { break }
+                        records.append(rec)
+                    }
+                }
+                table.replaceAll(with: records)
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+// plugboard-worker: runs one plugin in a process of its own (docs/architecture.md, "Isolation").
+//
+// Started by the host with exactly three descriptors: 3 the host's socket, 4 the event ring
+// (a sealed memfd this process can only map read-only), 5 its control page. It locks itself
+// down (no_new_privs, the configured uid/gid, resource limits, nothing else inherited), then
+// loads the plugin and reads the ring through its own cursor, zero-copy, like a worker thread.
+// It is not meant to be run by hand.
+import PlugboardCore
+import PlugboardSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "--version" {
+    print("plugboard-worker \(PlugboardCoreVersion.string)")
+    exit(0)
+}
+// Only what the host gave (3, 4, 5) stays open; posix_spawn already closed the rest, this is
+// for a worker started some other way.
+LockDown.closeDescriptors(from: 6)
+signal(SIGPIPE, SIG_IGN)
+let runner = WorkerRunner(channel: WireChannel(fd: FileDescriptor(rawValue: 3)),
+                          ringFD: FileDescriptor(rawValue: 4), controlFD: FileDescriptor(rawValue: 5))
+exit(runner.run())
