@@ -49,7 +49,7 @@ extension HostAssembly {
             report.cacheMisses = r.registryStats.manifestReads
         }
         if report.running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
-        let names = runtime.workers.map { "\($0.name)(\($0.isolation.rawValue))" }
+        let names = runtime.workers.map(\.name)
         logger.notice("plugins running: \(names.isEmpty ? "none" : names.joined(separator: ","))")
         state.withLock { $0.report = report }
         return report

@@ -86,8 +86,16 @@ public final class HostAssembly: RuntimeControl {
         do { try startPlugins() } catch { throw settings.explain(error) }
         state.withLock { $0.initialised = true }
         try startSinks()
+        if runtime.startAborted {
+            logger.notice("stop requested while plugins were initialising: the event source is not started")
+            return
+        }
         startSource()
     }
+
+    /// A shutdown arrived during `start()`: worker processes still initialising are killed, and
+    /// `start()` returns without starting the source.
+    public func abortStart() { runtime.abortStart() }
 
     /// Starts the sinks, each as one more ring consumer (before the source, so each sees every event).
     func startSinks() throws {

@@ -26,11 +26,13 @@ enum CLI {
         let seconds = elapsed.inSeconds
         let published = runtime.sourceContext?.published.load(ordering: .relaxed) ?? 0
         var out = "\nplugboard: \(sourceName): \(published) events in \(String(format: "%.3f", seconds)) s\n"
-        let header = ["PLUGIN", "STATE", "EVENTS", "FILTERED", "ERRORS", "LAPS", "MISSED", "RESYNCS", "PUBLISHED"]
+        let header = ["PLUGIN", "STATE", "EVENTS", "FILTERED", "ERRORS", "LAPS", "MISSED", "RESYNCS", "PUBLISHED",
+                      "CRASHES", "RESTARTS", "SKIPPED", "ISOLATION"]
         var rows = [header]
         for s in runtime.pluginStats {
             rows.append([s.name, s.state.description, "\(s.events)", "\(s.filtered)", "\(s.errors)", "\(s.laps)",
-                         "\(s.missed)", "\(s.resyncs)", "\(s.published)"])
+                         "\(s.missed)", "\(s.resyncs)", "\(s.published)", "\(s.crashes.values.reduce(0, +))", "\(s.restarts)",
+                         "\(s.skipped)", s.isolation.rawValue])
         }
         let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         for r in rows {
@@ -38,6 +40,11 @@ enum CLI {
                 : String(repeating: " ", count: widths[i] - c.count) + c }.joined(separator: "  ") + "\n"
         }
         for s in runtime.pluginStats { if let e = s.lastError { out += "  \(s.name): last error: \(e)\n" } }
+        for s in runtime.pluginStats where !s.crashes.isEmpty {
+            let reasons = s.crashes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            out += "  \(s.name): crashes: \(reasons); last: \(s.lastCrash ?? "?")\n"
+        }
+        for s in runtime.pluginStats { if let q = s.quarantineReason { out += "  \(s.name): quarantined: \(q)\n" } }
         for s in runtime.pluginStats where s.overruns > 0 {
             out += "  \(s.name): \(s.overruns) callbacks ran past its deadline_ms\n"
         }

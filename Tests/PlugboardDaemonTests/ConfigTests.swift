@@ -124,6 +124,10 @@ struct ConfigTests {
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
             "shutdown.state_file": "/var/lib/plugboard/last-shutdown", "performance.cpu_affinity": "3, 0-1",
+            "plugins.isolation": "thread", "plugins.thread": "a, b", "plugins.process": "c", "plugins.worker_executable": "/w",
+            "plugins.worker_user": "nobody", "plugins.init_deadline": "2s", "plugins.callback_deadline": "1s",
+            "plugins.restart_backoff": "10ms", "plugins.crash_burst": "3", "plugins.crash_interval": "10s",
+            "plugins.memory_limit": "512MiB", "plugins.cpu_limit": "60", "plugins.open_files_limit": "256",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]

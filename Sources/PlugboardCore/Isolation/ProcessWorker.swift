@@ -215,6 +215,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
 
     /// Spawns a process and runs it to READY. Returns the error when it did not get there.
     func launch() -> PluginLoadError? {
+        if st.withLock({ $0.stopping }) {
+            return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
+                message: "\(spec.path): stopped during init (the daemon is shutting down)"))
+        }
         let t0 = pbs_monotonic_ns()
         control.resetForRestart()
         let pair: (FileDescriptor, FileDescriptor)
@@ -236,11 +240,13 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         _ = setsockopt(pair.0.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let channel = WireChannel(fd: pair.0)
-        st.withLock {
+        let stopping = st.withLock {
             $0.process = process
             $0.channel = channel
             $0.killReason = nil
+            return $0.stopping
         }
+        if stopping { process.signal(SIGKILL) }
         try? channel.send(.setup, setup().encode())
         // Wait for ready / refusal / exit, at most the init deadline.
         let deadline = clock.now + policy.initDeadline
@@ -257,6 +263,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             if fds[0].revents != 0 {
                 guard let frame = try? channel.receive() else {
                     let status = process.wait(timeout: .seconds(5))
+                    if st.withLock({ $0.stopping }) {
+                        return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
+                            message: "\(spec.path): stopped during init (the daemon is shutting down)"))
+                    }
                     return PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
                         message: "\(spec.path): the worker process \(status?.description ?? "stopped answering") while loading or initialising the plugin (fix: run the plugin under `plugboard run` with isolation = \"process\" and read its log; a constructor that exits or crashes does this)"))
                 }
@@ -286,6 +296,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 }
             } else if fds[1].revents != 0 {
                 let status = process.wait(timeout: .seconds(1))
+                if st.withLock({ $0.stopping }) {
+                    return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
+                        message: "\(spec.path): stopped during init (the daemon is shutting down)"))
+                }
                 return PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
                     message: "\(spec.path): the worker process \(status?.description ?? "ended") while loading or initialising the plugin (fix: run the plugin under `plugboard run` and read its log; a constructor that exits or crashes does this)"))
             }

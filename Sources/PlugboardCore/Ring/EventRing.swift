@@ -98,12 +98,18 @@ public final class EventRing: Sendable {
         }
         do throws(Errno) {
             region = try MappedRegion(fd: fd, count: mappedSize, protection: [.read, .write], shared: true)
+        } catch {
+            try? fd.close()
+            throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(error.call): \(error.reason)",
+                                 fix: "use fewer ring slots")
+        }
+        do throws(Errno) {
             try MemoryFile.addSeals([.futureWrite, .seal], to: fd)
             slotRegion = try MappedRegion(fd: fd, count: n * slotSize, offset: Self.headerSize, protection: .read, shared: true)
         } catch {
             try? fd.close()
-            throw PlugboardError(code: "ring.mmap", reason: "cannot map or seal the event ring: \(error.call): \(error.reason)",
-                                 fix: "use fewer ring slots (sealing needs Linux 5.1 or later)")
+            throw PlugboardError(code: "ring.seal", reason: "cannot seal or map the event ring read-only: \(error.call): \(error.reason)",
+                                 fix: "run on Linux 5.1 or later (F_SEAL_FUTURE_WRITE)")
         }
         memoryFile = fd
         base = region.baseAddress

@@ -64,6 +64,9 @@ public final class Runtime: Sendable {
         var sourceContext: SourceContext?
         var sourceError: String?
         var sourceName: String?
+        /// Workers whose init is under way (for an abort, and for naming them).
+        var starting: [any PluginWorker] = []
+        var startAborted = false
     }
     private let state = Mutex(State())
 
@@ -160,6 +163,13 @@ public final class Runtime: Sendable {
     /// - Returns: the number of plugins running.
     @discardableResult
     public func startWorkers() -> Int {
+        if startAborted {
+            state.withLock {
+                $0.loaded = []
+                $0.pendingProcesses = []
+            }
+            return 0
+        }
         let (loaded, processes) = state.withLock { s -> ([PendingPlugin], [ProcessPluginSpec]) in
             defer {
                 s.loaded = []
@@ -189,6 +199,8 @@ public final class Runtime: Sendable {
             worker.start()
             started.append(worker)
         }
+        state.withLock { $0.starting = started }
+        if state.withLock({ $0.startAborted }) { abortStart() }
         var running: [any PluginWorker] = []
         for w in started {
             let error: PluginLoadError?
@@ -202,10 +214,26 @@ public final class Runtime: Sendable {
                 error = (w as! ProcessWorker).waitForInit()
             }
             if let error { recordFailure(path: w.path, error) } else { running.append(w) }
+            state.withLock { s in s.starting.removeAll { $0 === w } }
         }
         state.withLock { $0.workers.append(contentsOf: running) }
         return running.count
     }
+
+    /// Stops a start under way: worker processes still in init are killed (their plugins are
+    /// refused, "stopped during init"); later `startWorkers` calls start nothing new.
+    public func abortStart() {
+        let starting = state.withLock { s -> [any PluginWorker] in
+            s.startAborted = true
+            return s.starting
+        }
+        for w in starting where w.isolation == .process { w.requestStop() }
+    }
+
+    /// Whether `abortStart` was called.
+    public var startAborted: Bool { state.withLock { $0.startAborted } }
+    /// Names of the plugins whose init is under way.
+    public var startingWorkers: [String] { state.withLock { $0.starting.map(\.name) } }
 
     /// Starts `source` on its own thread. A finite source closes the ring when done.
     public func start(source: some EventSource) {
@@ -313,9 +341,19 @@ public final class Runtime: Sendable {
         for w in workers { w.openShutdownGate() }
         var stuck: [String] = []
         for w in workers {
-            let activity = w.activity
+            if w.isolation == .process, let deadline {
+                // A worker process still busy near the deadline is killed (and named in the log) so
+                // the host itself finishes in time: only its plugin's shutdown is cut short.
+                let grace = min(.milliseconds(250), (deadline - ContinuousClock.now) / 5)
+                let activity = w.activity
+                if !w.join(until: deadline - grace) {
+                    logger.error("plugin did not finish its shutdown in time; its worker process was killed",
+                                 metadata: ["plugin": "\(w.name)", "where": "\(activity)"])
+                }
+                continue
+            }
             if !w.join(until: deadline) {
-                stuck.append("plugin \(w.name) (\(activity)\(w.isolation == .process ? "; its worker process was killed" : ""))")
+                stuck.append("plugin \(w.name) (\(w.activity))")
             }
         }
         return stuck

@@ -143,8 +143,22 @@ struct PluginJSON: Encodable {
     var laps: UInt64
     var last_error: String?
     var load_seconds: Double?
+    var isolation: String
+    var pid: Int32
+    var restarts: UInt64
+    var crashes: [String: UInt64]
+    var skipped_events: UInt64
+    var quarantined: String?
+    var last_crash: String?
 
     init(_ p: PluginStatus) {
+        isolation = p.isolation
+        pid = p.pid
+        restarts = p.restarts
+        crashes = p.crashes
+        skipped_events = p.skipped
+        quarantined = p.quarantineReason
+        last_crash = p.lastCrash
         name = p.name
         version = p.version
         state = p.state.rawValue
@@ -157,7 +171,10 @@ struct PluginJSON: Encodable {
     }
 
     // Always write last_error (null when none), so clients see the field.
-    enum CodingKeys: String, CodingKey { case name, version, state, events, errors, lag, laps, last_error, load_seconds }
+    enum CodingKeys: String, CodingKey {
+        case name, version, state, events, errors, lag, laps, last_error, load_seconds
+        case isolation, pid, restarts, crashes, skipped_events, quarantined, last_crash
+    }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .name)
@@ -168,6 +185,13 @@ struct PluginJSON: Encodable {
         try c.encode(lag, forKey: .lag)
         try c.encode(laps, forKey: .laps)
         try c.encode(last_error, forKey: .last_error)
+        try c.encode(isolation, forKey: .isolation)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(restarts, forKey: .restarts)
+        try c.encode(crashes, forKey: .crashes)
+        try c.encode(skipped_events, forKey: .skipped_events)
+        try c.encode(quarantined, forKey: .quarantined)
+        try c.encode(last_crash, forKey: .last_crash)
         try c.encode(load_seconds, forKey: .load_seconds)
     }
 }

@@ -137,7 +137,30 @@ final class DaemonService: Service, Sendable {
     func run() async throws {
         let logger = options.logger
         let host = self.host
-        try await onThread("pb-start") { try host.start() }
+        // A SIGTERM while plugins initialise must not wait for them: a worker process still in
+        // init is killed, the source is not started, and the shutdown follows. A thread plugin
+        // stuck in init cannot be stopped: past the shutdown deadline the daemon exits 70.
+        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            tasks.addTask {
+                try await onThread("pb-start") { try host.start() }
+                return true
+            }
+            tasks.addTask {
+                do { try await gracefulShutdown() } catch { return false }
+                if Task.isCancelled { return false }
+                host.abortStart()
+                try? await Task.sleep(for: host.settings.shutdownDeadline)
+                if !Task.isCancelled {
+                    let busy = host.runtime.startingWorkers.map { "plugin \($0) (in init)" }.joined(separator: ", ")
+                    logger.error("shutdown deadline passed while plugins were initialising: \(busy)")
+                    FileHandle.standardError.write(Data("plugboard: shutdown stuck in start: \(busy)\n".utf8))
+                    _exit(Daemon.stuckExitCode)
+                }
+                return false
+            }
+            while let started = try await tasks.next() { if started { break } }
+            tasks.cancelAll()
+        }
         state.started = true
         // start() returned: every plugin's init has returned and the source was started. That is
         // what READY=1 promises systemd (a finite source may already have ended; /readyz says so).

@@ -104,7 +104,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_load_seconds", "gauge", ["plugin"], "dlopen, negotiation and init of each plugin."),
         ("plugboard_manifest_parse_duration_seconds", "histogram", [], "Parsing or mapping one plugin manifest."),
         ("plugboard_device_enumeration_seconds", "gauge", [], "The initial device enumeration (0 until done)."),
-        ("plugboard_worker_start_duration_seconds", "histogram", [], "Worker thread creation until its plugin's init returned, one sample per plugin."),
+        ("plugboard_worker_start_duration_seconds", "histogram", [], "Worker start (thread creation, or process spawn and plugin load) until its plugin's init returned, one sample per plugin."),
         ("plugboard_redis_publish_duration_seconds", "histogram", [], "Redis XADD round trip, per pipelined batch."),
         ("plugboard_plugins_active", "gauge", [], "Plugins in state running."),
         ("plugboard_plugin_info", "gauge", ["plugin", "version", "state"], "Always 1 per plugin; labels carry version and state."),
@@ -116,6 +116,11 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_lag_events", "gauge", ["plugin"], "Events published but not yet processed, per plugin (consumer)."),
         ("plugboard_plugin_laps_total", "counter", ["plugin"], "Times a plugin fell a whole ring behind."),
         ("plugboard_plugin_deadline_overruns_total", "counter", ["plugin"], "Callbacks that ran past the plugin's [worker] deadline_ms."),
+        ("plugboard_plugin_crashes_total", "counter", ["plugin", "reason"], "Worker process crashes and kills, by reason (SIGSEGV, exit_3, deadline, init_deadline, stalled, protocol)."),
+        ("plugboard_plugin_restarts_total", "counter", ["plugin"], "Worker processes started again after a crash."),
+        ("plugboard_plugin_quarantined", "gauge", ["plugin"], "1 when the plugin crashed more than plugins.crash_burst times within plugins.crash_interval and gets no events."),
+        ("plugboard_plugin_poison_events_total", "counter", ["plugin"], "Events withheld from a plugin because it crashed on each twice."),
+        ("plugboard_plugin_process", "gauge", ["plugin", "isolation"], "The plugin's worker process id (0 in thread mode or while none runs)."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
         ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
         ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
@@ -207,6 +212,20 @@ public final class DaemonMetrics: Sendable {
         for p in s.plugins { w.sample("plugboard_plugin_laps_total", [("plugin", p.name)], Double(p.laps)) }
         header("plugboard_plugin_deadline_overruns_total")
         for p in s.plugins { w.sample("plugboard_plugin_deadline_overruns_total", [("plugin", p.name)], Double(p.overruns)) }
+        header("plugboard_plugin_crashes_total")
+        for p in s.plugins {
+            for (reason, n) in p.crashes.sorted(by: { $0.key < $1.key }) {
+                w.sample("plugboard_plugin_crashes_total", [("plugin", p.name), ("reason", reason)], Double(n))
+            }
+        }
+        header("plugboard_plugin_restarts_total")
+        for p in s.plugins { w.sample("plugboard_plugin_restarts_total", [("plugin", p.name)], Double(p.restarts)) }
+        header("plugboard_plugin_quarantined")
+        for p in s.plugins { w.sample("plugboard_plugin_quarantined", [("plugin", p.name)], p.state == .quarantined ? 1 : 0) }
+        header("plugboard_plugin_poison_events_total")
+        for p in s.plugins { w.sample("plugboard_plugin_poison_events_total", [("plugin", p.name)], Double(p.skipped)) }
+        header("plugboard_plugin_process")
+        for p in s.plugins { w.sample("plugboard_plugin_process", [("plugin", p.name), ("isolation", p.isolation)], Double(p.pid)) }
         header("plugboard_resyncs_total")
         w.sample("plugboard_resyncs_total", [], Double(s.resyncs))
         header("plugboard_events_published_total")
