@@ -21,6 +21,12 @@ extension Duration {
     @inlinable
     public var milliseconds: Int64 { nanoseconds / 1_000_000 }
 
+    /// "5s", "250ms": how configuration files write durations, and how messages quote them.
+    public var shortText: String {
+        let ms = milliseconds
+        return ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
+    }
+
     /// The duration in seconds, as a floating-point number (for metrics and messages).
     @inlinable
     public var inSeconds: Double {

@@ -36,7 +36,8 @@ struct IsolationCoreTests {
         } catch {
             #expect(error.code == EPERM, "\(error)")
         }
-        #expect(throws: Errno.self) { _ = try fd.write(UnsafeRawBufferPointer(start: [UInt8](repeating: 1, count: 8), count: 8)) }
+        let bytes = [UInt8](repeating: 1, count: 8)
+        #expect(throws: Errno.self) { try bytes.withUnsafeBytes { (b) throws(Errno) in _ = try fd.write(b) } }
         let producer = ring.makeProducer()
         producer.publish { $0.setString(.syspath, "/sys/devices/a") }
         #expect(ring.published == 1)

@@ -254,10 +254,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue)]
             let left = deadline - clock.now
             if left <= .zero {
-                kill(process, label: "init_deadline", text: "init did not return within \(policy.initDeadline)")
+                kill(process, label: "init_deadline", text: "init did not return within \(policy.initDeadline.shortText)")
                 _ = process.wait(timeout: .seconds(5))
                 return PluginLoadError(file: spec.path, kind: .isolated(code: "init-deadline",
-                    message: "\(spec.path): init did not return within \(policy.initDeadline); the worker process was killed (fix: make init return quickly, or do slow work on a thread of the plugin's own)"))
+                    message: "\(spec.path): init did not return within \(policy.initDeadline.shortText); the worker process was killed (fix: make init return quickly, or do slow work on a thread of the plugin's own)"))
             }
             _ = try? Poll.wait(&fds, timeoutMilliseconds: Int32(max(1, min(left.nanoseconds / 1_000_000, 100))))
             if fds[0].revents != 0 {
@@ -386,13 +386,17 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             let where_ = control.activity
             let label = s.killReason?.label ?? status.label
             var text = s.killReason?.text ?? status.description
-            if where_ != .idle && where_ != .done { text += " in \(where_)" }
+            if where_ != .idle && where_ != .done {
+                let w = where_.description
+                text += w.hasPrefix("in ") ? " \(w)" : " while \(w)"
+            }
             if let b = batch { text += b.first == b.last ? ", sequence \(b.first)" : ", sequences \(b.first)...\(b.last)" }
-            if recordCrash(label: label, text: text, batch: where_ == .inEvents ? batch : nil) { break }
-            if s.shutdownSent {
-                // Crashed in shutdown: nothing to restart for.
+            if s.shutdownSent || where_ == .drained || where_ == .inShutdown {
+                // Crashed in (or on the way to) shutdown: counted and named; nothing to restart for.
+                _ = recordCrash(label: label, text: text, batch: nil, restarting: false)
                 break
             }
+            if recordCrash(label: label, text: text, batch: where_ == .inEvents ? batch : nil) { break }
             st.withLock { $0.state = .restarting }
         }
         st.withLock {
@@ -405,7 +409,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     }
 
     /// Counts a crash, decides about poison events and quarantine. Returns true when quarantined.
-    func recordCrash(label: String, text: String, batch: (first: UInt64, last: UInt64)?) -> Bool {
+    func recordCrash(label: String, text: String, batch: (first: UInt64, last: UInt64)?, restarting: Bool = true) -> Bool {
         let now = clock.now
         var poison: UInt64?
         let (quarantined, count) = st.withLock { s -> (Bool, Int) in
@@ -426,20 +430,24 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 }
                 if s.crashCounts.count > 100_000 { s.crashCounts.removeAll() }
             }
-            if s.crashTimes.count > policy.crashBurst {
+            if restarting && s.crashTimes.count > policy.crashBurst {
                 s.state = .quarantined
-                s.quarantineReason = "crashed \(s.crashTimes.count) times within \(policy.crashInterval); last: \(text)"
+                s.quarantineReason = "crashed \(s.crashTimes.count) times within \(policy.crashInterval.shortText); last: \(text)"
                 return (true, s.crashTimes.count)
             }
             return (false, s.crashTimes.count)
         }
         if let seq = poison { withholdPoison(seq) }
+        if !restarting {
+            logger.error("plugin crashed: \(text)", metadata: ["plugin": "\(spec.name)", "reason": "\(label)"])
+            return false
+        }
         if quarantined {
             remote.deregister()
-            logger.error("plugin quarantined: it crashed \(count) times within \(policy.crashInterval) (more than plugins.crash_burst = \(policy.crashBurst)); it gets no more events until the daemon restarts or the plugin is reloaded. Last crash: \(text)",
+            logger.error("plugin quarantined: it crashed \(count) times within \(policy.crashInterval.shortText) (more than plugins.crash_burst = \(policy.crashBurst)); it gets no more events until the daemon restarts or the plugin is reloaded. Last crash: \(text)",
                          metadata: ["plugin": "\(spec.name)"])
         } else {
-            logger.error("plugin crashed: \(text); restarting it from its cursor (crash \(count) of at most \(policy.crashBurst) within \(policy.crashInterval))",
+            logger.error("plugin crashed: \(text); restarting it from its cursor (crash \(count) of at most \(policy.crashBurst) within \(policy.crashInterval.shortText))",
                          metadata: ["plugin": "\(spec.name)", "reason": "\(label)"])
         }
         return quarantined
@@ -507,7 +515,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 lastMove = clock.now
             } else if ring.published != cursor, control.callbackStart == nil, control.activity == .idle,
                       clock.now - lastMove > policy.stallTimeout {
-                kill(process, label: "stalled", text: "read no event for \(policy.stallTimeout) while events waited")
+                kill(process, label: "stalled", text: "read no event for \(policy.stallTimeout.shortText) while events waited")
                 lastMove = clock.now
             }
             let (gate, sent) = st.withLock { ($0.gateOpen, $0.shutdownSent) }

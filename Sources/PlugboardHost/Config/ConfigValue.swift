@@ -136,11 +136,7 @@ public struct ConfigProblemDetail: Sendable, Equatable, Error {
 private func quoted(_ s: String) -> String { "\"" + s + "\"" }
 
 /// "5s", "250ms", "1.5s", "2m": the forms `parseDuration` accepts and `formatDuration` writes.
-func formatDuration(_ d: Duration) -> String {
-    let ms = d.milliseconds
-    if ms % 1000 == 0 { return "\(ms / 1000)s" }
-    return "\(ms)ms"
-}
+func formatDuration(_ d: Duration) -> String { d.shortText }
 
 func parseDuration(_ text: String) -> Duration? {
     let t = text.trimmingCharacters(in: .whitespaces)
