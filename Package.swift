@@ -36,6 +36,11 @@ let plugins = [
     plugin("pbtest-slow", target: "PBTestSlow", path: "Tests/TestPlugins/slow"),
     // Functions for `plugboard call` (libffi), declared in exports/plugin.toml.txt.
     plugin("pbtest-exports", target: "PBTestExports", path: "Tests/TestPlugins/exports"),
+    // Deliberately bad plugins for the isolation tests: one bug chosen by [config] (crash, hang,
+    // writes to shared memory, unload itself...; keys in misbehave.c), and one whose ELF
+    // constructor ends the process that loads it.
+    plugin("pbtest-misbehave", target: "PBTestMisbehave", path: "Tests/TestPlugins/misbehave"),
+    plugin("pbtest-ctor-exit", target: "PBTestCtorExit", path: "Tests/TestPlugins/ctor-exit"),
     swiftPlugin("swift-counter", target: "SwiftCounter", path: "SamplePlugins/swift-counter", exclude: ["plugin.toml"]),
     // The Swift SDK's error paths (init refused, callbacks throwing).
     swiftPlugin("pbtest-swift-throws", target: "PBTestSwiftThrows", path: "Tests/TestPlugins/swift-throws"),
