@@ -8,10 +8,10 @@ struct NewCommand: ParsableCommand {
         commandName: "new",
         abstract: "Create a new plugin from a template: code, manifest, Makefile and a session to try it on.",
         discussion: """
-            Writes DIR/NAME/ from Templates/LANGUAGE/ (found next to this plugboard, in
-            $PLUGBOARD_TEMPLATES or /usr/share/plugboard/templates), with the plugin's name, the SDK
-            header's directory, the Swift SDK package's directory (swift) and this plugboard's path
-            filled in. Languages: c (the default), cpp, swift. Then: make, make test, make try,
+            Writes DIR/NAME/ from Templates/LANGUAGE/ (found next to this plugboard, in \
+            $PLUGBOARD_TEMPLATES or /usr/share/plugboard/templates), with the plugin's name, the SDK \
+            header's directory, the Swift SDK package's directory (swift) and this plugboard's path \
+            filled in. Languages: c (the default), cpp, swift. Then: make, make test, make try, \
             make watch (docs/plugin-guide.md).
             """)
 

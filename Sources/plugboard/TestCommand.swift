@@ -12,22 +12,22 @@ struct TestCommand: AsyncParsableCommand {
         commandName: "test",
         abstract: "Run a plugin against a recorded session and compare what it published and logged with expected files.",
         discussion: """
-            PLUGIN is a plugin directory (every plugin with a manifest in it), or one lib<name>.so whose
-            manifest <name>.pbm lies beside it. The session (--session, default session.jsonl in the
-            plugin's directory) is a replay file (docs/replay-format.md), fed as fast as the plugin reads
-            it (delay_ms is ignored). The plugin runs on the host `plugboard run` uses (same loader,
+            PLUGIN is a plugin directory (every plugin with a manifest in it), or one lib<name>.so whose \
+            manifest <name>.pbm lies beside it. The session (--session, default session.jsonl in the \
+            plugin's directory) is a replay file (docs/replay-format.md), fed as fast as the plugin reads \
+            it (delay_ms is ignored). The plugin runs on the host `plugboard run` uses (same loader, \
             workers, manifests and shutdown), without Redis.
 
-            Expected files (--expect DIR, default: the session's name without .jsonl plus .expected/,
+            Expected files (--expect DIR; default: the session's name without .jsonl, plus .expected/, \
             e.g. session.expected/ beside session.jsonl):
               published.txt  one line per record: PLUGIN TOPIC PAYLOAD
               log.txt        one line per message the plugin logged: PLUGIN LEVEL MESSAGE
-            Lines are grouped by plugin (by name), in the order each plugin wrote them. Bytes outside
-            printable UTF-8 and backslashes are escaped (\\n, \\t, \\xNN, \\\\).
-            --update writes both files from this run (review them, then commit them).
+            Lines are grouped by plugin (by name), in the order each plugin wrote them. Bytes outside \
+            printable UTF-8 and backslashes are escaped (\\n, \\t, \\xNN, \\\\). --update writes both \
+            files from this run (review them, then commit them).
 
-            Exit codes: 0 the output matches (or --update wrote it); 1 it differs (a unified diff is
-            printed); 2 the test could not run (no plugin, a plugin refused or failed to initialise, a bad
+            Exit codes: 0 the output matches (or --update wrote it); 1 it differs (a unified diff is \
+            printed); 2 the test could not run (no plugin, a plugin refused or failed to initialise, a bad \
             session, missing expected files).
             """)
 
