@@ -14,8 +14,9 @@
  * it, and whether the callback may be NULL. In short:
  *   - The host calls pb_plugin_entry on its loading thread (start-up, or the
  *     --watch reloader), then every callback of the table on the plugin's own
- *     worker thread, one at a time, in this order: init, then events/resync
- *     (any number), then save_state (hot reload only), then shutdown.
+ *     worker thread, one at a time, in this order: init; restore_state (only
+ *     in a build replacing another in a hot reload); events and resync, any
+ *     number of times; save_state (only in a build being replaced); shutdown.
  *   - Event pointers are valid only during the callback that receives them.
  *     Strings and buffers a plugin passes to the host are copied before the
  *     call returns. Host-owned pointers (the host API table, configuration)
@@ -345,9 +346,10 @@ PB_STATIC_ASSERT(offsetof(pb_config, entries) == 8, pb_config_entries_offset);
 /**
  * The plugin table. The plugin owns it (normally a static const) and keeps it
  * valid while loaded. The host calls every callback on the plugin's own worker
- * thread, never two at once, in this order: init; events and resync, any number
- * of times; save_state (hot reload only); shutdown. `state` is what init stored
- * in *state (NULL when init is NULL or stored nothing).
+ * thread, never two at once, in this order: init; restore_state (only in a build
+ * replacing another in a hot reload); events and resync, any number of times;
+ * save_state (only in a build being replaced); shutdown. `state` is what init
+ * stored in *state (NULL when init is NULL or stored nothing).
  *
  * Only `events` is required; every other callback may be NULL.
  *
