@@ -186,7 +186,7 @@ struct TestCommand: AsyncParsableCommand {
             let encoded = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             out.append(String(decoding: encoded, as: UTF8.self))
         }
-        let copy = NSTemporaryDirectory() + "/plugboard-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).jsonl"
+        let copy = (NSTemporaryDirectory() as NSString).appendingPathComponent("plugboard-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).jsonl")
         try out.joined(separator: "\n").write(toFile: copy, atomically: true, encoding: .utf8)
         return copy
     }
@@ -223,7 +223,7 @@ struct PluginUnderTest {
         guard fm.fileExists(atPath: manifest) else {
             throw TestCommand.CannotRun("\(path): no manifest \(name).pbm beside it (fix: plugboard pack plugin.toml --library \(file) -o \(name).pbm, or `make`)")
         }
-        let dir = NSTemporaryDirectory() + "/plugboard-test-\(getpid())-\(name)"
+        let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("plugboard-test-\(getpid())-\(name)")
         try? fm.removeItem(atPath: dir)
         do {
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
