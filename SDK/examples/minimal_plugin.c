@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const pb_host_api *host_api; /* the host's table, from negotiation */
+PB_HOST_API_DECLARE; /* pb_api: the host API table, set by PB_HOST_API_INIT in the entry point */
 
 typedef struct state {
     pb_host *host;
@@ -23,7 +23,7 @@ static pb_status on_init(pb_host *host, const pb_config *config, void **out) {
     if (!s) return PB_ERR_NOMEM;
     s->host = host;
     *out = s;
-    host_api->log(host, PB_LOG_INFO, "minimal plugin ready");
+    pb_api->log(host, PB_LOG_INFO, "minimal plugin ready");
     return PB_OK;
 }
 
@@ -38,7 +38,7 @@ static void on_shutdown(void *st) {
     state *s = (state *)st;
     char msg[64];
     int n = snprintf(msg, sizeof msg, "%llu", s->events);
-    host_api->publish(s->host, "count", msg, (size_t)n);
+    pb_api->publish(s->host, "count", msg, (size_t)n);
     free(s);
 }
 
@@ -48,7 +48,6 @@ static const pb_plugin_api plugin = {
 };
 
 PB_PLUGIN_ENTRY(in, out) {
-    pb_status status = pb_negotiate_default(in, out, &plugin);
-    if (status == PB_OK) host_api = in->host_api;
-    return status;
+    PB_HOST_API_INIT(in); /* init and every later callback may call pb_api */
+    return pb_negotiate_default(in, out, &plugin);
 }

@@ -9,6 +9,21 @@
  * table (what the host offers the plugin), the plugin table (what the plugin
  * offers the host), and the entry point that negotiates between the two.
  *
+ * Every call below says which thread makes it, what is copied, how long each
+ * pointer stays valid, what each return code means and what the host does with
+ * it, and whether the callback may be NULL. In short:
+ *   - The host calls pb_plugin_entry on its loading thread (start-up, or the
+ *     --watch reloader), then every callback of the table on the plugin's own
+ *     worker thread, one at a time, in this order: init; restore_state (only
+ *     in a build replacing another in a hot reload); events and resync, any
+ *     number of times; save_state (only in a build being replaced); shutdown.
+ *   - Event pointers are valid only during the callback that receives them.
+ *     Strings and buffers a plugin passes to the host are copied before the
+ *     call returns. Host-owned pointers (the host API table, configuration)
+ *     stay valid until the plugin's shutdown returns.
+ *   - The host API table reaches the plugin once, in pb_plugin_entry: store it
+ *     with PB_HOST_API_DECLARE / PB_HOST_API_INIT (below) and call it as pb_api.
+ *
  * Rules that keep the ABI stable (see docs/abi.md):
  *   - Every struct that crosses the boundary starts with `uint32_t size`, the
  *     size of the struct as its writer knew it. A reader never touches a field
@@ -101,20 +116,33 @@ typedef int32_t pb_status;
 /* The event                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/** What happened to the device (pb_event.action). */
+/**
+ * What happened to the device (pb_event.action). One value per event.
+ * Not to be confused with the pb_event.flags bits below: PB_ACTION_RESYNC is an
+ * action (a device-table record: "this device is present"), PB_EVENT_RESYNC is a
+ * flag (an event the host synthesised after losing uevents). Both have clearer
+ * aliases, PB_ACTION_PRESENT and PB_FLAG_SYNTHESISED; the old names stay and mean
+ * the same values.
+ */
 #define PB_ACTION_UNKNOWN 0
 #define PB_ACTION_ADD 1     /* device attached (or found at start-up: see PB_EVENT_COLDPLUG) */
 #define PB_ACTION_REMOVE 2  /* device detached; attributes are its last known ones */
 #define PB_ACTION_CHANGE 3  /* attributes changed */
 #define PB_ACTION_BIND 4    /* a driver bound to the device */
 #define PB_ACTION_UNBIND 5  /* a driver unbound from the device */
-#define PB_ACTION_RESYNC 6  /* a device-table record: the device is present (resync callback, snapshots) */
+#define PB_ACTION_RESYNC 6  /* a device-table record: the device is present (resync callback, device_table) */
+#define PB_ACTION_PRESENT PB_ACTION_RESYNC /* the clearer name of PB_ACTION_RESYNC */
 
-/** pb_event.flags bits. */
+/** pb_event.flags bits (any combination; test with `e->flags & PB_FLAG_...`). */
 #define PB_EVENT_TRUNCATED (1u << 0)  /* a string or the interface list did not fit and was cut */
 #define PB_EVENT_RESYNC (1u << 1)     /* synthesised by the host after an overflow, not seen as a uevent */
 #define PB_EVENT_COLDPLUG (1u << 2)   /* from the enumeration at start-up */
-#define PB_EVENT_FROM_TABLE (1u << 3) /* attributes come from the device table (e.g. on remove) */
+#define PB_EVENT_FROM_TABLE (1u << 3) /* attributes come from the device table (e.g. a remove the host completed) */
+/* The same bits under a PB_FLAG_ prefix, so that a flag never reads like an action. */
+#define PB_FLAG_TRUNCATED PB_EVENT_TRUNCATED
+#define PB_FLAG_SYNTHESISED PB_EVENT_RESYNC /* the clearer name of PB_EVENT_RESYNC */
+#define PB_FLAG_COLDPLUG PB_EVENT_COLDPLUG
+#define PB_FLAG_FROM_TABLE PB_EVENT_FROM_TABLE
 
 /** Largest event, header plus strings: one ring slot. */
 #define PB_EVENT_MAX_SIZE 2048u
@@ -214,7 +242,7 @@ static inline const char *pb_action_name(uint16_t action) {
 /** The host's handle for one loaded plugin. Opaque; pass it back to every host call. */
 typedef struct pb_host pb_host;
 
-/** Log levels for pb_host_api.log. */
+/** Log levels for pb_host_api.log (any other value is logged as PB_LOG_ERROR). */
 #define PB_LOG_TRACE 0
 #define PB_LOG_DEBUG 1
 #define PB_LOG_INFO 2
@@ -225,37 +253,73 @@ typedef struct pb_host pb_host;
 typedef void (*pb_device_visitor)(void *user, const pb_event *device);
 
 /**
- * The host API table. The host owns it; it stays valid until the plugin's
- * shutdown returns. Append-only: check PB_HAS_FIELD(api, pb_host_api, fn)
- * before calling a function added after 1.0. Every function is safe to call
- * from the plugin's worker thread; none may be called after shutdown.
+ * The host API table (after SQLite's sqlite3_api_routines). The host owns it and
+ * hands it to the plugin once, as pb_negotiate_in.host_api; it stays valid until
+ * the plugin's shutdown returns. Keep it with PB_HOST_API_DECLARE/PB_HOST_API_INIT.
+ *
+ * Threads: call these from any callback (the plugin's worker thread). The 1.x host
+ * also accepts calls from threads the plugin started itself (each call takes a
+ * short lock), but never before init is called or after shutdown returns.
+ * Append-only: a function marked "since 1.N" with N > 0 exists only when
+ * PB_HAS_FIELD(pb_api, pb_host_api, fn) is true. Every 1.0 function is never NULL.
  */
 typedef struct pb_host_api {
-    uint32_t size;        /* sizeof(pb_host_api) as the host knows it */
-    uint32_t abi_version; /* PB_ABI_VERSION of the host */
+    uint32_t size;        /* since 1.0: sizeof(pb_host_api) as the host knows it */
+    uint32_t abi_version; /* since 1.0: PB_ABI_VERSION of the host (the same as pb_negotiate_in's pair) */
 
-    /** Writes `message` (NUL-terminated, copied) to the host log, labelled with the plugin's name. */
+    /**
+     * Since 1.0. Writes `message` (NUL-terminated; copied before the call returns) to the host
+     * log at `level` (PB_LOG_*), labelled with the plugin's name. A NULL message is ignored.
+     * The last PB_LOG_WARNING/PB_LOG_ERROR message is quoted when init fails.
+     */
     void (*log)(pb_host *host, int32_t level, const char *message);
     /**
-     * Queues `len` bytes of `data` for `topic` (NUL-terminated) on the host's output
-     * queue; the host publishes them (to Redis, when configured). Both are copied.
-     * Returns PB_ERR_FULL when the queue is full (counted by the host) and
-     * PB_ERR_INVALID when the record is larger than the host accepts.
+     * Since 1.0. Queues `len` bytes of `data` for `topic` (NUL-terminated) on the host's bounded
+     * output queue; the host's sinks publish them (Redis: stream plugboard:{HOST}:plugin:<name>;
+     * `plugboard test` compares them with its expected file). Both are copied before the call
+     * returns; `data` may be NULL when `len` is 0. Returns:
+     *   PB_OK          queued;
+     *   PB_ERR_FULL    the queue is full: the record is dropped and counted (publish_refused);
+     *   PB_ERR_INVALID a NULL topic, NULL data with len > 0, or a record over 1 MiB: dropped, counted.
+     * Never blocks.
      */
     pb_status (*publish)(pb_host *host, const char *topic, const void *data, size_t len);
-    /** Adds `delta` to the plugin's counter `name` (created on first use). */
+    /** Since 1.0. Adds `delta` to the plugin's counter `name` (copied; created on first use). */
     void (*counter_add)(pb_host *host, const char *name, uint64_t delta);
-    /** Sets the plugin's gauge `name` to `value`. */
+    /** Since 1.0. Sets the plugin's gauge `name` (copied) to `value`. */
     void (*gauge_set)(pb_host *host, const char *name, double value);
-    /** Records `value` (for durations: seconds) in the plugin's histogram `name`. */
+    /** Since 1.0. Records `value` (for durations: seconds) in the plugin's histogram `name` (copied). */
     void (*histogram_observe)(pb_host *host, const char *name, double value);
-    /** The plugin's configuration value for `key`, or NULL. Owned by the host, valid until shutdown. */
+    /**
+     * Since 1.0. The plugin's configuration value for `key` (the manifest's [config], then
+     * --plugin-config overrides), or NULL when the key is not set. The string is the host's:
+     * valid until shutdown returns, never modified, never to be freed.
+     */
     const char *(*config_get)(pb_host *host, const char *key);
-    /** Calls `visit` once per device currently present, under a consistent snapshot. */
+    /**
+     * Since 1.0. Calls `visit(user, device)` synchronously, on the calling thread, once per USB
+     * device present now (action PB_ACTION_PRESENT, not filtered by the manifest), from a
+     * consistent snapshot; `device` is valid during that visit only. The table follows the
+     * source, so it may already hold devices whose add this plugin has not been handed yet.
+     * Returns PB_OK, or PB_ERR_INVALID when `visit` is NULL.
+     */
     pb_status (*device_table)(pb_host *host, pb_device_visitor visit, void *user);
-    /** CLOCK_MONOTONIC in nanoseconds: the clock of pb_event.timestamp_ns. */
+    /** Since 1.0. CLOCK_MONOTONIC in nanoseconds: the clock of pb_event.timestamp_ns. Any thread, any time. */
     uint64_t (*monotonic_ns)(void);
 } pb_host_api;
+
+/* The layout of the host API table, pinned (pointers are one machine word). */
+#define PB_WORD_ ((size_t)sizeof(void (*)(void)))
+PB_STATIC_ASSERT(offsetof(pb_host_api, abi_version) == 4, pb_host_api_abi_version_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, log) == 8, pb_host_api_log_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, publish) == 8 + 1 * PB_WORD_, pb_host_api_publish_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, counter_add) == 8 + 2 * PB_WORD_, pb_host_api_counter_add_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, gauge_set) == 8 + 3 * PB_WORD_, pb_host_api_gauge_set_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, histogram_observe) == 8 + 4 * PB_WORD_, pb_host_api_histogram_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, config_get) == 8 + 5 * PB_WORD_, pb_host_api_config_get_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, device_table) == 8 + 6 * PB_WORD_, pb_host_api_device_table_offset);
+PB_STATIC_ASSERT(offsetof(pb_host_api, monotonic_ns) == 8 + 7 * PB_WORD_, pb_host_api_monotonic_ns_offset);
+PB_STATIC_ASSERT(sizeof(pb_host_api) == 8 + 8 * PB_WORD_, pb_host_api_size_1_0);
 
 /* ------------------------------------------------------------------------ */
 /* The plugin table: what a plugin offers the host                           */
@@ -263,76 +327,161 @@ typedef struct pb_host_api {
 
 /** One configuration entry (both strings NUL-terminated, owned by the host). */
 typedef struct pb_config_entry {
-    const char *key;
-    const char *value;
+    const char *key;   /* since 1.0 */
+    const char *value; /* since 1.0 */
 } pb_config_entry;
 
-/** The plugin's configuration, passed to init. Valid until shutdown returns. */
+/**
+ * The plugin's configuration, passed to init: the manifest's [config] in file order, then
+ * keys added by --plugin-config. Owned by the host; valid and unchanged until shutdown returns.
+ */
 typedef struct pb_config {
-    uint32_t size;                   /* sizeof(pb_config) as the host knows it */
-    uint32_t count;                  /* entries in `entries` */
-    const pb_config_entry *entries;  /* `count` entries */
+    uint32_t size;                   /* since 1.0: sizeof(pb_config) as the host knows it */
+    uint32_t count;                  /* since 1.0: entries in `entries` */
+    const pb_config_entry *entries;  /* since 1.0: `count` entries */
 } pb_config;
+
+PB_STATIC_ASSERT(offsetof(pb_config, entries) == 8, pb_config_entries_offset);
 
 /**
  * The plugin table. The plugin owns it (normally a static const) and keeps it
- * valid while loaded. Every callback runs on the plugin's own worker thread,
- * never two at once. `state` is what init stored in *state.
+ * valid while loaded. The host calls every callback on the plugin's own worker
+ * thread, never two at once, in this order: init; restore_state (only in a build
+ * replacing another in a hot reload); events and resync, any number of times;
+ * save_state (only in a build being replaced); shutdown. `state` is what init
+ * stored in *state (NULL when init is NULL or stored nothing).
+ *
+ * Only `events` is required; every other callback may be NULL.
+ *
+ * A hot reload (`plugboard run --watch`, docs/plugin-guide.md) while plugin P runs:
+ *   1. The host loads a private copy of the new build (fresh globals, its own pb_api)
+ *      and calls its entry point and then its init on a new worker thread, while the
+ *      old build's worker still receives events: for that while two builds of P run
+ *      at once, sharing nothing but what lies outside the process image (files,
+ *      sockets, devices). If the new init fails, the old build keeps running and the
+ *      new one is never called again (no shutdown).
+ *   2. The old build finishes its current events call, then save_state (when it has
+ *      save_state and restore_state), then shutdown, on the old worker thread.
+ *   3. The new build's restore_state (when the old one saved state) runs on the new
+ *      worker thread, then its events continue exactly after the old build's last
+ *      event: none lost, none repeated.
  */
 typedef struct pb_plugin_api {
-    uint32_t size;        /* sizeof(pb_plugin_api) as the plugin knows it */
-    uint32_t abi_version; /* PB_ABI_VERSION the plugin speaks (also reported by negotiation) */
-    const char *name;     /* short name, e.g. "usb-logger" (static storage) */
-    const char *version;  /* the plugin's own version, e.g. "1.2.0" (static storage) */
+    uint32_t size;        /* since 1.0: sizeof(pb_plugin_api) as the plugin knows it (>= the 1.0 size) */
+    /**
+     * Since 1.0; informational. The plugin's ABI version is the pair it answers in
+     * pb_negotiate_out (plugin_major, plugin_minor): that is the one the host reads and
+     * checks. The host ignores this field; it stays for compatibility. Set it to
+     * PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR).
+     */
+    uint32_t abi_version;
+    const char *name;     /* since 1.0: short unique name, e.g. "usb-logger" (static storage; not NULL or empty) */
+    const char *version;  /* since 1.0: the plugin's own version, e.g. "1.2.0" (static storage; NULL: "0.0.0") */
 
-    /** Sets up the plugin. Store private state in *state. Non-zero refuses the load. */
+    /**
+     * Since 1.0; may be NULL. Sets up the plugin, on its worker thread, after the entry point.
+     * `host` and `config` stay valid until shutdown returns: keep them. Store private state in
+     * *state (it starts NULL). Returns:
+     *   PB_OK        the plugin runs;
+     *   non-zero     the load is refused: the host reports init-failed with the status's name
+     *                (PB_ERR_CONFIG for bad configuration) and the last warning/error the plugin
+     *                logged, and calls nothing else, not even shutdown: release everything first.
+     *                Other plugins run on.
+     */
     pb_status (*init)(pb_host *host, const pb_config *config, void **state);
-    /** Handles `count` events, oldest first. Pointers are valid only during the call. */
+    /**
+     * Since 1.0; required. Handles `count` (>= 1, at most the manifest's [worker] batch)
+     * events that passed the manifest's [[match]] filter, oldest first. The array and the
+     * events are valid only during the call (zero-copy ring slots): copy what you keep.
+     * Returns PB_OK, or non-zero to report a failure: the host counts it (`errors`, with
+     * "events callback returned PB_ERR_..." as last_error) and delivery continues with the
+     * next batch; the batch is not delivered again. A call longer than the manifest's
+     * deadline_ms is counted as an overrun, never interrupted.
+     */
     pb_status (*events)(void *state, const pb_event *const *events, uint32_t count);
     /**
-     * The plugin missed events (it fell a whole ring behind, or the host lost
-     * uevents): here is every device present now (action PB_ACTION_RESYNC).
-     * May be NULL. Pointers are valid only during the call.
+     * Since 1.0; may be NULL (the plugin then just carries on with the next events).
+     * The plugin missed events (it fell a whole ring behind): here is every device present
+     * now (action PB_ACTION_PRESENT, not filtered by the manifest). Pointers are valid only
+     * during the call. A non-zero return is counted like one from events.
      */
     pb_status (*resync)(void *state, const pb_event *const *devices, uint32_t count);
     /**
-     * Before a hot reload: writes the state to carry over into buf (capacity
-     * `cap`), sets *len. If cap is too small, sets *len to the size needed and
-     * returns PB_ERR_FULL; the host retries with a larger buffer. May be NULL.
+     * Since 1.0; may be NULL. Hot reload only (see above), called only when the plugin has both
+     * save_state and restore_state: writes the state to carry over into `buf` (capacity `cap`
+     * bytes, valid during the call) and sets *len. The host offers 4096 bytes first. Returns:
+     *   PB_OK        the first *len bytes (at most cap) are copied and handed to the new build;
+     *   PB_ERR_FULL  with *len > cap: the host calls again with a buffer of exactly *len bytes
+     *                (8 calls in all at most);
+     *   anything else, PB_ERR_FULL without a larger *len, or still full after 8 calls:
+     *                nothing is carried over; the new build starts afresh (not counted as an error).
      */
     pb_status (*save_state)(void *state, void *buf, size_t cap, size_t *len);
-    /** After a hot reload: restores what save_state wrote. May be NULL. */
+    /**
+     * Since 1.0; may be NULL. After a hot reload, on the new build's worker thread, after its init
+     * and before its first events: restores what the old build's save_state wrote (`data` valid
+     * during the call only; it may come from an older build of the plugin, so check its format).
+     * Non-zero is counted as one error and the plugin runs on with whatever state it has; so is a
+     * NULL restore_state when the old build did save state (PB_ERR_UNSUPPORTED).
+     */
     pb_status (*restore_state)(void *state, const void *data, size_t len);
-    /** Releases everything. Called once; no callback follows. */
+    /**
+     * Since 1.0; may be NULL. Releases everything, on the worker thread, once, after the last
+     * other callback, and only when init succeeded. Publish and log calls made here still count.
+     * After it returns the host API table, `host` and `config` are invalid and the library may be
+     * unloaded (dlclose).
+     */
     void (*shutdown)(void *state);
 } pb_plugin_api;
+
+/* The layout of the plugin table, pinned. Its 1.0 size is the smallest the host accepts. */
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, abi_version) == 4, pb_plugin_api_abi_version_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, name) == 8, pb_plugin_api_name_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, version) == 8 + 1 * PB_WORD_, pb_plugin_api_version_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, init) == 8 + 2 * PB_WORD_, pb_plugin_api_init_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, events) == 8 + 3 * PB_WORD_, pb_plugin_api_events_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, resync) == 8 + 4 * PB_WORD_, pb_plugin_api_resync_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, save_state) == 8 + 5 * PB_WORD_, pb_plugin_api_save_state_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, restore_state) == 8 + 6 * PB_WORD_, pb_plugin_api_restore_state_offset);
+PB_STATIC_ASSERT(offsetof(pb_plugin_api, shutdown) == 8 + 7 * PB_WORD_, pb_plugin_api_shutdown_offset);
+PB_STATIC_ASSERT(sizeof(pb_plugin_api) == 8 + 8 * PB_WORD_, pb_plugin_api_size_1_0);
 
 /* ------------------------------------------------------------------------ */
 /* Negotiation: the entry point                                              */
 /* ------------------------------------------------------------------------ */
 
-/** What the host offers. */
+/** What the host offers. Valid only during the entry point's call, except host_api. */
 typedef struct pb_negotiate_in {
-    uint32_t size;                /* sizeof(pb_negotiate_in) as the host knows it */
-    uint16_t host_major;          /* PB_ABI_MAJOR of the host */
-    uint16_t host_minor;          /* PB_ABI_MINOR of the host */
-    const pb_host_api *host_api;  /* valid until shutdown returns */
+    uint32_t size;                /* since 1.0: sizeof(pb_negotiate_in) as the host knows it */
+    uint16_t host_major;          /* since 1.0: PB_ABI_MAJOR of the host */
+    uint16_t host_minor;          /* since 1.0: PB_ABI_MINOR of the host */
+    const pb_host_api *host_api;  /* since 1.0: the host API table, valid until shutdown returns */
 } pb_negotiate_in;
 
-/** What the plugin answers. The host sets `size` before the call; the plugin fills the rest. */
+/**
+ * What the plugin answers. The host sets `size` before the call; the plugin fills the rest.
+ * plugin_major/plugin_minor are THE plugin ABI version: the one the host reads and checks.
+ */
 typedef struct pb_negotiate_out {
-    uint32_t size;                     /* sizeof(pb_negotiate_out) as the host knows it */
-    uint16_t plugin_major;             /* must equal host_major */
-    uint16_t plugin_minor;             /* <= host_minor: the plugin speaks the host's dialect or older */
-    const pb_plugin_api *plugin_api;   /* the plugin's table */
+    uint32_t size;                     /* since 1.0: sizeof(pb_negotiate_out) as the host knows it */
+    uint16_t plugin_major;             /* since 1.0: must equal host_major */
+    uint16_t plugin_minor;             /* since 1.0: <= host_minor: the plugin speaks the host's dialect or older */
+    const pb_plugin_api *plugin_api;   /* since 1.0: the plugin's table (kept valid while loaded) */
 } pb_negotiate_out;
 
-PB_STATIC_ASSERT(sizeof(pb_negotiate_in) == 16, pb_negotiate_in_size);
-PB_STATIC_ASSERT(sizeof(pb_negotiate_out) == 16, pb_negotiate_out_size);
+PB_STATIC_ASSERT(offsetof(pb_negotiate_in, host_api) == 8, pb_negotiate_in_host_api_offset);
+PB_STATIC_ASSERT(offsetof(pb_negotiate_out, plugin_api) == 8, pb_negotiate_out_plugin_api_offset);
+PB_STATIC_ASSERT(sizeof(pb_negotiate_in) == 8 + PB_WORD_, pb_negotiate_in_size);
+PB_STATIC_ASSERT(sizeof(pb_negotiate_out) == 8 + PB_WORD_, pb_negotiate_out_size);
 
 /**
- * The entry point. Return PB_OK after filling `out`, or PB_ERR_ABI to refuse
- * a host whose major differs (or whose minor is too old for the plugin).
+ * The entry point, `pb_plugin_entry`. The host calls it once per load of the library, on its
+ * loading thread (start-up, or the --watch reloader: not the worker thread), before init.
+ * `in` and `out` are valid only during the call. Returns:
+ *   PB_OK       after filling `out`: the host checks the version and the table, then calls init;
+ *   PB_ERR_ABI  to refuse a host whose major differs (or whose minor is too old for the
+ *               plugin): reported as abi-mismatch when out->plugin_major names another major;
+ *   other non-zero: reported as negotiation-refused with the status.
  */
 typedef pb_status (*pb_entry_fn)(const pb_negotiate_in *in, pb_negotiate_out *out);
 
@@ -345,9 +494,56 @@ typedef pb_status (*pb_entry_fn)(const pb_negotiate_in *in, pb_negotiate_out *ou
 #define PB_PLUGIN_ENTRY(in, out) \
     PB_EXTERN_C PB_EXPORT pb_status pb_plugin_entry(const pb_negotiate_in *in, pb_negotiate_out *out)
 
+/* ------------------------------------------------------------------------ */
+/* The host API table in a plugin: the init macro pair                       */
+/* ------------------------------------------------------------------------ */
+
+/** Marks a symbol as private to the plugin's shared object (never exported). */
+#if defined(__GNUC__) || defined(__clang__)
+#define PB_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define PB_HIDDEN
+#endif
+
+/* A declaration with C linkage: `extern "C"` in C++, `extern` in C. */
+#ifdef __cplusplus
+#define PB_EXTERN_DECL_ extern "C"
+#else
+#define PB_EXTERN_DECL_ extern
+#endif
+
+/**
+ * The init macro pair (after SQLite's SQLITE_EXTENSION_INIT1/2). The host API table reaches a
+ * plugin once, in its entry point (pb_negotiate_in.host_api); these keep it in one variable,
+ * `pb_api`, so no plugin hand-writes a global:
+ *
+ *     PB_HOST_API_DECLARE;                       // file scope, in exactly one source file
+ *     PB_PLUGIN_ENTRY(in, out) {
+ *         PB_HOST_API_INIT(in);                  // before returning: init may call pb_api
+ *         return pb_negotiate_default(in, out, &plugin);
+ *     }
+ *     ... pb_api->log(host, PB_LOG_INFO, "ready"); // in init and every later callback
+ *
+ * Other source files of the same plugin write PB_HOST_API_EXTERN; at file scope (like
+ * SQLITE_EXTENSION_INIT3). `pb_api` is NULL until PB_HOST_API_INIT runs, is hidden (two
+ * plugins never share it), and is the same table for the plugin's whole life: a hot reload
+ * loads a private copy of the new build, whose entry point sets its own `pb_api`.
+ */
+#define PB_HOST_API_DECLARE PB_HOST_API_EXTERN; PB_HIDDEN const pb_host_api *pb_api = NULL
+/** Declares `pb_api` in the plugin's other source files (see PB_HOST_API_DECLARE). */
+#define PB_HOST_API_EXTERN PB_EXTERN_DECL_ PB_HIDDEN const pb_host_api *pb_api
+/** Stores the host API table from the entry point's `in` (NULL-safe) in `pb_api`. */
+#define PB_HOST_API_INIT(in) ((void)(pb_api = pb_host_api_of_(in)))
+
+/** The host API table `in` carries, or NULL (a function, so a non-NULL `in` trips no warning). */
+static inline const pb_host_api *pb_host_api_of_(const pb_negotiate_in *in) {
+    return in == NULL ? NULL : in->host_api;
+}
+
 /**
  * Standard negotiation for a plugin written against this header: accepts a
- * host of the same major whose minor is at least PB_ABI_MINOR.
+ * host of the same major whose minor is at least PB_ABI_MINOR, and answers
+ * PB_ABI_MAJOR.PB_ABI_MINOR with `api`.
  */
 static inline pb_status pb_negotiate_default(const pb_negotiate_in *in, pb_negotiate_out *out,
                                              const pb_plugin_api *api) {

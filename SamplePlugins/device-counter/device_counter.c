@@ -23,7 +23,7 @@ typedef struct counter {
     entry table[TABLE_SIZE];
 } counter;
 
-static const pb_host_api *g_api;
+PB_HOST_API_DECLARE; /* pb_api: the host API table, set by PB_HOST_API_INIT in the entry point */
 
 static entry *slot_for(counter *c, uint32_t key) {
     uint32_t h = (key * 2654435761u) & (TABLE_SIZE - 1);
@@ -90,10 +90,10 @@ static void counter_shutdown(void *state) {
             first = 0;
         }
         n += (size_t)snprintf(json + n, cap - n, "],\"overflow\":%llu}", (unsigned long long)c->overflow);
-        g_api->publish(c->host, "summary", json, n);
+        pb_api->publish(c->host, "summary", json, n);
         char line[1024];
         snprintf(line, sizeof line, "summary: %.*s%s", (int)(n < 900 ? n : 900), json, n < 900 ? "" : "...");
-        g_api->log(c->host, PB_LOG_INFO, line);
+        pb_api->log(c->host, PB_LOG_INFO, line);
         free(json);
     }
     free(c);
@@ -113,7 +113,6 @@ static const pb_plugin_api plugin = {
 };
 
 PB_PLUGIN_ENTRY(in, out) {
-    pb_status s = pb_negotiate_default(in, out, &plugin);
-    if (s == PB_OK) g_api = in->host_api;
-    return s;
+    PB_HOST_API_INIT(in); /* init and every later callback may call pb_api */
+    return pb_negotiate_default(in, out, &plugin);
 }

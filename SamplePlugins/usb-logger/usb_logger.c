@@ -19,22 +19,22 @@ typedef struct logger {
     unsigned long long lines;
 } logger;
 
-static const pb_host_api *g_api; /* set once by negotiation, before init */
+PB_HOST_API_DECLARE; /* pb_api: the host API table, set by PB_HOST_API_INIT in the entry point */
 
 static pb_status logger_init(pb_host *host, const pb_config *config, void **state) {
     (void)config;
     logger *l = (logger *)calloc(1, sizeof *l);
     if (!l) return PB_ERR_NOMEM;
     l->host = host;
-    l->api = g_api;
+    l->api = pb_api;
     l->out = stdout;
-    const char *path = g_api->config_get(host, "output");
+    const char *path = pb_api->config_get(host, "output");
     if (path && *path && strcmp(path, "-") != 0) {
         l->out = fopen(path, "a");
         if (!l->out) {
             char msg[512];
             snprintf(msg, sizeof msg, "cannot open output file '%s' (config key 'output'): check the path and its permissions", path);
-            g_api->log(host, PB_LOG_ERROR, msg);
+            pb_api->log(host, PB_LOG_ERROR, msg);
             free(l);
             return PB_ERR_CONFIG;
         }
@@ -89,7 +89,6 @@ static const pb_plugin_api plugin = {
 };
 
 PB_PLUGIN_ENTRY(in, out) {
-    pb_status s = pb_negotiate_default(in, out, &plugin);
-    if (s == PB_OK) g_api = in->host_api;
-    return s;
+    PB_HOST_API_INIT(in); /* init and every later callback may call pb_api */
+    return pb_negotiate_default(in, out, &plugin);
 }

@@ -8,10 +8,11 @@ struct NewCommand: ParsableCommand {
         commandName: "new",
         abstract: "Create a new plugin from a template: code, manifest, Makefile and a session to try it on.",
         discussion: """
-            Writes DIR/NAME/ from Templates/LANGUAGE/ (found next to this plugboard, in
-            $PLUGBOARD_TEMPLATES or /usr/share/plugboard/templates), with the plugin's name, the SDK
-            header's directory and this plugboard's path filled in. Then: make, make try, make watch
-            (docs/plugin-guide.md).
+            Writes DIR/NAME/ from Templates/LANGUAGE/ (found next to this plugboard, in \
+            $PLUGBOARD_TEMPLATES or /usr/share/plugboard/templates), with the plugin's name, the SDK \
+            header's directory, the Swift SDK package's directory (swift) and this plugboard's path \
+            filled in. Languages: c (the default), cpp, swift. Then: make, make test, make try, \
+            make watch (docs/plugin-guide.md).
             """)
 
     @Argument(help: "The plugin's name: lowercase letters, digits, '-', '_' and '.', e.g. usb-logger.")
@@ -20,7 +21,7 @@ struct NewCommand: ParsableCommand {
     @Option(name: .customLong("dir"), help: ArgumentHelp("Where to create the plugin's directory.", valueName: "DIR"))
     var parent: String = "."
 
-    @Option(help: "The template's language (a directory of the templates).")
+    @Option(help: "The template's language: c, cpp or swift (a directory of the templates).")
     var language: String = "c"
 
     @Option(help: ArgumentHelp("The templates directory (default: found as described above).", valueName: "DIR"))
@@ -53,11 +54,21 @@ struct NewCommand: ParsableCommand {
         if fm.fileExists(atPath: target) {
             throw CLI.Failure("\(target) already exists (fix: choose another name or --dir, or remove it)")
         }
-        let values = ["name": name, "sdk_include": sdk, "plugboard": exe]
-        let files = try fm.contentsOfDirectory(atPath: source).filter { !$0.hasPrefix(".") }.sorted()
+        // The Swift SDK as a package of its own (SDK/swift: PlugboardSDK and the header, no other
+        // dependency), for the swift template's path dependency.
+        let sdkSwift = Self.findUpwards(from: exe, "SDK/swift") ?? Self.existing("/usr/share/plugboard/sdk/swift")
+            ?? "/usr/share/plugboard/sdk/swift"
+        let values = ["name": name, "sdk_include": sdk, "plugboard": exe, "sdk_swift": sdkSwift]
+        // Every file below the template, subdirectories included (e.g. session.expected/).
+        let files = (fm.enumerator(atPath: source)?.allObjects as? [String] ?? [])
+            .filter { !$0.split(separator: "/").contains { $0.hasPrefix(".") } }
+            .filter { var d: ObjCBool = false; return fm.fileExists(atPath: source + "/" + $0, isDirectory: &d) && !d.boolValue }
+            .sorted()
         do {
             try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
             for file in files {
+                try fm.createDirectory(atPath: ((target + "/" + file) as NSString).deletingLastPathComponent,
+                                       withIntermediateDirectories: true)
                 var text = try String(contentsOfFile: source + "/" + file, encoding: .utf8)
                 for (key, value) in values { text = text.replacingOccurrences(of: "{{\(key)}}", with: value) }
                 if let open = text.range(of: "{{"), let close = text.range(of: "}}", range: open.upperBound..<text.endIndex) {
@@ -70,7 +81,7 @@ struct NewCommand: ParsableCommand {
             throw e
         }
         print("created \(target)/ (\(files.joined(separator: ", "))) from \(source)")
-        print("next: cd \(target) && make && make try")
+        print("next: cd \(target) && make && make test && make try")
     }
 
     /// This plugboard's own path (so the generated Makefile runs the same one).

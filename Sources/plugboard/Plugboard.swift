@@ -27,6 +27,7 @@ struct Plugboard: AsyncParsableCommand {
         list.append(ServeCommand.self)
         list.append(NewCommand.self)
         list.append(CallCommand.self)
+        list.append(TestCommand.self)
         return list
     }
 }

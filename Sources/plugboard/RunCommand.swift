@@ -22,7 +22,9 @@ struct RunCommand: AsyncParsableCommand {
             Finite sources (replay:FILE, synthetic:N) end the run once every plugin has drained them.
             SIGINT/SIGTERM stop gracefully (drain, shut the plugins down, flush Redis) within
             shutdown.deadline; a second signal stops at once (exit 128+signal). Exit codes: 0 done,
-            1 start-up or source failure, 64 bad configuration, 70 a component still busy at the deadline.
+            1 start-up or source failure, 2 with --strict: a plugin was refused or failed to initialise,
+            64 bad configuration, 70 a component still busy at the deadline. Without --strict a refused
+            plugin does not change the exit status: it is listed under "rejected plugins" in the summary.
             """)
 
     @OptionGroup var host: HostOptions
@@ -49,6 +51,12 @@ struct RunCommand: AsyncParsableCommand {
 
     @Flag(help: "Development only: load every .so without reading manifests (key plugins.manifests = false: no filters, no [config], no order).")
     var ignoreManifests = false
+
+    @Flag(help: "Exit 2 when any plugin was refused (loader, manifest) or failed to initialise, after the run; by default such plugins are only listed in the summary and the exit status is 0.")
+    var strict = false
+
+    /// The exit status of a `--strict` run in which a plugin was refused or failed.
+    static let strictFailureExitCode: Int32 = 2
 
     @OptionGroup(title: "Redis")
     var redisOptions: RedisRunOptions
@@ -99,6 +107,11 @@ struct RunCommand: AsyncParsableCommand {
         if let counters = assembled.udevCounters { counters.log(to: logger, context: assembled.runtime.sourceContext) }
         if let e = assembled.runtime.sourceError { throw CLI.Failure("event source failed: \(e)") }
         if !report.completed { Daemon.exit(with: report) }
+        let failures = assembled.runtime.failures
+        if strict && !failures.isEmpty {
+            FileHandle.standardError.write(Data("plugboard: --strict: \(failures.count) plugin(s) refused or failed to initialise (listed above under \"rejected plugins\")\n".utf8))
+            throw ExitCode(Self.strictFailureExitCode)
+        }
     }
 }
 

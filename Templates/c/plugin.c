@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const pb_host_api *host_api; /* the host's table, from negotiation */
+PB_HOST_API_DECLARE; /* pb_api: the host API table, set by PB_HOST_API_INIT in the entry point */
 
 typedef struct state {
     pb_host *host;
@@ -25,11 +25,11 @@ static pb_status on_init(pb_host *host, const pb_config *config, void **out) {
     state *s = (state *)calloc(1, sizeof *s);
     if (!s) return PB_ERR_NOMEM;
     s->host = host;
-    const char *path = host_api->config_get(host, "output");
+    const char *path = pb_api->config_get(host, "output");
     if (path && strcmp(path, "-") != 0) {
         s->out = fopen(path, "a");
         if (!s->out) {
-            host_api->log(host, PB_LOG_ERROR, "cannot open the output file (config key 'output')");
+            pb_api->log(host, PB_LOG_ERROR, "cannot open the output file (config key 'output')");
             free(s);
             return PB_ERR_CONFIG;
         }
@@ -47,7 +47,7 @@ static pb_status on_events(void *st, const pb_event *const *events, uint32_t cou
         snprintf(line, sizeof line, "%llu action=%u %04x:%04x %s", (unsigned long long)e->sequence,
                  (unsigned)e->action, (unsigned)e->vendor_id, (unsigned)e->product_id, pb_event_string(e, e->syspath));
         if (s->out) fprintf(s->out, "%s\n", line);
-        else host_api->log(s->host, PB_LOG_INFO, line);
+        else pb_api->log(s->host, PB_LOG_INFO, line);
     }
     if (s->out) fflush(s->out);
     return PB_OK;
@@ -75,7 +75,7 @@ static void on_shutdown(void *st) {
     for (int i = 0; i < 8; i++) total += s->counts[i];
     char msg[64];
     int n = snprintf(msg, sizeof msg, "{\"events\":%llu}", total);
-    host_api->publish(s->host, "summary", msg, (size_t)n);
+    pb_api->publish(s->host, "summary", msg, (size_t)n);
     if (s->out) fclose(s->out);
     free(s);
 }
@@ -86,7 +86,6 @@ static const pb_plugin_api plugin = {
 };
 
 PB_PLUGIN_ENTRY(in, out) {
-    pb_status status = pb_negotiate_default(in, out, &plugin);
-    if (status == PB_OK) host_api = in->host_api;
-    return status;
+    PB_HOST_API_INIT(in); /* init and every later callback may call pb_api */
+    return pb_negotiate_default(in, out, &plugin);
 }

@@ -136,19 +136,25 @@ struct CxxPluginTests {
         PB_STATIC_ASSERT(PB_ABI_VERSION(1, 2) == 0x10002u, abi_version_packs);
         PB_STATIC_ASSERT(PB_EVENT_MAX_SIZE >= sizeof(pb_event) + PB_STRING_MAX, slot_holds_a_string);
         PB_STATIC_ASSERT(PB_MAX_INTERFACES == 32u, interfaces);
+        PB_STATIC_ASSERT(PB_ACTION_PRESENT == PB_ACTION_RESYNC && PB_FLAG_SYNTHESISED == PB_EVENT_RESYNC, aliases);
+
+        PB_HOST_API_DECLARE;
 
         static const int codes[] = {PB_OK, PB_ERR_GENERIC, PB_ERR_ABI, PB_ERR_CONFIG, PB_ERR_NOMEM, PB_ERR_INVALID,
                                     PB_ERR_UNSUPPORTED, PB_ERR_FULL, PB_ERR_NOT_FOUND,
                                     PB_ACTION_UNKNOWN, PB_ACTION_ADD, PB_ACTION_REMOVE, PB_ACTION_CHANGE,
                                     PB_ACTION_BIND, PB_ACTION_UNBIND, PB_ACTION_RESYNC,
                                     PB_LOG_TRACE, PB_LOG_DEBUG, PB_LOG_INFO, PB_LOG_WARNING, PB_LOG_ERROR};
-        static const unsigned flags = PB_EVENT_TRUNCATED | PB_EVENT_RESYNC | PB_EVENT_COLDPLUG | PB_EVENT_FROM_TABLE;
+        static const unsigned flags = PB_EVENT_TRUNCATED | PB_EVENT_RESYNC | PB_EVENT_COLDPLUG | PB_EVENT_FROM_TABLE
+                                      | PB_FLAG_TRUNCATED | PB_FLAG_SYNTHESISED | PB_FLAG_COLDPLUG | PB_FLAG_FROM_TABLE
+                                      | PB_ACTION_PRESENT;
 
         static pb_status on_events(void *state, const pb_event *const *events, uint32_t count) {
             (void)state;
             for (uint32_t i = 0; i < count; i++)
                 if (strcmp(pb_action_name(events[i]->action), "") == 0 || pb_event_string(events[i], events[i]->serial) == NULL)
                     return PB_ERR_INVALID;
+            if (pb_api != NULL) pb_api->log(NULL, PB_LOG_DEBUG, "seen");
             return PB_OK;
         }
 
@@ -187,7 +193,10 @@ struct CxxPluginTests {
             return n + (int)(sizeof codes / sizeof codes[0]) + (int)flags + (int)strlen(PB_ENTRY_SYMBOL);
         }
 
-        PB_PLUGIN_ENTRY(in, out) { return pb_negotiate_default(in, out, &api); }
+        PB_PLUGIN_ENTRY(in, out) {
+            PB_HOST_API_INIT(in);
+            return pb_negotiate_default(in, out, &api);
+        }
         """#
 
     @Test("the header compiles warning-free as C99, C11, C++11 and C++17, every macro used",
@@ -205,5 +214,7 @@ struct CxxPluginTests {
         // The entry point is exported under its C name in both languages.
         let nm = try TestSupport.run("/usr/bin/nm", ["-D", "--defined-only", "\(dir)/libevery.so"])
         #expect(nm.output.split(separator: "\n").contains { $0.hasSuffix(" T pb_plugin_entry") }, "\(standard): \(nm.output)")
+        // PB_HOST_API_DECLARE's variable stays private to the plugin (two plugins never share one).
+        #expect(!nm.output.contains("pb_api"), "\(standard): \(nm.output)")
     }
 }

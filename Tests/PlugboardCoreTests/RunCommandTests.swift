@@ -25,6 +25,31 @@ struct RunCommandTests {
         #expect(TestSupport.lines("\(dir)/log").count == 9)
     }
 
+    @Test("--strict turns refused and failed plugins into exit 2 after the run; without it they only show in the summary")
+    func strictExitStatus() throws {
+        let dir = try TestSupport.pluginDir([
+            (TestSupport.plugin("device-counter"), "libdevice-counter.so"),
+            (TestSupport.plugin("pbtest-no-entry"), "libbroken.so"),       // refused by the loader
+            (TestSupport.plugin("pbtest-init-fails"), "libinit-fails.so"), // init returns an error
+        ])
+        let args = ["run", "--ignore-manifests", "--plugins", dir, "--source", "replay:\(TestSupport.packageRoot)/demo/session.jsonl"]
+        let lenient = try TestSupport.run(plugboard, args)
+        #expect(lenient.status == 0, "\(lenient.output)")
+        #expect(lenient.output.contains("rejected plugins (2):"), "\(lenient.output)")
+
+        let strict = try TestSupport.run(plugboard, args + ["--strict"])
+        #expect(strict.status == 2, "\(strict.output)")
+        #expect(strict.output.range(of: #"device-counter\s+stopped\s+9\s"#, options: .regularExpression) != nil,
+                "the plugins that loaded still ran the whole session: \(strict.output)")
+        #expect(strict.output.contains("plugboard: --strict: 2 plugin(s) refused or failed to initialise"), "\(strict.output)")
+
+        // Nothing refused: --strict exits 0.
+        let clean = try TestSupport.pluginDir([(TestSupport.plugin("device-counter"), "libdevice-counter.so")])
+        let ok = try TestSupport.run(plugboard, ["run", "--ignore-manifests", "--plugins", clean, "--strict", "--source",
+                                                 "replay:\(TestSupport.packageRoot)/demo/session.jsonl"])
+        #expect(ok.status == 0, "\(ok.output)")
+    }
+
     @Test("usage errors are clear and exit non-zero", arguments: [
         (["run", "--plugins", "/nonexistent/plugins", "--source", "synthetic:10"], "/nonexistent/plugins"),
         (["run", "--plugins", "/tmp", "--source", "bogus"], "--source"),

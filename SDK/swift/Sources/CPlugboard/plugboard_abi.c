@@ -1,0 +1,1 @@
+../../../src/plugboard_abi.c
