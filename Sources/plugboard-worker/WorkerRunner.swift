@@ -21,15 +21,32 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
     let controlFD: FileDescriptor
     let requestLock = Mutex<Void>(())
     let devices = DeviceTable()
+    /// Publish, metrics and logs go through this queue (a plugin may call from threads of its
+    /// own: `queueLock` serialises them).
+    let queue: SharedQueue.Producer
+    let queueLock = Mutex<Void>(())
     nonisolated(unsafe) var control: WorkerControl?
     /// Largest publish payload (the host's OutputQueue bound, docs/abi.md).
     static let maxRecordBytes = 1 << 20
 
-    init(channel: WireChannel, ringFD: FileDescriptor, controlFD: FileDescriptor) {
+    init(channel: WireChannel, ringFD: FileDescriptor, controlFD: FileDescriptor, queue: SharedQueue.Producer) {
         self.channel = channel
         self.ringFD = ringFD
         self.controlFD = controlFD
+        self.queue = queue
     }
+
+    /// One host call into the queue; false when the queue is full (the host is behind).
+    func push(_ kind: HostCallRecord, _ head: [UInt8], _ tail: UnsafeRawBufferPointer) -> Bool {
+        head.withUnsafeBytes { h in queueLock.withLock { _ in queue.push(kind: kind.rawValue, h, tail) } }
+    }
+
+    func push(_ kind: HostCallRecord, _ head: [UInt8], _ text: String) -> Bool {
+        var t = text
+        return t.withUTF8 { push(kind, head, UnsafeRawBufferPointer($0)) }
+    }
+
+    static func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 
     /// Tells the host why the plugin will not run; the process then exits 0 (a refusal is not a crash).
     func refuse(_ code: String, _ message: String) -> Int32 {
@@ -238,22 +255,19 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
     // MARK: RemoteHost (the plugin's host calls, sent to the host)
 
     func log(level: Int32, message: String) {
-        var w = WireWriter()
-        w.u8(0)
-        w.u32(UInt32(bitPattern: level))
-        w.string(message)
-        try? channel.send(.log, w.bytes)
+        if !push(.log, Self.le(UInt32(bitPattern: level)), String(message.utf8.prefix(queue.maximumPayload - 4)) ?? "") {
+            control?.add(.refused, 1)
+        }
     }
 
     func publish(topic: String, payload: UnsafeRawBufferPointer) -> Int32 {
-        guard payload.count <= Self.maxRecordBytes else {
+        let topicBytes = Array(topic.utf8)
+        guard topicBytes.count <= 4096, payload.count + topicBytes.count + 2 <= queue.maximumPayload,
+              payload.count <= Self.maxRecordBytes else {
             control?.add(.refused, 1)
             return PB_ERR_INVALID
         }
-        var w = WireWriter()
-        w.string(topic)
-        w.data(payload)
-        guard (try? channel.send(.publish, w.bytes)) != nil else {
+        guard push(.publish, Self.le(UInt16(topicBytes.count)) + topicBytes, payload) else {
             control?.add(.refused, 1)
             return PB_ERR_FULL
         }
@@ -262,24 +276,15 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
     }
 
     func counterAdd(_ name: String, _ delta: UInt64) {
-        var w = WireWriter()
-        w.string(name)
-        w.u64(delta)
-        try? channel.send(.counter, w.bytes)
+        if !push(.counter, Self.le(delta), name) { control?.add(.refused, 1) }
     }
 
     func gaugeSet(_ name: String, _ value: Double) {
-        var w = WireWriter()
-        w.string(name)
-        w.f64(value)
-        try? channel.send(.gauge, w.bytes)
+        if !push(.gauge, Self.le(value.bitPattern), name) { control?.add(.refused, 1) }
     }
 
     func histogramObserve(_ name: String, _ value: Double) {
-        var w = WireWriter()
-        w.string(name)
-        w.f64(value)
-        try? channel.send(.histogram, w.bytes)
+        if !push(.histogram, Self.le(value.bitPattern), name) { control?.add(.refused, 1) }
     }
 
     func refreshDeviceTable(into table: DeviceTable) {

@@ -1,7 +1,8 @@
 // plugboard-worker: runs one plugin in a process of its own (docs/architecture.md, "Isolation").
 //
-// Started by the host with exactly three descriptors: 3 the host's socket, 4 the event ring
-// (a sealed memfd this process can only map read-only), 5 its control page. It locks itself
+// Started by the host with exactly five descriptors: 3 the host's socket, 4 the event ring
+// (a sealed memfd this process can only map read-only), 5 its control page, 6 the queue its
+// host calls go through (publish, metrics, logs), 7 the eventfd that wakes the host for it. It locks itself
 // down (no_new_privs, the configured uid/gid, resource limits, nothing else inherited), then
 // loads the plugin and reads the ring through its own cursor, zero-copy, like a worker thread.
 // It is not meant to be run by hand.
@@ -16,10 +17,18 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "--version" {
     print("plugboard-worker \(PlugboardCoreVersion.string)")
     exit(0)
 }
-// Only what the host gave (3, 4, 5) stays open; posix_spawn already closed the rest, this is
+// Only what the host gave (3...7) stays open; posix_spawn already closed the rest, this is
 // for a worker started some other way.
-LockDown.closeDescriptors(from: 6)
+LockDown.closeDescriptors(from: 8)
 signal(SIGPIPE, SIG_IGN)
+let queue: SharedQueue.Producer
+do {
+    queue = try SharedQueue.Producer(attaching: FileDescriptor(rawValue: 6), wakeup: EventFD(adopting: FileDescriptor(rawValue: 7)))
+} catch {
+    let text = Array("plugboard-worker: not started by a host (\(error))\n".utf8)
+    _ = text.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    exit(70)
+}
 let runner = WorkerRunner(channel: WireChannel(fd: FileDescriptor(rawValue: 3)),
-                          ringFD: FileDescriptor(rawValue: 4), controlFD: FileDescriptor(rawValue: 5))
+                          ringFD: FileDescriptor(rawValue: 4), controlFD: FileDescriptor(rawValue: 5), queue: queue)
 exit(runner.run())

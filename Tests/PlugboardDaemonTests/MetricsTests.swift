@@ -186,11 +186,13 @@ struct MonitoringFilesTests {
             }
             // The panels the operators asked for.
             for needed in ["plugboard_event_latency_seconds", "plugboard_events_published_total", "plugboard_plugin_lag_events",
-                           "plugboard_redis_up", "plugboard_plugin_errors_total", "plugboard_resident_memory_bytes"] {
+                           "plugboard_redis_up", "plugboard_plugin_errors_total", "plugboard_resident_memory_bytes",
+                           "plugboard_plugin_crashes_total", "plugboard_plugin_quarantined"] {
                 #expect(dashboardMetrics.contains(needed), "dashboard lacks \(needed)")
             }
             for needed in ["plugboard_plugin_load_seconds", "plugboard_event_latency_seconds", "plugboard_resident_memory_bytes",
-                           "plugboard_last_shutdown_duration_seconds", "plugboard_redis_up", "plugboard_plugin_laps_total"] {
+                           "plugboard_last_shutdown_duration_seconds", "plugboard_redis_up", "plugboard_plugin_laps_total",
+                           "plugboard_plugin_crashes_total", "plugboard_plugin_quarantined"] {
                 #expect(ruleMetrics.contains(needed), "alert rules lack \(needed)")
             }
         }

@@ -119,6 +119,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     let handoverSignal = DispatchSemaphore(value: 0)
     let finishedSignal = DispatchSemaphore(value: 0)
     nonisolated(unsafe) var monitor: NativeThread?
+    /// The running worker's host-call queue: used by the monitor thread only.
+    nonisolated(unsafe) var currentQueue: SharedQueue.Consumer?
     let clock = ContinuousClock()
 
     public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
@@ -223,14 +225,19 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         control.resetForRestart()
         let pair: (FileDescriptor, FileDescriptor)
         let process: ChildProcess
+        let queue: SharedQueue.Consumer
         do throws(Errno) {
+            let q = try SharedQueue.create(capacity: 256 * 1024)
+            queue = q.consumer
+            defer { try? q.memoryFile.close() }
             pair = try SocketPair.stream()
             // The ring goes over as a read-only descriptor of the sealed memfd (its seals already
             // refuse any writable mapping; this refuses write(2) too).
             let ringRO = try FileDescriptor.open("/proc/self/fd/\(ring.fd)", .readOnly)
             defer { try? ringRO.close() }
             process = try ChildProcess.spawn(policy.workerExecutable, arguments: [spec.name], environment: [],
-                                             descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue])
+                                             descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue,
+                                                           q.memoryFile.rawValue, queue.wakeup.rawValue])
             try? pair.1.close()
         } catch {
             return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
@@ -240,6 +247,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         _ = setsockopt(pair.0.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let channel = WireChannel(fd: pair.0)
+        currentQueue = queue
         let stopping = st.withLock {
             $0.process = process
             $0.channel = channel
@@ -251,7 +259,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         // Wait for ready / refusal / exit, at most the init deadline.
         let deadline = clock.now + policy.initDeadline
         while true {
-            var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue)]
+            var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue),
+                       Poll.readable(queue.wakeup.rawValue)]
+            _ = drain(queue)
+            _ = try? queue.wakeup.drain()
             let left = deadline - clock.now
             if left <= .zero {
                 kill(process, label: "init_deadline", text: "init did not return within \(policy.initDeadline.shortText)")
@@ -376,7 +387,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                                                              "cursor": "\(control.cursor)"])
             }
             first = false
-            let status = watch(process, channel)
+            let status = watch(process, channel, currentQueue!)
             let s = st.withLock { $0 }
             if s.stopping || (s.shutdownSent && status == .exited(code: 0)) || s.state == .stopped {
                 break
@@ -469,13 +480,16 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     }
 
     /// Serves one running process until it ends. Returns how it ended.
-    func watch(_ process: ChildProcess, _ channel: WireChannel) -> ExitStatus {
+    func watch(_ process: ChildProcess, _ channel: WireChannel, _ queue: SharedQueue.Consumer) -> ExitStatus {
         var lastCursor = control.cursor
         var lastMove = clock.now
         var channelOpen = true
         while true {
-            var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue)]
-            _ = try? Poll.wait(&fds, timeoutMilliseconds: 10)
+            var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue),
+                       Poll.readable(queue.wakeup.rawValue)]
+            if queue.prepareToSleep() { _ = try? Poll.wait(&fds, timeoutMilliseconds: 10) }
+            queue.awake()
+            if !drain(queue) { kill(process, label: "protocol", text: "corrupted its host-call queue (\(queue.corruption ?? "?"))") }
             if channelOpen && fds[0].revents != 0 {
                 do {
                     let frame = try channel.receive()
@@ -487,12 +501,20 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                     continue
                 } catch {
                     channelOpen = false
+                    // A worker that died closes (or resets) its end first: its exit is the reason.
+                    if let status = process.wait(timeout: .milliseconds(200)) {
+                        _ = drain(queue)
+                        return status
+                    }
                     if case .malformed(let why) = error { kill(process, label: "protocol", text: "broke the worker protocol (\(why))") }
                     if case .system = error { kill(process, label: "protocol", text: "left a message half-sent") }
                 }
             }
             if fds[1].revents != 0 || !channelOpen {
-                if let status = process.wait(timeout: channelOpen ? .zero : .seconds(2)) { return status }
+                if let status = process.wait(timeout: channelOpen ? .zero : .seconds(2)) {
+                    _ = drain(queue)  // what it queued before it ended
+                    return status
+                }
                 if !channelOpen {
                     kill(process, label: "protocol", text: "closed its connection to the host")
                     if let status = process.wait(timeout: .seconds(5)) { return status }
@@ -526,6 +548,22 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         }
     }
 
+    /// Applies the worker's queued host calls. False when the queue is corrupt (kill the worker).
+    func drain(_ queue: SharedQueue.Consumer) -> Bool {
+        if queue.corruption != nil { return true }  // reported once; the worker is being killed
+        let r = queue.drain { kind, payload in
+            switch HostCallRecord.decode(kind: kind, payload) {
+            case .publish(let topic, let data): _ = context.publish(topic: topic, payload: data)
+            case .counter(let name, let delta): context.counterAdd(name, delta)
+            case .gauge(let name, let value): context.gaugeSet(name, value)
+            case .histogram(let name, let value): context.histogramObserve(name, value)
+            case .log(let level, let message): context.log(level: level, message: message)
+            case nil: break
+            }
+        }
+        return !r.isCorrupt
+    }
+
     func kill(_ process: ChildProcess, label: String, text: String) {
         st.withLock { if $0.killReason == nil { $0.killReason = (label, text) } }
         process.signal(SIGKILL)
@@ -535,8 +573,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var r = WireReader(payload)
         guard let source = try? r.u8(), let level = try? r.u32(), let message = try? r.string() else { return }
         let lvl = Int32(bitPattern: level)
-        // Control bytes would let a plugin forge log lines; they are shown escaped.
-        let clean = Text.printable(message)
+        let clean = message
         if source == 1 {
             if lvl >= PB_LOG_ERROR { st.withLock { $0.lastError = clean } }
             var l = logger

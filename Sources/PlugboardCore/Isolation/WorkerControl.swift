@@ -123,6 +123,8 @@ public final class WorkerControl: @unchecked Sendable {
     }
     /// Clears what a dead worker left behind (flags, the batch), keeping the counters.
     public func resetForRestart() {
+        // A crashed worker may have scribbled anywhere on its page, the magic included.
+        base.storeBytes(of: Self.magic, as: UInt64.self)
         pbs_store_release_u32(sleepingWord, 0)
         leaveCallback()
         activity = .idle
