@@ -78,6 +78,9 @@ bench-udev: deps
 	@echo "==> pinned: performance.cpu_affinity = \"$(BENCH_CPU)\" (the source and the workers share one CPU)"
 	umockdev-wrapper .build/release/plugboard-demo-bed --measure 5000 --gap-us 2000 --plugboard .build/release/plugboard \
 	  --plugins build/bench-plugins --latency-output build/latency-probe.txt -- --cpu-affinity $(BENCH_CPU)
+	@echo "==> process mode: the probe in a worker process (plugins.isolation = \"process\"), not pinned"
+	umockdev-wrapper .build/release/plugboard-demo-bed --measure 5000 --gap-us 2000 --plugboard .build/release/plugboard \
+	  --plugins build/bench-plugins --latency-output build/latency-probe.txt -- --set plugins.isolation=process --set plugins.worker_user=root
 
 ## bench: benchmarks (nested package in Benchmarks/), printed as tables with same-run baselines.
 bench: build
@@ -131,6 +134,13 @@ demo-redis: build
 ## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build).
 bench-redis: deps
 	Benchmarks/scripts/redis.sh
+## bench-isolation: process mode against thread mode, same run (docs/benchmarks.md, "## Isolation").
+.PHONY: bench-isolation
+bench-isolation: deps
+	$(SWIFT) build -c release --product plugboard-worker
+	$(SWIFT) build -c release --product plugboard-bench-isolation
+	.build/release/plugboard-bench-isolation --runs 5 --events 500000 --plugins 16 --gap-us 200
+
 ## bench-ops: operations figures (shutdown time with 10 plugins and a full ring, RSS over plugin
 ## load/unload cycles), each against a same-run baseline; tables for docs/benchmarks.md.
 .PHONY: bench-ops

@@ -65,6 +65,7 @@ let package = Package(
         .executable(name: "plugboard-bench-manifests", targets: ["bench-manifests"]),
         .executable(name: "plugboard-bench-redis", targets: ["bench-redis"]),
         .executable(name: "plugboard-bench-ops", targets: ["bench-ops"]),
+        .executable(name: "plugboard-bench-isolation", targets: ["bench-isolation"]),
         .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
         .library(name: "PlugboardSDK", targets: ["PlugboardSDK"]),
     ] + plugins.map(\.0),
@@ -120,6 +121,9 @@ let package = Package(
         ]),
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
         .executableTarget(name: "bench-redis", dependencies: ["PlugboardRedis", "CPlugboard"]),
+        // Process mode against thread mode: ring throughput, latency, start-up, publish (make bench-isolation).
+        .executableTarget(name: "bench-isolation", dependencies: ["PlugboardCore", "PlugboardSystem",
+                                                                  .product(name: "Logging", package: "swift-log")]),
 
         // The one host of run, serve and monitor: configuration -> settings, plugin discovery
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.

@@ -127,10 +127,12 @@ int pbs_spawn(const char *path, char *const argv[], char *const envp[], const in
     if (r) return r;
     r = posix_spawnattr_init(&attr);
     if (r) { posix_spawn_file_actions_destroy(&fa); return r; }
-    /* dup2 onto a descriptor that is itself a source would clobber it: the host's
-     * descriptors are never 3..3+nfds-1 here in practice, but go through high numbers first. */
-    for (int i = 0; i < nfds && !r; i++) r = posix_spawn_file_actions_adddup2(&fa, fds[i], 100 + i);
-    for (int i = 0; i < nfds && !r; i++) r = posix_spawn_file_actions_adddup2(&fa, 100 + i, 3 + i);
+    /* dup2 onto a descriptor that is itself a source would clobber it: first copy every source
+     * above all of them (and above the targets), then down to 3, 4, ... */
+    int base = 3 + nfds;
+    for (int i = 0; i < nfds; i++) if (fds[i] >= base) base = fds[i] + 1;
+    for (int i = 0; i < nfds && !r; i++) r = posix_spawn_file_actions_adddup2(&fa, fds[i], base + i);
+    for (int i = 0; i < nfds && !r; i++) r = posix_spawn_file_actions_adddup2(&fa, base + i, 3 + i);
     if (!r) r = posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
     sigset_t none, all;
     sigemptyset(&none);

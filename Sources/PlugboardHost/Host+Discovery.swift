@@ -34,6 +34,21 @@ extension HostAssembly {
             }
         }
         switch settings.discovery {
+        case .allLibraries where settings.isolation.mode == "process":
+            // No manifests, but every plugin in a worker process (plugins.isolation = "process").
+            let t0 = clock.now
+            for path in try PluginLoader.discover(in: directories) {
+                var name = (path as NSString).lastPathComponent
+                if name.hasPrefix("lib") { name.removeFirst(3) }
+                if name.hasSuffix(".so") { name.removeLast(3) }
+                var spec = ProcessPluginSpec(path: path, name: name, version: "", configuration: settings.pluginConfiguration[name] ?? [:],
+                                             batchSize: settings.batchSize, deadline: nil, manifest: [])
+                spec.checkName = false
+                spec.configurationByName = settings.pluginConfiguration
+                runtime.addProcessPlugin(spec)
+            }
+            report.discovery = clock.now - t0
+            report.running = runtime.startWorkers()
         case .allLibraries:
             let t0 = clock.now
             report.loadTimes = try runtime.addLibraries(in: directories)

@@ -60,10 +60,11 @@ public final class HostAssembly: RuntimeControl {
         options.flowControlForFiniteSources = !settings.lossy
         options.cpuAffinity = settings.cpuAffinity
         options.processPolicy = settings.isolation.policy
+        options.initDeadline = settings.isolation.policy.initDeadline
         do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }
         switch settings.source {
         case .replay(let path):
-            do { source = try ReplaySource(path: path) } catch { throw settings.explain(error) }
+            do { source = try ReplaySource(path: path, pace: settings.replayPace) } catch { throw settings.explain(error) }
             udevCounters = nil
         case .synthetic(let n):
             source = SyntheticSource(count: UInt64(n))

@@ -74,6 +74,8 @@ public struct HostSettings: Sendable {
     /// One deadline for the whole graceful shutdown (stop source, drain, plugin shutdown, flush).
     public var shutdownDeadline: Duration
     public var isolation: IsolationSettings
+    /// Multiplier of a replay's `delay_ms` (1: as recorded, 0: no waits; `replay.pace`).
+    public var replayPace: Double = 1
     /// Where each configuration key's value came from (`command line --plugins /x`,
     /// `/etc/plugboard/plugboard.toml:3`, `default`), for `explain(_:)`.
     public var origins: [String: String] = [:]
@@ -108,6 +110,16 @@ public struct HostSettings: Sendable {
         udev.mode = UdevMode(rawValue: config.udevMode) ?? .auto
         udev.receiveBufferBytes = config.udevReceiveBuffer
         shutdownDeadline = config.shutdownDeadline
+        switch config.replayPace {
+        case "recorded": replayPace = 1
+        case "fast": replayPace = 0
+        default:
+            let t = config.replayPace
+            guard t.hasSuffix("x"), let f = Double(t.dropLast()), f > 0, f <= 1_000_000 else {
+                throw HostStartError("replay.pace (from \(effective.origin("replay.pace"))): \"\(t)\" is not a pace (fix: write recorded, fast, or a speed-up such as 10x)")
+            }
+            replayPace = 1 / f
+        }
         let p = config.plugins
         var policy = ProcessPolicy(workerExecutable: IsolationSettings.workerExecutable(configured: p.workerExecutable))
         if geteuid() == 0 {
@@ -187,6 +199,7 @@ public struct HostSettings: Sendable {
         s.append(("worker_user", isolation.policy.account?.name ?? "(daemon's own)"))
         s.append(("shutdown_deadline", formatDuration(shutdownDeadline)))
         if lossy { s.append(("lossy", "on")) }
+        if case .replay = source { s.append(("replay_pace", replayPace == 1 ? "recorded" : replayPace == 0 ? "fast" : "\(1 / replayPace)x")) }
         return s
     }
 

@@ -108,7 +108,8 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         }
         var logger = Logger(label: "plugboard-worker")
         logger.logLevel = .critical
-        let context = PluginContext(name: plugin.name, configuration: setup.pluginConfiguration, outputQueue: OutputQueue(maxRecords: 1),
+        let configuration = setup.byName[plugin.name] ?? setup.pluginConfiguration
+        let context = PluginContext(name: plugin.name, configuration: configuration, outputQueue: OutputQueue(maxRecords: 1),
                                     deviceTable: devices, logger: logger, remote: self)
         let t0 = pbs_monotonic_ns()
         do { try plugin.initialize(context: context) } catch {

@@ -28,6 +28,10 @@ struct HostOptions: ParsableArguments {
     @Flag(help: "Let finite sources lap slow plugins instead of waiting for them (as a live source does).")
     var lossy = false
 
+    @Option(help: ArgumentHelp("Replay pace (key `replay.pace`): recorded (each line's delay_ms), fast (no waits), or a speed-up like 10x.",
+                               valueName: "PACE"))
+    var pace: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
@@ -44,6 +48,7 @@ struct HostOptions: ParsableArguments {
     var configOverrides: [ConfigOverride] {
         var parsed = overrides.compactMap(ConfigOverride.parse)
         if let source { parsed.append(ConfigOverride(key: "source", value: source, flag: "--source \(source)")) }
+        if let pace { parsed.append(ConfigOverride(key: "replay.pace", value: pace, flag: "--pace \(pace)")) }
         if !pluginDirectories.isEmpty {
             parsed.append(ConfigOverride(key: "plugins.dirs", value: pluginDirectories.joined(separator: ","),
                                          flag: "--plugins \(pluginDirectories.joined(separator: " --plugins "))"))

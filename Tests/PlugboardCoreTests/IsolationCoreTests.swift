@@ -182,4 +182,71 @@ struct ProcessWorkerCoreTests {
         let text = rt.failures.map(\.description).joined()
         #expect(text.contains("/nonexistent/plugboard-worker") && text.contains("plugins.worker_executable"), "\(text)")
     }
+
+    /// Lines of /proc/self/maps and VmRSS (KiB) of this process.
+    static func mappingsAndRSS() -> (maps: Int, rssKiB: Int) {
+        let maps = (try? FileDescriptor.readContents(of: "/proc/self/maps")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let status = (try? FileDescriptor.readContents(of: "/proc/self/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
+        return (maps.split(separator: "\n").count, rss)
+    }
+
+    @Test("hot reload of a Swift plugin in process mode, 100 times under load: every event once, state carried over, no growth in the host's mappings or RSS",
+          .timeLimit(.minutes(5)))
+    func swiftPluginReloadedAHundredTimes() throws {
+        let rt = try runtime()
+        let path = TestSupport.plugin("swift-counter")
+        #expect(rt.addProcessPlugin(ProcessPluginSpec(path: path, name: "swift-counter", version: "1.0.0", configuration: [:],
+                                                      batchSize: 16, deadline: nil, manifest: [])))
+        #expect(rt.startWorkers() == 1, "\(rt.failures.map(\.description))")
+        let source = UntilStoppedSource()
+        rt.start(source: source)
+        func reload() throws {
+            let next = try rt.reload(pluginNamed: "swift-counter", from: path)
+            #expect(next.isolation == .process && next.state == .running)
+        }
+        for _ in 0..<30 { try reload() }  // warm-up: first-use allocations of the host (malloc arenas, caches)
+        let before = Self.mappingsAndRSS()
+        var pids: Set<Int32> = []
+        for i in 0..<100 {
+            try reload()
+            if let w = rt.workers.first as? ProcessWorker { pids.insert(w.pid) }
+        }
+        let after = Self.mappingsAndRSS()
+        _ = rt.stopSource(until: .now + .seconds(10))
+        #expect(rt.drain(until: .now + .seconds(30)).isEmpty)
+        #expect(rt.shutdownPlugins(until: .now + .seconds(10)).isEmpty)
+        let sent = rt.sourceContext?.published.load(ordering: .relaxed) ?? 0
+        #expect(sent > 1000, "events flowed during the reloads: \(sent)")
+        #expect(pids.count == 100, "each reload ran a new worker process")
+        let summary = rt.outputQueue.drain(max: 100_000).filter { $0.topic == "summary" }
+        #expect(summary.count == 131, "each build publishes its running total when it shuts down")
+        let text = summary.last.map { String(decoding: $0.payload, as: UTF8.self) } ?? ""
+        #expect(text.hasPrefix("{\"events\":\(sent),"), "every event counted once across 131 builds: \(text) vs \(sent)")
+        let stats = try #require(rt.pluginStats.first)
+        #expect(stats.events == sent && stats.missed == 0 && stats.laps == 0, "\(stats)")
+        #expect(after.maps - before.maps <= 8, "host mappings \(before.maps) -> \(after.maps)")
+        #expect(after.rssKiB - before.rssKiB < 4096, "host RSS \(before.rssKiB) KiB -> \(after.rssKiB) KiB")
+    }
+}
+
+/// A finite source (flow control on: nothing is lapped) that publishes one add every 20 µs until stopped.
+final class UntilStoppedSource: EventSource {
+    var name: String { "paced" }
+    var isFinite: Bool { true }
+    func run(_ context: SourceContext) throws {
+        var n: UInt64 = 0
+        while !context.shouldStop {
+            n += 1
+            context.producer.publish { w in
+                w.action = .add
+                w.event.pointee.vendor_id = 0x1d6b
+                w.event.pointee.product_id = UInt16(n % 4)
+                w.setString(.syspath, "/sys/devices/paced/\(n % 4)")
+            }
+            context.published.add(1, ordering: .relaxed)
+            usleep(20)
+        }
+    }
 }

@@ -198,7 +198,9 @@ struct IsolationTests {
         ("spin", "overran its deadline of 300 ms", "deadline"),
         ("sleep", "overran its deadline of 300 ms", "deadline"),
         ("write-event", "killed by SIGSEGV", "SIGSEGV"),
-        ("write-maps", "killed by SIGSEGV", "SIGSEGV"),
+        // It scribbles on its own writable mappings first (its control page, its host-call queue):
+        // the host may see the corrupt queue and kill it ("protocol") before it faults on the ring.
+        ("write-maps", "killed by SIGSEGV|corrupted its host-call queue", nil),
         ("dlclose-self", "killed by SIG", nil),
         ("thread-outlives", "", nil),
     ]
@@ -235,7 +237,8 @@ struct IsolationTests {
             #expect(misbehave["skipped_events"] as? Int == 1 && misbehave["restarts"] as? Int == 2, "\(misbehave)")
             #expect(misbehave["state"] as? String == "running", "\(misbehave)")
             let log = serve.output
-            #expect(log.contains("plugin crashed: \(expected.reason)") && log.contains("plugin=misbehave"), "\(log.suffix(4000))")
+            let named = expected.reason.split(separator: "|").contains { log.contains("plugin crashed: \($0)") }
+            #expect(named && log.contains("plugin=misbehave"), "\(log.suffix(4000))")
             #expect(log.contains("sequence 1000"), "the crash names the event it was handling")
             // The poison event went to the plugin's own stream.
             let poison = try readAll(client, "plugboard:{\(host)}:plugin:misbehave").filter { $0["topic"] == "poison" }
@@ -339,9 +342,9 @@ struct IsolationTests {
         #expect(!field("Gid").contains("0"), "\(status)")
         #expect(field("NoNewPrivs") == ["1"], "\(status)")
         #expect(field("Groups").allSatisfy { $0.trimmingCharacters(in: .whitespaces).isEmpty }, "no supplementary groups: \(status)")
-        // Only 0, 1, 2 and the three it was given are open (no descriptor of the host leaked).
+        // Only 0, 1, 2 and the five it was given are open (no descriptor of the host leaked).
         let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
-        #expect(fds == [0, 1, 2, 3, 4, 5], "\(fds)")
+        #expect(fds == [0, 1, 2, 3, 4, 5, 6, 7], "\(fds)")
         #expect(try serve.plugin("recorder")["isolation"] as? String == "thread")
         #expect(serve.terminate(limit: .seconds(20)).status == 0)
     }

@@ -50,6 +50,11 @@ public struct ProcessPluginSpec: Sendable {
     public var deadline: Duration?
     /// The `.pbm` bytes, for the worker's match filter (empty: every event).
     public var manifest: [UInt8]
+    /// Whether the plugin must call itself `name` (false without a manifest: `name` is then only
+    /// a placeholder until the worker reports the plugin's own).
+    public var checkName = true
+    /// With `checkName` false: configuration by the name the plugin will report.
+    public var configurationByName: [String: PluginConfiguration] = [:]
 
     public init(path: String, name: String, version: String, configuration: PluginConfiguration, batchSize: Int,
                 deadline: Duration?, manifest: [UInt8]) {
@@ -187,7 +192,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     /// `holdGo`: wait for `go(cursor:state:)` before reading (a hot-reload replacement).
     public func start(holdGo: Bool = false) {
         st.withLock { $0.holdGo = holdGo }
-        monitor = NativeThread(name: "pb-watch-\(spec.name)") { [self] in monitorLoop() }
+        // Weak: the thread's closure outlives the loop; a strong capture would keep this worker,
+        // its control page and its queue mapped after a reload replaced it.
+        monitor = NativeThread(name: "pb-watch-\(spec.name)") { [weak self] in self?.monitorLoop() }
     }
 
     /// Waits until the first init finished (success or failure).
@@ -198,9 +205,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     }
 
     func setup() -> WorkerSetup {
-        var s = WorkerSetup(pluginPath: spec.path, expectedName: spec.name, configuration: spec.configuration,
+        var s = WorkerSetup(pluginPath: spec.path, expectedName: spec.checkName ? spec.name : "", configuration: spec.configuration,
                             batchSize: UInt32(max(1, spec.batchSize)))
         s.manifest = spec.manifest
+        s.byName = spec.configurationByName
         if let a = policy.account {
             s.uid = a.uid
             s.gid = a.gid
@@ -235,7 +243,11 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // refuse any writable mapping; this refuses write(2) too).
             let ringRO = try FileDescriptor.open("/proc/self/fd/\(ring.fd)", .readOnly)
             defer { try? ringRO.close() }
-            process = try ChildProcess.spawn(policy.workerExecutable, arguments: [spec.name], environment: [],
+            // An empty environment but for one setting: the Swift runtime's crash backtracer, which
+            // would spend seconds symbolicating a plugin's crash before the process ends (the
+            // host names the crash itself).
+            process = try ChildProcess.spawn(policy.workerExecutable, arguments: [spec.name],
+                                             environment: ["SWIFT_BACKTRACE=enable=no"],
                                              descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue,
                                                            q.memoryFile.rawValue, queue.wakeup.rawValue])
             try? pair.1.close()
@@ -487,7 +499,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         while true {
             var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue),
                        Poll.readable(queue.wakeup.rawValue)]
-            if queue.prepareToSleep() { _ = try? Poll.wait(&fds, timeoutMilliseconds: 10) }
+            // Always poll (the pidfd and the socket must be seen even while records keep coming);
+            // sleep only when the queue is empty and sound.
+            let idle = queue.corruption == nil && queue.prepareToSleep()
+            _ = try? Poll.wait(&fds, timeoutMilliseconds: idle ? 10 : 0)
             queue.awake()
             if !drain(queue) { kill(process, label: "protocol", text: "corrupted its host-call queue (\(queue.corruption ?? "?"))") }
             if channelOpen && fds[0].revents != 0 {

@@ -22,6 +22,9 @@ public struct WorkerSetup: Sendable, Equatable {
     public var singleUntil: UInt64 = 0
     /// Sequences this plugin must not receive (poison events: it crashed on each twice).
     public var skip: [UInt64] = []
+    /// Without a manifest the host does not know the plugin's name before it loads: the worker
+    /// takes the configuration for the name the plugin reports from here (empty: `configuration`).
+    public var byName: [String: PluginConfiguration] = [:]
 
     public init(pluginPath: String, expectedName: String, configuration: PluginConfiguration, batchSize: UInt32) {
         self.pluginPath = pluginPath
@@ -56,6 +59,15 @@ public struct WorkerSetup: Sendable, Equatable {
         w.u64(singleUntil)
         w.u32(UInt32(skip.count))
         for s in skip { w.u64(s) }
+        w.u32(UInt32(byName.count))
+        for (name, c) in byName.sorted(by: { $0.key < $1.key }) {
+            w.string(name)
+            w.u32(UInt32(c.entries.count))
+            for e in c.entries {
+                w.string(e.key)
+                w.string(e.value)
+            }
+        }
         return w.bytes
     }
 
@@ -80,6 +92,16 @@ public struct WorkerSetup: Sendable, Equatable {
         let k = try r.u32()
         guard k < 1_000_000 else { throw WireReader.Truncated() }
         for _ in 0..<k { s.skip.append(try r.u64()) }
+        let names = try r.u32()
+        guard names < 100_000 else { throw WireReader.Truncated() }
+        for _ in 0..<names {
+            let name = try r.string()
+            let n = try r.u32()
+            guard n < 100_000 else { throw WireReader.Truncated() }
+            var entries: [PluginConfiguration.Entry] = []
+            for _ in 0..<n { entries.append((key: try r.string(), value: try r.string())) }
+            s.byName[name] = PluginConfiguration(entries)
+        }
         return s
     }
 }

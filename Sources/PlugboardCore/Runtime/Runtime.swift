@@ -19,6 +19,8 @@ public struct RuntimeOptions: Sendable {
     public var cpuAffinity: CPUAffinity = .none
     /// How worker processes run (nil: only thread workers can be started).
     public var processPolicy: ProcessPolicy?
+    /// Longest a thread plugin's init may take before it is abandoned and refused.
+    public var initDeadline: Duration = .seconds(5)
 
     public init() {}
 }
@@ -205,8 +207,10 @@ public final class Runtime: Sendable {
         for w in started {
             let error: PluginLoadError?
             if let t = w as? Worker {
-                error = t.waitForInit()
-                if error != nil {
+                error = t.waitForInit(deadline: options.initDeadline)
+                if let error, case .isolated(code: "init-deadline", _) = error.kind {
+                    logger.error("plugin init did not return in time; its thread is abandoned", metadata: ["plugin": "\(t.name)"])
+                } else if error != nil {
                     t.thread?.join()
                     t.plugin.unload()
                 }
@@ -436,8 +440,9 @@ public final class Runtime: Sendable {
             if let i = s.workers.firstIndex(where: { $0 === old }) { s.workers[i] = next } else { s.workers.append(next) }
         }
         next.handoff?.go.signal()
-        // Nothing of the old build's image may be touched after this (its tables are unmapped).
-        old.plugin.unload()
+        // The old image stays mapped (as with RTLD_NODELETE): a thread it started may still run,
+        // and unmapping code under a running thread crashes the daemon (docs/security.md). Its
+        // private copy can go: the mapping keeps the pages.
         ReloadCopies.shared.remove(old.plugin.path)
         logger.notice("plugin reloaded", metadata: [
             "plugin": "\(name)", "from_version": "\(old.plugin.version)", "to_version": "\(fresh.version)",

@@ -192,9 +192,24 @@ public final class Worker: PluginWorker {
         thread = NativeThread(name: "pb-\(plugin.name)", cpus: cpus) { [self] in run() }
     }
 
-    /// Waits until init finished (success or failure).
-    func waitForInit() -> PluginLoadError? {
-        while state == .starting { usleepShort() }
+    /// Waits until init finished (success or failure), at most `deadline`. A thread cannot be
+    /// stopped: past the deadline the worker is abandoned (it reads nothing, holds no flow
+    /// control, and if its init ever returns it shuts the plugin down and ends).
+    func waitForInit(deadline: Duration? = nil) -> PluginLoadError? {
+        let end = deadline.map { ContinuousClock.now + $0 }
+        while state == .starting {
+            if let end, ContinuousClock.now >= end {
+                stopRequested.store(true, ordering: .releasing)
+                consumer.deregister()
+                if state == .starting {
+                    lastError.withLock { $0 = "init did not return within \(deadline!.shortText)" }
+                    return PluginLoadError(file: plugin.path, kind: .isolated(code: "init-deadline",
+                        message: "\(plugin.path): init did not return within \(deadline!.shortText); the plugin runs as a thread, which cannot be stopped: it is abandoned (fix: make init return quickly, or run it with isolation = \"process\", which kills it)"))
+                }
+                break
+            }
+            usleepShort()
+        }
         return initError.withLock { $0 }
     }
 
@@ -226,6 +241,13 @@ public final class Worker: PluginWorker {
             return
         }
         startNanoseconds.store(max(1, pbs_monotonic_ns() &- startedAt), ordering: .relaxed)
+        if stopRequested.load(ordering: .acquiring) {
+            // Abandoned while in init (past the init deadline): never read the ring.
+            plugin.shutdown()
+            enter(.done)
+            stateValue.store(WorkerState.failed.rawValue, ordering: .releasing)
+            return
+        }
         stateValue.store(WorkerState.running.rawValue, ordering: .releasing)
         if let handoff {
             // A replacement: read nothing until the predecessor stopped and handed over.

@@ -124,6 +124,9 @@ public enum ConfigSchema {
         ConfigKey(path: "plugins.open_files_limit", kind: .integer(0...1_048_576), defaultValue: .integer(0),
                   help: "Open files of each worker process (RLIMIT_NOFILE); 0: the daemon's."),
 
+        ConfigKey(path: "replay.pace", kind: .string, defaultValue: .string("recorded"),
+                  help: "How a replay source is paced: \"recorded\" (each line's delay_ms), \"fast\" (no waits), or a speed-up such as \"10x\"."),
+
         ConfigKey(path: "shutdown.deadline", kind: .duration(.milliseconds(100)...(.seconds(300))), defaultValue: .duration(.seconds(5)),
                   help: "Hard limit for a graceful shutdown; past it the daemon exits 70 naming the stuck component."),
         ConfigKey(path: "shutdown.state_file", kind: .string, defaultValue: .string(""),

@@ -127,6 +127,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var monitoring: Monitoring
     public var plugins: Plugins
     public var shutdownDeadline: Duration
+    /// recorded, fast, or Nx.
+    public var replayPace: String = "recorded"
     /// Empty when none is kept.
     public var shutdownStateFile: String
 
@@ -165,6 +167,7 @@ public struct DaemonConfig: Sendable, Equatable {
                                crashInterval: duration("plugins.crash_interval"), memoryLimit: int("plugins.memory_limit"),
                                cpuLimit: int("plugins.cpu_limit"), openFilesLimit: int("plugins.open_files_limit"))
         self.shutdownDeadline = deadline
+        self.replayPace = str("replay.pace")
         self.shutdownStateFile = str("shutdown.state_file")
     }
 
