@@ -183,16 +183,7 @@ struct ProcessWorkerCoreTests {
         #expect(text.contains("/nonexistent/plugboard-worker") && text.contains("plugins.worker_executable"), "\(text)")
     }
 
-    /// Lines of /proc/self/maps and VmRSS (KiB) of this process.
-    static func mappingsAndRSS() -> (maps: Int, rssKiB: Int) {
-        let maps = (try? FileDescriptor.readContents(of: "/proc/self/maps")).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let status = (try? FileDescriptor.readContents(of: "/proc/self/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?
-            .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
-        return (maps.split(separator: "\n").count, rss)
-    }
-
-    @Test("hot reload of a Swift plugin in process mode, 100 times under load: every event once, state carried over, no growth in the host's mappings or RSS",
+    @Test("hot reload of a Swift plugin in process mode, 100 times under load: every event once, state carried over, a new process each time",
           .timeLimit(.minutes(5)))
     func swiftPluginReloadedAHundredTimes() throws {
         let rt = try runtime()
@@ -206,14 +197,12 @@ struct ProcessWorkerCoreTests {
             let next = try rt.reload(pluginNamed: "swift-counter", from: path)
             #expect(next.isolation == .process && next.state == .running)
         }
-        for _ in 0..<30 { try reload() }  // warm-up: first-use allocations of the host (malloc arenas, caches)
-        let before = Self.mappingsAndRSS()
+        for _ in 0..<30 { try reload() }
         var pids: Set<Int32> = []
         for i in 0..<100 {
             try reload()
             if let w = rt.workers.first as? ProcessWorker { pids.insert(w.pid) }
         }
-        let after = Self.mappingsAndRSS()
         _ = rt.stopSource(until: .now + .seconds(10))
         #expect(rt.drain(until: .now + .seconds(30)).isEmpty)
         #expect(rt.shutdownPlugins(until: .now + .seconds(10)).isEmpty)
@@ -226,8 +215,72 @@ struct ProcessWorkerCoreTests {
         #expect(text.hasPrefix("{\"events\":\(sent),"), "every event counted once across 131 builds: \(text) vs \(sent)")
         let stats = try #require(rt.pluginStats.first)
         #expect(stats.events == sent && stats.missed == 0 && stats.laps == 0, "\(stats)")
-        #expect(after.maps - before.maps <= 8, "host mappings \(before.maps) -> \(after.maps)")
-        #expect(after.rssKiB - before.rssKiB < 4096, "host RSS \(before.rssKiB) KiB -> \(after.rssKiB) KiB")
+    }
+
+    /// Lines of /proc/PID/maps and VmRSS (KiB) of another process.
+    static func mappingsAndRSS(pid: Int32) -> (maps: Int, rssKiB: Int) {
+        let maps = (try? FileDescriptor.readContents(of: "/proc/\(pid)/maps")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let status = (try? FileDescriptor.readContents(of: "/proc/\(pid)/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
+        return (maps.split(separator: "\n").count, rss)
+    }
+
+    @Test("plugboard run --watch, a Swift plugin in process mode renamed into place 100 times: the host's mappings and RSS stay flat, every event counted once",
+          .timeLimit(.minutes(5)))
+    func watchReloadsLeaveNothingInTheHost() throws {
+        let dir = try TestSupport.tempDir("watch-swift")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plugboard = PackagePaths.product("plugboard")
+        try FileManager.default.copyItem(atPath: TestSupport.plugin("swift-counter"), toPath: "\(dir)/libswift-counter.so")
+        let packed = try TestSupport.run(plugboard, ["pack", TestSupport.packageRoot + "/SamplePlugins/swift-counter/plugin.toml",
+                                                     "--library", "\(dir)/libswift-counter.so", "-o", "\(dir)/swift-counter.pbm"])
+        #expect(packed.status == 0, "\(packed.output)")
+        // 2500 events, 12 ms apart: the source outlasts 110 reloads.
+        let session = "\(dir)/session.jsonl"
+        var lines = ""
+        for i in 0..<2500 {
+            lines += "{\"action\":\"\(i % 2 == 0 ? "add" : "remove")\",\"syspath\":\"/sys/devices/w/\(i % 7)\",\"vendor_id\":\"1d6b\",\"product_id\":\"000\(i % 7)\",\"delay_ms\":12}\n"
+        }
+        try lines.write(toFile: session, atomically: true, encoding: .utf8)
+        let log = "\(dir)/run.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: plugboard)
+        p.arguments = ["run", "--plugins", dir, "--registry-cache", "none", "--source", "replay:\(session)", "--watch",
+                       "--set", "plugins.worker_user=root"]
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        func reloads() -> Int { text().components(separatedBy: "plugin reloaded").count - 1 }
+        let start = ContinuousClock.now
+        while !text().contains("event source started") && ContinuousClock.now - start < .seconds(30) { usleep(20_000) }
+        func replace(_ n: Int) throws {
+            let want = reloads() + 1
+            try? FileManager.default.removeItem(atPath: "\(dir)/.next.so")
+            try FileManager.default.copyItem(atPath: TestSupport.plugin("swift-counter"), toPath: "\(dir)/.next.so")
+            #expect(rename("\(dir)/.next.so", "\(dir)/libswift-counter.so") == 0)
+            let t = ContinuousClock.now
+            while reloads() < want && ContinuousClock.now - t < .seconds(10) { usleep(2_000) }
+            #expect(reloads() >= want, "reload \(n) did not happen: \(text().suffix(2000))")
+        }
+        for i in 0..<10 { try replace(i) }  // warm-up: the host's first-use allocations
+        let before = Self.mappingsAndRSS(pid: p.processIdentifier)
+        for i in 0..<100 { try replace(i) }
+        let after = Self.mappingsAndRSS(pid: p.processIdentifier)
+        p.waitUntilExit()
+        let output = text()
+        #expect(p.terminationStatus == 0, "\(output.suffix(3000))")
+        #expect(reloads() == 110)
+        #expect(after.maps - before.maps <= 4, "host mappings \(before.maps) -> \(after.maps) over 100 reloads")
+        #expect(after.rssKiB - before.rssKiB <= 1024, "host RSS \(before.rssKiB) KiB -> \(after.rssKiB) KiB over 100 reloads")
+        // The last build's summary counts all 2500 events: state carried across 111 builds, nothing twice.
+        let last = output.split(separator: "\n").last { $0.contains("swift-counter/summary:") }
+        #expect(last?.contains("{\"events\":2500,") == true, "\(last ?? "no summary")")
+        print("watch reloads: host maps \(before.maps) -> \(after.maps), RSS \(before.rssKiB) -> \(after.rssKiB) KiB")
     }
 }
 

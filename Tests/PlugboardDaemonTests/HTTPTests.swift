@@ -47,7 +47,7 @@ struct HTTPTests {
         let dir = TempDir()
         let gate = dir.path + "/init-may-return"
         let host = try makeHost(in: dir.path, plugins: ["p": ["init_wait_file": gate, "delay_us": "1000"]],
-                                source: "synthetic:1000000000", set: ["shutdown.deadline": "2s"])
+                                source: "synthetic:1000000000", set: ["shutdown.deadline": "2s", "plugins.init_deadline": "600s"])
         let state = DaemonState()
         let starter = NativeThread(name: "starter") { try? host.start(); state.started = true }
         try await withMonitoringServer(runtime: host, state: state) { port in

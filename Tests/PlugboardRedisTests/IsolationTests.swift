@@ -288,9 +288,11 @@ struct IsolationTests {
                       ("shutdown", "sleep", "did not finish its shutdown in time"),
                       ("shutdown", "spin", "did not finish its shutdown in time"),
                       ("shutdown", "segfault", "killed by SIGSEGV (Segmentation fault) in shutdown"),
-                      ("ctor", "", "exited with status 7")])
+                      ("ctor", "", "exited with status 7"),
+                      ("init-thread", "sleep", "init did not return within 500ms; the plugin runs as a thread, which cannot be stopped")])
     func initAndShutdown(where: String, mode: String, message: String) throws {
-        let bed = try IsolationBed(misbehave: `where` == "ctor" ? nil : ["mode": mode, "where": `where`])
+        let bed = try IsolationBed(misbehave: `where` == "ctor" ? nil : ["mode": mode, "where": `where` == "init-thread" ? "init" : `where`],
+                                   misbehaveWorker: `where` == "init-thread" ? "isolation = \"thread\"" : "")
         defer { bed.remove() }
         if `where` == "ctor" {
             try FileManager.default.copyItem(atPath: PackagePaths.plugin("pbtest-ctor-exit"), toPath: "\(bed.dir)/libctor.so")
