@@ -88,6 +88,28 @@ public struct Event {
     public var manufacturer: String { string(raw.pointee.manufacturer) }
     public var product: String { string(raw.pointee.product) }
     public var driver: String { string(raw.pointee.driver) }
+    public var devnode: String { string(raw.pointee.devnode) }
+    /// `PB_EVENT_*` bits (coldplug, resync, truncated, from table).
+    public var flags: UInt16 { raw.pointee.flags }
+    /// The kernel's SEQNUM of the uevent (0 when none).
+    public var kernelSeqnum: UInt64 { raw.pointee.kernel_seqnum }
+    public var bcdDevice: UInt16 { raw.pointee.bcd_device }
+    public var deviceClass: UInt8 { raw.pointee.device_class }
+    public var deviceSubclass: UInt8 { raw.pointee.device_subclass }
+    public var deviceProtocol: UInt8 { raw.pointee.device_protocol }
+    /// bNumInterfaces of the active configuration.
+    public var numInterfaces: UInt8 { raw.pointee.num_interfaces }
+    /// The interfaces the event lists: (class, subclass, protocol) each.
+    public var interfaces: [(class: UInt8, subclass: UInt8, protocol: UInt8)] {
+        withUnsafeBytes(of: raw.pointee.interfaces) { bytes in
+            let all = bytes.bindMemory(to: pb_usb_interface.self)
+            return (0..<min(Int(raw.pointee.interfaces_len), all.count)).map {
+                (all[$0].iface_class, all[$0].iface_subclass, all[$0].iface_protocol)
+            }
+        }
+    }
+    /// The C event itself, for anything this view does not name (valid only during the callback).
+    public var pointer: UnsafePointer<pb_event> { raw }
     /// "046d:c52b".
     public var id: String { hex(vendorID) + ":" + hex(productID) }
 

@@ -55,7 +55,70 @@ struct NewCommandTests {
         #expect(output.contains("ok: hello-swift against session.jsonl: 1 records, 9 log lines as expected"), "\(output)")
         let manifest = try String(contentsOfFile: "\(dir)/Package.swift", encoding: .utf8)
         #expect(manifest.contains(".package(name: \"PlugboardSDK\", path: \"\(TestSupport.packageRoot)/SDK/swift\")"), "\(manifest)")
+
+        // The same package, now a plugin that writes every field of every event the way the C
+        // recorder does, rebuilt outside the tree and run beside the recorder on the demo session:
+        // what a Swift plugin sees is byte for byte what a C plugin sees.
+        try Self.fieldsWriter.write(toFile: "\(dir)/Sources/Plugin/Plugin.swift", atomically: true, encoding: .utf8)
+        let built = try TestSupport.run("/usr/bin/make", ["-C", dir, "libhello-swift.so"])
+        #expect(built.status == 0, "\(built.output)")
+        try FileManager.default.copyItem(atPath: TestSupport.plugin("pbtest-recorder"), toPath: "\(dir)/librecorder.so")
+        let run = try TestSupport.run(PackagePaths.product("plugboard"), [
+            "run", "--plugins", dir, "--ignore-manifests", "--source", "replay:\(TestSupport.packageRoot)/demo/session.jsonl",
+            "--pace", "fast", "--plugin-config", "hello-swift.output=\(dir)/swift.txt", "--plugin-config", "recorder.output=\(dir)/c.txt"])
+        #expect(run.status == 0, "\(run.output)")
+        func events(_ f: String) -> [Substring] {
+            ((try? String(contentsOfFile: f, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.first?.isNumber == true }
+        }
+        let swiftLines = events("\(dir)/swift.txt"), cLines = events("\(dir)/c.txt")
+        #expect(cLines.count == 9)
+        #expect(swiftLines == cLines, "\(swiftLines) vs \(cLines)")
     }
+
+    /// A Swift plugin printing each event as Tests/TestPlugins/recorder/recorder.c does.
+    static let fieldsWriter = #"""
+        import Glibc
+        import PlugboardSDK
+
+        struct NoOutput: Error {}
+
+        final class Plugin: PlugboardPlugin {
+            static let name = "hello-swift"
+            static let version = "0.1.0"
+            private let out: UnsafeMutablePointer<FILE>
+
+            init(host: PluginHost) throws {
+                guard let path = host.config("output"), let f = fopen(path, "w") else { throw NoOutput() }
+                out = f
+            }
+
+            func hex<T: BinaryInteger>(_ v: T, _ width: Int) -> String {
+                let d = String(v, radix: 16)
+                return String(repeating: "0", count: max(0, width - d.count)) + d
+            }
+
+            func handle(_ events: EventBatch) throws {
+                for e in events {
+                    let ifs = e.interfaces.map { hex($0.class, 2) + hex($0.subclass, 2) + hex($0.protocol, 2) }.joined(separator: ",")
+                    let line = "\(e.sequence) \(String(cString: pb_action_name(e.pointer.pointee.action))) flags=\(e.flags) "
+                        + "seqnum=\(e.kernelSeqnum) bus=\(e.busnum) dev=\(e.devnum) id=\(hex(e.vendorID, 4)):\(hex(e.productID, 4)) "
+                        + "bcd=\(hex(e.bcdDevice, 4)) class=\(hex(e.deviceClass, 2))/\(hex(e.deviceSubclass, 2))/\(hex(e.deviceProtocol, 2)) "
+                        + "speed=\(e.speedKbps) nif=\(e.numInterfaces) ifs=\(ifs) syspath=\(e.syspath) devnode=\(e.devnode) "
+                        + "serial=\(e.serial) manufacturer=\(e.manufacturer) product=\(e.product) driver=\(e.driver)
+"
+                    fputs(line, out)
+                }
+                fflush(out)
+            }
+
+            func shutdown() { fclose(out) }
+        }
+
+        @_cdecl("pb_plugin_entry")
+        public func pb_plugin_entry(_ input: UnsafePointer<pb_negotiate_in>?, _ output: UnsafeMutablePointer<pb_negotiate_out>?) -> Int32 {
+            PluginExport.negotiate(Plugin.self, input, output)
+        }
+        """#
 
     @Test("bad requests are refused with the reason and the fix, and nothing is left behind", arguments: [
         (["Hello World"], "plugin name: \"Hello World\" is not a valid plugin name"),
