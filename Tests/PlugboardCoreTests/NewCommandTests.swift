@@ -63,7 +63,7 @@ struct NewCommandTests {
         let built = try TestSupport.run("/usr/bin/make", ["-C", dir, "libhello-swift.so"])
         #expect(built.status == 0, "\(built.output)")
         try FileManager.default.copyItem(atPath: TestSupport.plugin("pbtest-recorder"), toPath: "\(dir)/librecorder.so")
-        let run = try TestSupport.run(PackagePaths.product("plugboard"), [
+        let run = try TestSupport.run(TestSupport.productsDir + "/plugboard", [
             "run", "--plugins", dir, "--ignore-manifests", "--source", "replay:\(TestSupport.packageRoot)/demo/session.jsonl",
             "--pace", "fast", "--plugin-config", "hello-swift.output=\(dir)/swift.txt", "--plugin-config", "recorder.output=\(dir)/c.txt"])
         #expect(run.status == 0, "\(run.output)")
@@ -104,8 +104,7 @@ struct NewCommandTests {
                         + "seqnum=\(e.kernelSeqnum) bus=\(e.busnum) dev=\(e.devnum) id=\(hex(e.vendorID, 4)):\(hex(e.productID, 4)) "
                         + "bcd=\(hex(e.bcdDevice, 4)) class=\(hex(e.deviceClass, 2))/\(hex(e.deviceSubclass, 2))/\(hex(e.deviceProtocol, 2)) "
                         + "speed=\(e.speedKbps) nif=\(e.numInterfaces) ifs=\(ifs) syspath=\(e.syspath) devnode=\(e.devnode) "
-                        + "serial=\(e.serial) manufacturer=\(e.manufacturer) product=\(e.product) driver=\(e.driver)
-"
+                        + "serial=\(e.serial) manufacturer=\(e.manufacturer) product=\(e.product) driver=\(e.driver)\n"
                     fputs(line, out)
                 }
                 fflush(out)
