@@ -6,6 +6,28 @@ import Testing
 struct RunCommandTests {
     var plugboard: String { "\(TestSupport.productsDir)/plugboard" }
 
+    @Test("--pace: fast skips a replay's delays, Nx divides them, and a bad pace is refused naming replay.pace and the fix",
+          .timeLimit(.minutes(2)))
+    func replayPace() throws {
+        let dir = try TestSupport.tempDir("pace")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Three events 60 s apart: at the recorded pace this run would take two minutes.
+        let session = "\(dir)/slow.jsonl"
+        try (0..<3).map { "{\"action\":\"add\",\"syspath\":\"/sys/devices/p/\($0)\",\"delay_ms\":60000}" }
+            .joined(separator: "\n").write(toFile: session, atomically: true, encoding: .utf8)
+        let fast = try TestSupport.run(plugboard, ["run", "--plugins", dir, "--source", "replay:\(session)", "--pace", "fast"])
+        #expect(fast.status == 0, "\(fast.output)")
+        #expect(fast.output.contains("3 events"), "\(fast.output)")
+        #expect(fast.output.contains("replay_pace=fast"), "the host settings line shows the pace: \(fast.output)")
+        let check = try TestSupport.run(plugboard, ["config", "check", "--set", "source=replay:\(session)", "--set", "replay.pace=10x"])
+        #expect(check.output.contains("replay_pace=10.0x"), "\(check.output)")
+        for bad in ["slow", "0x", "-2x"] {
+            let r = try TestSupport.run(plugboard, ["run", "--plugins", dir, "--source", "replay:\(session)", "--pace=\(bad)"])
+            #expect(r.status != 0)
+            #expect(r.output.contains("replay.pace") && r.output.contains("write recorded, fast, or a speed-up such as 10x"), "\(r.output)")
+        }
+    }
+
     @Test("run prints a per-plugin summary and the rejected plugins, and exits 0")
     func summary() throws {
         let dir = try TestSupport.pluginDir([
