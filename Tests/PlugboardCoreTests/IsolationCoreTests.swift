@@ -84,6 +84,17 @@ struct IsolationCoreTests {
         } throws: { ($0 as? PlugboardError)?.code == "ring.attach" }
     }
 
+    @Test("a worker's histograms scribbled with huge counts cannot make the host's sums overflow")
+    func scribbledHistogramIsSafe() throws {
+        let control = try WorkerControl.create(name: "scribbled")
+        let words = UnsafeMutableRawPointer(mutating: control.cursorWord).advanced(by: 1024 - 8)
+            .assumingMemoryBound(to: UInt64.self)
+        for i in 0..<LatencyHistogram.bucketCount { words[i] = .max }
+        #expect(control.latency.snapshot().allSatisfy { $0 == LatencyHistogram.maxCount })
+        #expect(control.latency.quantile(0.99) != nil)
+        #expect(control.latency.total == LatencyHistogram.maxCount * UInt64(LatencyHistogram.bucketCount))
+    }
+
     @Test("a remote cursor is clamped: never past published, never back; it holds flow control until deregistered")
     func remoteCursorClamped() throws {
         let ring = try EventRing(slotCount: 8)

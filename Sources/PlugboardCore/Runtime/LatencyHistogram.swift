@@ -57,10 +57,14 @@ public final class LatencyHistogram: @unchecked Sendable {
         pbs_store_release_u64(p, pbs_load_relaxed_u64(p) &+ 1)
     }
 
-    /// A copy of every bucket's count.
+    /// A copy of every bucket's count. Each is clamped to 2^40: a histogram in a worker process's
+    /// control page can be scribbled on by the plugin, and sums of its counts must not overflow.
     public func snapshot() -> [UInt64] {
-        (0..<Self.bucketCount).map { pbs_load_acquire_u64(counts + $0) }
+        (0..<Self.bucketCount).map { min(pbs_load_acquire_u64(counts + $0), Self.maxCount) }
     }
+
+    /// The largest count a bucket reports (far beyond any real one).
+    public static let maxCount: UInt64 = 1 << 40
 
     /// Values recorded.
     public var total: UInt64 { snapshot().reduce(0, +) }
@@ -70,12 +74,12 @@ public final class LatencyHistogram: @unchecked Sendable {
 
     /// The value at quantile `q` of bucket counts `counts`.
     public static func quantile(_ q: Double, of counts: [UInt64]) -> UInt64? {
-        let total = counts.reduce(0, +)
+        let total = counts.reduce(0, &+)
         guard total > 0 else { return nil }
         let rank = UInt64((Double(total) * q).rounded(.up))
         var seen: UInt64 = 0
         for (i, c) in counts.enumerated() {
-            seen += c
+            seen &+= c
             if seen >= max(rank, 1) { return i + 1 < bucketCount ? lowerBound(of: i + 1) - 1 : lowerBound(of: i) }
         }
         return nil
