@@ -1,6 +1,10 @@
 import ArgumentParser
 import PlugboardCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The `plugboard` command: host daemon and plugin tooling.
 ///
 /// Exit codes (docs/operations.md): 0 success, 1 runtime failure, 64 usage error
@@ -29,5 +33,22 @@ struct Plugboard: AsyncParsableCommand {
         list.append(CallCommand.self)
         list.append(TestCommand.self)
         return list
+    }
+
+    /// Every command ignores SIGPIPE: a peer that went away (Redis killed, a worker process that
+    /// crashed, a closed pipe on stdout) is an EPIPE error its caller handles, never a silent
+    /// death of the daemon (it used to end `run` with status 141 when Redis restarted).
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
     }
 }

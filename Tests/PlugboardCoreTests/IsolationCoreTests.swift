@@ -95,6 +95,19 @@ struct IsolationCoreTests {
         #expect(control.latency.total == LatencyHistogram.maxCount * UInt64(LatencyHistogram.bucketCount))
     }
 
+    @Test("sending to a worker that died is an EPIPE error, never a SIGPIPE that ends the host")
+    func sendToDeadPeer() throws {
+        let (a, b) = try SocketPair.stream()
+        try b.close()
+        // (SIGPIPE's disposition is left alone here: other tests in this process write to closed
+        // pipes too. MSG_NOSIGNAL is what keeps a plugboard-less host alive; plugboard also ignores it.)
+        let channel = WireChannel(fd: a)
+        #expect {
+            try channel.send(.shutdown)
+        } throws: { ($0 as? Errno)?.code == EPIPE }
+        try a.close()
+    }
+
     @Test("a remote cursor is clamped: never past published, never back; it holds flow control until deregistered")
     func remoteCursorClamped() throws {
         let ring = try EventRing(slotCount: 8)

@@ -80,7 +80,21 @@ public final class WireChannel: @unchecked Sendable {
         frame.u32(UInt32(payload.count + 1))
         frame.u8(type.rawValue)
         frame.bytes.append(contentsOf: payload)
-        try writeLock.withLock { (_) throws(Errno) in try fd.writeAll(frame.bytes) }
+        try writeLock.withLock { (_) throws(Errno) in try Self.sendAll(fd.rawValue, frame.bytes) }
+    }
+
+    /// send(2) with MSG_NOSIGNAL: a peer that died (a crashed worker, a host gone) is an EPIPE
+    /// error here, never a SIGPIPE that would end this process.
+    static func sendAll(_ fd: CInt, _ bytes: [UInt8]) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Errno.current("send")
+            }
+            done += n
+        }
     }
 
     public enum ReadError: Error, CustomStringConvertible {
