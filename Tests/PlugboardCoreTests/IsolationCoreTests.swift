@@ -183,6 +183,45 @@ struct ProcessWorkerCoreTests {
         #expect(published.count == 5000 && published.last.map { String(decoding: $0.payload, as: UTF8.self) } == "5000")
     }
 
+    @Test("a worker process lapped by a live source resynchronises from the host's device table, fetched over its socket")
+    func lappedWorkerResyncs() throws {
+        let dir = try TestSupport.tempDir("lap")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = "\(dir)/slow.txt"
+        let rt = try runtime()  // 256 slots
+        // Two devices in the table, so the resync has something to hand over.
+        for i in 0..<2 {
+            rt.deviceTable.apply(UnsafePointer(Self.device(i).pointer))
+        }
+        let path = try Self.recorder(named: "slow-proc", in: dir)
+        #expect(rt.addProcessPlugin(ProcessPluginSpec(path: path, name: "slow-proc", version: "1",
+                                                      configuration: ["output": out, "delay_us": "20000"], batchSize: 8,
+                                                      deadline: nil, manifest: [])))
+        #expect(rt.startWorkers() == 1)
+        let feed = FeedSource()
+        rt.start(source: feed)
+        feed.wanted.store(5000, ordering: .releasing)  // a live source: it never waits for the slow worker
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (rt.pluginStats.first?.resyncs ?? 0) == 0 && ContinuousClock.now < deadline { usleep(5000) }
+        _ = rt.stop(deadline: .seconds(10))
+        let stats = try #require(rt.pluginStats.first)
+        #expect(stats.laps > 0 && stats.resyncs > 0 && stats.missed > 0, "\(stats)")
+        let lines = TestSupport.lines(out)
+        #expect(lines.contains("RESYNC 2"), "the device table crossed the process boundary: \(lines.filter { $0.hasPrefix("RESYNC") })")
+        #expect(stats.crashes.isEmpty)
+    }
+
+    /// A device record (an add event) for the table.
+    static func device(_ i: Int) -> (pointer: UnsafeMutablePointer<pb_event>, keep: UnsafeMutableRawPointer) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: EventLayout.maxSize)
+        var w = EventWriter(at: raw, capacity: EventLayout.maxSize, sequence: UInt64(i + 1))
+        w.action = .add
+        w.event.pointee.vendor_id = 0x1d6b
+        w.setString(.syspath, "/sys/devices/lap/\(i)")
+        return (w.event, raw)
+    }
+
     @Test("a plugin that refuses init in its worker process is refused with the plugin's own reason; the others run")
     func initRefusedInProcess() throws {
         let rt = try runtime()
