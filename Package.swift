@@ -102,6 +102,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Replaying a recorded session (JSON Lines): the one part of the runtime that needs Foundation
+        // (its JSON parser); kept out of PlugboardCore so the worker process does not load Foundation.
+        .target(name: "PlugboardReplay", dependencies: ["PlugboardCore", "CPlugboard", "PlugboardSystem"]),
+
         // The udev source: libudev monitor + enumeration, overflow resync, kernel-group fallback.
         .target(name: "PlugboardUdev", dependencies: [
             "CUdev", "PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
@@ -128,7 +132,7 @@ let package = Package(
         // The one host of run, serve and monitor: configuration -> settings, plugin discovery
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.
         .target(name: "PlugboardHost", dependencies: [
-            "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis", "PlugboardSystem",
+            "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis", "PlugboardSystem", "PlugboardReplay",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
@@ -143,7 +147,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "plugboard", dependencies: [
-            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools", "PlugboardHost",
+            "PlugboardCore", "PlugboardManifest", "PlugboardManifestTools", "PlugboardHost", "PlugboardReplay",
             "PlugboardUdev",
             "PlugboardRedis",
             "PlugboardDaemon",
@@ -176,7 +180,7 @@ let package = Package(
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardSystemTests", dependencies: ["PlugboardSystem", "CPlugboardSupport"]),
-        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
+        .testTarget(name: "PlugboardCoreTests", dependencies: ["PlugboardCore", "PlugboardReplay", "CPlugboard", "CPlugboardSupport", "PlugboardSystem",
                                                                "PlugboardTestSupport"]),
         .testTarget(name: "PlugboardUdevTests", dependencies: [
             "PlugboardUdev", "PlugboardCore", "PlugboardTestbed", "CPlugboard", "CUdev", "PlugboardTestSupport",

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardReplay
 import PlugboardRedis
 import PlugboardUdev
 import Synchronization

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PlugboardCore
+import PlugboardReplay
 import PlugboardDaemon
 import PlugboardHost
 

@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardCore
+import PlugboardReplay
 import Testing
 
 /// The header promises "any C99 or C++ compiler": these build plugins and translation

@@ -1,6 +1,7 @@
 import CPlugboard
 import Foundation
 import PlugboardCore
+import PlugboardReplay
 import Testing
 
 @Suite("Host API")

@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardCore
+import PlugboardReplay
 import Synchronization
 import Testing
 

@@ -2,6 +2,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import PlugboardCore
+import PlugboardReplay
 @testable import PlugboardSystem
 
 /// Faults injected at the system layer (debug builds) must reach the core's errors with the call,

@@ -1,5 +1,4 @@
 import CPlugboard
-import Foundation
 import PlugboardSystem
 
 #if canImport(Glibc)

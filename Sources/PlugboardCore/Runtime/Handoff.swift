@@ -1,5 +1,7 @@
 import Dispatch
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PlugboardSystem
 import Synchronization
 
@@ -20,6 +22,12 @@ final class Handoff: Sendable {
 /// A copy is deleted when its build is replaced, whether or not its image could be closed (a
 /// mapping outlives its file); the copy of the build running at exit stays in the directory.
 final class ReloadCopies: Sendable {
+    /// $TMPDIR, else /tmp.
+    static var temporaryDirectory: String {
+        if let t = getenv("TMPDIR"), t.pointee != 0 { return String(cString: t) }
+        return "/tmp"
+    }
+
     static let shared = ReloadCopies()
     private let made = Mutex<(directory: String?, count: Int, files: Set<String>)>((nil, 0, []))
 
@@ -30,7 +38,7 @@ final class ReloadCopies: Sendable {
             target = try made.withLock { m throws -> String in
                 if m.directory == nil {
                     do throws(Errno) {
-                        m.directory = try FileSystem.makeTemporaryDirectory(prefix: "\(NSTemporaryDirectory())/plugboard-reload-")
+                        m.directory = try FileSystem.makeTemporaryDirectory(prefix: "\(Self.temporaryDirectory)/plugboard-reload-")
                     } catch {
                         throw PlugboardError(code: "reload.dir", reason: "\(error.call): \(error.reason)")
                     }

@@ -1,5 +1,4 @@
 import CPlugboardSupport
-import Foundation
 import Logging
 import PlugboardSystem
 import Synchronization

@@ -1,4 +1,5 @@
 import Foundation
+import PlugboardCore
 import PlugboardSystem
 
 /// Replays a recorded session: JSON Lines, one event per line (docs/replay-format.md).
