@@ -222,6 +222,35 @@ struct ProcessWorkerCoreTests {
         return (w.event, raw)
     }
 
+    @Test("thread mode: a hot reload never unmaps an old image whose thread still runs (the host would fault)")
+    func threadReloadKeepsOldImageMapped() throws {
+        let dir = try TestSupport.tempDir("outlive")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Built with plain cc, as outside authors do: SwiftPM's build of it carries Swift sections
+        // and would never be closed anyway.
+        let path = "\(dir)/libmisbehave.so"
+        let cc = try TestSupport.run("/usr/bin/cc", ["-std=gnu11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-pthread",
+                                                     "-I", TestSupport.packageRoot + "/SDK/include", "-o", path,
+                                                     TestSupport.packageRoot + "/Tests/TestPlugins/misbehave/misbehave.c", "-ldl"])
+        #expect(cc.status == 0, "\(cc.output)")
+        var options = RuntimeOptions()
+        options.ringSlots = 256
+        let rt = try Runtime(options: options, logger: TestSupport.logger)
+        // Each build starts a thread in init that keeps touching a static of its image forever.
+        rt.addPlugin(try PluginLoader.open(path), configuration: ["mode": "thread-outlives", "where": "init"])
+        #expect(rt.startWorkers() == 1, "\(rt.failures.map(\.description))")
+        let feed = FeedSource()
+        rt.start(source: feed)
+        feed.wanted.store(100, ordering: .releasing)
+        for _ in 0..<3 {
+            let next = try rt.reload(pluginNamed: "misbehave", from: path)
+            #expect(next.state == .running)
+        }
+        usleep(50_000)  // the old builds' threads run on in their (still mapped) images
+        _ = rt.stop(deadline: .seconds(5))
+        #expect(rt.pluginStats.first?.state == .stopped)
+    }
+
     @Test("a plugin that refuses init in its worker process is refused with the plugin's own reason; the others run")
     func initRefusedInProcess() throws {
         let rt = try runtime()
