@@ -47,8 +47,10 @@ test: build
 	@# dropped the uevent ("No such device"). The other suites need no preload.
 	@# Worker processes run as root here: the fixtures write into root-only temporary
 	@# directories. IsolationTests sets plugins.worker_user itself to check the drop to nobody.
-	PLUGBOARD_PLUGINS_WORKER_USER=root umockdev-wrapper $(SWIFT) test --filter PlugboardUdevTests
-	PLUGBOARD_PLUGINS_WORKER_USER=root $(SWIFT) test --skip PlugboardUdevTests
+	@# umask 022: the host refuses plugins in group- or world-writable places (plugins.trust), and
+	@# the fixtures' directories take their mode from the umask.
+	umask 022 && PLUGBOARD_PLUGINS_WORKER_USER=root umockdev-wrapper $(SWIFT) test --filter PlugboardUdevTests
+	umask 022 && PLUGBOARD_PLUGINS_WORKER_USER=root $(SWIFT) test --skip PlugboardUdevTests
 
 ## demo: a scripted hotplug session (hub, keyboard, flash drive, unplug/replug, a burst) played
 ## through a umockdev testbed into the real `plugboard run --source udev` with the sample plugins.
@@ -57,7 +59,7 @@ test: build
 ## `plugboard tail` at the end.
 demo: build
 	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); the burst may abort umockdev"
-	scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR) udev
+	umask 022 && scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR) udev
 
 ## demo-replay: the same plugins on the bundled recorded session (no umockdev needed).
 demo-replay: build

@@ -19,6 +19,17 @@ public struct ManifestStartReport: Sendable {
 }
 
 extension HostAssembly {
+    /// The file trust check of `path` under `plugins.trust`: nil when it may be used. Under "warn"
+    /// a problem is logged and nil returned; under "strict" the problem is returned.
+    func untrusted(_ path: String) -> FileTrust.Problem? {
+        guard settings.trust != "off", let problem = FileTrust.check(path) else { return nil }
+        if settings.trust == "warn" {
+            logger.warning("plugins.trust = warn: loading anyway: \(problem)")
+            return nil
+        }
+        return problem
+    }
+
     /// Finds, opens and initialises the plugins (in dependency order with manifests). Rejected
     /// plugins are recorded in `runtime.failures` with the reason; they never stop the others.
     /// - Throws: when a plugin directory cannot be read, or the manifests' dependencies form a cycle.
@@ -38,6 +49,10 @@ extension HostAssembly {
             // No manifests, but every plugin in a worker process (plugins.isolation = "process").
             let t0 = clock.now
             for path in try PluginLoader.discover(in: directories) {
+                if let problem = untrusted(path) {
+                    runtime.recordFailure(path: path, PluginLoadError(file: path, kind: .skipped(reason: "untrusted: \(problem)")))
+                    continue
+                }
                 var name = (path as NSString).lastPathComponent
                 if name.hasPrefix("lib") { name.removeFirst(3) }
                 if name.hasSuffix(".so") { name.removeLast(3) }
@@ -51,7 +66,10 @@ extension HostAssembly {
             report.running = runtime.startWorkers()
         case .allLibraries:
             let t0 = clock.now
-            report.loadTimes = try runtime.addLibraries(in: directories)
+            report.loadTimes = try runtime.addLibraries(in: directories) { path in
+                guard let problem = self.untrusted(path) else { return nil }
+                return "untrusted: \(problem)"
+            }
             report.discovery = clock.now - t0
             report.running = runtime.startWorkers()
         case .manifests(let cache, let lru):
@@ -92,6 +110,19 @@ extension HostAssembly {
         let runtime = self.runtime
         let clock = ContinuousClock()
         let t0 = clock.now
+        var registryCache = registryCache
+        if let cache = registryCache, settings.trust != "off" {
+            // The cache file if it exists, else the directory it would be written in.
+            let existing = FileManager.default.fileExists(atPath: cache) ? cache : (cache as NSString).deletingLastPathComponent
+            if FileManager.default.fileExists(atPath: existing), let problem = FileTrust.check(existing) {
+                if settings.trust == "strict" {
+                    logger.error("the registry cache is not trusted, so it is not used (every manifest is read): \(problem)")
+                    registryCache = nil
+                } else {
+                    logger.warning("plugins.trust = warn: using the registry cache anyway: \(problem)")
+                }
+            }
+        }
         let registry = ManifestRegistry(cachePath: registryCache, lruCapacity: lruCapacity,
                                         warning: { [logger] in logger.warning("\($0)") })
         let catalog = PluginCatalog.discover(dirs: directories, registry: registry)
@@ -112,6 +143,11 @@ extension HostAssembly {
             var opened: [String] = []
             for name in level {
                 guard let c = catalog.candidate(named: name), let manifest = c.manifest else { continue }
+                if let problem = [c.libraryPath, c.manifestPath].compactMap({ $0 }).lazy.compactMap({ self.untrusted($0) }).first {
+                    failed[name] = "was skipped"
+                    runtime.recordFailure(path: c.libraryPath, PluginLoadError(file: c.libraryPath, kind: .skipped(reason: "untrusted: \(problem)")))
+                    continue
+                }
                 if let dep = manifest.after.first(where: { failed[$0] != nil || !running.contains($0) }) {
                     let why = "dependency \"\(dep)\" \(failed[dep] ?? "is not running") (fix \"\(dep)\" first; this plugin starts once it does)"
                     failed[name] = "was skipped"

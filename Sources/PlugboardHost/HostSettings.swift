@@ -74,6 +74,8 @@ public struct HostSettings: Sendable {
     /// One deadline for the whole graceful shutdown (stop source, drain, plugin shutdown, flush).
     public var shutdownDeadline: Duration
     public var isolation: IsolationSettings
+    /// File trust checks before loading: strict, warn or off (`plugins.trust`).
+    public var trust: String = "strict"
     /// Multiplier of a replay's `delay_ms` (1: as recorded, 0: no waits; `replay.pace`).
     public var replayPace: Double = 1
     /// Where each configuration key's value came from (`command line --plugins /x`,
@@ -121,6 +123,7 @@ public struct HostSettings: Sendable {
             replayPace = 1 / f
         }
         let p = config.plugins
+        trust = p.trust
         var policy = ProcessPolicy(workerExecutable: IsolationSettings.workerExecutable(configured: p.workerExecutable))
         if geteuid() == 0 {
             let wanted = p.workerUser.isEmpty ? nil : p.workerUser
@@ -193,6 +196,7 @@ public struct HostSettings: Sendable {
         } else {
             s.append(("redis", "off"))
         }
+        s.append(("trust", trust))
         s.append(("isolation", isolation.mode))
         if !isolation.threadPlugins.isEmpty { s.append(("thread_plugins", isolation.threadPlugins.sorted().joined(separator: ","))) }
         if !isolation.processPlugins.isEmpty { s.append(("process_plugins", isolation.processPlugins.sorted().joined(separator: ","))) }

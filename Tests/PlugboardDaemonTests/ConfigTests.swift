@@ -128,7 +128,7 @@ struct ConfigTests {
             "plugins.worker_user": "nobody", "plugins.init_deadline": "2s", "plugins.callback_deadline": "1s",
             "plugins.restart_backoff": "10ms", "plugins.crash_burst": "3", "plugins.crash_interval": "10s",
             "plugins.memory_limit": "512MiB", "plugins.cpu_limit": "60", "plugins.open_files_limit": "256",
-            "replay.pace": "fast",
+            "replay.pace": "fast", "plugins.trust": "warn",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]

@@ -86,13 +86,18 @@ public final class Runtime: Sendable {
     /// Opens every `*.so` in `directories` and adds it, without manifests (no filter, no
     /// `[config]`, no order): the host's `plugins.manifests = false` mode, and the core tests.
     /// Failures are recorded (see `failures`) and logged; they never stop the others.
+    /// `refuse` may turn a file away before it is opened (the host's file trust check), with why.
     /// - Returns: per plugin name, the time `PluginLoader.open` took.
     /// - Throws: `PlugboardError` only when a directory cannot be read.
     @discardableResult
-    public func addLibraries(in directories: [String]) throws -> [String: Duration] {
+    public func addLibraries(in directories: [String], refuse: ((String) -> String?)? = nil) throws -> [String: Duration] {
         let clock = ContinuousClock()
         var times: [String: Duration] = [:]
         for path in try PluginLoader.discover(in: directories) {
+            if let why = refuse?(path) {
+                recordFailure(path: path, PluginLoadError(file: path, kind: .skipped(reason: why)))
+                continue
+            }
             let t = clock.now
             do {
                 let plugin = try PluginLoader.open(path)

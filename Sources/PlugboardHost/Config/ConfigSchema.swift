@@ -97,6 +97,8 @@ public enum ConfigSchema {
                   help: "The manifest registry cache file; empty: $STATE_DIRECTORY/registry.pbr under systemd, else $XDG_CACHE_HOME/plugboard/registry.pbr; \"none\": no cache (every .pbm is read)."),
         ConfigKey(path: "plugins.cache_size", kind: .integer(0...100_000), defaultValue: .integer(200),
                   help: "Parsed manifests kept in memory (LRU)."),
+        ConfigKey(path: "plugins.trust", kind: .choice(["strict", "warn", "off"]), defaultValue: .string("strict"),
+                  help: "File checks before a plugin loads (docs/security.md): \"strict\" refuses a .so, .pbm or registry cache, or a directory above them, that is not owned by root or the daemon's user or is writable by group or others; \"warn\" logs and loads; \"off\" skips the checks."),
         ConfigKey(path: "plugins.isolation", kind: .choice(["manifest", "process", "thread"]), defaultValue: .string("manifest"),
                   help: "Where plugin code runs: \"manifest\" (each plugin's [worker] isolation, default process), or \"process\"/\"thread\" for all (docs/security.md)."),
         ConfigKey(path: "plugins.thread", kind: .stringList(minCount: 0), defaultValue: .stringList([]),

@@ -92,6 +92,8 @@ public struct DaemonConfig: Sendable, Equatable {
         /// Empty: the default location (see `registryCachePath`).
         public var registryCache: String
         public var cacheSize: Int
+        /// strict, warn or off.
+        public var trust: String = "strict"
         /// manifest, process or thread.
         public var isolation: String = "manifest"
         public var threadPlugins: [String] = []
@@ -159,7 +161,7 @@ public struct DaemonConfig: Sendable, Equatable {
         func duration(_ p: String) -> Duration { if case .duration(let d) = e.value(p) { return d }; preconditionFailure(p) }
         self.plugins = Plugins(dirs: list("plugins.dirs"), manifests: bool("plugins.manifests"),
                                registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"),
-                               isolation: str("plugins.isolation"), threadPlugins: list("plugins.thread"),
+                               trust: str("plugins.trust"), isolation: str("plugins.isolation"), threadPlugins: list("plugins.thread"),
                                processPlugins: list("plugins.process"), workerExecutable: str("plugins.worker_executable"),
                                workerUser: str("plugins.worker_user"), initDeadline: duration("plugins.init_deadline"),
                                callbackDeadline: duration("plugins.callback_deadline"),
