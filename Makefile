@@ -31,8 +31,9 @@ build: deps
 	@$(MAKE) --no-print-directory plugins
 
 plugins:
-	@mkdir -p $(PLUGIN_DIR)
-	@for p in $(SAMPLE_PLUGINS); do cp -f $(BUILD_DIR)/lib$$p.so $(PLUGIN_DIR)/; done
+	@# umask 022: the host refuses plugins in group- or world-writable places (plugins.trust).
+	@umask 022 && mkdir -p $(PLUGIN_DIR) && chmod go-w $(PLUGIN_DIR)
+	@umask 022 && for p in $(SAMPLE_PLUGINS); do cp -f $(BUILD_DIR)/lib$$p.so $(PLUGIN_DIR)/ && chmod go-w $(PLUGIN_DIR)/lib$$p.so; done
 	@# Each .so gets its binary manifest next to it (docs/manifest.md); the host skips a .so without one.
 	@for p in $(SAMPLE_PLUGINS); do \
 	  $(BUILD_DIR)/plugboard pack SamplePlugins/$$p/plugin.toml --library $(PLUGIN_DIR)/lib$$p.so -o $(PLUGIN_DIR)/$$p.pbm || exit 1; \
