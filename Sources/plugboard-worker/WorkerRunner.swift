@@ -111,11 +111,9 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         let configuration = setup.byName[plugin.name] ?? setup.pluginConfiguration
         let context = PluginContext(name: plugin.name, configuration: configuration, outputQueue: OutputQueue(maxRecords: 1),
                                     deviceTable: devices, logger: logger, remote: self)
-        let t0 = pbs_monotonic_ns()
         do { try plugin.initialize(context: context) } catch {
             return refuse(error.code, error.description)
         }
-        control.initNanoseconds = max(1, pbs_monotonic_ns() &- t0)
         var ready = WireWriter()
         ready.string(plugin.name)
         ready.string(plugin.version)

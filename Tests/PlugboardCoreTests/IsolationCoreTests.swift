@@ -265,6 +265,31 @@ struct ProcessWorkerCoreTests {
         #expect(rt.failures.allSatisfy { $0.path.hasSuffix(".so") })
     }
 
+    @Test("a worker that writes garbage to the host's socket (an unknown message, a half-sent frame) is killed and named, never waited for",
+          arguments: [("unknown", #"printf '\001\000\000\000\015' >&3"#, "sent an unknown or malformed message (type 13)"),
+                      ("half", #"printf '\144\000\000\000\014ab' >&3"#, "a message left half-sent")])
+    func garbageOnTheSocket(kind: String, write: String, message: String) throws {
+        // A stand-in worker, as a plugin's own code could write to descriptor 3.
+        let dir = try TestSupport.tempDir("garbage")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = "\(dir)/worker-\(kind)"
+        try "#!/bin/sh\n\(write)\nexec sleep 60\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let rt = try runtime {
+            $0.workerExecutable = script
+            $0.initDeadline = .seconds(120)
+        }
+        #expect(rt.addProcessPlugin(ProcessPluginSpec(path: TestSupport.plugin("pbtest-recorder"), name: "recorder",
+                                                      version: "1", configuration: [:], batchSize: 8, deadline: nil, manifest: [])))
+        let start = ContinuousClock.now
+        #expect(rt.startWorkers() == 0)
+        #expect(ContinuousClock.now - start < .seconds(60), "refused at once, not held until the 120 s init deadline")
+        let text = rt.failures.map(\.description).joined()
+        #expect(text.contains(message) && text.contains("was killed"), "\(text)")
+        let stray = try TestSupport.run("/usr/bin/pgrep", ["-f", script])
+        #expect(stray.status != 0, "the stand-in worker was killed: \(stray.output)")
+    }
+
     @Test("a worker process that cannot be started names the program and the fix")
     func missingWorkerExecutable() throws {
         let rt = try runtime { $0.workerExecutable = "/nonexistent/plugboard-worker" }

@@ -12,18 +12,7 @@ import Glibc
 struct FileTrustTests {
     var plugboard: String { TestSupport.buildDir + "/plugboard" }
 
-    func run(_ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: plugboard)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, out)
-    }
+    func run(_ args: [String]) throws -> (status: Int32, output: String) { try TestSupport.runPlugboard(args) }
 
     /// A directory holding device-counter with its manifest.
     func bed() throws -> String {

@@ -8,18 +8,7 @@ import Testing
 struct RunWithManifestsTests {
     var plugboard: String { TestSupport.buildDir + "/plugboard" }
 
-    func run(_ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: plugboard)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, out)
-    }
+    func run(_ args: [String]) throws -> (status: Int32, output: String) { try TestSupport.runPlugboard(args) }
 
     /// A plugin dir with usb-logger (only Logitech devices, output file from [config]), device-counter
     /// (after usb-logger), and the recorder test plugin without a manifest.

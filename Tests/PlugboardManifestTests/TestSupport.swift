@@ -6,6 +6,20 @@ import PlugboardTestSupport
 /// Shared helpers: temporary directories, the package's real plugin `.so` files, sample manifests.
 enum TestSupport {
     /// A fresh directory under /tmp, removed by the caller with `cleanup`.
+    /// Runs the built `plugboard` with `args`; its exit status and its output (stdout and stderr).
+    static func runPlugboard(_ args: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: buildDir + "/plugboard")
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, out)
+    }
+
     static func makeTempDir(_ label: String = "pbm") -> String {
         var template = Array("/tmp/plugboard-\(label)-XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }

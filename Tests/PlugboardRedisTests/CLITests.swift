@@ -25,18 +25,7 @@ struct CLITests {
     }
 
     @discardableResult
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: plugboard)
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) { try TestProcess.run(plugboard, arguments) }
 
     @Test("run --redis publishes every event and the plugins' shutdown output; tail --count prints them")
     func runPublishesAndTailPrints() throws {

@@ -285,7 +285,15 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             _ = try? Poll.wait(&fds, timeoutMilliseconds: Int32(max(1, min(left.nanoseconds / 1_000_000, 100))))
             if fds[0].revents != 0 {
                 guard let frame = try? channel.receive() else {
-                    let status = process.wait(timeout: .seconds(5))
+                    // Closed (it died), or a frame left half-sent (it times out): either way this
+                    // process is done; it is killed so a hung one cannot linger.
+                    var status = process.wait(timeout: .milliseconds(200))
+                    if status == nil {
+                        kill(process, label: "protocol", text: "left a message half-sent")
+                        status = process.wait(timeout: .seconds(5))
+                        return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                            message: "\(spec.path): the worker process broke the protocol while loading or initialising the plugin (a message left half-sent) and was killed (fix: a plugin must not write to descriptors it did not open)"))
+                    }
                     if st.withLock({ $0.stopping }) {
                         return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
                             message: "\(spec.path): stopped during init (the daemon is shutting down)"))
@@ -315,7 +323,12 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 case .log:
                     handleLog(frame.payload)
                 default:
-                    handle(frame, channel: channel)
+                    if !handle(frame, channel: channel) {
+                        kill(process, label: "protocol", text: "sent an unknown or malformed message (type \(frame.type))")
+                        _ = process.wait(timeout: .seconds(5))
+                        return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                            message: "\(spec.path): the worker process sent an unknown or malformed message (type \(frame.type)) while loading or initialising the plugin and was killed (fix: a plugin must not write to descriptors it did not open)"))
+                    }
                 }
             } else if fds[1].revents != 0 {
                 let status = process.wait(timeout: .seconds(1))
@@ -488,7 +501,6 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         logger.error("plugin crashed twice on the same event: it will not receive it again (counted in skipped): \(json)",
                      metadata: ["plugin": "\(spec.name)", "sequence": "\(seq)"])
         _ = context.publish(topic: "poison", payload: Array(json.utf8))
-        control.skipped = UInt64(st.withLock { $0.skip.count })
     }
 
     /// Serves one running process until it ends. Returns how it ended.
@@ -606,18 +618,6 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     func handle(_ frame: (type: UInt8, payload: [UInt8]), channel: WireChannel) -> Bool {
         var r = WireReader(frame.payload)
         switch WireType(rawValue: frame.type) {
-        case .publish:
-            guard let topic = try? r.string(), let payload = try? r.data() else { return false }
-            _ = context.publish(topic: topic, payload: payload)
-        case .counter:
-            guard let n = try? r.string(), let v = try? r.u64() else { return false }
-            context.counterAdd(n, v)
-        case .gauge:
-            guard let n = try? r.string(), let v = try? r.f64() else { return false }
-            context.gaugeSet(n, v)
-        case .histogram:
-            guard let n = try? r.string(), let v = try? r.f64() else { return false }
-            context.histogramObserve(n, v)
         case .deviceTableRequest:
             var w = WireWriter()
             let records = deviceTable.records()
@@ -686,8 +686,4 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             for k in WorkerControl.Counter.allCases { mine[k, default: 0] &+= old.control[k] &+ (theirs[k] ?? 0) }
         }
     }
-}
-
-extension Duration {
-    static func * (d: Duration, n: Int) -> Duration { d * Double(n) }
 }

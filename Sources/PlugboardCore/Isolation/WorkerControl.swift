@@ -22,8 +22,6 @@ import Glibc
 ///     32    batchLast         (u64)
 ///     40    callbackStart     (u64)  CLOCK_MONOTONIC ns the callback began (0: not in one)
 ///     48    counters          (u64 × 9) delivered, filtered, errors, laps, missed, resyncs, overruns, published, refused
-///     128   initNanoseconds   (u64)
-///     136   skipped           (u64)  poison events withheld from it
 ///     144   command           (u32)  host -> worker: 1 hand over (hot reload), 2 stop now
 ///     1024  latency histogram (receipt → callback)
 ///     4096  callback duration histogram
@@ -117,10 +115,6 @@ public final class WorkerControl: @unchecked Sendable {
         get { Command(rawValue: pbs_load_acquire_u32(u32(144))) ?? .none }
         set { pbs_store_release_u32(u32(144), newValue.rawValue) }
     }
-    public var skipped: UInt64 {
-        get { pbs_load_acquire_u64(u64(136)) }
-        set { pbs_store_release_u64(u64(136), newValue) }
-    }
     /// Clears what a dead worker left behind (flags, the batch), keeping the counters.
     public func resetForRestart() {
         // A crashed worker may have scribbled anywhere on its page, the magic included.
@@ -129,9 +123,5 @@ public final class WorkerControl: @unchecked Sendable {
         leaveCallback()
         activity = .idle
         command = .none
-    }
-    public var initNanoseconds: UInt64 {
-        get { pbs_load_acquire_u64(u64(128)) }
-        set { pbs_store_release_u64(u64(128), newValue) }
     }
 }

@@ -8,14 +8,14 @@ import Glibc
 /// The messages between the host and a worker process, on a stream socket pair: a frame is
 /// `[u32 length][u8 type][payload]`, little-endian, length counting type and payload.
 ///
-/// Rare and control traffic only (setup, ready, device table, state handover, shutdown). The
-/// frequent host calls (publish, metrics, log) also travel here; see docs/architecture.md,
-/// "Isolation", for why and what it costs.
+/// Rare and control traffic only (setup, ready, device table, state handover, shutdown, and the
+/// runner's own log notes). A plugin's frequent host calls (publish, metrics, log) go through its
+/// shared-memory queue (`HostCallRecord`), never here: any other message kills the worker.
 public enum WireType: UInt8, Sendable {
     // host -> worker
     case setup = 1, go = 2, deviceTable = 3, shutdown = 4, handoff = 5
     // worker -> host
-    case ready = 10, initFailed = 11, log = 12, publish = 13, counter = 14, gauge = 15, histogram = 16
+    case ready = 10, initFailed = 11, log = 12
     case deviceTableRequest = 17, state = 18, done = 20
 }
 
