@@ -269,7 +269,10 @@ typedef struct pb_host_api {
 
     /**
      * Since 1.0. Writes `message` (NUL-terminated; copied before the call returns) to the host
-     * log at `level` (PB_LOG_*), labelled with the plugin's name. A NULL message is ignored.
+     * log at `level` (PB_LOG_*), labelled with the plugin's name, as one record: control
+     * characters are written escaped (a newline as \n), a message over 4096 bytes is cut, and
+     * past the daemon's plugins.log_rate (default 100 per second) messages are dropped and
+     * counted. A NULL message is ignored.
      * The last PB_LOG_WARNING/PB_LOG_ERROR message is quoted when init fails.
      */
     void (*log)(pb_host *host, int32_t level, const char *message);
@@ -280,7 +283,9 @@ typedef struct pb_host_api {
      * returns; `data` may be NULL when `len` is 0. Returns:
      *   PB_OK          queued;
      *   PB_ERR_FULL    the queue is full: the record is dropped and counted (publish_refused);
-     *   PB_ERR_INVALID a NULL topic, NULL data with len > 0, or a record over 1 MiB: dropped, counted.
+     *   PB_ERR_INVALID a NULL topic, NULL data with len > 0, a topic over 256 bytes, or a record
+     *                  over the daemon's plugins.max_record_bytes (at most and by default 64 KiB;
+     *                  `plugboard inspect` prints it): dropped, counted.
      * Never blocks.
      */
     pb_status (*publish)(pb_host *host, const char *topic, const void *data, size_t len);

@@ -7,20 +7,36 @@ public enum Text {
         return w.text
     }
 
-    /// `s` with control characters (newline, ESC...) written as `\n`, `\u{1B}`: a plugin's message
-    /// then cannot start a forged log line or move the terminal's cursor.
-    public static func printable(_ s: String) -> String {
-        guard s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return s }
+    /// A plugin's log message made safe for one record of the host's log: control characters,
+    /// line and paragraph separators and bidirectional overrides escaped (`\n`, `\u{1B}`), and
+    /// backslashes doubled, so the record cannot be mistaken for two, nor a typed backslash-n
+    /// for a newline it sent. At most `limit` UTF-8 bytes of `s` are kept (cut on a character
+    /// boundary); a longer message ends with `...[N bytes cut]`.
+    public static func logRecord(_ s: String, limit: Int) -> String {
         var out = ""
+        var kept = 0
+        let total = s.utf8.count
         for u in s.unicodeScalars {
+            let size = UTF8.width(u)
+            if kept + size > limit { break }
+            kept += size
             switch u {
+            case "\\": out += "\\\\"
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.properties.generalCategory == .control { out += "\\u{\(String(u.value, radix: 16, uppercase: true))}" } else { out.unicodeScalars.append(u) }
+                let category = u.properties.generalCategory
+                let bidi = (0x202A...0x202E).contains(u.value) || (0x2066...0x2069).contains(u.value)
+                    || u.value == 0x200E || u.value == 0x200F || u.value == 0x061C
+                if category == .control || category == .lineSeparator || category == .paragraphSeparator || bidi {
+                    out += "\\u{\(String(u.value, radix: 16, uppercase: true))}"
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
+        if kept < total { out += "...[\(total - kept) bytes cut]" }
         return out
     }
 

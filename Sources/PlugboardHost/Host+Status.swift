@@ -36,6 +36,8 @@ extension HostAssembly {
             p.skipped = st.skipped
             p.quarantineReason = st.quarantineReason
             p.lastCrash = st.lastCrash
+            p.publishRefused = st.publishRefused
+            p.logDropped = st.logDropped
             plugins.append(p)
         }
         for f in runtime.failures {

@@ -62,6 +62,8 @@ public final class HostAssembly: RuntimeControl {
         options.cpuAffinity = settings.cpuAffinity
         options.processPolicy = settings.isolation.policy
         options.initDeadline = settings.isolation.policy.initDeadline
+        options.maxRecordBytes = settings.maxRecordBytes
+        options.logLimits = settings.logLimits
         do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }
         switch settings.source {
         case .replay(let path):

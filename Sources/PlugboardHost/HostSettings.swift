@@ -76,6 +76,10 @@ public struct HostSettings: Sendable {
     public var isolation: IsolationSettings
     /// File trust checks before loading: strict, warn or off (`plugins.trust`).
     public var trust: String = "strict"
+    /// Largest record a plugin may publish (`plugins.max_record_bytes`): what the publisher carries.
+    public var maxRecordBytes: Int = 64 << 10
+    /// What plugins' log calls may cost (`plugins.log_rate`).
+    public var logLimits = PluginLogLimits()
     /// Multiplier of a replay's `delay_ms` (1: as recorded, 0: no waits; `replay.pace`).
     public var replayPace: Double = 1
     /// Where each configuration key's value came from (`command line --plugins /x`,
@@ -124,6 +128,9 @@ public struct HostSettings: Sendable {
         }
         let p = config.plugins
         trust = p.trust
+        maxRecordBytes = p.maxRecordBytes
+        logLimits.perSecond = p.logRate
+        logLimits.burst = 2 * p.logRate
         var policy = ProcessPolicy(workerExecutable: IsolationSettings.workerExecutable(configured: p.workerExecutable))
         if geteuid() == 0 {
             let wanted = p.workerUser.isEmpty ? nil : p.workerUser
@@ -160,6 +167,8 @@ public struct HostSettings: Sendable {
             r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
             r.maxLength = config.redis.maxlen == 0 ? nil : config.redis.maxlen
             r.maxBatch = config.redis.batch
+            // One limit: a record publish accepted always fits what the publisher carries.
+            r.pluginMaxRecord = maxRecordBytes + OutputQueue.maxTopicBytes + OutputQueue.maxNameBytes
             redis = r
         }
         // The loader checks the syntax; whether this machine lets us use the CPUs is checked here,
@@ -196,6 +205,8 @@ public struct HostSettings: Sendable {
         } else {
             s.append(("redis", "off"))
         }
+        s.append(("max_record_bytes", "\(maxRecordBytes)"))
+        s.append(("log_rate", "\(logLimits.perSecond)"))
         s.append(("trust", trust))
         s.append(("isolation", isolation.mode))
         if !isolation.threadPlugins.isEmpty { s.append(("thread_plugins", isolation.threadPlugins.sorted().joined(separator: ","))) }

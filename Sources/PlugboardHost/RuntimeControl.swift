@@ -114,6 +114,10 @@ public struct PluginStatus: Sendable {
     public var skipped: UInt64 = 0
     public var quarantineReason: String?
     public var lastCrash: String?
+    /// Records its `publish` calls were refused (queue full, or larger than plugins.max_record_bytes).
+    public var publishRefused: UInt64 = 0
+    /// Log messages dropped by its rate limit (plugins.log_rate).
+    public var logDropped: UInt64 = 0
 
     public init(name: String, version: String, state: State, events: UInt64 = 0, errors: UInt64 = 0, lag: UInt64 = 0,
                 laps: UInt64 = 0, lastError: String? = nil, callbackDuration: HistogramSnapshot = .empty, loadTime: Duration? = nil) {

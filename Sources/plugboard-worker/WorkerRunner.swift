@@ -26,8 +26,8 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
     let queue: SharedQueue.Producer
     let queueLock = Mutex<Void>(())
     nonisolated(unsafe) var control: WorkerControl?
-    /// Largest publish payload (the host's OutputQueue bound, docs/abi.md).
-    static let maxRecordBytes = 1 << 20
+    /// Largest publish payload: the host's (`WorkerSetup.maxRecordBytes`, plugins.max_record_bytes).
+    nonisolated(unsafe) var maxRecordBytes = 64 << 10
 
     init(channel: WireChannel, ringFD: FileDescriptor, controlFD: FileDescriptor, queue: SharedQueue.Producer) {
         self.channel = channel
@@ -72,6 +72,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
             return 70  // EX_SOFTWARE: not started by a host
         }
         let path = setup.pluginPath
+        maxRecordBytes = Int(setup.maxRecordBytes)
         // Before any plugin code: limits, then privileges (a dropped uid cannot raise limits).
         do throws(Errno) {
             if setup.addressSpace > 0 { try LockDown.limit(.addressSpace, to: setup.addressSpace) }
@@ -261,8 +262,8 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
 
     func publish(topic: String, payload: UnsafeRawBufferPointer) -> Int32 {
         let topicBytes = Array(topic.utf8)
-        guard topicBytes.count <= 4096, payload.count + topicBytes.count + 2 <= queue.maximumPayload,
-              payload.count <= Self.maxRecordBytes else {
+        guard topicBytes.count <= OutputQueue.maxTopicBytes, payload.count + topicBytes.count + 2 <= queue.maximumPayload,
+              payload.count <= maxRecordBytes else {
             control?.add(.refused, 1)
             return PB_ERR_INVALID
         }

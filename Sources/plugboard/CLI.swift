@@ -45,6 +45,12 @@ enum CLI {
             out += "  \(s.name): crashes: \(reasons); last: \(s.lastCrash ?? "?")\n"
         }
         for s in runtime.pluginStats { if let q = s.quarantineReason { out += "  \(s.name): quarantined: \(q)\n" } }
+        for s in runtime.pluginStats where s.logDropped > 0 {
+            out += "  \(s.name): \(s.logDropped) log messages dropped by the rate limit (plugins.log_rate)\n"
+        }
+        for s in runtime.pluginStats where s.publishRefused > 0 {
+            out += "  \(s.name): \(s.publishRefused) publish calls refused (output queue full, or larger than plugins.max_record_bytes)\n"
+        }
         for s in runtime.pluginStats where s.overruns > 0 {
             out += "  \(s.name): \(s.overruns) callbacks ran past its deadline_ms\n"
         }

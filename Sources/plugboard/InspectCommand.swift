@@ -1,4 +1,6 @@
 import ArgumentParser
+import PlugboardCore
+import PlugboardHost
 import PlugboardManifest
 import PlugboardManifestTools
 
@@ -23,7 +25,18 @@ struct InspectCommand: ParsableCommand {
         var manifest: ManifestJSON?
         var library_path: String?
         var library_status: String?
+        /// Largest record the plugin's `publish` may send on this host (plugins.max_record_bytes).
+        var publish_max_record_bytes: Int?
         var error: ErrorJSON?
+    }
+
+    /// This host's publish limit and where it comes from (the daemon's configuration, as `run`
+    /// would read it; the default when that configuration cannot be read).
+    static func publishLimit() -> (bytes: Int, origin: String) {
+        guard let effective = try? ConfigLoader().load() else {
+            return (DaemonConfig.defaults.plugins.maxRecordBytes, "default; the configuration could not be read")
+        }
+        return (effective.daemon.plugins.maxRecordBytes, effective.origin("plugins.max_record_bytes").description)
     }
 
     func run() throws {
@@ -34,7 +47,12 @@ struct InspectCommand: ParsableCommand {
         } else {
             files = [path]
         }
-        let results = files.map(inspect)
+        let limit = Self.publishLimit()
+        let results = files.map(inspect).map { r in
+            var r = r
+            if r.valid { r.publish_max_record_bytes = limit.bytes }
+            return r
+        }
         if json {
             if results.count == 1 && files == [path] { print(Output.json(results[0])) } else { print(Output.json(results)) }
         } else {
@@ -44,6 +62,7 @@ struct InspectCommand: ParsableCommand {
                     print("\(r.file): valid manifest")
                     Output.describe(m.source, indent: "  ").forEach { print($0) }
                     if let lp = r.library_path, let st = r.library_status { print("  library file: \(lp): \(st)") }
+                    print("  publish:     records up to \(limit.bytes) bytes, topics up to \(OutputQueue.maxTopicBytes) bytes; larger get PB_ERR_INVALID (plugins.max_record_bytes, from \(limit.origin))")
                 } else if let e = r.error {
                     Output.stderr("error: \(e.message)")
                 }
@@ -62,10 +81,11 @@ struct InspectCommand: ParsableCommand {
                 if FileKey.of(path: p) == nil { status = "missing" }
                 else if let h = try? SHA256.hash(fileAt: p) { status = h == m.librarySHA256 ? "matches" : "stale manifest: differs from the packed library (run plugboard pack)" }
             }
-            return Inspected(file: file, valid: true, manifest: ManifestJSON(m), library_path: lp, library_status: status, error: nil)
+            return Inspected(file: file, valid: true, manifest: ManifestJSON(m), library_path: lp, library_status: status,
+                             publish_max_record_bytes: nil, error: nil)
         } catch {
             return Inspected(file: file, valid: false, manifest: nil, library_path: nil, library_status: nil,
-                             error: ErrorJSON(ManifestError.from(error, file: file)))
+                             publish_max_record_bytes: nil, error: ErrorJSON(ManifestError.from(error, file: file)))
         }
     }
 }

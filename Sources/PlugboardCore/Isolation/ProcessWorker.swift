@@ -129,7 +129,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     let clock = ContinuousClock()
 
     public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
-                outputQueue: OutputQueue, sourcePath: String? = nil, logger: Logger) throws(Errno) {
+                outputQueue: OutputQueue, sourcePath: String? = nil, logger: Logger,
+                logLimits: PluginLogLimits = PluginLogLimits()) throws(Errno) {
         self.spec = spec
         self.policy = policy
         self.ring = ring
@@ -137,7 +138,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         self.logger = logger
         self.sourcePath = sourcePath ?? spec.path
         context = PluginContext(name: spec.name, configuration: spec.configuration, outputQueue: outputQueue,
-                                deviceTable: deviceTable, logger: logger)
+                                deviceTable: deviceTable, logger: logger, logLimits: logLimits)
         control = try WorkerControl.create(name: spec.name)
         control.cursor = ring.published
         remote = ring.registerRemote(name: spec.name, cursor: control.cursorWord, sleeping: control.sleepingWord)
@@ -183,7 +184,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             resyncs: c(.resyncs), overruns: c(.overruns), batchSize: spec.batchSize, lag: lag,
             published: context.publishCounts.accepted, publishRefused: context.publishCounts.refused &+ c(.refused),
             lastError: s.lastError, isolation: .process, pid: s.process?.pid ?? 0, restarts: s.restarts,
-            crashes: s.crashes, skipped: UInt64(s.skip.count), quarantineReason: s.quarantineReason, lastCrash: s.lastCrash)
+            crashes: s.crashes, skipped: UInt64(s.skip.count), quarantineReason: s.quarantineReason, lastCrash: s.lastCrash,
+            logDropped: context.logDropped)
     }
 
     // MARK: Start
@@ -216,6 +218,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         s.addressSpace = policy.addressSpace
         s.cpuSeconds = policy.cpuSeconds
         s.openFiles = policy.openFiles
+        s.maxRecordBytes = UInt32(context.outputQueue.maxRecordBytes)
         st.withLock {
             s.singleUntil = $0.singleUntil
             s.skip = $0.skip
@@ -602,14 +605,15 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var r = WireReader(payload)
         guard let source = try? r.u8(), let level = try? r.u32(), let message = try? r.string() else { return }
         let lvl = Int32(bitPattern: level)
-        let clean = message
         if source == 1 {
+            // The worker's own messages quote the plugin (dlerror, its name): escaped like its log.
+            let clean = Text.logRecord(message, limit: context.logLimits.messageBytes)
             if lvl >= PB_LOG_ERROR { st.withLock { $0.lastError = clean } }
             var l = logger
             l[metadataKey: "plugin"] = "\(spec.name)"
             l.log(level: lvl >= PB_LOG_ERROR ? .error : lvl >= PB_LOG_WARNING ? .warning : .info, "\(clean)")
         } else {
-            context.log(level: lvl, message: clean)
+            context.log(level: lvl, message: message)
         }
     }
 

@@ -25,6 +25,8 @@ public struct WorkerSetup: Sendable, Equatable {
     /// Without a manifest the host does not know the plugin's name before it loads: the worker
     /// takes the configuration for the name the plugin reports from here (empty: `configuration`).
     public var byName: [String: PluginConfiguration] = [:]
+    /// Largest record `publish` accepts (the host's, so a larger one is refused at the call).
+    public var maxRecordBytes: UInt32 = 64 << 10
 
     public init(pluginPath: String, expectedName: String, configuration: PluginConfiguration, batchSize: UInt32) {
         self.pluginPath = pluginPath
@@ -68,6 +70,7 @@ public struct WorkerSetup: Sendable, Equatable {
                 w.string(e.value)
             }
         }
+        w.u32(maxRecordBytes)
         return w.bytes
     }
 
@@ -102,6 +105,7 @@ public struct WorkerSetup: Sendable, Equatable {
             for _ in 0..<n { entries.append((key: try r.string(), value: try r.string())) }
             s.byName[name] = PluginConfiguration(entries)
         }
+        s.maxRecordBytes = try r.u32()
         return s
     }
 }

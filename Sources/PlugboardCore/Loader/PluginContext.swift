@@ -18,6 +18,24 @@ public protocol RemoteHost: AnyObject, Sendable {
     func refreshDeviceTable(into table: DeviceTable)
 }
 
+/// What one plugin may send through the host API's `log` (docs/abi.md, docs/security.md):
+/// a plugin's output is data, never control of the host's log.
+public struct PluginLogLimits: Sendable, Equatable {
+    /// Longest message kept, in UTF-8 bytes; a longer one is cut and says how much was cut.
+    public var messageBytes = 4096
+    /// Messages per second each plugin may log (a token bucket holding `burst`); 0: no limit.
+    /// Messages past it are dropped and counted (`plugboard_plugin_log_dropped_total`), and the
+    /// next message that passes is preceded by one line saying how many were dropped.
+    public var perSecond = 100
+    public var burst = 200
+
+    public init(messageBytes: Int = 4096, perSecond: Int = 100, burst: Int = 200) {
+        self.messageBytes = messageBytes
+        self.perSecond = perSecond
+        self.burst = burst
+    }
+}
+
 /// The host side of one loaded plugin: what `pb_host *` points to.
 ///
 /// It owns the plugin's configuration (as C strings), its logger, its metrics and
@@ -50,10 +68,18 @@ public final class PluginContext: Sendable {
     let lastMessage = Mutex<String?>(nil)
     let published = Atomic<UInt64>(0)
     let publishRefused = Atomic<UInt64>(0)
+    let logLimits: PluginLogLimits
+    /// The token bucket of `logLimits`: tokens left, when last filled, drops not yet reported.
+    private struct LogBucket { var tokens: Double; var filled: ContinuousClock.Instant; var unreported: UInt64 = 0 }
+    private let logBucket: Mutex<LogBucket>
+    let logDroppedCount = Atomic<UInt64>(0)
 
     public init(name: String, configuration: PluginConfiguration, outputQueue: OutputQueue,
-                deviceTable: DeviceTable, logger: Logger, remote: (any RemoteHost)? = nil) {
+                deviceTable: DeviceTable, logger: Logger, remote: (any RemoteHost)? = nil,
+                logLimits: PluginLogLimits = PluginLogLimits()) {
         self.name = name
+        self.logLimits = logLimits
+        logBucket = Mutex(LogBucket(tokens: Double(logLimits.burst), filled: .now))
         self.remote = remote
         self.configuration = configuration
         self.outputQueue = outputQueue
@@ -97,13 +123,18 @@ public final class PluginContext: Sendable {
     public var publishCounts: (accepted: UInt64, refused: UInt64) {
         (published.load(ordering: .relaxed), publishRefused.load(ordering: .relaxed))
     }
-    /// The last warning or error the plugin logged (used in init-failure messages).
+    /// The last warning or error the plugin logged, escaped (used in init-failure messages).
     public var lastWarningOrError: String? { lastMessage.withLock { $0 } }
+    /// Log messages dropped by the rate limit so far.
+    public var logDropped: UInt64 { logDroppedCount.load(ordering: .relaxed) }
 
-    /// Logs for the plugin (also what a worker process's log records become on the host).
+    /// Logs for the plugin (also what a worker process's log records become on the host): one
+    /// record per call, escaped and cut to `logLimits.messageBytes`, within the rate limit.
     public func log(level: Int32, message: String) {
+        let text = Text.logRecord(message, limit: logLimits.messageBytes)
+        if level >= PB_LOG_WARNING { lastMessage.withLock { $0 = text } }
         if let remote {
-            if level >= PB_LOG_WARNING { lastMessage.withLock { $0 = message } }
+            // The host escapes and limits what arrives; the worker only forwards.
             remote.log(level: level, message: message)
             return
         }
@@ -114,8 +145,34 @@ public final class PluginContext: Sendable {
         case PB_LOG_WARNING: .warning
         default: .error
         }
-        if level >= PB_LOG_WARNING { lastMessage.withLock { $0 = message } }
-        logger.log(level: l, "\(message)")
+        // Below the logger's level the message costs nothing and is not counted against the limit.
+        guard l >= logger.logLevel else { return }
+        let (admitted, dropped) = admitLog()
+        guard admitted else { return }
+        if dropped > 0 {
+            logger.warning("plugin log rate limit: \(dropped) messages dropped (the limit is \(logLimits.perSecond) per second, plugins.log_rate)")
+        }
+        logger.log(level: l, "\(text)")
+    }
+
+    /// Takes a token from the log bucket: whether the message may be logged, and how many were
+    /// dropped since the last one that was (to report once).
+    private func admitLog() -> (Bool, UInt64) {
+        guard logLimits.perSecond > 0 else { return (true, 0) }
+        return logBucket.withLock { b in
+            let now = ContinuousClock.now
+            let elapsed = (now - b.filled).inSeconds
+            b.filled = now
+            b.tokens = min(Double(max(logLimits.burst, 1)), b.tokens + elapsed * Double(logLimits.perSecond))
+            guard b.tokens >= 1 else {
+                b.unreported += 1
+                logDroppedCount.add(1, ordering: .relaxed)
+                return (false, 0)
+            }
+            b.tokens -= 1
+            defer { b.unreported = 0 }
+            return (true, b.unreported)
+        }
     }
 
     /// Queues a record for the publisher (also what a worker process's publish records become).

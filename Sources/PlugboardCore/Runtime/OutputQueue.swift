@@ -26,8 +26,12 @@ public struct OutputRecord: Sendable, Equatable {
 public final class OutputQueue: Sendable {
     public let maxRecords: Int
     public let maxBytes: Int
-    /// Largest single payload accepted.
+    /// Largest single payload accepted (`plugins.max_record_bytes`).
     public let maxRecordBytes: Int
+    /// Longest topic, and longest publishing plugin name, accepted (bytes). With
+    /// `maxRecordBytes` they bound what the Redis publisher must carry for one record.
+    public static let maxTopicBytes = 256
+    public static let maxNameBytes = 256
 
     private struct State {
         var records: [OutputRecord] = []
@@ -38,7 +42,7 @@ public final class OutputQueue: Sendable {
     }
     private let state = Mutex(State())
 
-    public init(maxRecords: Int = 4096, maxBytes: Int = 8 << 20, maxRecordBytes: Int = 1 << 20) {
+    public init(maxRecords: Int = 4096, maxBytes: Int = 8 << 20, maxRecordBytes: Int = 64 << 10) {
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
         self.maxRecordBytes = maxRecordBytes
@@ -49,7 +53,8 @@ public final class OutputQueue: Sendable {
 
     /// Queues a record.
     public func push(_ record: OutputRecord) -> Result<Void, Refusal> {
-        if record.payload.count > maxRecordBytes {
+        if record.payload.count > maxRecordBytes || record.topic.utf8.count > Self.maxTopicBytes
+            || record.plugin.utf8.count > Self.maxNameBytes {
             state.withLock { $0.rejected += 1 }
             return .failure(.tooLarge)
         }

@@ -12,6 +12,11 @@ public struct RuntimeOptions: Sendable {
     public var pluginConfiguration: [String: PluginConfiguration] = [:]
     /// Bound of the plugin output queue (records).
     public var outputQueueRecords: Int = 4096
+    /// Largest record a plugin may `publish` (bytes): what the publisher carries. Larger records
+    /// get PB_ERR_INVALID at the call, in both isolation modes.
+    public var maxRecordBytes: Int = 64 << 10
+    /// What each plugin's `log` calls may cost the host's log.
+    public var logLimits = PluginLogLimits()
     /// Finite sources wait for slow consumers instead of lapping them (default true).
     public var flowControlForFiniteSources = true
     /// CPUs the source thread and every plugin worker are pinned to (empty: not pinned).
@@ -80,7 +85,7 @@ public final class Runtime: Sendable {
         self.logger = logger
         ring = try EventRing(slotCount: options.ringSlots)
         producer = ring.makeProducer()
-        outputQueue = OutputQueue(maxRecords: options.outputQueueRecords)
+        outputQueue = OutputQueue(maxRecords: options.outputQueueRecords, maxRecordBytes: options.maxRecordBytes)
     }
 
     /// Opens every `*.so` in `directories` and adds it, without manifests (no filter, no
@@ -188,7 +193,7 @@ public final class Runtime: Sendable {
         for spec in processes {
             do {
                 let w = try ProcessWorker(spec: spec, policy: options.processPolicy!, ring: ring, deviceTable: deviceTable,
-                                          outputQueue: outputQueue, logger: logger)
+                                          outputQueue: outputQueue, logger: logger, logLimits: options.logLimits)
                 w.start()
                 started.append(w)
             } catch {
@@ -199,7 +204,7 @@ public final class Runtime: Sendable {
         for p in loaded {
             let context = PluginContext(
                 name: p.plugin.name, configuration: p.configuration ?? options.pluginConfiguration[p.plugin.name] ?? [:],
-                outputQueue: outputQueue, deviceTable: deviceTable, logger: logger)
+                outputQueue: outputQueue, deviceTable: deviceTable, logger: logger, logLimits: options.logLimits)
             let worker = Worker(plugin: p.plugin, context: context, consumer: ring.makeConsumer(name: p.plugin.name),
                                 batchSize: p.batchSize ?? options.batchSize, filter: p.filter, deadline: p.deadline,
                                 cpus: options.cpuAffinity, logger: logger)
@@ -422,7 +427,7 @@ public final class Runtime: Sendable {
                 reason: "the new build is named '\(fresh.name)', not '\(name)' (fix: keep the name, or restart to load it as another plugin)"))
         }
         let context = PluginContext(name: name, configuration: old.configuration, outputQueue: outputQueue,
-                                    deviceTable: deviceTable, logger: logger)
+                                    deviceTable: deviceTable, logger: logger, logLimits: options.logLimits)
         let next = Worker(plugin: fresh, context: context, consumer: ring.makeConsumer(name: name), batchSize: old.batchSize,
                           filter: old.filter,
                           deadline: old.deadlineNanoseconds > 0 ? .nanoseconds(Int64(old.deadlineNanoseconds)) : nil,
@@ -466,7 +471,8 @@ extension Runtime {
         let next: ProcessWorker
         do {
             next = try ProcessWorker(spec: spec, policy: old.policy, ring: ring, deviceTable: deviceTable,
-                                     outputQueue: outputQueue, sourcePath: old.sourcePath, logger: logger)
+                                     outputQueue: outputQueue, sourcePath: old.sourcePath, logger: logger,
+                                     logLimits: options.logLimits)
         } catch {
             throw PluginLoadError(file: path, kind: .isolated(code: "worker", message: "\(path): cannot set up the worker process: \(error)"))
         }

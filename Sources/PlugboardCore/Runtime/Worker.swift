@@ -376,7 +376,7 @@ public final class Worker: PluginWorker {
             overruns: overruns.load(ordering: .relaxed), batchSize: batchSize,
             lag: consumer.ring.published &- cursor.load(ordering: .relaxed),
             published: c.accepted, publishRefused: c.refused,
-            lastError: lastError.withLock { $0 }, isolation: .thread)
+            lastError: lastError.withLock { $0 }, isolation: .thread, logDropped: context.logDropped)
     }
 }
 
@@ -421,6 +421,8 @@ public struct PluginStats: Sendable, Equatable {
     public var quarantineReason: String? = nil
     /// The last crash, described ("killed by SIGSEGV (Segmentation fault) in events callback, sequence 1000").
     public var lastCrash: String? = nil
+    /// Log messages dropped by the per-plugin rate limit.
+    public var logDropped: UInt64 = 0
 }
 
 func usleepShort() {

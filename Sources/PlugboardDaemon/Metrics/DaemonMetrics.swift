@@ -121,6 +121,8 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_quarantined", "gauge", ["plugin"], "1 when the plugin crashed more than plugins.crash_burst times within plugins.crash_interval and gets no events."),
         ("plugboard_plugin_poison_events_total", "counter", ["plugin"], "Events withheld from a plugin because it crashed on each twice."),
         ("plugboard_plugin_process", "gauge", ["plugin", "isolation"], "The plugin's worker process id (0 in thread mode or while none runs)."),
+        ("plugboard_plugin_publish_refused_total", "counter", ["plugin"], "Records a plugin's publish calls were refused (output queue full, or larger than plugins.max_record_bytes)."),
+        ("plugboard_plugin_log_dropped_total", "counter", ["plugin"], "Log messages dropped by the per-plugin rate limit (plugins.log_rate)."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
         ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
         ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
@@ -226,6 +228,10 @@ public final class DaemonMetrics: Sendable {
         for p in s.plugins { w.sample("plugboard_plugin_poison_events_total", [("plugin", p.name)], Double(p.skipped)) }
         header("plugboard_plugin_process")
         for p in s.plugins { w.sample("plugboard_plugin_process", [("plugin", p.name), ("isolation", p.isolation)], Double(p.pid)) }
+        header("plugboard_plugin_publish_refused_total")
+        for p in s.plugins { w.sample("plugboard_plugin_publish_refused_total", [("plugin", p.name)], Double(p.publishRefused)) }
+        header("plugboard_plugin_log_dropped_total")
+        for p in s.plugins { w.sample("plugboard_plugin_log_dropped_total", [("plugin", p.name)], Double(p.logDropped)) }
         header("plugboard_resyncs_total")
         w.sample("plugboard_resyncs_total", [], Double(s.resyncs))
         header("plugboard_events_published_total")

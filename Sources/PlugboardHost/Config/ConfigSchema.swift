@@ -123,6 +123,10 @@ public enum ConfigSchema {
                   help: "Address-space limit of each worker process (RLIMIT_AS); 0: none."),
         ConfigKey(path: "plugins.cpu_limit", kind: .integer(0...1_000_000), defaultValue: .integer(0),
                   help: "CPU seconds each worker process may use (RLIMIT_CPU); 0: none."),
+        ConfigKey(path: "plugins.max_record_bytes", kind: .byteSize(64...(64 << 10)), defaultValue: .integer(64 << 10),
+                  help: "Largest record a plugin may publish (payload bytes); larger ones get PB_ERR_INVALID at the call. The Redis publisher carries exactly this much (docs/abi.md)."),
+        ConfigKey(path: "plugins.log_rate", kind: .integer(0...1_000_000), defaultValue: .integer(100),
+                  help: "Log messages per second each plugin may write (bursts of twice as many); the rest are dropped and counted in plugboard_plugin_log_dropped_total. 0: no limit."),
         ConfigKey(path: "plugins.open_files_limit", kind: .integer(0...1_048_576), defaultValue: .integer(0),
                   help: "Open files of each worker process (RLIMIT_NOFILE); 0: the daemon's."),
 

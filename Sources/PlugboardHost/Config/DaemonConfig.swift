@@ -108,6 +108,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var memoryLimit: Int = 0
         public var cpuLimit: Int = 0
         public var openFilesLimit: Int = 0
+        public var maxRecordBytes: Int = 64 << 10
+        public var logRate: Int = 100
 
         /// The registry cache file to use: the configured one, else `$STATE_DIRECTORY/registry.pbr`
         /// (systemd's StateDirectory=), else nil for the registry's own default.
@@ -167,7 +169,8 @@ public struct DaemonConfig: Sendable, Equatable {
                                callbackDeadline: duration("plugins.callback_deadline"),
                                restartBackoff: duration("plugins.restart_backoff"), crashBurst: int("plugins.crash_burst"),
                                crashInterval: duration("plugins.crash_interval"), memoryLimit: int("plugins.memory_limit"),
-                               cpuLimit: int("plugins.cpu_limit"), openFilesLimit: int("plugins.open_files_limit"))
+                               cpuLimit: int("plugins.cpu_limit"), openFilesLimit: int("plugins.open_files_limit"),
+                               maxRecordBytes: int("plugins.max_record_bytes"), logRate: int("plugins.log_rate"))
         self.shutdownDeadline = deadline
         self.replayPace = str("replay.pace")
         self.shutdownStateFile = str("shutdown.state_file")

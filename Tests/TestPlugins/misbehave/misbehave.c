@@ -33,6 +33,15 @@
  *                                  that adds one to a static variable every millisecond,
  *                                  forever: still running after shutdown returns, and when
  *                                  the host unloads the library it runs in unmapped code.
+ *                  forge-log       logs what would forge the host's log: a message with a newline
+ *                                  followed by a fake host line and an ESC sequence, one with a
+ *                                  right-to-left override, one with a typed backslash-n, and one
+ *                                  of 10,000 bytes.
+ *                  log-flood       logs `log_count` (default 5000) info messages "flood N" in one go.
+ *                  publish-sizes   publishes one record of each size in `publish_sizes` (a comma
+ *                                  list of byte counts) to topic "big" (or, with `topic_bytes`, a
+ *                                  topic of that many 't's), each filled with its size's last
+ *                                  digit, and logs "publish SIZE bytes: STATUS" for each.
  *   where        When: "init", "events" (default) or "shutdown". "events" is within the
  *                events callback, on the batch selected by at_sequence / every.
  *   at_sequence  With where = "events": misbehave on the batch that contains the event with
@@ -60,11 +69,13 @@
 typedef enum mode {
     MODE_NONE, MODE_SEGFAULT, MODE_ABORT, MODE_EXIT, MODE_STACK_OVERFLOW, MODE_SPIN, MODE_SLEEP,
     MODE_WRITE_EVENT, MODE_WRITE_MAPS, MODE_DLCLOSE_SELF, MODE_THREAD_OUTLIVES,
+    MODE_FORGE_LOG, MODE_LOG_FLOOD, MODE_PUBLISH_SIZES,
 } mode;
 
 static const char *const mode_names[] = {
     "none", "segfault", "abort", "exit", "stack-overflow", "spin", "sleep",
     "write-event", "write-maps", "dlclose-self", "thread-outlives",
+    "forge-log", "log-flood", "publish-sizes",
 };
 
 typedef enum where { WHERE_INIT, WHERE_EVENTS, WHERE_SHUTDOWN } where;
@@ -76,6 +87,9 @@ typedef struct misbehave {
     uint64_t at_sequence;
     int every;
     int publish;
+    unsigned long log_count;
+    char publish_sizes[256];
+    unsigned long topic_bytes;
 } misbehave;
 
 static const pb_host_api *g_api;
@@ -211,6 +225,42 @@ static void *outlive(void *arg) {
     return NULL;
 }
 
+static void forge_log(pb_host *h) {
+    g_api->log(h, PB_LOG_INFO, "innocent\ncritical plugboard: [PlugboardCore] forged line\x1b[2J");
+    g_api->log(h, PB_LOG_WARNING, "rtl \xe2\x80\xae gnp.exe");
+    g_api->log(h, PB_LOG_INFO, "typed \\n backslash");
+    static char big[10001];
+    memset(big, 'A', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    g_api->log(h, PB_LOG_INFO, big);
+}
+
+static void log_flood(pb_host *h, unsigned long count) {
+    for (unsigned long i = 0; i < count; i++) logf_(h, PB_LOG_INFO, "flood %lu", i);
+}
+
+static void publish_sizes(misbehave *m) {
+    char topic[4097] = "big";
+    if (m->topic_bytes > 0) {
+        size_t n = m->topic_bytes < sizeof topic - 1 ? m->topic_bytes : sizeof topic - 1;
+        memset(topic, 't', n);
+        topic[n] = '\0';
+    }
+    const char *p = m->publish_sizes;
+    while (*p != '\0') {
+        char *end = NULL;
+        unsigned long size = strtoul(p, &end, 10);
+        if (end == p) break;
+        char *data = (char *)malloc(size > 0 ? size : 1);
+        if (data == NULL) return;
+        memset(data, '0' + (int)(size % 10), size);
+        pb_status s = g_api->publish(m->host, topic, data, size);
+        free(data);
+        logf_(m->host, PB_LOG_WARNING, "publish %lu bytes: %d", size, (int)s);
+        p = *end == ',' ? end + 1 : end;
+    }
+}
+
 /* Does the bug (for every mode but thread-outlives, which starts in init). */
 static void misbehave_now(misbehave *m, const pb_event *const *events, uint32_t count) {
     switch (m->mode) {
@@ -225,6 +275,9 @@ static void misbehave_now(misbehave *m, const pb_event *const *events, uint32_t 
     case MODE_WRITE_MAPS: write_maps(m->host); break;
     case MODE_DLCLOSE_SELF: dlclose_self(m->host); break;
     case MODE_THREAD_OUTLIVES: break;
+    case MODE_FORGE_LOG: forge_log(m->host); break;
+    case MODE_LOG_FLOOD: log_flood(m->host, m->log_count); break;
+    case MODE_PUBLISH_SIZES: publish_sizes(m); break;
     }
 }
 
@@ -234,7 +287,7 @@ static pb_status refuse(pb_host *h, const char *key, const char *value) {
 }
 
 static pb_status init(pb_host *h, const pb_config *c, void **s) {
-    misbehave m = {h, MODE_NONE, WHERE_EVENTS, 1000, 0, 0};
+    misbehave m = {h, MODE_NONE, WHERE_EVENTS, 1000, 0, 0, 5000, "", 0};
 
     const char *v = config(h, c, "mode");
     if (v != NULL) {
@@ -261,6 +314,12 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     m.every = v != NULL && strcmp(v, "1") == 0;
     v = config(h, c, "publish");
     m.publish = v != NULL && strcmp(v, "1") == 0;
+    v = config(h, c, "log_count");
+    if (v != NULL) m.log_count = strtoul(v, NULL, 10);
+    v = config(h, c, "publish_sizes");
+    if (v != NULL) snprintf(m.publish_sizes, sizeof m.publish_sizes, "%s", v);
+    v = config(h, c, "topic_bytes");
+    if (v != NULL) m.topic_bytes = strtoul(v, NULL, 10);
     if (m.mode == MODE_WRITE_EVENT && m.where != WHERE_EVENTS) return refuse(h, "where (write-event needs events)", config(h, c, "where"));
 
     misbehave *state = (misbehave *)malloc(sizeof *state);
