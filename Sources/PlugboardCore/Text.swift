@@ -7,6 +7,27 @@ public enum Text {
         return w.text
     }
 
+    /// `s` with the password of every URL in it replaced by `***` (`redis://alice:***@host`; a
+    /// user-info without a colon, which may be a password typed without its colon, becomes `***`
+    /// whole). For any text that may hold a URL the operator wrote: configuration values, the
+    /// flags they came from, error messages.
+    public static func redactingCredentials(_ s: String) -> String {
+        guard s.contains("@") else { return s }
+        var out = ""
+        var rest = Substring(s)
+        while let scheme = rest.firstRange(of: "://") {
+            out += rest[..<scheme.upperBound]
+            rest = rest[scheme.upperBound...]
+            // The authority ends at the path, or at whitespace (a URL inside a sentence).
+            let end = rest.firstIndex { $0 == "/" || $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "'" } ?? rest.endIndex
+            guard let at = rest[..<end].lastIndex(of: "@") else { continue }
+            let info = rest[..<at]
+            if let colon = info.firstIndex(of: ":") { out += info[..<colon] + ":***" } else { out += "***" }
+            rest = rest[at...]
+        }
+        return out + rest
+    }
+
     /// A plugin's log message made safe for one record of the host's log: control characters,
     /// line and paragraph separators and bidirectional overrides escaped (`\n`, `\u{1B}`), and
     /// backslashes doubled, so the record cannot be mistaken for two, nor a typed backslash-n

@@ -87,6 +87,7 @@ public final class HostAssembly: RuntimeControl {
     ///   or a sink cannot start.
     public func start() throws {
         logger.notice("host settings: \(settings.summaryLine)")
+        for warning in settings.warnings { logger.warning("\(warning)") }
         do { try startPlugins() } catch { throw settings.explain(error) }
         state.withLock { $0.initialised = true }
         try startSinks()

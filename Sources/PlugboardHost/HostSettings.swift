@@ -82,6 +82,9 @@ public struct HostSettings: Sendable {
     public var logLimits = PluginLogLimits()
     /// Multiplier of a replay's `delay_ms` (1: as recorded, 0: no waits; `replay.pace`).
     public var replayPace: Double = 1
+    /// What an operator should fix although the host can start (a password readable by others...):
+    /// logged at warning level by every command at start and printed by `config check`.
+    public var warnings: [String] = []
     /// Where each configuration key's value came from (`command line --plugins /x`,
     /// `/etc/plugboard/plugboard.toml:3`, `default`), for `explain(_:)`.
     public var origins: [String: String] = [:]
@@ -159,10 +162,11 @@ public struct HostSettings: Sendable {
                                       policy: policy)
         for key in ConfigSchema.keys { origins[key.path] = effective.origin(key.path).description }
         if !config.redis.url.isEmpty {
-            let url: RedisURL
+            var url: RedisURL
             do { url = try RedisURL(parsing: config.redis.url) } catch {
                 throw HostStartError("redis.url (from \(effective.origin("redis.url"))): \(error)")
             }
+            try RedisSecret.apply(to: &url, config: effective, environment: environment, warnings: &warnings)
             var r = RedisPublisher.Configuration(url: url, host: config.redis.host.isEmpty ? StreamKeys.localHost : config.redis.host)
             r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
             r.maxLength = config.redis.maxlen == 0 ? nil : config.redis.maxlen
@@ -247,6 +251,61 @@ extension HostSettings {
             return e
         }
         return error
+    }
+}
+
+/// Where the Redis password comes from, and what is wrong with where it is kept (docs/security.md).
+enum RedisSecret {
+    /// The systemd credential read when neither the URL nor `redis.password_file` gives a password.
+    static let credentialName = "redis-password"
+
+    /// Sets `url`'s password from `redis.password_file` or the systemd credential, and warns
+    /// when a password sits where other users can read it.
+    /// - Throws: `HostStartError` when the password is given twice, or its file cannot be used.
+    static func apply(to url: inout RedisURL, config effective: EffectiveConfig, environment: [String: String],
+                      warnings: inout [String]) throws {
+        let file = effective.daemon.redis.passwordFile
+        let origin = effective.origin("redis.password_file")
+        if url.password != nil {
+            if !file.isEmpty {
+                throw HostStartError("redis.password_file (from \(origin)) and a password in redis.url (from \(effective.origin("redis.url"))): the password is given twice (fix: remove the password from redis.url, or drop redis.password_file)")
+            }
+            if case .file(let path, _) = effective.origin("redis.url"), let mode = otherReadable(path) {
+                warnings.append("the configuration file \(path) holds the Redis password (redis.url) and is readable by other users (mode \(mode)) (fix: chmod 600 \(path), or move the password to redis.password_file or a systemd credential)")
+            }
+            return
+        }
+        let path: String
+        var source: String
+        if !file.isEmpty {
+            path = file
+            source = "redis.password_file (from \(origin))"
+        } else if let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty,
+                  FileManager.default.fileExists(atPath: "\(dir)/\(credentialName)") {
+            path = "\(dir)/\(credentialName)"
+            source = "the systemd credential \(credentialName)"
+        } else {
+            return
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw HostStartError("\(source): cannot read \(path): \(String(cString: strerror(errno))) (fix: create it holding the password on one line, readable by the daemon's user only: chmod 600)")
+        }
+        var text = String(decoding: data, as: UTF8.self)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        guard !text.isEmpty, !text.contains("\n") else {
+            throw HostStartError("\(source): \(path) \(text.isEmpty ? "is empty" : "holds more than one line") (fix: write the password alone on the first line)")
+        }
+        if let mode = otherReadable(path) {
+            warnings.append("\(source): \(path) holds the Redis password and is readable by other users (mode \(mode)) (fix: chmod 600 \(path))")
+        }
+        url.password = text
+    }
+
+    /// The file's mode in octal when group or others may read it; nil otherwise (or unreadable).
+    static func otherReadable(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & 0o044 != 0 else { return nil }
+        return "0" + String(st.st_mode & 0o7777, radix: 8)
     }
 }
 

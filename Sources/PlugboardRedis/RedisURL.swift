@@ -1,3 +1,5 @@
+import PlugboardCore
+
 /// Where a Redis server is and how to log in to it, parsed from a URL.
 ///
 /// Accepted forms (see docs/redis.md):
@@ -30,7 +32,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let forms = "use redis://[user:password@]host:port/db or unix:///path/to/redis.sock?db=N"
         func bad(_ what: String) -> RedisError {
-            RedisError(.invalidURL, server: RedisURL.redactGuess(text), what, fix: forms)
+            RedisError(.invalidURL, server: Text.redactingCredentials(text), what, fix: forms)
         }
         let isUnix: Bool
         var rest: Substring
@@ -134,14 +136,6 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { redacted }
-
-    /// Best-effort redaction of text that did not parse: drops whatever sits between "://" and '@'.
-    static func redactGuess(_ text: String) -> String {
-        guard let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://") else { return text }
-        let afterScheme = text.index(colon, offsetBy: 3)
-        guard let at = text[afterScheme...].lastIndex(of: "@") else { return text }
-        return String(text[..<afterScheme]) + "***@" + String(text[text.index(after: at)...])
-    }
 
     static func percentDecode(_ s: String) -> String? {
         guard s.contains("%") else { return s }

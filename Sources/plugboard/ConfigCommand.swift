@@ -50,12 +50,15 @@ struct ConfigCommand: ParsableCommand {
                 let settings = try HostSettings(config: effective)
                 if json {
                     let pairs = settings.summary.map { "\(Text.jsonQuoted($0.key)):\(Text.jsonQuoted($0.value))" }
-                    // renderJSON is one object: add "host_settings" as its last member.
-                    print(String(effective.renderJSON().dropLast()) + ",\"host_settings\":{" + pairs.joined(separator: ",") + "}}")
+                    let warnings = settings.warnings.map(Text.jsonQuoted).joined(separator: ",")
+                    // renderJSON is one object: add "host_settings" and "warnings" as its last members.
+                    print(String(effective.renderJSON().dropLast()) + ",\"host_settings\":{" + pairs.joined(separator: ",") + "}"
+                          + ",\"warnings\":[" + warnings + "]}")
                 } else {
                     print(effective.render())
                     print("# host settings (what run, serve and monitor start with)")
                     print("host settings: \(settings.summaryLine)")
+                    for warning in settings.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
                 }
             } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))

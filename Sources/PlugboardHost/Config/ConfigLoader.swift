@@ -61,7 +61,8 @@ public struct ConfigOverride: Sendable, Equatable {
     public init(key: String, value: String, flag: String? = nil) {
         self.key = key
         self.value = value
-        self.flag = flag ?? "--set \(key)=\(value)"
+        // The flag is shown in messages and `config check`: a URL's password never is.
+        self.flag = Text.redactingCredentials(flag ?? "--set \(key)=\(value)")
     }
 
     /// Parses `KEY=VALUE`.
@@ -332,17 +333,19 @@ public struct ConfigLoader: Sendable {
         return .success(v)
     }
 
-    private static func checkRedisURL(_ text: String) -> Result<String, ConfigProblemDetail> {
+    private static func checkRedisURL(_ url: String) -> Result<String, ConfigProblemDetail> {
         let fix = "write \(ConfigKind.redisURL.expected)"
-        if text.isEmpty { return .success(text) }
-        if text.hasPrefix("unix://") {
-            return text.count > "unix://".count && text.dropFirst("unix://".count).hasPrefix("/")
-                ? .success(text) : .failure(.init("\"\(text)\" has no absolute socket path", fix: fix))
+        // Messages quote the URL without its password.
+        let text = Text.redactingCredentials(url)
+        if url.isEmpty { return .success(url) }
+        if url.hasPrefix("unix://") {
+            return url.count > "unix://".count && url.dropFirst("unix://".count).hasPrefix("/")
+                ? .success(url) : .failure(.init("\"\(text)\" has no absolute socket path", fix: fix))
         }
-        guard text.hasPrefix("redis://") else {
+        guard url.hasPrefix("redis://") else {
             return .failure(.init("\"\(text)\" is not a redis:// or unix:// URL", fix: fix))
         }
-        var rest = text.dropFirst("redis://".count)
+        var rest = url.dropFirst("redis://".count)
         if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }  // credentials
         let hostPort = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         if hostPort.count == 2, !hostPort[1].isEmpty, Int(hostPort[1]) == nil {
@@ -356,7 +359,7 @@ public struct ConfigLoader: Sendable {
                 return .failure(.init("port \"\(port)\" is not a number from 1 to 65535", fix: fix))
             }
         }
-        return .success(text)
+        return .success(url)
     }
 }
 

@@ -65,6 +65,8 @@ public enum ConfigSchema {
 
         ConfigKey(path: "redis.url", kind: .redisURL, defaultValue: .string(""),
                   help: "Redis server to publish events to; empty disables publishing."),
+        ConfigKey(path: "redis.password_file", kind: .string, defaultValue: .string(""),
+                  help: "A file holding the Redis password (one line, mode 0600), instead of a password in redis.url; empty: $CREDENTIALS_DIRECTORY/redis-password when systemd passes that credential (LoadCredential=), else none."),
         ConfigKey(path: "redis.host", kind: .string, defaultValue: .string(""),
                   help: "The {HOST} in the key names plugboard:{HOST}:events and plugboard:{HOST}:plugin:NAME; empty: this machine's host name."),
         ConfigKey(path: "redis.mode", kind: .choice(["stream", "publish", "both"]), defaultValue: .string("stream"),

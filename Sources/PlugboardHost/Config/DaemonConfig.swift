@@ -20,12 +20,18 @@ public struct EffectiveConfig: Sendable {
     /// The typed view the daemon uses.
     public var daemon: DaemonConfig { DaemonConfig(self) }
 
+    /// The value of `key` as it may be shown: a Redis URL without its password.
+    func shown(_ key: ConfigKey) -> ConfigValue {
+        if case .redisURL = key.kind, case .string(let url) = value(key.path) { return .string(Text.redactingCredentials(url)) }
+        return value(key.path)
+    }
+
     /// The effective configuration for people: one line per key, with its origin.
     public func render() -> String {
         var lines = ["# effective configuration (file: \(file ?? "none, built-in defaults"))"]
         let width = ConfigSchema.keys.map(\.path.count).max()! + 1
         for key in ConfigSchema.keys {
-            lines.append(key.path.padding(toLength: width, withPad: " ", startingAt: 0) + "= " + "\(value(key.path))"
+            lines.append(key.path.padding(toLength: width, withPad: " ", startingAt: 0) + "= " + "\(shown(key))"
                          + "  # " + origin(key.path).description)
         }
         let d = daemon
@@ -45,7 +51,7 @@ public struct EffectiveConfig: Sendable {
         for key in ConfigSchema.keys {
             w.key(key.path)
             w.beginObject()
-            w.key("value"); value(key.path).writeJSON(into: &w)
+            w.key("value"); shown(key).writeJSON(into: &w)
             w.key("origin"); w.string(origin(key.path).description)
             w.endObject()
         }
@@ -67,6 +73,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var url: String
         /// The {HOST} of the key names; empty: this machine's host name.
         public var host: String
+        /// A file holding the password (empty: none, or the systemd credential).
+        public var passwordFile: String = ""
         /// stream, publish or both.
         public var mode: String
         public var maxlen: Int
@@ -154,8 +162,8 @@ public struct DaemonConfig: Sendable, Equatable {
         self.source = source
         self.udevMode = str("udev.mode")
         self.udevReceiveBuffer = int("udev.receive_buffer")
-        self.redis = Redis(url: str("redis.url"), host: str("redis.host"), mode: str("redis.mode"), maxlen: int("redis.maxlen"),
-                           batch: int("redis.batch"))
+        self.redis = Redis(url: str("redis.url"), host: str("redis.host"), passwordFile: str("redis.password_file"),
+                           mode: str("redis.mode"), maxlen: int("redis.maxlen"), batch: int("redis.batch"))
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
                                        eventBufferSize: int("performance.event_buffer_size"),
                                        cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none)
