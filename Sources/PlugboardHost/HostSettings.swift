@@ -50,6 +50,66 @@ public struct IsolationSettings: Sendable {
     }
 }
 
+/// How `serve`'s HTTP endpoints are guarded (docs/security.md, "The HTTP endpoints").
+public struct MonitoringSettings: Sendable {
+    /// The bearer token /plugins and /devices (and /metrics with `protectMetrics`) require; nil: none.
+    public var token: [UInt8]?
+    public var protectMetrics = false
+    /// Each request must be complete within this, and the next one start within it.
+    public var requestTimeout: Duration = .seconds(10)
+    /// Set when the endpoints listen beyond loopback: logged at start and shown in /readyz's body.
+    public var exposureWarning: String?
+
+    public init(token: [UInt8]? = nil, protectMetrics: Bool = false, requestTimeout: Duration = .seconds(10),
+                exposureWarning: String? = nil) {
+        self.token = token
+        self.protectMetrics = protectMetrics
+        self.requestTimeout = requestTimeout
+        self.exposureWarning = exposureWarning
+    }
+
+    /// From the configuration: reads the token file, and words the warning about the exposure.
+    /// - Throws: `HostStartError` when the token file cannot be used.
+    init(config effective: EffectiveConfig, warnings: inout [String]) throws {
+        let m = effective.daemon.monitoring
+        protectMetrics = m.protectMetrics
+        requestTimeout = m.requestTimeout
+        if !m.tokenFile.isEmpty {
+            let source = "monitoring.token_file (from \(effective.origin("monitoring.token_file")))"
+            guard let data = FileManager.default.contents(atPath: m.tokenFile) else {
+                throw HostStartError("\(source): cannot read \(m.tokenFile): \(String(cString: strerror(errno))) (fix: create it holding the token on one line, e.g. `openssl rand -hex 32 > \(m.tokenFile)`, chmod 600)")
+            }
+            var text = String(decoding: data, as: UTF8.self)
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+            guard text.utf8.count >= 16, !text.contains("\n"), !text.contains(" ") else {
+                throw HostStartError("\(source): \(m.tokenFile) must hold one token of at least 16 characters without spaces on its first line (fix: `openssl rand -hex 32 > \(m.tokenFile)`)")
+            }
+            if let mode = RedisSecret.otherReadable(m.tokenFile) {
+                warnings.append("\(source): \(m.tokenFile) is readable by other users (mode \(mode)) (fix: chmod 600 \(m.tokenFile))")
+            }
+            token = Array(text.utf8)
+        }
+        if m.enabled && !m.listen.isLoopback {
+            let open = token == nil
+                ? "/plugins and /devices (device serial numbers) answer anyone who can reach it (fix: set monitoring.token_file, or listen on 127.0.0.1 behind a proxy)"
+                : "/plugins and /devices need the bearer token" + (protectMetrics ? ", /metrics too" : "; /metrics answers anyone (monitoring.protect_metrics)")
+            let warning = "monitoring listens beyond loopback on \(m.listen) (monitoring.listen, from \(effective.origin("monitoring.listen"))): \(open)"
+            exposureWarning = warning
+            warnings.append(warning)
+        }
+    }
+
+    /// Whether `header` (an Authorization value) carries the token; compared in constant time.
+    public func authorizes(_ header: String?) -> Bool {
+        guard let token else { return true }
+        guard let header, header.hasPrefix("Bearer ") else { return false }
+        let given = Array(header.utf8.dropFirst("Bearer ".utf8.count))
+        var diff = UInt8(given.count == token.count ? 0 : 1)
+        for i in 0..<token.count { diff |= token[i] ^ (i < given.count ? given[i] : 0) }
+        return diff == 0
+    }
+}
+
 /// What `plugboard run`, `serve` and `monitor` start, described once and built in one place:
 /// `init(config:...)` from the effective configuration (defaults, file, environment, flags).
 /// There are no other defaults: every value here comes from `ConfigSchema`.
@@ -85,6 +145,8 @@ public struct HostSettings: Sendable {
     /// What an operator should fix although the host can start (a password readable by others...):
     /// logged at warning level by every command at start and printed by `config check`.
     public var warnings: [String] = []
+    /// How `serve`'s endpoints are guarded.
+    public var monitoring = MonitoringSettings()
     /// Where each configuration key's value came from (`command line --plugins /x`,
     /// `/etc/plugboard/plugboard.toml:3`, `default`), for `explain(_:)`.
     public var origins: [String: String] = [:]
@@ -161,6 +223,7 @@ public struct HostSettings: Sendable {
         isolation = IsolationSettings(mode: p.isolation, threadPlugins: Set(p.threadPlugins), processPlugins: Set(p.processPlugins),
                                       policy: policy)
         for key in ConfigSchema.keys { origins[key.path] = effective.origin(key.path).description }
+        monitoring = try MonitoringSettings(config: effective, warnings: &warnings)
         if !config.redis.url.isEmpty {
             var url: RedisURL
             do { url = try RedisURL(parsing: config.redis.url) } catch {

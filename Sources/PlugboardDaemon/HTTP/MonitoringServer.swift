@@ -4,6 +4,8 @@ import PlugboardHost
 import PlugboardSystem
 import Hummingbird
 import Logging
+import NIOCore
+import NIOHTTPTypes
 import PlugboardCore
 import ServiceLifecycle
 import Synchronization
@@ -36,27 +38,42 @@ public final class DaemonState: Sendable {
 }
 
 /// The HTTP endpoints: /metrics, /healthz, /readyz, /plugins, /devices (Hummingbird 2).
+///
+/// Guarded as `MonitoringSettings` says: a bearer token for /plugins and /devices (and /metrics
+/// when asked), a deadline for every request, and a warning in /readyz when reachable beyond loopback.
 public struct MonitoringServer: Sendable {
     let runtime: any RuntimeControl
     let metrics: DaemonMetrics
     let state: DaemonState
+    let security: MonitoringSettings
 
-    public init(runtime: any RuntimeControl, metrics: DaemonMetrics, state: DaemonState) {
+    public init(runtime: any RuntimeControl, metrics: DaemonMetrics, state: DaemonState,
+                security: MonitoringSettings = MonitoringSettings()) {
         self.runtime = runtime
         self.metrics = metrics
         self.state = state
+        self.security = security
     }
 
     /// The application, bound to `listen`. `onRunning` receives the bound address (port 0 picks a free port).
     public func application(listen: ListenAddress, logger: Logger,
                             onRunning: @escaping @Sendable (ListenAddress) async -> Void = { _ in }) -> some ApplicationProtocol & Service {
         let router = Router()
-        let runtime = self.runtime, metrics = self.metrics, state = self.state
+        let runtime = self.runtime, metrics = self.metrics, state = self.state, security = self.security
+        /// Nil when `request` may see a guarded endpoint; otherwise the 401 to answer.
+        @Sendable func refusal(_ request: Request) -> Response? {
+            guard !security.authorizes(request.headers[.authorization]) else { return nil }
+            var r = Self.text("unauthorized: send the token of monitoring.token_file as `Authorization: Bearer TOKEN`\n",
+                              status: .unauthorized)
+            r.headers[.wwwAuthenticate] = "Bearer realm=\"plugboard\""
+            return r
+        }
         let counters = ["/metrics", "/healthz", "/readyz", "/plugins", "/devices"].reduce(into: [String: CoreMetricsCounter]()) {
             $0[$1] = CoreMetricsCounter(metrics.httpRequests(path: $1))
         }
-        router.get("/metrics") { _, _ -> Response in
+        router.get("/metrics") { request, _ -> Response in
             counters["/metrics"]?.increment()
+            if security.protectMetrics, let r = refusal(request) { return r }
             return Self.text(metrics.scrape(runtime.status()), contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         router.get("/healthz") { _, _ -> Response in
@@ -65,21 +82,26 @@ public struct MonitoringServer: Sendable {
         }
         router.get("/readyz") { _, _ -> Response in
             counters["/readyz"]?.increment()
+            let warning = security.exposureWarning.map { "warning: \($0)\n" } ?? ""
             if let reason = state.notReadyReason(runtime.status()) {
-                return Self.text("not ready: \(reason)\n", status: .serviceUnavailable)
+                return Self.text("not ready: \(reason)\n" + warning, status: .serviceUnavailable)
             }
-            return Self.text("ready\n")
+            return Self.text("ready\n" + warning)
         }
-        router.get("/plugins") { _, _ -> Response in
+        router.get("/plugins") { request, _ -> Response in
             counters["/plugins"]?.increment()
+            if let r = refusal(request) { return r }
             return Self.json(runtime.status().plugins.map(PluginJSON.init))
         }
-        router.get("/devices") { _, _ -> Response in
+        router.get("/devices") { request, _ -> Response in
             counters["/devices"]?.increment()
+            if let r = refusal(request) { return r }
             return Self.json(text: Self.devicesJSON(runtime.status().devices))
         }
+        let timeout = TimeAmount.nanoseconds(security.requestTimeout.nanoseconds)
         return Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [RequestDeadline(timeout: timeout)], idleTimeout: timeout)),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "plugboard"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? listen.port
@@ -122,6 +144,38 @@ public struct MonitoringServer: Sendable {
         }
         json.endArray()
         return json.text
+    }
+}
+
+/// Closes a connection that has not completed a request within `timeout` of opening, or of its
+/// previous request: a client that sends half a request (or nothing) holds no socket for longer.
+/// Hummingbird's idle timeout alone would not do: a client sending one byte at a time is never idle.
+final class RequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) { arm(context) }
+    func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A request ended: the next one has `timeout` from now.
+        if case .end = unwrapInboundIn(data) { arm(context) }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        context.fireChannelInactive()
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: timeout) { bound.value.close(promise: nil) }
     }
 }
 

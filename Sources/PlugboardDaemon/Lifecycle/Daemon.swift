@@ -66,7 +66,7 @@ public enum Daemon {
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let listen = options.listen {
-            let app = MonitoringServer(runtime: host, metrics: metrics, state: state)
+            let app = MonitoringServer(runtime: host, metrics: metrics, state: state, security: host.settings.monitoring)
                 .application(listen: listen, logger: options.logger, onRunning: options.onHTTPRunning)
             // First in the list: the group stops services in reverse order, so HTTP keeps answering
             // (/readyz 503, /metrics) while the daemon drains, and stops last.

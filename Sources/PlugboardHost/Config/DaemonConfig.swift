@@ -92,6 +92,10 @@ public struct DaemonConfig: Sendable, Equatable {
     public struct Monitoring: Sendable, Equatable {
         public var enabled: Bool
         public var listen: ListenAddress
+        /// Empty: the endpoints need no token.
+        public var tokenFile: String = ""
+        public var protectMetrics: Bool = false
+        public var requestTimeout: Duration = .seconds(10)
     }
     public struct Plugins: Sendable, Equatable {
         public var dirs: [String]
@@ -167,8 +171,10 @@ public struct DaemonConfig: Sendable, Equatable {
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
                                        eventBufferSize: int("performance.event_buffer_size"),
                                        cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none)
-        self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen)
         func duration(_ p: String) -> Duration { if case .duration(let d) = e.value(p) { return d }; preconditionFailure(p) }
+        self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen, tokenFile: str("monitoring.token_file"),
+                                     protectMetrics: bool("monitoring.protect_metrics"),
+                                     requestTimeout: duration("monitoring.request_timeout"))
         self.plugins = Plugins(dirs: list("plugins.dirs"), manifests: bool("plugins.manifests"),
                                registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"),
                                trust: str("plugins.trust"), isolation: str("plugins.isolation"), threadPlugins: list("plugins.thread"),

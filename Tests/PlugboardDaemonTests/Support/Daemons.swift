@@ -16,7 +16,7 @@ func httpGet(host: String = "127.0.0.1", port: Int, path: String) async throws -
     try await onThread("test-http") { try httpGetBlocking(host: host, port: port, path: path) }
 }
 
-func httpGetBlocking(host: String = "127.0.0.1", port: Int, path: String) throws -> (status: Int, body: String) {
+func httpGetBlocking(host: String = "127.0.0.1", port: Int, path: String, headers: [String] = []) throws -> (status: Int, body: String) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
     defer { close(fd) }
@@ -31,7 +31,7 @@ func httpGetBlocking(host: String = "127.0.0.1", port: Int, path: String) throws
     let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
         connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     guard r == 0 else { throw TestFailure("connect to \(host):\(port): errno \(errno)") }
-    let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n"
+    let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n" + headers.map { $0 + "\r\n" }.joined() + "\r\n"
     _ = request.withCString { send(fd, $0, strlen($0), 0) }
     var data = [UInt8]()
     var buf = [UInt8](repeating: 0, count: 65536)
