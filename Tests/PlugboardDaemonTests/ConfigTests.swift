@@ -129,6 +129,8 @@ struct ConfigTests {
             "plugins.restart_backoff": "10ms", "plugins.crash_burst": "3", "plugins.crash_interval": "10s",
             "plugins.memory_limit": "512MiB", "plugins.cpu_limit": "60", "plugins.open_files_limit": "256",
             "replay.pace": "fast", "plugins.trust": "warn",
+            "redis.password_file": "/run/pw", "monitoring.token_file": "/t", "monitoring.protect_metrics": "true",
+            "monitoring.request_timeout": "2s", "plugins.max_record_bytes": "1KiB", "plugins.log_rate": "5",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
