@@ -120,13 +120,16 @@ int pbs_seal_future_write(void) {
 }
 
 int pbs_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
-              int new_group, int32_t *pid) {
+              int stdio_fd, int new_group, int32_t *pid) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int r = posix_spawn_file_actions_init(&fa);
     if (r) return r;
     r = posix_spawnattr_init(&attr);
     if (r) { posix_spawn_file_actions_destroy(&fa); return r; }
+    /* Standard output and error first: the sources are all above 2, so this clobbers none. */
+    if (!r && stdio_fd >= 0) r = posix_spawn_file_actions_adddup2(&fa, stdio_fd, 1);
+    if (!r && stdio_fd >= 0) r = posix_spawn_file_actions_adddup2(&fa, stdio_fd, 2);
     /* dup2 onto a descriptor that is itself a source would clobber it: first copy every source
      * above all of them (and above the targets), then down to 3, 4, ... */
     int base = 3 + nfds;
@@ -149,6 +152,19 @@ int pbs_spawn(const char *path, char *const argv[], char *const envp[], const in
     posix_spawn_file_actions_destroy(&fa);
     if (!r) *pid = (int32_t)p;
     return r;
+}
+
+int pbs_output_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    int flags = fcntl(fds[0], F_GETFL);
+    if (flags < 0 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = e;
+        return -1;
+    }
+    return 0;
 }
 
 int pbs_pidfd_open(int32_t pid) { return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0); }

@@ -38,6 +38,23 @@ struct PluginOutputTests {
         #expect((long?.utf8.count ?? .max) < 4096 + 200)
     }
 
+    @Test("in a worker process, what plugin code writes to stdout and stderr is logged as its messages, escaped, never raw")
+    func forgedStandardError() throws {
+        let bed = try IsolationBed(misbehave: ["mode": "forge-stderr", "where": "init"], misbehaveWorker: "isolation = \"process\"")
+        defer { bed.remove() }
+        let r = try TestProcess.run(bed.plugboard, ["run", "--plugins", bed.dir, "--registry-cache", "none", "--source", "synthetic:10"])
+        #expect(r.status == 0, "\(r.output)")
+        let lines = r.output.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(!lines.contains { $0.hasPrefix("critical plugboard:") }, "\(r.output)")
+        #expect(!r.output.unicodeScalars.contains("\u{1B}"))
+        let forged = lines.filter { $0.contains("forged by stderr") }
+        #expect(forged.count == 1 && forged[0].contains("plugin=misbehave") && forged[0].contains("(stdout/stderr) critical plugboard:")
+                && forged[0].contains("\\u{1B}[2J"), "\(forged)")
+        #expect(lines.contains { $0.contains("plugin=misbehave") && $0.contains("(stdout/stderr) innocent") })
+        // The last line, without its newline, is logged when the process ends.
+        #expect(lines.contains { $0.contains("plugin=misbehave") && $0.contains("(stdout/stderr) stdout without a newline") }, "\(r.output)")
+    }
+
     @Test("a plugin flooding the log is rate-limited, and every dropped message is counted", arguments: modes)
     func logFlood(isolation: String) throws {
         let bed = try IsolationBed(misbehave: ["mode": "log-flood", "where": "init", "log_count": "5000"],

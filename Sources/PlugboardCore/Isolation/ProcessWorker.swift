@@ -126,6 +126,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     nonisolated(unsafe) var monitor: NativeThread?
     /// The running worker's host-call queue: used by the monitor thread only.
     nonisolated(unsafe) var currentQueue: SharedQueue.Consumer?
+    /// The read end of the running worker's standard output and error, and what it wrote since
+    /// the last newline: monitor thread only.
+    nonisolated(unsafe) var currentOutput: FileDescriptor?
+    nonisolated(unsafe) var outputLine: [UInt8] = []
     let clock = ContinuousClock()
 
     public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
@@ -237,6 +241,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         let pair: (FileDescriptor, FileDescriptor)
         let process: ChildProcess
         let queue: SharedQueue.Consumer
+        drainOutput(final: true)
+        try? currentOutput?.close()
+        currentOutput = nil
         do throws(Errno) {
             let q = try SharedQueue.create(capacity: 256 * 1024)
             queue = q.consumer
@@ -246,13 +253,19 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // refuse any writable mapping; this refuses write(2) too).
             let ringRO = try FileDescriptor.open("/proc/self/fd/\(ring.fd)", .readOnly)
             defer { try? ringRO.close() }
+            // What plugin code writes to stdout or stderr comes back here and is logged as the
+            // plugin's messages are (escaped, rate-limited): it cannot write the daemon's log directly.
+            let output = try OutputPipe.make()
+            defer { try? output.write.close() }
+            currentOutput = output.read
             // An empty environment but for one setting: the Swift runtime's crash backtracer, which
             // would spend seconds symbolicating a plugin's crash before the process ends (the
             // host names the crash itself).
             process = try ChildProcess.spawn(policy.workerExecutable, arguments: [spec.name],
                                              environment: ["SWIFT_BACKTRACE=enable=no"],
                                              descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue,
-                                                           q.memoryFile.rawValue, queue.wakeup.rawValue])
+                                                           q.memoryFile.rawValue, queue.wakeup.rawValue],
+                                             output: output.write)
             try? pair.1.close()
         } catch {
             return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
@@ -275,8 +288,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         let deadline = clock.now + policy.initDeadline
         while true {
             var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue),
-                       Poll.readable(queue.wakeup.rawValue)]
+                       Poll.readable(queue.wakeup.rawValue), Poll.readable(currentOutput?.rawValue ?? -1)]
             _ = drain(queue)
+            drainOutput()
             _ = try? queue.wakeup.drain()
             let left = deadline - clock.now
             if left <= .zero {
@@ -416,6 +430,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             }
             first = false
             let status = watch(process, channel, currentQueue!)
+            drainOutput(final: true)
             let s = st.withLock { $0 }
             if s.stopping || (s.shutdownSent && status == .exited(code: 0)) || s.state == .stopped {
                 break
@@ -513,7 +528,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var channelOpen = true
         while true {
             var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue),
-                       Poll.readable(queue.wakeup.rawValue)]
+                       Poll.readable(queue.wakeup.rawValue), Poll.readable(currentOutput?.rawValue ?? -1)]
             // Always poll (the pidfd and the socket must be seen even while records keep coming);
             // sleep only when the queue is empty and sound.
             let idle = queue.corruption == nil && queue.prepareToSleep()
@@ -521,6 +536,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // 100 idle plugins cost 2,000 wake-ups a second, not 10,000.
             _ = try? Poll.wait(&fds, timeoutMilliseconds: idle ? 50 : 0)
             queue.awake()
+            drainOutput()
             if !drain(queue) { kill(process, label: "protocol", text: "corrupted its host-call queue (\(queue.corruption ?? "?"))") }
             if channelOpen && fds[0].revents != 0 {
                 do {
@@ -578,6 +594,38 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 try? channel.send(.shutdown)
             }
         }
+    }
+
+    /// Logs what the worker wrote to its standard output and error, a line at a time (4 KiB at most
+    /// per record), as the plugin's messages: escaped and within its rate limit. `final`: the
+    /// process ended, so a last line without its newline is logged too.
+    func drainOutput(final: Bool = false) {
+        guard let out = currentOutput else { return }
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(out.rawValue, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            outputLine += buffer[0..<n]
+            while true {
+                if let newline = outputLine.firstIndex(of: 10) {
+                    emitOutput(outputLine[..<newline])
+                    outputLine.removeSubrange(...newline)
+                } else if outputLine.count >= 4096 {
+                    emitOutput(outputLine[..<4096])
+                    outputLine.removeSubrange(..<4096)
+                } else {
+                    break
+                }
+            }
+        }
+        if final && !outputLine.isEmpty {
+            emitOutput(outputLine[...])
+            outputLine.removeAll()
+        }
+    }
+
+    func emitOutput(_ line: ArraySlice<UInt8>) {
+        context.log(level: PB_LOG_INFO, message: "(stdout/stderr) " + String(decoding: line, as: UTF8.self))
     }
 
     /// Applies the worker's queued host calls. False when the queue is corrupt (kill the worker).

@@ -37,6 +37,9 @@
  *                                  followed by a fake host line and an ESC sequence, one with a
  *                                  right-to-left override, one with a typed backslash-n, and one
  *                                  of 10,000 bytes.
+ *                  forge-stderr    writes a newline, a fake host line and an ESC sequence straight
+ *                                  to its standard error (write(2), not the host API), then a
+ *                                  last line without a newline to standard output.
  *                  log-flood       logs `log_count` (default 5000) info messages "flood N" in one go.
  *                  publish-sizes   publishes one record of each size in `publish_sizes` (a comma
  *                                  list of byte counts) to topic "big" (or, with `topic_bytes`, a
@@ -69,13 +72,13 @@
 typedef enum mode {
     MODE_NONE, MODE_SEGFAULT, MODE_ABORT, MODE_EXIT, MODE_STACK_OVERFLOW, MODE_SPIN, MODE_SLEEP,
     MODE_WRITE_EVENT, MODE_WRITE_MAPS, MODE_DLCLOSE_SELF, MODE_THREAD_OUTLIVES,
-    MODE_FORGE_LOG, MODE_LOG_FLOOD, MODE_PUBLISH_SIZES,
+    MODE_FORGE_LOG, MODE_LOG_FLOOD, MODE_PUBLISH_SIZES, MODE_FORGE_STDERR,
 } mode;
 
 static const char *const mode_names[] = {
     "none", "segfault", "abort", "exit", "stack-overflow", "spin", "sleep",
     "write-event", "write-maps", "dlclose-self", "thread-outlives",
-    "forge-log", "log-flood", "publish-sizes",
+    "forge-log", "log-flood", "publish-sizes", "forge-stderr",
 };
 
 typedef enum where { WHERE_INIT, WHERE_EVENTS, WHERE_SHUTDOWN } where;
@@ -235,6 +238,14 @@ static void forge_log(pb_host *h) {
     g_api->log(h, PB_LOG_INFO, big);
 }
 
+static void forge_stderr(void) {
+    static const char err[] = "innocent\ncritical plugboard: [PlugboardCore] forged by stderr\x1b[2J\n";
+    static const char out[] = "stdout without a newline";
+    ssize_t w = write(2, err, sizeof err - 1);
+    w += write(1, out, sizeof out - 1);
+    (void)w;
+}
+
 static void log_flood(pb_host *h, unsigned long count) {
     for (unsigned long i = 0; i < count; i++) logf_(h, PB_LOG_INFO, "flood %lu", i);
 }
@@ -278,6 +289,7 @@ static void misbehave_now(misbehave *m, const pb_event *const *events, uint32_t 
     case MODE_FORGE_LOG: forge_log(m->host); break;
     case MODE_LOG_FLOOD: log_flood(m->host, m->log_count); break;
     case MODE_PUBLISH_SIZES: publish_sizes(m); break;
+    case MODE_FORGE_STDERR: forge_stderr(); break;
     }
 }
 
