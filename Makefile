@@ -5,7 +5,7 @@ SWIFT       ?= swift
 CONFIG      ?= debug
 BUILD_DIR   := .build/$(CONFIG)
 PLUGIN_DIR  := build/plugins
-APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev redis-server redis-tools \
+APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev libssl-dev openssl redis-server redis-tools \
                 umockdev libumockdev-dev prometheus
 
 SAMPLE_PLUGINS := usb-logger device-counter
