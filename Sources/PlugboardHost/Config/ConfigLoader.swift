@@ -339,10 +339,14 @@ public struct ConfigLoader: Sendable {
             return text.count > "unix://".count && text.dropFirst("unix://".count).hasPrefix("/")
                 ? .success(text) : .failure(.init("\"\(text)\" has no absolute socket path", fix: fix))
         }
-        guard text.hasPrefix("redis://") else {
-            return .failure(.init("\"\(text)\" is not a redis:// or unix:// URL", fix: fix))
+        guard let scheme = ["redis://", "rediss://"].first(where: text.hasPrefix) else {
+            return .failure(.init("\"\(text)\" is not a redis://, rediss:// or unix:// URL", fix: fix))
         }
-        var rest = text.dropFirst("redis://".count)
+        var rest = text.dropFirst(scheme.count)
+        if scheme == "rediss://", rest.contains("?") {
+            return .failure(.init("has query parameters; rediss:// takes none",
+                                  fix: "set the TLS files and server name with redis.tls_ca_file, redis.tls_cert_file, redis.tls_key_file and redis.tls_server_name"))
+        }
         if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }  // credentials
         let hostPort = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         if hostPort.count == 2, !hostPort[1].isEmpty, Int(hostPort[1]) == nil {
