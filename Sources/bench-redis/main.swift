@@ -3,6 +3,7 @@
 // redis-benchmark baseline in the same run. Release build only; numbers go to docs/benchmarks.md.
 //
 //   plugboard-bench-redis rate    --redis URL [--events N]
+//   (rediss:// URLs take --tls-ca-file FILE [--tls-cert-file FILE --tls-key-file FILE] [--tls-server-name N])
 //   plugboard-bench-redis latency --redis URL [--rate R] [--seconds S]
 //   plugboard-bench-redis demo    --redis URL --host H [--events N] [--rate R]
 import CPlugboard
@@ -18,6 +19,7 @@ struct Arguments {
     var events = 1_000_000
     var rate = 10_000
     var seconds = 10.0
+    var tls = RedisTLS()
 
     init() {
         var args = CommandLine.arguments.dropFirst()
@@ -30,6 +32,10 @@ struct Arguments {
             case "--events": events = Int(v) ?? events
             case "--rate": rate = Int(v) ?? rate
             case "--seconds": seconds = Double(v) ?? seconds
+            case "--tls-ca-file": tls.caFile = v
+            case "--tls-cert-file": tls.certFile = v
+            case "--tls-key-file": tls.keyFile = v
+            case "--tls-server-name": tls.serverName = v
             default:
                 FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
                 exit(64)
@@ -138,8 +144,9 @@ final class LatencyLog: @unchecked Sendable {
 }
 
 let args = Arguments()
-let url: RedisURL
+var url: RedisURL
 do { url = try RedisURL(parsing: args.url) } catch { print("\(error)"); exit(64) }
+if url.tls != nil { url.tls = args.tls }
 var config = RedisPublisher.Configuration(url: url, host: args.host)
 
 switch args.mode {
