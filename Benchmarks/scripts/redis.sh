@@ -83,20 +83,21 @@ TLS_OPTS=(--tls-ca-file "$DIR/ca.crt")
 "$BENCH" rate --redis "$TLS_URL" "${TLS_OPTS[@]}" --events "$EVENTS" >/dev/null 2>&1
 echo
 echo "TLS (rediss://, OpenSSL $(openssl version | cut -d' ' -f2)) vs plain, same server, events per round: $EVENTS"
-echo "| round | RedisPublisher redis:// | RedisPublisher rediss:// | TLS / plain | redis-benchmark --tls -P 64 -c 1 | rediss:// / redis-benchmark --tls -c 1 |"
-echo "|---|---|---|---|---|---|"
+echo "| round | redis:// events/s | rediss:// events/s | rate TLS / plain | redis:// CPU µs/event | rediss:// CPU µs/event | CPU TLS / plain | redis-benchmark --tls -P 64 -c 1 | rediss:// / redis-benchmark --tls -c 1 |"
+echo "|---|---|---|---|---|---|---|---|---|"
+field() { grep -o "$1=[0-9.]*" | cut -d= -f2; }
 for round in $(seq "$ROUNDS"); do
     redis-cli -p "$PORT" flushall >/dev/null
-    plain=$("$BENCH" rate --redis "redis://127.0.0.1:$PORT/0" --events "$EVENTS" 2>/dev/null \
-            | grep -o 'events_per_s=[0-9]*' | cut -d= -f2)
+    plain=$("$BENCH" rate --redis "redis://127.0.0.1:$PORT/0" --events "$EVENTS" 2>/dev/null)
     redis-cli -p "$PORT" flushall >/dev/null
-    tls=$("$BENCH" rate --redis "$TLS_URL" "${TLS_OPTS[@]}" --events "$EVENTS" 2>/dev/null \
-          | grep -o 'events_per_s=[0-9]*' | cut -d= -f2)
+    tls=$("$BENCH" rate --redis "$TLS_URL" "${TLS_OPTS[@]}" --events "$EVENTS" 2>/dev/null)
     redis-cli -p "$PORT" flushall >/dev/null
     btls=$(redis-benchmark -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$DIR/ca.crt" -P 64 -c 1 -n "$EVENTS" -q \
            XADD 'bench:{b}:events' MAXLEN '~' 1000000 '*' "${FIELDS[@]}" 2>/dev/null | tr '\r' '\n' | rps)
-    printf '| %s | %.0f | %.0f | %.2f | %.0f | %.2f |\n' "$round" "$plain" "$tls" \
-        "$(echo "$tls / $plain" | bc -l)" "$btls" "$(echo "$tls / $btls" | bc -l)"
+    pr=$(echo "$plain" | field events_per_s); tr_=$(echo "$tls" | field events_per_s)
+    pc=$(echo "$plain" | field cpu_us_per_event); tc=$(echo "$tls" | field cpu_us_per_event)
+    printf '| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f |\n' "$round" "$pr" "$tr_" \
+        "$(echo "$tr_ / $pr" | bc -l)" "$pc" "$tc" "$(echo "$tc / $pc" | bc -l)" "$btls" "$(echo "$tr_ / $btls" | bc -l)"
 done
 redis-cli -p "$PORT" flushall >/dev/null
 echo
