@@ -234,6 +234,24 @@ struct TLSTests {
         expectExactlyOnce(try readAll(server.client(), publisher.streamKey), count: 50_000, fieldStride: 97)
     }
 
+    @Test("the server closing a TLS connection is an I/O error saying so (no hang); reconnect makes a working one")
+    func serverClosingIsAnIOErrorAndReconnectWorks() throws {
+        let files = try TLSFiles()
+        let (server, tlsPort) = try tlsServer(files)
+        defer { server.stop() }
+        let connection = try RedisConnection(url: tlsURL(port: tlsPort, tls: RedisTLS(caFile: files.ca)))
+        #expect(try connection.command(["SET", "k", "before"]) == .status("OK"))
+        // The server drops every normal client (this one), from the plain port.
+        let killed = try server.client().command(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        #expect(killed != .integer(0), "\(killed)")
+        let error = #expect(throws: RedisError.self) { try connection.command(["GET", "k"]) }
+        #expect(error?.code == .io)
+        #expect(error?.description.contains("rediss://127.0.0.1:\(tlsPort)/0") == true)
+        #expect(error?.description.contains("(TLS: ") == true, "says what the bridge saw: \(error.map { "\($0)" } ?? "")")
+        try connection.reconnect()
+        #expect(try connection.command(["GET", "k"]) == .string(Array("before".utf8)))
+    }
+
     @Test("rediss:// to a port that does not speak TLS fails within the connect timeout, saying to use the tls-port")
     func plainPortIsNotTLS() throws {
         let files = try TLSFiles()
