@@ -134,7 +134,8 @@ clean:
 demo-redis: build
 	scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR)
 
-## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build).
+## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build);
+## then rediss:// (the TLS bridge) against redis:// in the same run (TLS=0 skips it).
 bench-redis: deps
 	Benchmarks/scripts/redis.sh
 ## bench-isolation: process mode against thread mode, same run (docs/benchmarks.md, "## Isolation").

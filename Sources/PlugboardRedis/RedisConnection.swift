@@ -28,7 +28,7 @@ public struct RedisConnectOptions: Sendable, Equatable {
 ///
 /// Not thread-safe and not Sendable: one thread owns it (the publisher thread, or `tail`).
 /// Uses only the hiredis 0.14.1 API: `redisConnectWithTimeout`/`redisConnectUnixWithTimeout`,
-/// `redisSetTimeout`, `redisEnableKeepAlive`, `redisReconnect`, `redisAppendCommandArgv`,
+/// `redisConnectFd` (TLS), `redisSetTimeout`, `redisEnableKeepAlive`, `redisReconnect`, `redisAppendCommandArgv`,
 /// `redisGetReply`.
 public final class RedisConnection {
     public let url: RedisURL
