@@ -5,7 +5,7 @@ SWIFT       ?= swift
 CONFIG      ?= debug
 BUILD_DIR   := .build/$(CONFIG)
 PLUGIN_DIR  := build/plugins
-APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev redis-server redis-tools \
+APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev libssl-dev openssl redis-server redis-tools \
                 umockdev libumockdev-dev prometheus
 
 SAMPLE_PLUGINS := usb-logger device-counter
@@ -134,7 +134,8 @@ clean:
 demo-redis: build
 	scripts/demo-redis.sh $(BUILD_DIR) $(PLUGIN_DIR)
 
-## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build).
+## bench-redis: publish rate vs redis-benchmark -P 64 and latency at 10,000 events/s (release build);
+## then rediss:// (the TLS bridge) against redis:// in the same run (TLS=0 skips it).
 bench-redis: deps
 	Benchmarks/scripts/redis.sh
 ## bench-isolation: process mode against thread mode, same run (docs/benchmarks.md, "## Isolation").

@@ -98,6 +98,11 @@ let package = Package(
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+        // The system's OpenSSL (Debian's libssl3, patched by Debian security updates) for rediss://.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // The TLS bridge for rediss://: hiredis 0.14 (no TLS) on one end of a socketpair, a pump
+        // thread carrying its bytes over an OpenSSL connection (docs/redis.md, "TLS").
+        .target(name: "CPlugboardTLS", dependencies: ["COpenSSL"]),
 
         // The core runtime: event ring, loader, workers, host API, replay/synthetic sources.
         .target(name: "PlugboardCore", dependencies: [
@@ -123,7 +128,7 @@ let package = Package(
 
         // Redis publishing (hiredis 0.14.1): pipelined XADD with explicit IDs, reconnect, spill; `plugboard tail`.
         .target(name: "PlugboardRedis", dependencies: [
-            "CHiredis", "CPlugboard", "PlugboardCore", "PlugboardSystem",
+            "CHiredis", "CPlugboardTLS", "CPlugboard", "PlugboardCore", "PlugboardSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).

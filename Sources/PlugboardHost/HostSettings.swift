@@ -230,6 +230,7 @@ public struct HostSettings: Sendable {
                 throw HostStartError("redis.url (from \(effective.origin("redis.url"))): \(error)")
             }
             try RedisSecret.apply(to: &url, config: effective, environment: environment, warnings: &warnings)
+            url.tls = try Self.tls(config.redis, url: url, effective: effective)
             var r = RedisPublisher.Configuration(url: url, host: config.redis.host.isEmpty ? StreamKeys.localHost : config.redis.host)
             r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
             r.maxLength = config.redis.maxlen == 0 ? nil : config.redis.maxlen
@@ -269,6 +270,14 @@ public struct HostSettings: Sendable {
             s.append(("redis_mode", redis.mode.rawValue))
             s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
             s.append(("redis_batch", "\(redis.maxBatch)"))
+            if let tls = redis.url.tls {
+                s.append(("redis_tls_ca_file", tls.caFile ?? "system store"))
+                s.append(("redis_tls_cert_file", tls.certFile ?? "none"))
+                if tls.certFile != nil { s.append(("redis_tls_key_file", tls.keyFile ?? "none")) }
+                var host = ""
+                if case .tcp(let h, _) = redis.url.endpoint { host = h }
+                s.append(("redis_tls_server_name", tls.serverName ?? "\(host) (the URL's host)"))
+            }
         } else {
             s.append(("redis", "off"))
         }
@@ -290,6 +299,34 @@ public struct HostSettings: Sendable {
 }
 
 extension HostSettings {
+    /// The TLS settings of a `rediss://` URL from the `redis.tls_*` keys, each file checked for
+    /// readability now so that `config check` refuses what the publisher would. nil for
+    /// `redis://` and `unix://`, where a `redis.tls_*` key is an error (the operator meant TLS).
+    static func tls(_ r: DaemonConfig.Redis, url: RedisURL, effective: EffectiveConfig) throws -> RedisTLS? {
+        func from(_ key: String) -> String { "\(key) (from \(effective.origin(key)))" }
+        let given = [("redis.tls_ca_file", r.tlsCAFile), ("redis.tls_cert_file", r.tlsCertFile),
+                     ("redis.tls_key_file", r.tlsKeyFile), ("redis.tls_server_name", r.tlsServerName)].filter { !$0.1.isEmpty }
+        guard url.tls != nil else {
+            if let (key, _) = given.first {
+                throw HostStartError("\(from(key)) is set but redis.url is \(url.redacted), without TLS (fix: use a rediss:// URL to connect over TLS, or remove \(key))")
+            }
+            return nil
+        }
+        for (key, path) in given where key != "redis.tls_server_name" {
+            if access(path, R_OK) != 0 {
+                let why = String(cString: strerror(errno))
+                throw HostStartError("\(from(key)): cannot read \(path): \(why) (fix: point \(key) at a readable PEM file\(geteuid() == 0 ? "" : ", readable by this user"))")
+            }
+        }
+        if r.tlsCertFile.isEmpty != r.tlsKeyFile.isEmpty {
+            let (have, missing) = r.tlsCertFile.isEmpty ? ("redis.tls_key_file", "redis.tls_cert_file") : ("redis.tls_cert_file", "redis.tls_key_file")
+            throw HostStartError("\(from(have)) is set without \(missing) (fix: set both, the client certificate and its private key)")
+        }
+        func opt(_ s: String) -> String? { s.isEmpty ? nil : s }
+        return RedisTLS(caFile: opt(r.tlsCAFile), certFile: opt(r.tlsCertFile), keyFile: opt(r.tlsKeyFile),
+                        serverName: opt(r.tlsServerName))
+    }
+
     /// The configuration key behind each core error code. The core says what failed and what to do
     /// in general terms; it knows nothing of flags or keys.
     static let keyForErrorCode: [String: String] = [

@@ -23,7 +23,8 @@ extension PublisherLoop {
         var host = String(parts[2][..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         if host.isEmpty, case .tcp(let seedHost, _) = url.endpoint { host = seedHost }  // "MOVED 3999 :6381": same host
-        return RedisURL(endpoint: .tcp(host: host, port: port), user: url.user, password: url.password, database: url.database)
+        return RedisURL(endpoint: .tcp(host: host, port: port), user: url.user, password: url.password, database: url.database,
+                        tls: url.tls)
     }
 
     /// A MOVED reply: the command was not executed, like a retryable error, and the connection

@@ -22,22 +22,31 @@ public struct RedisConnectOptions: Sendable, Equatable {
 
 /// One blocking hiredis connection. Owns the `redisContext` (freed with `redisFree` in deinit).
 ///
+/// For `rediss://` it also owns a `TLSBridge`: hiredis is given one end of a socketpair
+/// (`redisConnectFd`) and the bridge's pump thread carries the bytes over TLS. `redis://` and
+/// `unix://` never touch the bridge.
+///
 /// Not thread-safe and not Sendable: one thread owns it (the publisher thread, or `tail`).
 /// Uses only the hiredis 0.14.1 API: `redisConnectWithTimeout`/`redisConnectUnixWithTimeout`,
-/// `redisSetTimeout`, `redisEnableKeepAlive`, `redisReconnect`, `redisAppendCommandArgv`,
+/// `redisConnectFd` (TLS), `redisSetTimeout`, `redisEnableKeepAlive`, `redisReconnect`, `redisAppendCommandArgv`,
 /// `redisGetReply`.
 public final class RedisConnection {
     public let url: RedisURL
     public let options: RedisConnectOptions
     private var context: UnsafeMutablePointer<redisContext>?
+    /// rediss:// only. Released after `context` (deinit frees the context first, closing
+    /// hiredis' end, then the bridge's pump is stopped and joined).
+    private var bridge: TLSBridge?
 
     /// Connects, then applies timeouts and keepalive, AUTH and SELECT.
-    /// - Throws: `RedisError` (`.connect`, `.authentication`, `.select`, `.io`).
+    /// - Throws: `RedisError` (`.connect`, `.tls`, `.authentication`, `.select`, `.io`).
     public init(url: RedisURL, options: RedisConnectOptions = RedisConnectOptions()) throws {
         self.url = url
         self.options = options
         let tv = RedisConnection.timeval(options.connectTimeout)
         switch url.endpoint {
+        case .tcp(let host, let port) where url.tls != nil:
+            try connectTLS(host: host, port: port)
         case .tcp(let host, let port):
             context = redisConnectWithTimeout(host, Int32(port), tv)
         case .unix(let path):
@@ -51,10 +60,33 @@ public final class RedisConnection {
         if let context { redisFree(context) }
     }
 
+    /// A new TLS bridge and a hiredis context on its plain end (`redisConnectFd`).
+    private func connectTLS(host: String, port: Int) throws {
+        let b = try TLSBridge(host: host, port: port, tls: url.tls!, connectTimeout: options.connectTimeout,
+                              keepAlive: options.keepAlive, server: url.redacted)
+        let fd = b.takeFileDescriptor()
+        guard let c = redisConnectFd(fd) else {
+            close(fd)
+            throw RedisError(.connect, server: url.redacted, "could not allocate a hiredis context (out of memory)")
+        }
+        context = c
+        bridge = b
+    }
+
     /// Reconnects with the saved address and connect timeout (`redisReconnect`), then re-applies
     /// the command timeout, keepalive, AUTH and SELECT, which a new socket does not inherit.
     /// Unsent and unanswered commands are gone afterwards: callers replay their own window.
     public func reconnect() throws {
+        if case .tcp(let host, let port) = url.endpoint, url.tls != nil {
+            // redisReconnect cannot redo a redisConnectFd connection: a new bridge, a new context.
+            if let context { redisFree(context) }
+            context = nil
+            bridge = nil
+            try connectTLS(host: host, port: port)
+            try checkConnected()
+            try setUp()
+            return
+        }
         guard let context else {
             throw RedisError(.connect, server: url.redacted, "no connection context (out of memory?)")
         }
@@ -137,10 +169,17 @@ public final class RedisConnection {
         if redisSetTimeout(context, RedisConnection.timeval(options.commandTimeout)) != REDIS_OK {
             throw ioError(doing: "setting the command timeout")
         }
-        if options.keepAlive, case .tcp = url.endpoint, redisEnableKeepAlive(context) != REDIS_OK {
+        // Over TLS hiredis holds a socketpair; the bridge set keepalive on the TCP socket.
+        if options.keepAlive, case .tcp = url.endpoint, url.tls == nil, redisEnableKeepAlive(context) != REDIS_OK {
             throw ioError(doing: "enabling TCP keepalive")
         }
-        try authenticate()
+        do {
+            try authenticate()
+        } catch let e as RedisError where e.code == .io && url.tls != nil {
+            // A server that wants a client certificate accepts the TLS 1.3 handshake and sends its
+            // alert with the first reply: say that, not "connection closed".
+            throw RedisConnection.tlsRefusal(bridge?.failure, tls: url.tls!, server: url.redacted) ?? e
+        }
         if url.database != 0 {
             let reply = try command(["SELECT", String(url.database)])
             if case .error(let e) = reply, RedisError.unavailablePrefixes.contains(where: { e.hasPrefix($0) }) {
@@ -219,6 +258,8 @@ public final class RedisConnection {
         case REDIS_ERR_IO: kind = "I/O error"
         default: kind = "error"
         }
+        // Over TLS hiredis only sees its socketpair close: add what the bridge saw.
+        if let failure = bridge?.failure { reason += " (TLS: \(failure.reason))" }
         return RedisError(.io, server: url.redacted, "\(kind) while \(what): \(reason)")
     }
 

@@ -10,6 +10,10 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
         case connect
         /// AUTH failed, or the server wants a password the URL does not give. Not fixed by retrying alone.
         case authentication
+        /// rediss://: the server's certificate was not accepted (unknown CA, wrong name, expired), a
+        /// CA/certificate/key file is unreadable, the port does not speak TLS, or the server refused
+        /// our client certificate. Not fixed by retrying alone.
+        case tls
         /// SELECT failed (database index out of range). Not fixed by retrying alone.
         case select
         /// The connection broke while sending or reading (I/O error, EOF, timeout). Retried.

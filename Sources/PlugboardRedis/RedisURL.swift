@@ -5,6 +5,8 @@ import PlugboardCore
 /// Accepted forms (see docs/redis.md):
 /// - `redis://[[user]:password@]host[:port][/db]`: TCP; port defaults to 6379, db to 0.
 ///   `redis://:secret@host` authenticates the default user; `redis://alice:secret@host` an ACL user.
+/// - `rediss://...`: the same over TLS (`tls` is set; its files and server name come from the
+///   `redis.tls_*` settings, not from the URL).
 /// - `unix://[[user]:password@]/path/to/redis.sock[?db=N]`: a unix domain socket.
 ///
 /// User and password may be percent-encoded (`%40` for `@`). `redacted` is the URL with the
@@ -19,36 +21,48 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var user: String?
     public var password: String?
     public var database: Int
+    /// Non-nil for `rediss://`: connect over TLS with these files and this server name.
+    public var tls: RedisTLS?
 
-    public init(endpoint: Endpoint, user: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(endpoint: Endpoint, user: String? = nil, password: String? = nil, database: Int = 0, tls: RedisTLS? = nil) {
         self.endpoint = endpoint
         self.user = user
         self.password = password
         self.database = database
+        self.tls = tls
     }
 
     /// Parses `text`.
     /// - Throws: `RedisError` with code `.invalidURL`, naming the part that is wrong and the accepted forms.
     public init(parsing text: String) throws {
-        let forms = "use redis://[user:password@]host:port/db or unix:///path/to/redis.sock?db=N"
+        let forms = "use redis://[user:password@]host:port/db, rediss://[user:password@]host:port/db (TLS) or unix:///path/to/redis.sock?db=N"
         func bad(_ what: String) -> RedisError {
             RedisError(.invalidURL, server: Text.redactingCredentials(text), what, fix: forms)
         }
         let isUnix: Bool
+        var isTLS = false
         var rest: Substring
         if text.hasPrefix("redis://") {
             isUnix = false
             rest = text.dropFirst("redis://".count)
+        } else if text.hasPrefix("rediss://") {
+            isUnix = false
+            isTLS = true
+            rest = text.dropFirst("rediss://".count)
         } else if text.hasPrefix("unix://") {
             isUnix = true
             rest = text.dropFirst("unix://".count)
         } else {
-            throw bad("the URL must start with redis:// or unix://")
+            throw bad("the URL must start with redis://, rediss:// or unix://")
         }
 
-        // Query (?db=N), only for unix:// where the path takes the place of /db.
+        // Query (?db=N), only for unix:// where the path takes the place of /db. TLS files are
+        // settings (redis.tls_*), not query parameters: one place for each, and no paths in URLs.
         var query: Substring? = nil
         if let q = rest.firstIndex(of: "?") {
+            if isTLS {
+                throw bad("rediss:// takes no query parameters: set the CA file, client certificate and server name with the redis.tls_* settings (docs/redis.md, \"TLS\")")
+            }
             query = rest[rest.index(after: q)...]
             rest = rest[..<q]
         }
@@ -119,7 +133,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 database = n
             }
         }
-        self.init(endpoint: endpoint, user: user, password: password, database: database)
+        self.init(endpoint: endpoint, user: user, password: password, database: database, tls: isTLS ? RedisTLS() : nil)
     }
 
     /// The URL with the password replaced by `***`: safe for logs and error messages.
@@ -129,7 +143,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         switch endpoint {
         case .tcp(let host, let port):
             let h = host.contains(":") ? "[\(host)]" : host
-            return "redis://\(info)\(h):\(port)/\(database)"
+            return (tls == nil ? "redis://" : "rediss://") + "\(info)\(h):\(port)/\(database)"
         case .unix(let path):
             return "unix://\(info)\(path)" + (database != 0 ? "?db=\(database)" : "")
         }

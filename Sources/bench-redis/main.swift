@@ -3,6 +3,7 @@
 // redis-benchmark baseline in the same run. Release build only; numbers go to docs/benchmarks.md.
 //
 //   plugboard-bench-redis rate    --redis URL [--events N]
+//   (rediss:// URLs take --tls-ca-file FILE [--tls-cert-file FILE --tls-key-file FILE] [--tls-server-name N])
 //   plugboard-bench-redis latency --redis URL [--rate R] [--seconds S]
 //   plugboard-bench-redis demo    --redis URL --host H [--events N] [--rate R]
 import CPlugboard
@@ -18,6 +19,7 @@ struct Arguments {
     var events = 1_000_000
     var rate = 10_000
     var seconds = 10.0
+    var tls = RedisTLS()
 
     init() {
         var args = CommandLine.arguments.dropFirst()
@@ -30,6 +32,10 @@ struct Arguments {
             case "--events": events = Int(v) ?? events
             case "--rate": rate = Int(v) ?? rate
             case "--seconds": seconds = Double(v) ?? seconds
+            case "--tls-ca-file": tls.caFile = v
+            case "--tls-cert-file": tls.certFile = v
+            case "--tls-key-file": tls.keyFile = v
+            case "--tls-server-name": tls.serverName = v
             default:
                 FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
                 exit(64)
@@ -137,21 +143,34 @@ final class LatencyLog: @unchecked Sendable {
     }
 }
 
+/// CPU time of this process (user + system, all threads), nanoseconds.
+func processCPUNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 let args = Arguments()
-let url: RedisURL
+var url: RedisURL
 do { url = try RedisURL(parsing: args.url) } catch { print("\(error)"); exit(64) }
+if url.tls != nil { url.tls = args.tls }
 var config = RedisPublisher.Configuration(url: url, host: args.host)
 
 switch args.mode {
 case "rate":
     let publisher = RedisPublisher(configuration: config)
     let start = monotonicNanos()
+    let cpuStart = processCPUNanos()
     try publisher.start(events: BenchSource(total: args.events))
     while publisher.stats.published < UInt64(args.events) { usleep(1000) }
     let ns = monotonicNanos() - start
+    // This process's CPU (every thread: the publisher, and over TLS the pump): the cost per event
+    // that a busy machine changes less than it changes the rate.
+    let cpuNs = processCPUNanos() - cpuStart
     let stats = publisher.stop()
     let rate = Double(args.events) / (Double(ns) / 1e9)
-    print(String(format: "publish_rate events=%d seconds=%.3f events_per_s=%.0f rejected=%llu", args.events, Double(ns) / 1e9, rate, stats.rejected))
+    print(String(format: "publish_rate events=%d seconds=%.3f events_per_s=%.0f cpu_us_per_event=%.2f rejected=%llu", args.events,
+                 Double(ns) / 1e9, rate, Double(cpuNs) / 1e3 / Double(args.events), stats.rejected))
 case "latency":
     let total = Int(Double(args.rate) * args.seconds)
     guard total > 0 else { print("--rate and --seconds must give at least one event"); exit(64) }

@@ -3,7 +3,7 @@ import PlugboardHost
 
 /// `plugboard run` options for publishing to Redis (docs/redis.md); each sets a `redis.*` key.
 struct RedisRunOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Publish events to this Redis server (key redis.url): redis://[user:password@]host:port/db or unix:///path?db=N.",
+    @Option(help: ArgumentHelp("Publish events to this Redis server (key redis.url): redis://[user:password@]host:port/db, rediss://... (TLS: --set redis.tls_ca_file=FILE) or unix:///path?db=N.",
                                valueName: "URL"))
     var redis: String?
 

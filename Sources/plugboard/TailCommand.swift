@@ -14,11 +14,25 @@ struct TailCommand: ParsableCommand {
             Reads plugboard:{HOST}:events with XREAD BLOCK (from --from, default: only new events).
             With --group and --consumer it reads as one consumer of a Redis consumer group
             (XREADGROUP, then XACK), so several tails share the stream: the scale-out path.
-            URL forms: redis://[user:password@]host:port/db, unix:///path/to/redis.sock?db=N.
+            URL forms: redis://[user:password@]host:port/db, rediss://[user:password@]host:port/db (TLS,
+            with --tls-ca-file and, for servers that ask for one, --tls-cert-file/--tls-key-file),
+            unix:///path/to/redis.sock?db=N.
             """)
 
     @Option(help: ArgumentHelp("The Redis server.", valueName: "URL"))
     var redis: String = "redis://127.0.0.1:6379/0"
+
+    @Option(name: .customLong("tls-ca-file"), help: ArgumentHelp("rediss://: PEM CA file the server's certificate must chain to (default: the system's store).", valueName: "FILE"))
+    var tlsCAFile: String?
+
+    @Option(name: .customLong("tls-cert-file"), help: ArgumentHelp("rediss://: PEM client certificate, for a server with tls-auth-clients.", valueName: "FILE"))
+    var tlsCertFile: String?
+
+    @Option(name: .customLong("tls-key-file"), help: ArgumentHelp("rediss://: PEM private key of --tls-cert-file.", valueName: "FILE"))
+    var tlsKeyFile: String?
+
+    @Option(name: .customLong("tls-server-name"), help: ArgumentHelp("rediss://: the name the server's certificate must carry (default: the URL's host).", valueName: "NAME"))
+    var tlsServerName: String?
 
     @Option(help: ArgumentHelp("Whose stream to read (default: this machine's host name).", valueName: "H"))
     var host: String?
@@ -46,11 +60,29 @@ struct TailCommand: ParsableCommand {
         if let from, from != "$", from != "0", StreamID(from) == nil, UInt64(from) == nil {
             throw ValidationError("--from '\(from)' is not a stream ID: use 0, $, a time in ms, or MS-SEQ as shown by tail")
         }
-        do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
+        let url: RedisURL
+        do { url = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
+        let tlsFlags = [("--tls-ca-file", tlsCAFile), ("--tls-cert-file", tlsCertFile), ("--tls-key-file", tlsKeyFile),
+                        ("--tls-server-name", tlsServerName)].filter { $0.1 != nil }
+        if url.tls == nil, let (flag, _) = tlsFlags.first {
+            throw ValidationError("\(flag) needs a rediss:// URL (--redis \(url.redacted) is without TLS)")
+        }
+        if (tlsCertFile == nil) != (tlsKeyFile == nil) {
+            throw ValidationError("--tls-cert-file and --tls-key-file go together: give both, the client certificate and its private key")
+        }
+    }
+
+    /// The --redis URL with the --tls-* flags.
+    func redisURL() throws -> RedisURL {
+        var url = try RedisURL(parsing: redis)
+        if url.tls != nil {
+            url.tls = RedisTLS(caFile: tlsCAFile, certFile: tlsCertFile, keyFile: tlsKeyFile, serverName: tlsServerName)
+        }
+        return url
     }
 
     func run() throws {
-        var options = StreamTail.Options(url: try RedisURL(parsing: redis), host: host ?? StreamKeys.localHost)
+        var options = StreamTail.Options(url: try redisURL(), host: host ?? StreamKeys.localHost)
         options.from = from
         options.group = group
         options.consumer = consumer

@@ -131,6 +131,8 @@ struct ConfigTests {
             "replay.pace": "fast", "plugins.trust": "warn",
             "redis.password_file": "/run/pw", "monitoring.token_file": "/t", "monitoring.protect_metrics": "true",
             "monitoring.request_timeout": "2s", "plugins.max_record_bytes": "1KiB", "plugins.log_rate": "5",
+            "redis.tls_ca_file": "/etc/ssl/redis-ca.pem", "redis.tls_cert_file": "/etc/plugboard/client.pem",
+            "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -147,6 +149,8 @@ struct ConfigTests {
         #expect(d.monitoring.enabled == false)
         #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
         #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
+        #expect(d.redis.tlsCAFile == "/etc/ssl/redis-ca.pem" && d.redis.tlsCertFile == "/etc/plugboard/client.pem"
+                && d.redis.tlsKeyFile == "/etc/plugboard/client.key" && d.redis.tlsServerName == "redis.internal")
         #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
         #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
@@ -344,7 +348,8 @@ struct ConfigTests {
 
     @Test("a bad Redis URL is an error")
     func badRedisURL() {
-        #expect(problems(toml: "[redis]\nurl = \"http://x\"\n").first?.problem == "\"http://x\" is not a redis:// or unix:// URL")
+        #expect(problems(toml: "[redis]\nurl = \"http://x\"\n").first?.problem == "\"http://x\" is not a redis://, rediss:// or unix:// URL")
+        #expect(problems(toml: "[redis]\nurl = \"rediss://h:6380/0?ca=/x\"\n").first?.problem == "has query parameters; rediss:// takes none")
         #expect(problems(toml: "[redis]\nurl = \"redis://h:0\"\n").first?.problem == "port \"0\" is not a number from 1 to 65535")
         #expect(problems(toml: "[redis]\nurl = \"redis://h:1/x\"\n").first?.problem == "database \"x\" is not a number")
         #expect(problems(toml: "[redis]\nurl = \"redis://\"\n").first?.problem == "\"redis://\" has no host")

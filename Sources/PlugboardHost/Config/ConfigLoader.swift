@@ -342,10 +342,14 @@ public struct ConfigLoader: Sendable {
             return url.count > "unix://".count && url.dropFirst("unix://".count).hasPrefix("/")
                 ? .success(url) : .failure(.init("\"\(text)\" has no absolute socket path", fix: fix))
         }
-        guard url.hasPrefix("redis://") else {
-            return .failure(.init("\"\(text)\" is not a redis:// or unix:// URL", fix: fix))
+        guard let scheme = ["redis://", "rediss://"].first(where: url.hasPrefix) else {
+            return .failure(.init("\"\(text)\" is not a redis://, rediss:// or unix:// URL", fix: fix))
         }
-        var rest = url.dropFirst("redis://".count)
+        var rest = url.dropFirst(scheme.count)
+        if scheme == "rediss://", rest.contains("?") {
+            return .failure(.init("has query parameters; rediss:// takes none",
+                                  fix: "set the TLS files and server name with redis.tls_ca_file, redis.tls_cert_file, redis.tls_key_file and redis.tls_server_name"))
+        }
         if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }  // credentials
         let hostPort = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         if hostPort.count == 2, !hostPort[1].isEmpty, Int(hostPort[1]) == nil {

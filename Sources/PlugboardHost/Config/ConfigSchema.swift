@@ -10,7 +10,7 @@ public enum ConfigKind: Sendable {
     case duration(ClosedRange<Duration>)
     case source
     case listen
-    /// A Redis URL: "" (off), redis://HOST[:PORT][/DB] or unix:///path/to/socket.
+    /// A Redis URL: "" (off), redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] (TLS) or unix:///path/to/socket.
     case redisURL
     /// One of a fixed set of words.
     case choice([String])
@@ -28,7 +28,7 @@ public enum ConfigKind: Sendable {
         case .duration(let r): "a duration from \(formatDuration(r.lowerBound)) to \(formatDuration(r.upperBound)) (a string like \"5s\" or \"250ms\")"
         case .source: "\"udev\", \"replay:FILE\" or \"synthetic:N\""
         case .listen: "\"HOST:PORT\""
-        case .redisURL: "\"\" (Redis off), \"redis://HOST:PORT[/DB]\" or \"unix:///path/to/redis.sock\""
+        case .redisURL: "\"\" (Redis off), \"redis://HOST:PORT[/DB]\", \"rediss://HOST:PORT[/DB]\" (TLS) or \"unix:///path/to/redis.sock\""
         case .choice(let words): "one of " + words.map { "\"\($0)\"" }.joined(separator: ", ")
         case .cpuList: "a CPU list like \"1\", \"0-3\" or \"0,2-3\""
         }
@@ -67,6 +67,14 @@ public enum ConfigSchema {
                   help: "Redis server to publish events to; empty disables publishing."),
         ConfigKey(path: "redis.password_file", kind: .string, defaultValue: .string(""),
                   help: "A file holding the Redis password (one line, mode 0600), instead of a password in redis.url; empty: $CREDENTIALS_DIRECTORY/redis-password when systemd passes that credential (LoadCredential=), else none."),
+        ConfigKey(path: "redis.tls_ca_file", kind: .string, defaultValue: .string(""),
+                  help: "rediss:// only: PEM file of the CA(s) the server's certificate must chain to; empty: the system's store (/etc/ssl/certs)."),
+        ConfigKey(path: "redis.tls_cert_file", kind: .string, defaultValue: .string(""),
+                  help: "rediss:// only: PEM client certificate, for a server with tls-auth-clients; empty: none."),
+        ConfigKey(path: "redis.tls_key_file", kind: .string, defaultValue: .string(""),
+                  help: "rediss:// only: PEM private key of redis.tls_cert_file (keep it 0600); needed with it."),
+        ConfigKey(path: "redis.tls_server_name", kind: .string, defaultValue: .string(""),
+                  help: "rediss:// only: the name (or IP address) the server's certificate must carry, also sent as SNI; empty: the URL's host."),
         ConfigKey(path: "redis.host", kind: .string, defaultValue: .string(""),
                   help: "The {HOST} in the key names plugboard:{HOST}:events and plugboard:{HOST}:plugin:NAME; empty: this machine's host name."),
         ConfigKey(path: "redis.mode", kind: .choice(["stream", "publish", "both"]), defaultValue: .string("stream"),

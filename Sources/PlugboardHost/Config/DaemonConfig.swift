@@ -79,6 +79,11 @@ public struct DaemonConfig: Sendable, Equatable {
         public var mode: String
         public var maxlen: Int
         public var batch: Int
+        /// rediss:// only; empty: not set.
+        public var tlsCAFile: String = ""
+        public var tlsCertFile: String = ""
+        public var tlsKeyFile: String = ""
+        public var tlsServerName: String = ""
     }
     public struct Performance: Sendable, Equatable {
         public var debounceMilliseconds: Int
@@ -167,7 +172,9 @@ public struct DaemonConfig: Sendable, Equatable {
         self.udevMode = str("udev.mode")
         self.udevReceiveBuffer = int("udev.receive_buffer")
         self.redis = Redis(url: str("redis.url"), host: str("redis.host"), passwordFile: str("redis.password_file"),
-                           mode: str("redis.mode"), maxlen: int("redis.maxlen"), batch: int("redis.batch"))
+                           mode: str("redis.mode"), maxlen: int("redis.maxlen"),
+                           batch: int("redis.batch"), tlsCAFile: str("redis.tls_ca_file"), tlsCertFile: str("redis.tls_cert_file"),
+                           tlsKeyFile: str("redis.tls_key_file"), tlsServerName: str("redis.tls_server_name"))
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
                                        eventBufferSize: int("performance.event_buffer_size"),
                                        cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none)
