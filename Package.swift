@@ -78,6 +78,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Signed plugins (issue 12): Ed25519 over the .pbm (Curve25519.Signing).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // The plugin ABI: SDK/include/plugboard.h is the single source of truth, imported here.
@@ -133,6 +135,7 @@ let package = Package(
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.
         .target(name: "PlugboardHost", dependencies: [
             "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis", "PlugboardSystem", "PlugboardReplay",
+            "PlugboardSigning",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
@@ -153,6 +156,7 @@ let package = Package(
             "PlugboardDaemon",
             "PlugboardFFI",
             "PlugboardSystem",
+            "PlugboardSigning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -172,11 +176,18 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
+        // Plugin signatures: keys, the detached .pbm.sig file, the trusted-keys directory (swift-crypto).
+        // Kept out of PlugboardManifest so the fuzz target and the worker do not link BoringSSL.
+        .target(name: "PlugboardSigning", dependencies: [
+            "PlugboardManifest", "PlugboardSystem",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .executableTarget(name: "bench-manifests", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
         // Where the package root and the build products are, for every test target (PackagePaths).
         .target(name: "PlugboardTestSupport", path: "Tests/PlugboardTestSupport"),
         .testTarget(name: "PlugboardManifestTests",
-                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport"],
+                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport",
+                                   "PlugboardSigning", "PlugboardCore", "PlugboardSystem"],
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardSystemTests", dependencies: ["PlugboardSystem", "CPlugboardSupport"]),

@@ -128,7 +128,7 @@ struct ConfigTests {
             "plugins.worker_user": "nobody", "plugins.init_deadline": "2s", "plugins.callback_deadline": "1s",
             "plugins.restart_backoff": "10ms", "plugins.crash_burst": "3", "plugins.crash_interval": "10s",
             "plugins.memory_limit": "512MiB", "plugins.cpu_limit": "60", "plugins.open_files_limit": "256",
-            "replay.pace": "fast", "plugins.trust": "warn",
+            "replay.pace": "fast", "plugins.trust": "warn", "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -146,6 +146,7 @@ struct ConfigTests {
         #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
         #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
         #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
+        #expect(d.plugins.requireSignature && d.plugins.trustedKeysDir == "/k")
         #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
     }
