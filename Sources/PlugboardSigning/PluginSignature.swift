@@ -16,6 +16,11 @@ public struct PluginSignature: Sendable, Equatable {
     public var keyID: String
     public var signature: [UInt8]
 
+    public init(keyID: String, signature: [UInt8]) {
+        self.keyID = keyID
+        self.signature = signature
+    }
+
     static let header = "plugboard-signature 1"
 
     /// Where the signature of `manifestPath` lives.
@@ -125,6 +130,30 @@ public struct TrustedKeys: Sendable {
             }
         }
         return TrustedKeys(directory: directory, keys: keys, problems: problems)
+    }
+
+    /// Checks a resolved manifest's signature, using and updating the check `registry` remembers
+    /// (`VerifiedSignature`): when the `.pbm`, the `.sig` (keys with ctime) and the trusted key of
+    /// that id are all as they were when it last verified, it is not verified again. Otherwise as
+    /// `verify(manifestAt:bytes:untrusted:)`, and a valid result is remembered.
+    public func verify(_ resolved: ResolvedManifest, registry: ManifestRegistry,
+                       untrusted: (String) -> FileTrust.Problem? = { _ in nil }) -> SignatureVerdict {
+        let sigPath = PluginSignature.path(for: resolved.manifestPath)
+        if let known = resolved.verifiedSignature, let key = keys[known.keyID], key.raw == known.publicKey,
+           FileKey.of(path: sigPath) == known.signatureKey {
+            // The .sig's owner and mode cannot change without moving its ctime (its key); its
+            // directory is the .pbm's, which the host checks before loading.
+            return .valid(keyID: known.keyID, keyFile: key.file)
+        }
+        let before = FileKey.of(path: sigPath)
+        let verdict = verify(manifestAt: resolved.manifestPath, bytes: resolved.manifestBytes, untrusted: untrusted)
+        if case .valid(let id, _) = verdict, let before, FileKey.of(path: sigPath) == before, let key = keys[id] {
+            registry.recordSignature(VerifiedSignature(signatureKey: before, keyID: id, publicKey: key.raw),
+                                     forManifestAt: resolved.manifestPath)
+        } else {
+            registry.recordSignature(nil, forManifestAt: resolved.manifestPath)
+        }
+        return verdict
     }
 
     /// Checks the signature of the manifest at `manifestPath` whose bytes are `manifestBytes` (the
