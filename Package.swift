@@ -182,7 +182,7 @@ let package = Package(
             "PlugboardManifest", "PlugboardSystem",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .executableTarget(name: "bench-manifests", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        .executableTarget(name: "bench-manifests", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardSigning"]),
         // Where the package root and the build products are, for every test target (PackagePaths).
         .target(name: "PlugboardTestSupport", path: "Tests/PlugboardTestSupport"),
         .testTarget(name: "PlugboardManifestTests",
