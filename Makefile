@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev libssl-dev 
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz fuzz-build tsan bench-manifests clean
+.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz fuzz-build tsan bench-manifests bench-signatures clean
 
 all: build
 
@@ -124,6 +124,14 @@ bench-manifests:
 	$(SWIFT) build -c release --product plugboard-bench-manifests
 	$(SWIFT) build -c release --product usb-logger
 	.build/release/plugboard-bench-manifests --so .build/release/libusb-logger.so
+
+## bench-signatures: start-up with signature checks on against off, 100 plugins, warm registry cache,
+## same run (docs/benchmarks.md, "Start-up with signatures"). Release build.
+bench-signatures:
+	$(SWIFT) build -c release --product plugboard-bench-manifests
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product plugboard-worker
+	umask 022 && .build/release/plugboard-bench-manifests --signatures
 
 clean:
 	rm -rf .build build Benchmarks/.build .build-fuzz

@@ -81,6 +81,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Signed plugins (issue 12): Ed25519 over the .pbm (Curve25519.Signing).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // The plugin ABI: SDK/include/plugboard.h is the single source of truth, imported here.
@@ -141,6 +143,7 @@ let package = Package(
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.
         .target(name: "PlugboardHost", dependencies: [
             "PlugboardCore", "CPlugboard", "PlugboardManifest", "PlugboardUdev", "PlugboardRedis", "PlugboardSystem", "PlugboardReplay",
+            "PlugboardSigning",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
@@ -163,6 +166,7 @@ let package = Package(
             "PlugboardDaemon",
             "PlugboardFFI",
             "PlugboardSystem",
+            "PlugboardSigning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -182,11 +186,18 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "PlugboardManifestFuzz", dependencies: ["PlugboardManifest"]),
-        .executableTarget(name: "bench-manifests", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard"]),
+        // Plugin signatures: keys, the detached .pbm.sig file, the trusted-keys directory (swift-crypto).
+        // Kept out of PlugboardManifest so the fuzz target and the worker do not link BoringSSL.
+        .target(name: "PlugboardSigning", dependencies: [
+            "PlugboardManifest", "PlugboardSystem",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .executableTarget(name: "bench-manifests", dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardSigning"]),
         // Where the package root and the build products are, for every test target (PackagePaths).
         .target(name: "PlugboardTestSupport", path: "Tests/PlugboardTestSupport"),
         .testTarget(name: "PlugboardManifestTests",
-                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport"],
+                    dependencies: ["PlugboardManifest", "PlugboardManifestTools", "CPlugboard", "PlugboardTestSupport",
+                                   "PlugboardSigning", "PlugboardCore", "PlugboardSystem"],
                     resources: [.copy("Fixtures"), .copy("FuzzCorpus")]),
 
         .testTarget(name: "PlugboardSystemTests", dependencies: ["PlugboardSystem", "CPlugboardSupport"]),

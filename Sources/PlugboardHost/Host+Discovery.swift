@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PlugboardCore
 import PlugboardManifest
+import PlugboardSigning
 import PlugboardSystem
 
 /// What a manifest-driven start did, for logs, `/plugins` and metrics.
@@ -28,6 +29,23 @@ extension HostAssembly {
             return nil
         }
         return problem
+    }
+
+    /// Under `plugins.require_signature`, the check the catalog makes of each resolved manifest
+    /// before anything is opened: its `.pbm.sig` must verify, over the very bytes the manifest was
+    /// decoded from, against a key in `plugins.trusted_keys_dir`. The directory, its key files and
+    /// each signature file go through the file trust check (`plugins.trust`) like plugin files.
+    /// A check that succeeded is remembered in the registry cache, keyed like the hash (see
+    /// `TrustedKeys.verify(_:registry:untrusted:)`), so a warm start verifies nothing again.
+    func signatureCheck(registry: ManifestRegistry) -> ((ResolvedManifest) -> ManifestError?)? {
+        guard settings.requireSignature else { return nil }
+        let keys = TrustedKeys.load(directory: settings.trustedKeysDir, untrusted: { self.untrusted($0) })
+        for problem in keys.problems { logger.error("\(problem)") }
+        logger.info("plugin signatures required", metadata: [
+            "trusted_keys_dir": "\(keys.directory)", "keys": "\(keys.keys.keys.sorted().joined(separator: ","))"])
+        return { r in
+            keys.refusal(keys.verify(r, registry: registry, untrusted: { self.untrusted($0) }), manifestAt: r.manifestPath)
+        }
     }
 
     /// Finds, opens and initialises the plugins (in dependency order with manifests). Rejected
@@ -125,7 +143,7 @@ extension HostAssembly {
         }
         let registry = ManifestRegistry(cachePath: registryCache, lruCapacity: lruCapacity,
                                         warning: { [logger] in logger.warning("\($0)") })
-        let catalog = PluginCatalog.discover(dirs: directories, registry: registry)
+        let catalog = PluginCatalog.discover(dirs: directories, registry: registry, verify: signatureCheck(registry: registry))
         let discovery = clock.now - t0
         let st = registry.stats
         logger.info("manifests", metadata: ["plugins": "\(catalog.candidates.count)", "loadable": "\(catalog.loadable.count)",

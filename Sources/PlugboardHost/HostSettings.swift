@@ -140,6 +140,10 @@ public struct HostSettings: Sendable {
     public var maxRecordBytes: Int = 64 << 10
     /// What plugins' log calls may cost (`plugins.log_rate`).
     public var logLimits = PluginLogLimits()
+    /// Refuse plugins whose manifest is not signed by a trusted key (`plugins.require_signature`).
+    public var requireSignature = false
+    /// The trusted public keys' directory (`plugins.trusted_keys_dir`).
+    public var trustedKeysDir = "/etc/plugboard/trusted.d"
     /// Multiplier of a replay's `delay_ms` (1: as recorded, 0: no waits; `replay.pace`).
     public var replayPace: Double = 1
     /// What an operator should fix although the host can start (a password readable by others...):
@@ -196,6 +200,11 @@ public struct HostSettings: Sendable {
         maxRecordBytes = p.maxRecordBytes
         logLimits.perSecond = p.logRate
         logLimits.burst = 2 * p.logRate
+        requireSignature = p.requireSignature
+        trustedKeysDir = p.trustedKeysDir
+        if requireSignature, !config.plugins.manifests {
+            throw HostStartError("plugins.require_signature (from \(effective.origin("plugins.require_signature"))): signatures cover the .pbm manifests, but plugins.manifests is false (fix: set plugins.manifests = true, or plugins.require_signature = false)")
+        }
         var policy = ProcessPolicy(workerExecutable: IsolationSettings.workerExecutable(configured: p.workerExecutable))
         if geteuid() == 0 {
             let wanted = p.workerUser.isEmpty ? nil : p.workerUser
@@ -284,6 +293,7 @@ public struct HostSettings: Sendable {
         s.append(("max_record_bytes", "\(maxRecordBytes)"))
         s.append(("log_rate", "\(logLimits.perSecond)"))
         s.append(("trust", trust))
+        if requireSignature { s.append(("require_signature", "true (keys: \(trustedKeysDir))")) }
         s.append(("isolation", isolation.mode))
         if !isolation.threadPlugins.isEmpty { s.append(("thread_plugins", isolation.threadPlugins.sorted().joined(separator: ","))) }
         if !isolation.processPlugins.isEmpty { s.append(("process_plugins", isolation.processPlugins.sorted().joined(separator: ","))) }

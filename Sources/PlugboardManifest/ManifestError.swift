@@ -28,6 +28,8 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
         case missingManifest = "missing-manifest"
         /// The registry cache could not be read or written.
         case registry
+        /// The `.pbm`'s signature is missing, unknown, malformed or does not verify (`plugins.require_signature`).
+        case signature
     }
 
     public var check: Check

@@ -12,16 +12,42 @@ public struct ResolvedManifest: Sendable, Equatable {
     public var libraryPath: String
     /// SHA-256 of the `.so` on disk now (equal to `manifest.librarySHA256` when resolution succeeded).
     public var librarySHA256: [UInt8]
+    /// The `.pbm` bytes the manifest was decoded from (what a signature covers).
+    public var manifestBytes: [UInt8]
+    /// The signature verification the registry cache remembers for this very `.pbm` (its key,
+    /// ctime included, unchanged since), if any; see `VerifiedSignature`.
+    public var verifiedSignature: VerifiedSignature?
+}
+
+/// A signature check that succeeded, remembered in the registry cache so that a warm start need not
+/// verify again: valid only while the `.pbm` (the entry's key), the `.sig` file (`signatureKey`,
+/// ctime included) and the trusted public key of that id (`publicKey`, compared byte for byte with
+/// the key in the trusted directory now) are all unchanged. As safe as the cached hash: the same
+/// keys, in the same file, under the same file trust check.
+public struct VerifiedSignature: Sendable, Equatable {
+    public var signatureKey: FileKey
+    /// The signer's key id (16 hex digits).
+    public var keyID: String
+    /// The 32-byte public key the signature verified against.
+    public var publicKey: [UInt8]
+
+    public init(signatureKey: FileKey, keyID: String, publicKey: [UInt8]) {
+        self.signatureKey = signatureKey
+        self.keyID = keyID
+        self.publicKey = publicKey
+    }
 }
 
 /// The manifest registry: every manifest the host has seen, cached in ONE file so that a warm start
 /// reads that file (memory-mapped) and `stat`s each plugin's `.pbm` and `.so` instead of reading and
 /// validating every manifest and hashing every library.
 ///
-/// An entry is keyed by the `.pbm`'s path + device + inode + size + mtime (ns) and the `.so`'s
-/// device + inode + size + mtime (ns); it holds the `.so`'s SHA-256 and the `.pbm` bytes. Any change
-/// to either file (touch, rewrite, replacement) makes the entry stale: the manifest is re-read and/or
-/// the library re-hashed. A cache file that is corrupt, truncated, of another format version or not a
+/// An entry is keyed by the `.pbm`'s path + device + inode + size + mtime (ns) + ctime (ns) and the
+/// `.so`'s device + inode + size + mtime (ns) + ctime (ns); it holds the `.so`'s SHA-256 and the `.pbm`
+/// bytes. Any change to either file (touch, rewrite, replacement, a write in place) makes the entry
+/// stale: the manifest is re-read and/or the library re-hashed. The ctime is what makes this safe:
+/// a write in place with the size kept and the mtime set back by `utimes` still moves the ctime,
+/// which no unprivileged call can set. A cache file that is corrupt, truncated, of another format version or not a
 /// registry at all is ignored with a warning and rewritten. Writes are atomic (temp file, fsync, rename).
 ///
 /// Decoded manifests are also kept in an in-memory LRU (default 200 entries) so that a rescan in the
@@ -52,6 +78,7 @@ public final class ManifestRegistry: Sendable {
         var libraryKey: FileKey
         var librarySHA256: [UInt8]
         var pbm: [UInt8]
+        var signature: VerifiedSignature?
     }
 
     struct CachedEntry {
@@ -59,6 +86,7 @@ public final class ManifestRegistry: Sendable {
         var libraryKey: FileKey
         var librarySHA256: [UInt8]
         var pbmRange: Range<Int>
+        var signature: VerifiedSignature?
     }
 
     struct State {
@@ -67,7 +95,7 @@ public final class ManifestRegistry: Sendable {
         var cached: [String: CachedEntry] = [:]
         var fresh: [String: Entry] = [:]
         var dirty = false
-        var lru: [String: (key: FileKey, manifest: Manifest, tick: UInt64)] = [:]
+        var lru: [String: (key: FileKey, manifest: Manifest, bytes: [UInt8], tick: UInt64)] = [:]
         var tick: UInt64 = 0
         var stats = Stats()
     }
@@ -127,7 +155,7 @@ public final class ManifestRegistry: Sendable {
             s.lru[pbmPath]!.tick = s.tick
             s.stats.lruHits += 1
             manifest = hit.manifest
-            if let c = cached, c.manifestKey == mkey, let map = s.map { pbmBytes = Array(map.bytes[c.pbmRange]) }
+            pbmBytes = hit.bytes
         } else if let c = cached, c.manifestKey == mkey, let map = s.map {
             let raw = UnsafeRawBufferPointer(rebasing: map.bytes[c.pbmRange])
             do {
@@ -148,9 +176,9 @@ public final class ManifestRegistry: Sendable {
                 return .failure(.from(error, file: pbmPath))
             }
         }
-        if s.lru[pbmPath]?.key != mkey {
+        if s.lru[pbmPath]?.key != mkey, let pbmBytes {
             s.tick += 1
-            s.lru[pbmPath] = (mkey, manifest, s.tick)
+            s.lru[pbmPath] = (mkey, manifest, pbmBytes, s.tick)
             if s.lru.count > lruCapacity, let oldest = s.lru.min(by: { $0.value.tick < $1.value.tick }) {
                 s.lru.removeValue(forKey: oldest.key)
             }
@@ -181,11 +209,25 @@ public final class ManifestRegistry: Sendable {
                 problem: "stale manifest: \(libPath) is not the library that was packed (SHA-256 \(sha.hexString.prefix(16))..., manifest records \(recorded.hexString.prefix(16))...)",
                 fix: "run plugboard pack against the new build: `plugboard pack plugin.toml --library \(libPath) -o \(pbmPath)`"))
         }
-        let bytes = pbmBytes ?? PBMWriter.encode(manifest)
-        let entry = Entry(path: pbmPath, manifestKey: mkey, libraryKey: lkey, librarySHA256: sha, pbm: bytes)
+        guard let bytes = pbmBytes else { preconditionFailure("every path above sets the manifest's bytes") }
+        // A remembered signature check holds only for the very .pbm it was made over.
+        let signature = cached?.manifestKey == mkey ? cached?.signature
+            : (s.fresh[pbmPath]?.manifestKey == mkey ? s.fresh[pbmPath]?.signature : nil)
+        let entry = Entry(path: pbmPath, manifestKey: mkey, libraryKey: lkey, librarySHA256: sha, pbm: bytes, signature: signature)
         if cached?.manifestKey != mkey || cached?.libraryKey != lkey { s.dirty = true }
         s.fresh[pbmPath] = entry
-        return .success(ResolvedManifest(manifest: manifest, manifestPath: pbmPath, libraryPath: libPath, librarySHA256: sha))
+        return .success(ResolvedManifest(manifest: manifest, manifestPath: pbmPath, libraryPath: libPath, librarySHA256: sha,
+                                         manifestBytes: bytes, verifiedSignature: signature))
+    }
+
+    /// Remembers (or forgets, with nil) a signature check of the manifest at `pbmPath`, resolved in
+    /// this run, in the cache file written by `save()`.
+    public func recordSignature(_ signature: VerifiedSignature?, forManifestAt pbmPath: String) {
+        state.withLock { s in
+            guard s.fresh[pbmPath] != nil, s.fresh[pbmPath]!.signature != signature else { return }
+            s.fresh[pbmPath]!.signature = signature
+            s.dirty = true
+        }
     }
 
     /// Writes the cache file (atomically) if anything changed since it was read: new, stale or removed
@@ -218,12 +260,18 @@ public final class ManifestRegistry: Sendable {
     }
 }
 
-/// The registry cache file, format version 1 (docs/manifest.md, "Registry cache"). Little-endian.
+/// The registry cache file, format version 2 (docs/manifest.md, "Registry cache"). Little-endian.
+/// Version 2 added each file's ctime to its key (version 1 keys had none, and a version 1 file is
+/// rebuilt, never read with the new layout) and the remembered signature check.
 enum RegistryFormat {
     static let magic: [UInt8] = [0x50, 0x42, 0x52, 0x47] // "PBRG"
-    static let version: UInt16 = 1
+    static let version: UInt16 = 2
     static let headerSize = 32
-    static let fixedEntrySize = 112
+    /// Entry length, path length, two 40-byte file keys, the SHA-256, the .pbm length, flags, and
+    /// the signature record (the .sig's 40-byte key, the 8-byte key id, the 32-byte public key).
+    static let fixedEntrySize = 208
+    /// device, inode, size, mtime, ctime: 8 bytes each.
+    static let keySize = 40
 
     static func encode(_ entries: [ManifestRegistry.Entry]) -> [UInt8] {
         var w = ByteWriter()
@@ -239,9 +287,16 @@ enum RegistryFormat {
             var body = fixedEntrySize + path.count + e.pbm.count
             body += (8 - body % 8) % 8
             w.u32(UInt32(body)); w.u32(UInt32(path.count))
-            for k in [e.manifestKey, e.libraryKey] { w.u64(k.device); w.u64(k.inode); w.u64(k.size); w.u64(UInt64(bitPattern: k.mtimeNs)) }
+            for k in [e.manifestKey, e.libraryKey] {
+                w.u64(k.device); w.u64(k.inode); w.u64(k.size); w.u64(UInt64(bitPattern: k.mtimeNs)); w.u64(UInt64(bitPattern: k.ctimeNs))
+            }
             w.bytes += e.librarySHA256
-            w.u32(UInt32(e.pbm.count)); w.u32(0)
+            w.u32(UInt32(e.pbm.count)); w.u32(e.signature == nil ? 0 : 1)
+            let sig = e.signature
+            let k = sig?.signatureKey ?? FileKey(device: 0, inode: 0, size: 0, mtimeNs: 0, ctimeNs: 0)
+            w.u64(k.device); w.u64(k.inode); w.u64(k.size); w.u64(UInt64(bitPattern: k.mtimeNs)); w.u64(UInt64(bitPattern: k.ctimeNs))
+            w.bytes += sig.flatMap { [UInt8](signatureKeyID: $0.keyID) } ?? [UInt8](repeating: 0, count: 8)
+            w.bytes += sig?.publicKey.count == 32 ? sig!.publicKey : [UInt8](repeating: 0, count: 32)
             w.bytes += path
             w.bytes += e.pbm
             while w.bytes.count % 8 != 0 { w.u8(0) }
@@ -274,20 +329,44 @@ enum RegistryFormat {
         var o = headerSize
         for i in 0..<Int(u32(16)) {
             guard o + fixedEntrySize <= b.count else { throw bad("entry[\(i + 1)]", "the entry lies outside the file") }
-            let len = Int(u32(o)), pathLen = Int(u32(o + 4)), pbmLen = Int(u32(o + 104))
+            let shaAt = o + 8 + 2 * keySize, pbmLenAt = shaAt + 32
+            let len = Int(u32(o)), pathLen = Int(u32(o + 4)), pbmLen = Int(u32(pbmLenAt))
             guard len >= fixedEntrySize + pathLen + pbmLen, o + len <= b.count, len % 8 == 0 else {
                 throw bad("entry[\(i + 1)].length", "inconsistent entry length")
             }
-            func key(_ at: Int) -> FileKey { FileKey(device: u64(at), inode: u64(at + 8), size: u64(at + 16), mtimeNs: Int64(bitPattern: u64(at + 24))) }
+            func key(_ at: Int) -> FileKey {
+                FileKey(device: u64(at), inode: u64(at + 8), size: u64(at + 16), mtimeNs: Int64(bitPattern: u64(at + 24)),
+                        ctimeNs: Int64(bitPattern: u64(at + 32)))
+            }
             let pathStart = o + fixedEntrySize
             guard let path = String(validating: UnsafeRawBufferPointer(rebasing: b[pathStart..<(pathStart + pathLen)]), as: UTF8.self) else {
                 throw bad("entry[\(i + 1)].path", "the path is not UTF-8")
             }
-            out[path] = .init(manifestKey: key(o + 8), libraryKey: key(o + 40), librarySHA256: Array(b[(o + 72)..<(o + 104)]),
-                              pbmRange: (pathStart + pathLen)..<(pathStart + pathLen + pbmLen))
+            var signature: VerifiedSignature?
+            if u32(pbmLenAt + 4) & 1 != 0 {
+                let at = pbmLenAt + 8
+                signature = VerifiedSignature(signatureKey: key(at), keyID: Array(b[(at + keySize)..<(at + keySize + 8)]).hexString,
+                                              publicKey: Array(b[(at + keySize + 8)..<(at + keySize + 40)]))
+            }
+            out[path] = .init(manifestKey: key(o + 8), libraryKey: key(o + 8 + keySize), librarySHA256: Array(b[shaAt..<(shaAt + 32)]),
+                              pbmRange: (pathStart + pathLen)..<(pathStart + pathLen + pbmLen), signature: signature)
             o += len
         }
         guard o == b.count else { throw bad("entries", "bytes after the last entry") }
         return out
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// The 8 bytes of a 16-hex-digit key id, or nil.
+    init?(signatureKeyID id: String) {
+        let digits = Array(id.utf8)
+        guard digits.count == 16 else { return nil }
+        var out: [UInt8] = []
+        for i in stride(from: 0, to: 16, by: 2) {
+            guard let v = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+            out.append(v)
+        }
+        self = out
     }
 }

@@ -11,12 +11,16 @@ public struct FileKey: Sendable, Equatable, Hashable {
     public var inode: UInt64
     public var size: UInt64
     public var mtimeNs: Int64
+    /// Last status change (ns). Any write moves it, and `utimes`/`touch -d` cannot set it back, so
+    /// a file patched in place with its size and mtime restored still gets a new key (issue 12).
+    public var ctimeNs: Int64
 
-    public init(device: UInt64, inode: UInt64, size: UInt64, mtimeNs: Int64) {
+    public init(device: UInt64, inode: UInt64, size: UInt64, mtimeNs: Int64, ctimeNs: Int64) {
         self.device = device
         self.inode = inode
         self.size = size
         self.mtimeNs = mtimeNs
+        self.ctimeNs = ctimeNs
     }
 
     /// `stat(2)` of `path`, or nil when it does not exist or is not a regular file.
@@ -27,7 +31,8 @@ public struct FileKey: Sendable, Equatable, Hashable {
     }
 
     init(_ st: FileStatus) {
-        self.init(device: st.device, inode: st.inode, size: UInt64(st.size), mtimeNs: st.modificationNanoseconds)
+        self.init(device: st.device, inode: st.inode, size: UInt64(st.size), mtimeNs: st.modificationNanoseconds,
+                  ctimeNs: st.changeNanoseconds)
     }
 }
 

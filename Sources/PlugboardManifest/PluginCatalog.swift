@@ -64,7 +64,12 @@ public struct PluginCatalog: Sendable {
     /// Rules: a `.so` is loaded only with a valid manifest in the same directory whose `library` names it
     /// and whose recorded SHA-256 matches; ABI major must match; the first manifest of a name wins (later
     /// duplicates are skipped); plugins whose `after` names a missing, skipped or cyclic plugin are skipped.
-    public static func discover(dirs: [String], registry: ManifestRegistry) -> PluginCatalog {
+    ///
+    /// `verify`, when given, is asked about every manifest that resolved (its library's hash already
+    /// checked) before anything is opened: an error it returns skips the plugin with that reason, and
+    /// its dependents after it (the host's signature check, `plugins.require_signature`).
+    public static func discover(dirs: [String], registry: ManifestRegistry,
+                                verify: ((ResolvedManifest) -> ManifestError?)? = nil) -> PluginCatalog {
         var candidates: [PluginCandidate] = []
         var problems: [ManifestError] = []
         var seenNames: [String: String] = [:]
@@ -86,6 +91,8 @@ public struct PluginCatalog: Sendable {
                         c.skip = ManifestError(.duplicate, file: path, field: "plugin.name",
                             problem: "plugin \"\(r.manifest.name)\" is already provided by \(first)",
                             fix: "remove one of the two, or rename one plugin and pack it again")
+                    } else if let refused = verify?(r) {
+                        c.skip = refused
                     } else {
                         seenNames[r.manifest.name] = path
                     }

@@ -1,3 +1,4 @@
+import PlugboardCore
 import PlugboardManifest
 
 /// `plugin.toml` + the built `.so` -> `.pbm`: what `plugboard pack` and `make plugins` run.
@@ -23,6 +24,12 @@ public enum Packer {
         guard FileKey.of(path: lib) != nil else {
             throw ManifestError(.library, file: tomlPath, field: "plugin.library", problem: "the library \(lib) does not exist",
                                 fix: "build the plugin first (`swift build` / `make plugins`) or pass --library PATH")
+        }
+        // The same ELF checks the host makes before dlopen: a truncated or malformed .so, or one without
+        // the entry point, is refused here rather than packed and found out on the daemon.
+        do { _ = try ELFImage.inspect(path: lib) } catch {
+            let check = error.headerCheck ?? (reason: "\(error)", fix: "check the path and its permissions")
+            throw ManifestError(.library, file: lib, field: "plugin.library", problem: check.reason, fix: check.fix)
         }
         manifest.librarySHA256 = try SHA256.hash(fileAt: lib)
         let out = output ?? FileIO.join(FileIO.directory(of: lib), manifest.name + ".pbm")

@@ -1,6 +1,7 @@
 // Figures for docs/benchmarks.md `## Manifests`. Run with `make bench-manifests` (release build).
 //
 //   plugboard-bench-manifests [--so PATH] [--plugins N] [--iterations N]
+//   plugboard-bench-manifests --signatures [--iterations N]   (Signatures.swift; `make bench-signatures`)
 //
 // 1. Start-up with N plugins (default 100): cold (no registry cache: read + validate every .pbm, hash
 //    every .so, write the cache), warm (valid cache: stat + one mmap'd file), and the baseline of a host
@@ -25,6 +26,12 @@ func percentile(_ xs: [Double], _ p: Double) -> Double {
 }
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+
+if CommandLine.arguments.contains("--signatures") {
+    let i = CommandLine.arguments.firstIndex(of: "--iterations").map { $0 + 1 }
+    try signatureBenchmark(plugins: 100, iterations: i.flatMap { Int(CommandLine.arguments[$0]) } ?? 15)
+    exit(0)
+}
 
 var soPath = ".build/release/libusb-logger.so"
 var pluginCount = 100

@@ -32,6 +32,8 @@ struct Plugboard: AsyncParsableCommand {
         list.append(NewCommand.self)
         list.append(CallCommand.self)
         list.append(TestCommand.self)
+        list.append(KeygenCommand.self)
+        list.append(SignCommand.self)
         return list
     }
 

@@ -79,6 +79,10 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = CLI.makeLogger(level: host.logLevel ?? "info")
         let (_, settings) = try host.load(extra: overrides, logger: logger)
+        if watch && settings.requireSignature {
+            // A hot reload opens the rebuilt .so without its manifest, so without its signature.
+            throw CLI.Failure("--watch cannot be used with plugins.require_signature = true: a hot reload loads a rebuilt .so without checking its signed manifest (fix: drop --watch, or set plugins.require_signature = false while developing)")
+        }
         let assembled: HostAssembly
         do { assembled = try HostAssembly(settings: settings, logger: logger) } catch { throw CLI.Failure("\(error)") }
         let watcher = WatcherBox()

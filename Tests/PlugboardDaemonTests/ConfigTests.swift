@@ -133,6 +133,7 @@ struct ConfigTests {
             "monitoring.request_timeout": "2s", "plugins.max_record_bytes": "1KiB", "plugins.log_rate": "5",
             "redis.tls_ca_file": "/etc/ssl/redis-ca.pem", "redis.tls_cert_file": "/etc/plugboard/client.pem",
             "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
+            "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -152,6 +153,7 @@ struct ConfigTests {
         #expect(d.redis.tlsCAFile == "/etc/ssl/redis-ca.pem" && d.redis.tlsCertFile == "/etc/plugboard/client.pem"
                 && d.redis.tlsKeyFile == "/etc/plugboard/client.key" && d.redis.tlsServerName == "redis.internal")
         #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
+        #expect(d.plugins.requireSignature && d.plugins.trustedKeysDir == "/k")
         #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import PlugboardManifest
 import PlugboardManifestTools
+import PlugboardSystem
 import Synchronization
 import Testing
 
@@ -132,6 +133,55 @@ struct RegistryTests {
         let (_, stats2) = start(dir, cache, warnings: warnings)
         #expect(stats2.cacheRebuilds == 1)
         #expect(warnings.all.last?.contains("truncated") == true)
+    }
+
+    @Test("a .so patched in place with its size and mtime restored is hashed again and refused")
+    func patchedInPlaceWithMtimeRestored() throws {
+        let (dir, cache) = try setUp(3)
+        defer { TestSupport.cleanup(dir) }
+        #expect(start(dir, cache).0.loadable.count == 3, "the cache now holds libp1.so's hash")
+        let lib = dir + "/libp1.so"
+        let before = try FileStatus.of(path: lib)
+        // The attack: one byte changed in place (same inode, same size), then the mtime set back.
+        let fd = open(lib, O_WRONLY)
+        #expect(fd >= 0)
+        var byte: UInt8 = 0
+        let at = off_t(before.size / 2)
+        let original = try Array(Data(contentsOf: URL(fileURLWithPath: lib)))[Int(at)]
+        byte = original ^ 0xFF
+        #expect(pwrite(fd, &byte, 1, at) == 1)
+        close(fd)
+        let mtime = timespec(tv_sec: Int(before.modificationNanoseconds / 1_000_000_000),
+                             tv_nsec: Int(before.modificationNanoseconds % 1_000_000_000))
+        var times = [mtime, mtime]
+        #expect(utimensat(AT_FDCWD, lib, &times, 0) == 0)
+        let after = try FileStatus.of(path: lib)
+        #expect(after.size == before.size && after.inode == before.inode && after.modificationNanoseconds == before.modificationNanoseconds,
+                "what an old key (device, inode, size, mtime) would see is unchanged")
+
+        let (catalog, stats) = start(dir, cache)
+        #expect(stats.libraryHashes == 1, "the patched library is hashed again")
+        let p1 = try #require(catalog.candidates.first { $0.name == "p1" })
+        #expect(p1.skip?.check == .library)
+        #expect(p1.skip?.description.contains(lib) == true)
+        #expect(p1.skip?.description.contains("is not the library that was packed") == true)
+        #expect(p1.skip?.fix.contains("plugboard pack") == true)
+        #expect(catalog.loadable.map(\.name).sorted() == ["p0", "p2"])
+    }
+
+    @Test("a cache of the format before ctime keys (version 1) is rebuilt, not read")
+    func versionOneCacheIsRebuilt() throws {
+        let (dir, cache) = try setUp(2)
+        defer { TestSupport.cleanup(dir) }
+        _ = start(dir, cache)
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: cache)))
+        bytes[4] = 1; bytes[5] = 0
+        try Data(bytes).write(to: URL(fileURLWithPath: cache))
+        let warnings = WarningLog()
+        let (catalog, stats) = start(dir, cache, warnings: warnings)
+        #expect(catalog.loadable.count == 2)
+        #expect(stats.cacheRebuilds == 1 && stats.manifestReads == 2 && stats.libraryHashes == 2 && stats.cacheWrites == 1)
+        #expect(warnings.all.first?.contains("another format version") == true)
     }
 
     @Test("a removed plugin drops out of the cache")

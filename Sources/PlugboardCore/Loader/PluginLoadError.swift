@@ -10,6 +10,10 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case notELF
         /// Built for another machine or word size.
         case wrongArchitecture(found: String, expected: String)
+        /// The ELF headers describe something that is not in the file (a truncated or damaged
+        /// `.so`: a segment past its end, no dynamic section...). Refused before `dlopen`, which
+        /// would map pages past the end of the file and die of SIGBUS on the first touch.
+        case malformedELF(reason: String)
         /// `dlopen` failed because a symbol the plugin needs is not defined anywhere.
         case unresolvedSymbol(symbol: String, dlerror: String)
         /// `dlopen` failed for another reason.
@@ -49,6 +53,7 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case .unreadable: "unreadable"
         case .notELF: "not-elf"
         case .wrongArchitecture: "wrong-architecture"
+        case .malformedELF: "malformed-elf"
         case .unresolvedSymbol: "unresolved-symbol"
         case .openFailed: "dlopen-failed"
         case .noEntryPoint: "no-entry-point"
@@ -62,23 +67,36 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// For the refusals of the ELF header checks (`ELFImage.inspect`), the cause and the fix
+    /// apart, for tools that name the file their own way (`plugboard pack`, `inspect`).
+    public var headerCheck: (reason: String, fix: String)? {
+        switch kind {
+        case .notELF:
+            ("not an ELF shared object", "build the plugin with `cc -shared -fPIC`, or remove the file from the plugin directory")
+        case .wrongArchitecture(let found, let expected):
+            ("built for \(found), but this host is \(expected)", "rebuild the plugin for this machine")
+        case .malformedELF(let reason):
+            ("malformed ELF, not loaded: \(reason)", "rebuild the plugin and copy the whole .so again, then re-run `plugboard pack`")
+        case .noEntryPoint:
+            ("no entry point '\(PB_ENTRY_SYMBOL)'", "define it with PB_PLUGIN_ENTRY(in, out) from plugboard.h and export it")
+        case .mangledEntryPoint(let symbol):
+            ("no entry point '\(PB_ENTRY_SYMBOL)': the entry point was compiled as C++ (mangled name \(symbol))",
+             "build with the current plugboard.h, whose PB_PLUGIN_ENTRY declares it extern \"C\", or declare it extern \"C\"")
+        default: nil
+        }
+    }
+
     public var description: String {
         let host = "\(PB_ABI_MAJOR).\(PB_ABI_MINOR)"
         switch kind {
         case .unreadable(let e):
             return "\(file): cannot read the plugin: \(e) (fix: check the path and its permissions)"
-        case .notELF:
-            return "\(file): not an ELF shared object (fix: build the plugin with `cc -shared -fPIC`, or remove the file from the plugin directory)"
-        case .wrongArchitecture(let found, let expected):
-            return "\(file): built for \(found), but this host is \(expected) (fix: rebuild the plugin for this machine)"
+        case .notELF, .wrongArchitecture, .malformedELF, .noEntryPoint, .mangledEntryPoint:
+            return "\(file): \(headerCheck!.reason) (fix: \(headerCheck!.fix))"
         case .unresolvedSymbol(let symbol, let text):
             return "\(file): unresolved symbol '\(symbol)' (dlerror: \(text)) (fix: link the library that defines it, or remove the reference)"
         case .openFailed(let text):
             return "\(file): dlopen failed: \(text)"
-        case .noEntryPoint:
-            return "\(file): no entry point '\(PB_ENTRY_SYMBOL)' (fix: define it with PB_PLUGIN_ENTRY(in, out) from plugboard.h and export it)"
-        case .mangledEntryPoint(let symbol):
-            return "\(file): no entry point '\(PB_ENTRY_SYMBOL)': the entry point was compiled as C++ (mangled name \(symbol)) (fix: build with the current plugboard.h, whose PB_PLUGIN_ENTRY declares it extern \"C\", or declare it extern \"C\")"
         case .abiMismatch(let major, let minor):
             return "\(file): plugin speaks ABI \(major).\(minor), this host speaks ABI \(host) (fix: rebuild the plugin against plugboard.h \(PB_ABI_MAJOR).x, minor <= \(PB_ABI_MINOR))"
         case .negotiationRefused(let status):

@@ -32,9 +32,10 @@ public enum PluginLoader {
 
     /// `pb_plugin_entry(const pb_negotiate_in *, pb_negotiate_out *)` as the Itanium C++ ABI
     /// mangles it (g++ and clang++): what a C++ plugin exports when its entry point lacks C linkage.
-    static let mangledEntrySymbol = "_Z15pb_plugin_entryPK15pb_negotiate_inP16pb_negotiate_out"
+    static let mangledEntrySymbol = ELFImage.mangledEntrySymbol
 
-    /// Opens and negotiates one plugin.
+    /// Opens and negotiates one plugin. The ELF headers are checked first (`ELFImage.inspect`): a
+    /// truncated or malformed file, or one without the entry point, never reaches `dlopen`.
     /// - Throws: `PluginLoadError` naming the file and the cause.
     public static func open(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
         let image = try ELFImage.inspect(path: path)

@@ -156,6 +156,12 @@ public final class Runtime: Sendable {
                 reason: "isolation \"process\" is not available in this host (fix: set isolation = \"thread\")")))
             return false
         }
+        // The host checks the ELF headers itself before a worker is spawned: a truncated or
+        // malformed .so is refused here, with its reason, rather than found by a worker dying.
+        do { _ = try ELFImage.inspect(path: spec.path) } catch {
+            recordFailure(path: spec.path, error)
+            return false
+        }
         state.withLock { $0.pendingProcesses.append(spec) }
         logger.info("plugin found", metadata: ["plugin": "\(spec.name)", "version": "\(spec.version)",
                                                "path": "\(spec.path)", "isolation": "process"])
@@ -468,6 +474,7 @@ extension Runtime {
     func reload(_ old: ProcessWorker, from path: String) throws(PluginLoadError) -> any PluginWorker {
         var spec = old.spec
         spec.path = path
+        _ = try ELFImage.inspect(path: path)  // in the host, before a worker is spawned for the new build
         let next: ProcessWorker
         do {
             next = try ProcessWorker(spec: spec, policy: old.policy, ring: ring, deviceTable: deviceTable,

@@ -111,6 +111,10 @@ public struct DaemonConfig: Sendable, Equatable {
         public var cacheSize: Int
         /// strict, warn or off.
         public var trust: String = "strict"
+        /// Refuse plugins without a valid signature by a trusted key.
+        public var requireSignature: Bool = false
+        /// Where the trusted public keys are (`*.pub`).
+        public var trustedKeysDir: String = "/etc/plugboard/trusted.d"
         /// manifest, process or thread.
         public var isolation: String = "manifest"
         public var threadPlugins: [String] = []
@@ -184,7 +188,8 @@ public struct DaemonConfig: Sendable, Equatable {
                                      requestTimeout: duration("monitoring.request_timeout"))
         self.plugins = Plugins(dirs: list("plugins.dirs"), manifests: bool("plugins.manifests"),
                                registryCache: str("plugins.registry_cache"), cacheSize: int("plugins.cache_size"),
-                               trust: str("plugins.trust"), isolation: str("plugins.isolation"), threadPlugins: list("plugins.thread"),
+                               trust: str("plugins.trust"), requireSignature: bool("plugins.require_signature"),
+                               trustedKeysDir: str("plugins.trusted_keys_dir"), isolation: str("plugins.isolation"), threadPlugins: list("plugins.thread"),
                                processPlugins: list("plugins.process"), workerExecutable: str("plugins.worker_executable"),
                                workerUser: str("plugins.worker_user"), initDeadline: duration("plugins.init_deadline"),
                                callbackDeadline: duration("plugins.callback_deadline"),
