@@ -120,7 +120,7 @@ int pbs_seal_future_write(void) {
 }
 
 int pbs_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
-              int stdio_fd, int new_group, int32_t *pid) {
+              int stdout_fd, int stderr_fd, int new_group, int32_t *pid) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int r = posix_spawn_file_actions_init(&fa);
@@ -128,8 +128,8 @@ int pbs_spawn(const char *path, char *const argv[], char *const envp[], const in
     r = posix_spawnattr_init(&attr);
     if (r) { posix_spawn_file_actions_destroy(&fa); return r; }
     /* Standard output and error first: the sources are all above 2, so this clobbers none. */
-    if (!r && stdio_fd >= 0) r = posix_spawn_file_actions_adddup2(&fa, stdio_fd, 1);
-    if (!r && stdio_fd >= 0) r = posix_spawn_file_actions_adddup2(&fa, stdio_fd, 2);
+    if (!r && stdout_fd >= 0) r = posix_spawn_file_actions_adddup2(&fa, stdout_fd, 1);
+    if (!r && stderr_fd >= 0) r = posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
     /* dup2 onto a descriptor that is itself a source would clobber it: first copy every source
      * above all of them (and above the targets), then down to 3, 4, ... */
     int base = 3 + nfds;

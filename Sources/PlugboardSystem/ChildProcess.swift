@@ -62,7 +62,8 @@ public final class ChildProcess: Sendable {
     /// - Throws: `Errno` with call `posix_spawn` (`ENOENT`, `EACCES`, `ENOEXEC`...) and the path,
     ///   or `pidfd_open` (then the child is killed and reaped).
     public static func spawn(_ path: String, arguments: [String], environment: [String],
-                             descriptors: [CInt], output: FileDescriptor? = nil) throws(Errno) -> ChildProcess {
+                             descriptors: [CInt], output: FileDescriptor? = nil,
+                             errors: FileDescriptor? = nil) throws(Errno) -> ChildProcess {
         var cStrings: [UnsafeMutablePointer<CChar>?] = []
         defer { for p in cStrings { free(p) } }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
@@ -72,7 +73,8 @@ public final class ChildProcess: Sendable {
         let r = argv.withUnsafeBufferPointer { a in
             envp.withUnsafeBufferPointer { e in
                 descriptors.withUnsafeBufferPointer { d in
-                    pbs_spawn(path, a.baseAddress, e.baseAddress, d.baseAddress, CInt(d.count), output?.rawValue ?? -1, 1, &pid)
+                    pbs_spawn(path, a.baseAddress, e.baseAddress, d.baseAddress, CInt(d.count), output?.rawValue ?? -1,
+                              errors?.rawValue ?? -1, 1, &pid)
                 }
             }
         }
@@ -118,7 +120,7 @@ public final class ChildProcess: Sendable {
 }
 
 /// A connected pair of `AF_UNIX` stream sockets (close-on-exec), for a host and its worker.
-/// A pipe for a child's standard output and error.
+/// A pipe for a child's standard output or error.
 public enum OutputPipe {
     /// The corresponding C function is `pipe2(O_CLOEXEC)`; the read end is then made non-blocking
     /// (the writer, a child, keeps ordinary blocking writes).

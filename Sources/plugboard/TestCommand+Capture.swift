@@ -17,8 +17,10 @@ final class CapturedOutput: Sendable {
         published.withLock { $0.append(Entry(plugin: r.plugin, line: line)) }
     }
 
+    /// `message` is the host's log record of the plugin's message: already one escaped line
+    /// (`Text.logRecord`), so it is taken as it is.
     func log(plugin: String, level: Logger.Level, message: String) {
-        let line = "\(plugin) \(level.rawValue) \(Escaping.text(Array(message.utf8)))"
+        let line = "\(plugin) \(level.rawValue) \(message)"
         logged.withLock { $0.append(Entry(plugin: plugin, line: line)) }
     }
 

@@ -23,9 +23,11 @@ struct TestCommand: AsyncParsableCommand {
             e.g. session.expected/ beside session.jsonl):
               published.txt  one line per record: PLUGIN TOPIC PAYLOAD
               log.txt        one line per message the plugin logged: PLUGIN LEVEL MESSAGE
-            Lines are grouped by plugin (by name), in the order each plugin wrote them. Bytes outside \
-            printable UTF-8 and backslashes are escaped (\\n, \\t, \\xNN, \\\\). --update writes both \
-            files from this run (review them, then commit them).
+            Lines are grouped by plugin (by name), in the order each plugin wrote them. Published bytes \
+            outside printable UTF-8 and backslashes are escaped (\\n, \\t, \\xNN, \\\\); a log message is \
+            the record the host logs, escaped the same way for newline, tab and backslash (other control \
+            characters as \\u{1B}; docs/abi.md), cut at 4 KiB. --update writes both files from this run \
+            (review them, then commit them).
 
             Exit codes: 0 the output matches (or --update wrote it); 1 it differs (a unified diff is \
             printed); 2 the test could not run (no plugin, a plugin refused or failed to initialise, a bad \
@@ -100,6 +102,8 @@ struct TestCommand: AsyncParsableCommand {
             ConfigOverride(key: "source", value: "replay:\(fastSession)"),
             ConfigOverride(key: "plugins.dirs", value: layout.directory),
             ConfigOverride(key: "plugins.registry_cache", value: "none"),
+            // Every message is part of the output compared: no rate limit (it would depend on timing).
+            ConfigOverride(key: "plugins.log_rate", value: "0"),
         ]
         let settings: HostSettings
         do {

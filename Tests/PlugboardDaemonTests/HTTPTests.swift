@@ -9,10 +9,11 @@ import Testing
 
 /// Runs the monitoring server on 127.0.0.1:0 (or `host`) around `body`, with the bound port.
 func withMonitoringServer(runtime: any RuntimeControl, state: DaemonState, host: String = "127.0.0.1",
+                          security: MonitoringSettings = MonitoringSettings(),
                           _ body: @Sendable (Int) async throws -> Void) async throws {
     let metrics = DaemonMetrics(version: "test")
     let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = MonitoringServer(runtime: runtime, metrics: metrics, state: state)
+    let app = MonitoringServer(runtime: runtime, metrics: metrics, state: state, security: security)
         .application(listen: ListenAddress(host: host, port: 0), logger: Logger(label: "test")) { address in
             continuation.yield(address.port)
         }
@@ -126,9 +127,34 @@ struct HTTPTests {
             #expect(d.waitForExit() == 0)
         }
     }
+
+    @Test("a response slower than monitoring.request_timeout is still delivered: the deadline covers the client, not the daemon")
+    func slowResponseNotCut() async throws {
+        try await withMonitoringServer(runtime: SlowRuntime(delay: 1.5), state: DaemonState(),
+                                       security: MonitoringSettings(requestTimeout: .milliseconds(300))) { port in
+            let r = try await httpGet(port: port, path: "/plugins")
+            #expect(r.status == 200)
+            #expect(r.body == "[]")
+        }
+    }
 }
 
 /// A runtime whose status is fixed (for endpoint formatting only; lifecycle tests use real threads).
+/// A runtime whose status takes `delay` to read: a response slower than the request deadline.
+final class SlowRuntime: RuntimeControl {
+    let delay: TimeInterval
+    init(delay: TimeInterval) { self.delay = delay }
+    func start() throws {}
+    func stopSource(until deadline: ContinuousClock.Instant) -> [String] { [] }
+    func drain(until deadline: ContinuousClock.Instant) -> [String] { [] }
+    func shutdownPlugins(until deadline: ContinuousClock.Instant) -> [String] { [] }
+    func flushOutputs(until deadline: ContinuousClock.Instant) -> [String] { [] }
+    func status() -> RuntimeStatus {
+        Thread.sleep(forTimeInterval: delay)
+        return RuntimeStatus()
+    }
+}
+
 final class StaticRuntime: RuntimeControl {
     let fixed: RuntimeStatus
     init(status: RuntimeStatus) { fixed = status }

@@ -38,7 +38,7 @@ struct PluginOutputTests {
         #expect((long?.utf8.count ?? .max) < 4096 + 200)
     }
 
-    @Test("in a worker process, what plugin code writes to stdout and stderr is logged as its messages, escaped, never raw")
+    @Test("in a worker process, plugin code's own stderr is logged as its messages and its stdout passed on a line at a time, both escaped, never raw")
     func forgedStandardError() throws {
         let bed = try IsolationBed(misbehave: ["mode": "forge-stderr", "where": "init"], misbehaveWorker: "isolation = \"process\"")
         defer { bed.remove() }
@@ -48,11 +48,12 @@ struct PluginOutputTests {
         #expect(!lines.contains { $0.hasPrefix("critical plugboard:") }, "\(r.output)")
         #expect(!r.output.unicodeScalars.contains("\u{1B}"))
         let forged = lines.filter { $0.contains("forged by stderr") }
-        #expect(forged.count == 1 && forged[0].contains("plugin=misbehave") && forged[0].contains("(stdout/stderr) critical plugboard:")
+        #expect(forged.count == 1 && forged[0].contains("plugin=misbehave") && forged[0].contains("(stderr) critical plugboard:")
                 && forged[0].contains("\\u{1B}[2J"), "\(forged)")
-        #expect(lines.contains { $0.contains("plugin=misbehave") && $0.contains("(stdout/stderr) innocent") })
-        // The last line, without its newline, is logged when the process ends.
-        #expect(lines.contains { $0.contains("plugin=misbehave") && $0.contains("(stdout/stderr) stdout without a newline") }, "\(r.output)")
+        #expect(lines.contains { $0.contains("plugin=misbehave") && $0.contains("(stderr) innocent") })
+        // Standard output stays the plugin's own output channel (usb-logger's output = "-"); its
+        // last line, without a newline, is passed on when the process ends.
+        #expect(lines.contains("stdout without a newline"), "\(r.output)")
     }
 
     @Test("a plugin flooding the log is rate-limited, and every dropped message is counted", arguments: modes)

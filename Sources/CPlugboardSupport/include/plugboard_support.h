@@ -108,13 +108,13 @@ int pbs_seal_future_write(void);
 /**
  * posix_spawn(path, argv, envp) with `fds[i]` duplicated to descriptor 3 + i in the child and
  * every other descriptor above 2 closed (posix_spawn_file_actions_addclosefrom_np), so the
- * child inherits exactly what it is given. With `stdio_fd` >= 0 the child's standard output and
- * error are that descriptor (else the parent's). The child gets its own process group when
+ * child inherits exactly what it is given. With `stdout_fd` / `stderr_fd` >= 0 the child's standard
+ * output / error is that descriptor (else the parent's). The child gets its own process group when
  * `new_group` is set (a signal to the host's group does not reach plugin code).
  * Returns 0 and the pid in *pid, or an errno value.
  */
 int pbs_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
-              int stdio_fd, int new_group, int32_t *pid);
+              int stdout_fd, int stderr_fd, int new_group, int32_t *pid);
 /** pipe2(fds, O_CLOEXEC), the read end then O_NONBLOCK: 0, or -1 with errno. */
 int pbs_output_pipe(int fds[2]);
 /** pidfd_open(pid, 0): a descriptor that becomes readable when the process exits, or -1 with errno. */

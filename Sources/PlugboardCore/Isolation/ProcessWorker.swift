@@ -75,6 +75,18 @@ public struct ProcessPluginSpec: Sendable {
 /// One monitor thread per worker does all of that; the runtime's threads only read counters
 /// and ask for shutdown. The worker process is untrusted: every byte it sends is checked, its
 /// control page is believed only about itself, and a frame it leaves half-sent times out.
+/// One standard stream of a worker process, read by the host (`ProcessWorker.drainOutput`).
+final class CapturedStream {
+    enum Kind { case output, errors }
+    let fd: FileDescriptor
+    let kind: Kind
+    var pending: [UInt8] = []
+    init(fd: FileDescriptor, kind: Kind) {
+        self.fd = fd
+        self.kind = kind
+    }
+}
+
 public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     // @unchecked: mutable state is in `st` (a Mutex) or atomics; `control` and the ring are
     // shared memory accessed through pbs_* atomics.
@@ -126,10 +138,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     nonisolated(unsafe) var monitor: NativeThread?
     /// The running worker's host-call queue: used by the monitor thread only.
     nonisolated(unsafe) var currentQueue: SharedQueue.Consumer?
-    /// The read end of the running worker's standard output and error, and what it wrote since
-    /// the last newline: monitor thread only.
-    nonisolated(unsafe) var currentOutput: FileDescriptor?
-    nonisolated(unsafe) var outputLine: [UInt8] = []
+    /// The read ends of the running worker's standard output and error, each with what was written
+    /// since its last newline: monitor thread only.
+    nonisolated(unsafe) var outputs: [CapturedStream] = []
     let clock = ContinuousClock()
 
     public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
@@ -242,8 +253,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         let process: ChildProcess
         let queue: SharedQueue.Consumer
         drainOutput(final: true)
-        try? currentOutput?.close()
-        currentOutput = nil
+        for o in outputs { try? o.fd.close() }
+        outputs = []
         do throws(Errno) {
             let q = try SharedQueue.create(capacity: 256 * 1024)
             queue = q.consumer
@@ -253,11 +264,12 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // refuse any writable mapping; this refuses write(2) too).
             let ringRO = try FileDescriptor.open("/proc/self/fd/\(ring.fd)", .readOnly)
             defer { try? ringRO.close() }
-            // What plugin code writes to stdout or stderr comes back here and is logged as the
-            // plugin's messages are (escaped, rate-limited): it cannot write the daemon's log directly.
-            let output = try OutputPipe.make()
-            defer { try? output.write.close() }
-            currentOutput = output.read
+            // What plugin code writes to stdout or stderr comes back here: stdout is passed on to
+            // the daemon's stdout a line at a time, stderr is logged as the plugin's messages are;
+            // both escaped, so neither can write the daemon's log or terminal directly.
+            let stdout = try OutputPipe.make(), stderr = try OutputPipe.make()
+            defer { try? stdout.write.close(); try? stderr.write.close() }
+            outputs = [CapturedStream(fd: stdout.read, kind: .output), CapturedStream(fd: stderr.read, kind: .errors)]
             // An empty environment but for one setting: the Swift runtime's crash backtracer, which
             // would spend seconds symbolicating a plugin's crash before the process ends (the
             // host names the crash itself).
@@ -265,7 +277,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                                              environment: ["SWIFT_BACKTRACE=enable=no"],
                                              descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue,
                                                            q.memoryFile.rawValue, queue.wakeup.rawValue],
-                                             output: output.write)
+                                             output: stdout.write, errors: stderr.write)
             try? pair.1.close()
         } catch {
             return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
@@ -288,7 +300,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         let deadline = clock.now + policy.initDeadline
         while true {
             var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue),
-                       Poll.readable(queue.wakeup.rawValue), Poll.readable(currentOutput?.rawValue ?? -1)]
+                       Poll.readable(queue.wakeup.rawValue)] + outputs.map { Poll.readable($0.fd.rawValue) }
             _ = drain(queue)
             drainOutput()
             _ = try? queue.wakeup.drain()
@@ -528,7 +540,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var channelOpen = true
         while true {
             var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue),
-                       Poll.readable(queue.wakeup.rawValue), Poll.readable(currentOutput?.rawValue ?? -1)]
+                       Poll.readable(queue.wakeup.rawValue)] + outputs.map { Poll.readable($0.fd.rawValue) }
             // Always poll (the pidfd and the socket must be seen even while records keep coming);
             // sleep only when the queue is empty and sound.
             let idle = queue.corruption == nil && queue.prepareToSleep()
@@ -596,36 +608,45 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         }
     }
 
-    /// Logs what the worker wrote to its standard output and error, a line at a time (4 KiB at most
-    /// per record), as the plugin's messages: escaped and within its rate limit. `final`: the
-    /// process ended, so a last line without its newline is logged too.
+    /// Takes what the worker wrote to its standard output and error, a line at a time (4 KiB at
+    /// most): stdout lines go to the daemon's stdout, stderr lines are logged as the plugin's
+    /// messages (labelled, rate-limited); both escaped like a log record. `final`: the process
+    /// ended, so a last line without its newline is taken too.
     func drainOutput(final: Bool = false) {
-        guard let out = currentOutput else { return }
         var buffer = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(out.rawValue, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            outputLine += buffer[0..<n]
+        for stream in outputs {
             while true {
-                if let newline = outputLine.firstIndex(of: 10) {
-                    emitOutput(outputLine[..<newline])
-                    outputLine.removeSubrange(...newline)
-                } else if outputLine.count >= 4096 {
-                    emitOutput(outputLine[..<4096])
-                    outputLine.removeSubrange(..<4096)
-                } else {
-                    break
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(stream.fd.rawValue, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                stream.pending += buffer[0..<n]
+                while true {
+                    if let newline = stream.pending.firstIndex(of: 10) {
+                        emit(stream.pending[..<newline], stream.kind)
+                        stream.pending.removeSubrange(...newline)
+                    } else if stream.pending.count >= 4096 {
+                        emit(stream.pending[..<4096], stream.kind)
+                        stream.pending.removeSubrange(..<4096)
+                    } else {
+                        break
+                    }
                 }
             }
-        }
-        if final && !outputLine.isEmpty {
-            emitOutput(outputLine[...])
-            outputLine.removeAll()
+            if final && !stream.pending.isEmpty {
+                emit(stream.pending[...], stream.kind)
+                stream.pending.removeAll()
+            }
         }
     }
 
-    func emitOutput(_ line: ArraySlice<UInt8>) {
-        context.log(level: PB_LOG_INFO, message: "(stdout/stderr) " + String(decoding: line, as: UTF8.self))
+    func emit(_ line: ArraySlice<UInt8>, _ kind: CapturedStream.Kind) {
+        let text = String(decoding: line, as: UTF8.self)
+        switch kind {
+        case .errors:
+            context.log(level: PB_LOG_WARNING, message: "(stderr) " + text)
+        case .output:
+            let record = Text.logRecord(text, limit: context.logLimits.messageBytes) + "\n"
+            _ = record.withCString { Glibc.write(1, $0, strlen($0)) }
+        }
     }
 
     /// Applies the worker's queued host calls. False when the queue is corrupt (kill the worker).

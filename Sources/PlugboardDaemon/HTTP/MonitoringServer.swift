@@ -101,7 +101,7 @@ public struct MonitoringServer: Sendable {
         let timeout = TimeAmount.nanoseconds(security.requestTimeout.nanoseconds)
         return Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [RequestDeadline(timeout: timeout)], idleTimeout: timeout)),
+            server: .http1(configuration: .init(additionalChannelHandlers: [RequestDeadline(timeout: timeout)])),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "plugboard"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? listen.port
@@ -147,12 +147,16 @@ public struct MonitoringServer: Sendable {
     }
 }
 
-/// Closes a connection that has not completed a request within `timeout` of opening, or of its
-/// previous request: a client that sends half a request (or nothing) holds no socket for longer.
-/// Hummingbird's idle timeout alone would not do: a client sending one byte at a time is never idle.
-final class RequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
+/// Closes a connection that has not completed a request within `timeout` of opening, or of the
+/// response to its previous request: a client that sends half a request (or nothing, or a byte at
+/// a time) holds no socket for longer. While the daemon works on a response the clock is stopped,
+/// so a slow answer is never cut. Hummingbird's idle timeout alone would not do: a client sending
+/// one byte at a time is never idle.
+final class RequestDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
     let timeout: TimeAmount
     private var deadline: Scheduled<Void>?
 
@@ -162,9 +166,18 @@ final class RequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // A request ended: the next one has `timeout` from now.
-        if case .end = unwrapInboundIn(data) { arm(context) }
+        // The request is complete: the daemon answers it, however long that takes.
+        if case .end = unwrapInboundIn(data) {
+            deadline?.cancel()
+            deadline = nil
+        }
         context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // The response is complete: the next request has `timeout` from now.
+        if case .end = unwrapOutboundIn(data) { arm(context) }
+        context.write(data, promise: promise)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
