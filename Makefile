@@ -154,9 +154,10 @@ bench-isolation: deps
 	.build/release/plugboard-bench-isolation --runs 5 --events 500000 --plugins 16 --gap-us 200
 
 ## bench-ops: operations figures (shutdown time with 10 plugins and a full ring, RSS over plugin
-## load/unload cycles), each against a same-run baseline; tables for docs/benchmarks.md.
+## load/unload cycles, hot reload of a renamed build), each against a same-run baseline; tables for docs/benchmarks.md.
 .PHONY: bench-ops
 bench-ops: deps
 	$(SWIFT) build -c release --product plugboard
 	$(SWIFT) build -c release --product plugboard-bench-ops
-	.build/release/plugboard-bench-ops --runs 40 --cycles 1000
+	$(SWIFT) build -c release --product plugboard-worker
+	.build/release/plugboard-bench-ops --runs 40 --cycles 1000 --reloads 20

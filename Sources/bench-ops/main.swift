@@ -4,8 +4,11 @@
 //      with an empty ring (baseline, same run): SIGTERM to exit, and the daemon's own report.
 //   2. Resident memory growth over 1000 load/init/shutdown/unload cycles of a C plugin, against
 //      1000 raw dlopen/dlclose cycles of the same .so (baseline, same run).
+//   3. Hot reload under the watcher: a new build renamed into place, to its first callback, in
+//      thread and process mode, against the floor of the same run (dlopen + init of that build);
+//      every event seen once.
 //
-// Usage: plugboard-bench-ops [--runs N] [--cycles N]   (run by `make bench-ops`)
+// Usage: plugboard-bench-ops [--runs N] [--cycles N] [--reloads N]   (run by `make bench-ops`)
 import Foundation
 import Logging
 import PlugboardCore
@@ -192,3 +195,155 @@ print("|---|---:|---:|---:|")
 print("| Baseline: dlopen+dlsym+dlclose | \(raw.before / 1024) | \(raw.after / 1024) | \((raw.after - raw.before) / 1024) |")
 print("| Plugboard: open+negotiate+init+shutdown+unload (dlclose) | \(pb.before / 1024) | \(pb.after / 1024) | \((pb.after - pb.before) / 1024) |")
 print("\nThe plugin was dlclose'd every cycle: \(closedEveryTime)")
+
+// MARK: 3. Hot reload: a new build renamed into place, to its first callback
+
+/// A plugin that appends each event's sequence to `output`, notes the monotonic time of its first
+/// callback in `output`.first-VERSION, and carries its count across a reload (save/restore).
+let hotSource = """
+    #include <plugboard.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <time.h>
+    static const pb_host_api *api;
+    typedef struct { FILE *out; char first[600]; int seen; unsigned long long count; } st;
+    static pb_status on_init(pb_host *host, const pb_config *config, void **out) {
+        (void)config;
+        const char *path = api->config_get(host, "output");
+        st *s = calloc(1, sizeof *s);
+        if (!s || !path || !(s->out = fopen(path, "a"))) return PB_ERR_CONFIG;
+        snprintf(s->first, sizeof s->first, "%s.first-%s", path, VERSION);
+        *out = s;
+        return PB_OK;
+    }
+    static pb_status on_events(void *p, const pb_event *const *events, uint32_t count) {
+        st *s = p;
+        if (!s->seen) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            FILE *f = fopen(s->first, "w");
+            if (f) { fprintf(f, "%lld\\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec); fclose(f); }
+            s->seen = 1;
+        }
+        for (uint32_t i = 0; i < count; i++) fprintf(s->out, "%llu\\n", (unsigned long long)events[i]->sequence);
+        fflush(s->out);
+        s->count += count;
+        return PB_OK;
+    }
+    static pb_status save(void *p, void *buf, size_t cap, size_t *len) {
+        st *s = p; *len = sizeof s->count;
+        if (cap < *len) return PB_ERR_FULL;
+        memcpy(buf, &s->count, sizeof s->count);
+        return PB_OK;
+    }
+    static pb_status restore(void *p, const void *data, size_t len) {
+        st *s = p;
+        if (len != sizeof s->count) return PB_ERR_INVALID;
+        memcpy(&s->count, data, len);
+        return PB_OK;
+    }
+    static void on_shutdown(void *p) { st *s = p; fclose(s->out); free(s); }
+    static const pb_plugin_api plugin = {sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), "hot", VERSION,
+                                         on_init, on_events, NULL, save, restore, on_shutdown};
+    PB_PLUGIN_ENTRY(in, out) {
+        pb_status r = pb_negotiate_default(in, out, &plugin);
+        if (r == PB_OK) api = in->host_api;
+        return r;
+    }
+    """
+
+/// A live source: one event every `gap` microseconds until stopped.
+final class Steady: EventSource {
+    let gap: UInt32
+    init(gap: UInt32) { self.gap = gap }
+    var name: String { "steady" }
+    var isFinite: Bool { false }
+    func run(_ context: SourceContext) throws {
+        while !context.shouldStop {
+            context.producer.publish { w in
+                w.action = .change
+                w.setString(.syspath, "/sys/devices/steady")
+            }
+            usleep(gap)
+        }
+    }
+}
+
+func monotonicNanoseconds() -> Int64 {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+}
+
+let reloads = option("--reloads", 20)
+let hotC = work + "/hot.c"
+try! hotSource.write(toFile: hotC, atomically: true, encoding: .utf8)
+let workerExecutable = binDir + "/plugboard-worker"
+
+/// Renames `reloads` new builds into place under `run --watch`'s watcher (its default quiet
+/// period) and returns, per reload, rename → the new build's first callback (ms); and the raw
+/// floor of the same run: dlopen + negotiate + init of the new build, no ring, no handover (ms).
+@MainActor func reloadLatencies(process: Bool) -> (latencies: [Double], floor: [Double], lost: Int, duplicated: Int) {
+    let dir = work + "/hot-\(process ? "process" : "thread")"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let output = dir + ".out"
+    cc(hotC, dir + "/libhot.so", ["VERSION=\"1\""])
+    for v in 2...(reloads + 1) { cc(hotC, "\(work)/.hot-\(v).so", ["VERSION=\"\(v)\""]) }
+    var o = RuntimeOptions()
+    o.ringSlots = 4096
+    o.pluginConfiguration = ["hot": ["output": output]]
+    var policy = ProcessPolicy(workerExecutable: workerExecutable)
+    policy.account = nil
+    o.processPolicy = policy
+    let rt = try! Runtime(options: o, logger: logger)
+    if process {
+        rt.addProcessPlugin(ProcessPluginSpec(path: dir + "/libhot.so", name: "hot", version: "1", configuration: ["output": output],
+                                              batchSize: 64, deadline: nil, manifest: []))
+    } else {
+        rt.addPlugin(try! PluginLoader.open(dir + "/libhot.so"))
+    }
+    precondition(rt.startWorkers() == 1, "\(rt.failures)")
+    rt.start(source: Steady(gap: 200))
+    let watcher = try! PluginWatcher(runtime: rt, directories: [dir], logger: logger)
+    var latencies: [Double] = [], floor: [Double] = []
+    for v in 2...(reloads + 1) {
+        usleep(100_000)
+        let first = "\(output).first-\(v)"
+        let t0 = monotonicNanoseconds()
+        precondition(rename("\(work)/.hot-\(v).so", dir + "/libhot.so") == 0)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: first), ContinuousClock.now < deadline { usleep(200) }
+        usleep(2000)  // let the plugin finish writing the file
+        guard let text = try? String(contentsOfFile: first, encoding: .utf8), let ns = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            fatalError("build \(v) never ran")
+        }
+        latencies.append(Double(ns - t0) / 1e6)
+        // The floor: what any reload must do at least, on the same file, now.
+        let f0 = monotonicNanoseconds()
+        let plugin = try! PluginLoader.open(dir + "/libhot.so")
+        let context = PluginContext(name: plugin.name, configuration: ["output": work + "/floor.out"], outputQueue: queue,
+                                    deviceTable: devices, logger: logger)
+        try! plugin.initialize(context: context)
+        floor.append(Double(monotonicNanoseconds() - f0) / 1e6)
+        plugin.shutdown()
+        _ = plugin.unload()
+    }
+    watcher.stop()
+    _ = rt.stop(deadline: .seconds(10))
+    let seen = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { UInt64($0) }
+    let published = rt.ring.published
+    let unique = Set(seen)
+    let lost = (1...published).filter { !unique.contains($0) }.count
+    return (latencies, floor, lost, seen.count - unique.count)
+}
+
+print("\n### Hot reload: a new build renamed into place under the watcher, to its first callback (\(reloads) reloads, an event every 200 µs)\n")
+print("| Mode | rename → first callback p50 (ms) | p95 | max | floor: dlopen+init p50 (ms) | p50 / floor | events lost | duplicated |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for process in [false, true] {
+    let r = reloadLatencies(process: process)
+    print(String(format: "| %@ | %.2f | %.2f | %.2f | %.3f | %.1f× | %d | %d |", process ? "process" : "thread",
+                 percentile(r.latencies, 0.5), percentile(r.latencies, 0.95), r.latencies.max() ?? 0,
+                 percentile(r.floor, 0.5), percentile(r.latencies, 0.5) / percentile(r.floor, 0.5), r.lost, r.duplicated))
+}

@@ -9,9 +9,10 @@ import Glibc
 
 /// Development hot reload (`plugboard run --watch`): watches the plugin directories with
 /// inotify and, when the `.so` of a running plugin is rewritten (closed after writing) or
-/// replaced (renamed into place), reloads it with `Runtime.reload`. Changes are gathered until
-/// the directory has been quiet for `settle` (a linker writes in several steps). A failed reload
-/// is logged with the reason and leaves the running version in place.
+/// replaced (renamed into place), reloads it with `Runtime.reload`. A rename is atomic (the file
+/// is whole when it appears), so it is reloaded at once; a file rewritten in place is reloaded
+/// once the directory has been quiet for `settle` (a linker writes in several steps). A failed
+/// reload is logged with the reason and leaves the running version in place.
 public final class PluginWatcher: Sendable {
     private let thread: NativeThread
     private let stopEvent: EventFD
@@ -79,8 +80,16 @@ public final class PluginWatcher: Sendable {
                     continue
                 }
                 guard let events = try? inotify.readEvents(into: buffer) else { continue }
+                var replaced: [String] = []
                 for event in events where event.name.hasSuffix(".so") && !event.name.hasPrefix(".") {
-                    if let dir = watched[event.watch] { changed.append(dir + "/" + event.name) }
+                    guard let dir = watched[event.watch] else { continue }
+                    let path = dir + "/" + event.name
+                    if event.mask & UInt32(IN_MOVED_TO) != 0 { replaced.append(path) } else { changed.append(path) }
+                }
+                // Renamed into place: whole already, no reason to wait (a write in place still settles).
+                for path in Set(replaced).sorted() {
+                    changed.removeAll { $0 == path }
+                    Self.reload(path, runtime: runtime, logger: logger, counts: counts)
                 }
             }
         }
