@@ -277,6 +277,7 @@ func monotonicNanoseconds() -> Int64 {
 }
 
 let reloads = option("--reloads", 20)
+let rssReloads = option("--rss-reloads", 300)
 let hotC = work + "/hot.c"
 try! hotSource.write(toFile: hotC, atomically: true, encoding: .utf8)
 let workerExecutable = binDir + "/plugboard-worker"
@@ -284,7 +285,8 @@ let workerExecutable = binDir + "/plugboard-worker"
 /// Renames `reloads` new builds into place under `run --watch`'s watcher (its default quiet
 /// period) and returns, per reload, rename → the new build's first callback (ms); and the raw
 /// floor of the same run: dlopen + negotiate + init of the new build, no ring, no handover (ms).
-@MainActor func reloadLatencies(process: Bool) -> (latencies: [Double], floor: [Double], lost: Int, duplicated: Int) {
+@MainActor func reloadLatencies(process: Bool) -> (latencies: [Double], floor: [Double], lost: Int, duplicated: Int,
+                                         rss: (before: Int, after: Int)) {
     let dir = work + "/hot-\(process ? "process" : "thread")"
     try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let output = dir + ".out"
@@ -329,21 +331,43 @@ let workerExecutable = binDir + "/plugboard-worker"
         plugin.shutdown()
         _ = plugin.unload()
     }
+    // The host's memory over many more reloads (two builds in turn, each copied beside and renamed
+    // over), after the timed ones warmed it up.
+    cc(hotC, "\(work)/hot-a.so", ["VERSION=\"a\""])
+    cc(hotC, "\(work)/hot-b.so", ["VERSION=\"b\""])
+    let rssBefore = rss()
+    for i in 0..<rssReloads {
+        let done = watcher.counts.reloads.load(ordering: .relaxed) + watcher.counts.failures.load(ordering: .relaxed)
+        try? FileManager.default.removeItem(atPath: "\(dir)/.next.so")
+        try! FileManager.default.copyItem(atPath: "\(work)/hot-\(i % 2 == 0 ? "a" : "b").so", toPath: "\(dir)/.next.so")
+        precondition(rename("\(dir)/.next.so", dir + "/libhot.so") == 0)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while watcher.counts.reloads.load(ordering: .relaxed) + watcher.counts.failures.load(ordering: .relaxed) == done,
+              ContinuousClock.now < deadline { usleep(200) }
+    }
+    let rssAfter = rss()
+    precondition(watcher.counts.failures.load(ordering: .relaxed) == 0, "a reload failed")
     watcher.stop()
     _ = rt.stop(deadline: .seconds(10))
     let seen = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { UInt64($0) }
     let published = rt.ring.published
     let unique = Set(seen)
     let lost = (1...published).filter { !unique.contains($0) }.count
-    return (latencies, floor, lost, seen.count - unique.count)
+    return (latencies, floor, lost, seen.count - unique.count, (rssBefore, rssAfter))
 }
 
 print("\n### Hot reload: a new build renamed into place under the watcher, to its first callback (\(reloads) reloads, an event every 200 µs)\n")
 print("| Mode | rename → first callback p50 (ms) | p95 | max | floor: dlopen+init p50 (ms) | p50 / floor | events lost | duplicated |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
+var rssRows: [String] = []
 for process in [false, true] {
     let r = reloadLatencies(process: process)
     print(String(format: "| %@ | %.2f | %.2f | %.2f | %.3f | %.1f× | %d | %d |", process ? "process" : "thread",
                  percentile(r.latencies, 0.5), percentile(r.latencies, 0.95), r.latencies.max() ?? 0,
                  percentile(r.floor, 0.5), percentile(r.latencies, 0.5) / percentile(r.floor, 0.5), r.lost, r.duplicated))
+    rssRows.append("| \(process ? "process" : "thread") | \(r.rss.before / 1024) | \(r.rss.after / 1024) | \((r.rss.after - r.rss.before) / 1024) | \(String(format: "%.2f", Double(r.rss.after - r.rss.before) / 1024 / Double(rssReloads))) |")
 }
+print("\n### The host's resident memory over \(rssReloads) more reloads (two builds in turn, renamed into place)\n")
+print("| Mode | RSS before (KiB) | RSS after (KiB) | growth (KiB) | per reload (KiB) |")
+print("|---|---:|---:|---:|---:|")
+rssRows.forEach { print($0) }
