@@ -424,3 +424,53 @@ public struct HostStartError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ message: String) { description = message }
 }
+
+extension HostSettings {
+    /// What `config check` checks beyond the values: the places the configuration names, as `run`
+    /// and `serve` would meet them. Problems stop a start (a plugin directory that is not there, a
+    /// state file that cannot be written); warnings do not (the default plugin directory not made
+    /// yet, a registry cache that cannot be written: every start then reads every manifest).
+    public static func checkPlaces(_ effective: EffectiveConfig) -> (problems: [ConfigProblem], warnings: [String]) {
+        let config = effective.daemon
+        var problems: [ConfigProblem] = [], warnings: [String] = []
+        let files = FileManager.default
+        for dir in config.plugins.dirs {
+            var isDir: ObjCBool = false
+            let exists = files.fileExists(atPath: dir, isDirectory: &isDir)
+            if exists && isDir.boolValue {
+                if access(dir, R_OK | X_OK) != 0 {
+                    problems.append(ConfigProblem(origin: effective.origin("plugins.dirs"), key: "plugins.dirs",
+                        problem: "\(dir) cannot be read (\(String(cString: strerror(errno))))",
+                        fix: "let the daemon's user read it, or correct the path"))
+                }
+            } else if effective.origin("plugins.dirs") == .defaultValue {
+                warnings.append("plugins.dirs: \(dir) does not exist yet: no plugins are loaded until it does (create it and install plugins there)")
+            } else {
+                problems.append(ConfigProblem(origin: effective.origin("plugins.dirs"), key: "plugins.dirs",
+                    problem: exists ? "\(dir) is not a directory" : "\(dir) does not exist",
+                    fix: "create it, or correct the plugin directory's path"))
+            }
+        }
+        if !config.shutdownStateFile.isEmpty {
+            let path = config.shutdownStateFile
+            let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            let writable = files.fileExists(atPath: path) ? access(path, W_OK) == 0 : access(dir, W_OK | X_OK) == 0
+            if !writable {
+                problems.append(ConfigProblem(origin: effective.origin("shutdown.state_file"), key: "shutdown.state_file",
+                    problem: "\(path) cannot be written (\(String(cString: strerror(errno))))",
+                    fix: "create \(dir) writable by the daemon's user (systemd: StateDirectory=plugboard gives /var/lib/plugboard), or set shutdown.state_file = \"\""))
+            }
+        }
+        if config.plugins.manifests, config.plugins.registryCache != "none",
+           let cache = config.plugins.registryCachePath(environment: ProcessInfo.processInfo.environment) ?? ManifestRegistry.defaultCachePath() {
+            var dir = (cache as NSString).deletingLastPathComponent
+            // The registry creates missing directories: check the nearest one that exists.
+            while !dir.isEmpty && dir != "/" && !files.fileExists(atPath: dir) { dir = (dir as NSString).deletingLastPathComponent }
+            let writable = files.fileExists(atPath: cache) ? access(cache, W_OK) == 0 : access(dir.isEmpty ? "." : dir, W_OK | X_OK) == 0
+            if !writable {
+                warnings.append("plugins.registry_cache: \(cache) cannot be written (\(String(cString: strerror(errno)))): every start reads every manifest (fix: make its directory writable by the daemon's user, or set plugins.registry_cache)")
+            }
+        }
+        return (problems, warnings)
+    }
+}

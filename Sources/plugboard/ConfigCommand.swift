@@ -43,27 +43,53 @@ struct ConfigCommand: ParsableCommand {
             for warning in loader.unknownEnvironmentVariables() {
                 FileHandle.standardError.write(Data("warning: environment variable \(warning) is not a configuration key; ignored\n".utf8))
             }
+            var problems: [ConfigProblem] = []
             do {
                 let effective = try loader.load(file: file, overrides: parsed)
                 // What `run`, `serve` and `monitor` start with: the same mapping they use, which
                 // also checks the values against this machine (CPUs), as they would at start.
                 let settings = try HostSettings(config: effective)
+                let places = HostSettings.checkPlaces(effective)
+                problems = places.problems
+                let warnings = settings.warnings + places.warnings
                 if json {
                     let pairs = settings.summary.map { "\(Text.jsonQuoted($0.key)):\(Text.jsonQuoted($0.value))" }
-                    let warnings = settings.warnings.map(Text.jsonQuoted).joined(separator: ",")
-                    // renderJSON is one object: add "host_settings" and "warnings" as its last members.
+                    // renderJSON is one object: add the verdict, "host_settings" and "warnings" as its last members.
                     print(String(effective.renderJSON().dropLast()) + ",\"host_settings\":{" + pairs.joined(separator: ",") + "}"
-                          + ",\"warnings\":[" + warnings + "]}")
+                          + ",\"warnings\":[" + warnings.map(Text.jsonQuoted).joined(separator: ",") + "]"
+                          + ",\"valid\":\(problems.isEmpty),\"problems\":" + Self.problemsJSON(problems.map(Self.problem)) + "}")
                 } else {
                     print(effective.render())
                     print("# host settings (what run, serve and monitor start with)")
                     print("host settings: \(settings.summaryLine)")
-                    for warning in settings.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+                    for warning in warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+                    if !problems.isEmpty {
+                        FileHandle.standardError.write(Data((ConfigError(problems: problems).description + "\n").utf8))
+                    }
                 }
             } catch {
-                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                // Problems as JSON on stdout too, for tools; as text on stderr otherwise.
+                if json {
+                    let list: [[String: String]] = (error as? ConfigError)?.problems.map(Self.problem) ?? [["message": "\(error)"]]
+                    print("{\"valid\":false,\"problems\":" + Self.problemsJSON(list) + "}")
+                } else {
+                    FileHandle.standardError.write(Data("\(error)\n".utf8))
+                }
                 throw ExitCode(1)
             }
+            if !problems.isEmpty { throw ExitCode(1) }
+        }
+
+        /// One problem as JSON members: where, which key, what and the fix, and the whole message.
+        static func problem(_ p: ConfigProblem) -> [String: String] {
+            ["origin": p.origin.description, "key": p.key, "problem": p.problem, "fix": p.fix, "message": p.description]
+        }
+
+        static func problemsJSON(_ list: [[String: String]]) -> String {
+            "[" + list.map { p in
+                "{" + p.sorted { $0.key < $1.key }.map { "\(Text.jsonQuoted($0.key)):\(Text.jsonQuoted($0.value))" }.joined(separator: ",") + "}"
+            }.joined(separator: ",") + "]"
         }
     }
 }
+

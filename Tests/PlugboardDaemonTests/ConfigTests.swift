@@ -436,6 +436,44 @@ struct ConfigTests {
         #expect(r.stderr.contains("\(bad):2: performance.batch_sise: unknown key. Fix: did you mean \"performance.batch_size\"?"))
     }
 
+    @Test("config check --json puts problems on stdout as JSON, and checks the places the configuration names")
+    func configCheckJSONAndPlaces() throws {
+        let binary = try #require(productBinary("plugboard"))
+        let dir = TempDir()
+        let empty = dir.write("empty.toml", "")
+        func json(_ args: [String]) throws -> (status: Int32, value: [String: Any]) {
+            let r = try runProcess(binary, ["config", "check", "--json"] + args, env: ["PLUGBOARD_CONFIG": empty])
+            let value = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            return (r.status, try #require(value, "stdout is one JSON object: \(r.stdout) \(r.stderr)"))
+        }
+        // A bad value: not a word on stdout before, now the problem with its key, origin and fix.
+        var r = try json(["--set", "performance.batch_size=0"])
+        #expect(r.status == 1)
+        #expect(r.value["valid"] as? Bool == false)
+        var problems = try #require(r.value["problems"] as? [[String: String]])
+        #expect(problems.first?["key"] == "performance.batch_size")
+        #expect(problems.first?["origin"] == "command line --set performance.batch_size=0")
+        #expect(problems.first?["fix"]?.contains("from 1 to 4096") == true)
+        // A plugin directory that is not there, a state file that cannot be written.
+        r = try json(["--set", "plugins.dirs=\(dir.path)/missing", "--set", "shutdown.state_file=\(dir.path)/no/such/dir/state",
+                      "--set", "plugins.registry_cache=none"])
+        #expect(r.status == 1)
+        problems = try #require(r.value["problems"] as? [[String: String]])
+        #expect(problems.map { $0["key"] } == ["plugins.dirs", "shutdown.state_file"])
+        #expect(problems.first?["problem"] == "\(dir.path)/missing does not exist")
+        #expect(problems.last?["problem"]?.hasPrefix("\(dir.path)/no/such/dir/state cannot be written") == true)
+        #expect(r.value["values"] != nil, "the effective configuration is still shown")
+        // Both in place: valid.
+        r = try json(["--set", "plugins.dirs=\(dir.path)", "--set", "shutdown.state_file=\(dir.path)/state", "--set", "plugins.registry_cache=none"])
+        #expect(r.status == 0)
+        #expect(r.value["valid"] as? Bool == true)
+        #expect((r.value["problems"] as? [Any])?.isEmpty == true)
+        // In text, the same problems on stderr, exit 1.
+        let text = try runProcess(binary, ["config", "check", "--set", "plugins.dirs=\(dir.path)/missing"], env: ["PLUGBOARD_CONFIG": empty])
+        #expect(text.status == 1)
+        #expect(text.stderr.contains("plugins.dirs: \(dir.path)/missing does not exist. Fix: create it, or correct the plugin directory's path."))
+    }
+
     @Test("config check and serve refuse a CPU this machine does not let the daemon use, naming the allowed ones")
     func unusableCPU() throws {
         let binary = try #require(productBinary("plugboard"))

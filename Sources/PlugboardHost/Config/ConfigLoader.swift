@@ -45,6 +45,7 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
 /// The configuration could not be used; every problem found is listed.
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public var problems: [ConfigProblem]
+    public init(problems: [ConfigProblem]) { self.problems = problems }
     public var description: String {
         "invalid configuration (\(problems.count) problem\(problems.count == 1 ? "" : "s")):\n"
             + problems.map { "  - \($0)" }.joined(separator: "\n")
