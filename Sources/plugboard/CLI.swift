@@ -11,12 +11,22 @@ enum CLI {
         init(_ message: String) { description = message }
     }
 
-    /// A stderr logger at `level`.
-    static func makeLogger(level: String) -> Logger {
+    /// A stderr logger at `level`, in `format` (`LogFormat`; nil: `PLUGBOARD_LOG_FORMAT`, else auto).
+    static func makeLogger(level: String, format: String? = nil) -> Logger {
+        let wanted = format ?? ProcessInfo.processInfo.environment["PLUGBOARD_LOG_FORMAT"] ?? "auto"
+        let resolved = (LogFormat(rawValue: wanted) ?? .auto).resolved()
+        let threshold = Logger.Level(rawValue: level) ?? .info
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: level) ?? .info
-            return h
+            switch resolved {
+            case .journal, .json:
+                var h = StructuredLogHandler(label: label, json: resolved == .json)
+                h.logLevel = threshold
+                return h
+            case .text, .auto:
+                var h = StreamLogHandler.standardError(label: label)
+                h.logLevel = threshold
+                return h
+            }
         }
         return Logger(label: "plugboard")
     }

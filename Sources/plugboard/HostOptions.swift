@@ -35,9 +35,16 @@ struct HostOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Option(help: ArgumentHelp("Log format: auto (journal under systemd, else text), text, journal (syslog priorities), json (a JSON object per line); also PLUGBOARD_LOG_FORMAT.",
+                               valueName: "FORMAT"))
+    var logFormat: String?
+
     func validate() throws {
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let logFormat, LogFormat(rawValue: logFormat) == nil {
+            throw ValidationError("--log-format must be one of " + LogFormat.allCases.map(\.rawValue).joined(separator: ", "))
         }
         for text in overrides where ConfigOverride.parse(text) == nil {
             throw ValidationError("--set \(text): expected KEY=VALUE, e.g. --set performance.batch_size=20")

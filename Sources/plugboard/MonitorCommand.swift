@@ -37,7 +37,7 @@ struct MonitorCommand: AsyncParsableCommand {
     @OptionGroup var udev: UdevOptions
 
     func run() async throws {
-        let logger = CLI.makeLogger(level: host.logLevel ?? "notice")
+        let logger = CLI.makeLogger(level: host.logLevel ?? "notice", format: host.logFormat)
         var (_, settings) = try host.load(extra: udev.overrides, logger: logger)
         settings.redis = nil
         let stash = properties ? PropertyStash() : nil

@@ -77,7 +77,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = CLI.makeLogger(level: host.logLevel ?? "info")
+        let logger = CLI.makeLogger(level: host.logLevel ?? "info", format: host.logFormat)
         let (_, settings) = try host.load(extra: overrides, logger: logger)
         if watch && settings.requireSignature {
             // A hot reload opens the rebuilt .so without its manifest, so without its signature.

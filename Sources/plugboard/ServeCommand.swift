@@ -24,7 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
     var listen: String?
 
     func run() async throws {
-        let logger = CLI.makeLogger(level: host.logLevel ?? "info")
+        let logger = CLI.makeLogger(level: host.logLevel ?? "info", format: host.logFormat)
         var extra: [ConfigOverride] = []
         if let listen { extra.append(ConfigOverride(key: "monitoring.listen", value: listen, flag: "--listen \(listen)")) }
         let (effective, settings) = try host.load(extra: extra, logger: logger)

@@ -163,6 +163,40 @@ struct MonitoringFilesTests {
         #expect(r.stdout.contains("SUCCESS"))
     }
 
+    @Test("promtool test rules: every alert fires on the series that should fire it and stays quiet on the others")
+    func rulesUnitTests() throws {
+        let r = try promtool(["test", "rules", packageRoot + "/monitoring/alert-rules.test.yml"])
+        #expect(r.status == 0, "promtool: \(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("SUCCESS"))
+        // Every alert in the rules file has a test.
+        let rules = try String(contentsOfFile: packageRoot + "/monitoring/alert-rules.yml", encoding: .utf8)
+        let tests = try String(contentsOfFile: packageRoot + "/monitoring/alert-rules.test.yml", encoding: .utf8)
+        let newer = ["PlugboardEventsDropped", "PlugboardPluginOutputRefused", "PlugboardNotReady", "PlugboardAbsent",
+                     "PlugboardAbsentEverywhere", "PlugboardPluginCrashing", "PlugboardPluginQuarantined"]
+        for name in newer {
+            #expect(rules.contains("alert: \(name)\n"), "\(name) is not in the rules")
+            #expect(tests.contains("alertname: \(name)\n"), "\(name) has no unit test")
+        }
+    }
+
+    @Test("the dashboard takes its data source from a template variable (file provisioning works)")
+    func dashboardDatasourceVariable() throws {
+        let text = try String(contentsOfFile: packageRoot + "/monitoring/grafana-dashboard.json", encoding: .utf8)
+        #expect(!text.contains("DS_PROMETHEUS") && !text.contains("__inputs"), "an import-only input breaks provisioning")
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let variables = ((dashboard["templating"] as? [String: Any])?["list"] as? [[String: Any]]) ?? []
+        #expect(variables.contains { $0["name"] as? String == "datasource" && $0["type"] as? String == "datasource" })
+        var uids: [String] = []
+        func walk(_ v: Any) {
+            if let d = v as? [String: Any] {
+                if let ds = d["datasource"] as? [String: Any], let uid = ds["uid"] as? String { uids.append(uid) }
+                d.values.forEach(walk)
+            } else if let a = v as? [Any] { a.forEach(walk) }
+        }
+        walk(dashboard)
+        #expect(!uids.isEmpty && uids.allSatisfy { $0 == "${datasource}" }, "\(Set(uids))")
+    }
+
     @Test("every metric the dashboard and the alert rules query is one a real daemon exports")
     func queriedMetricsExist() async throws {
         try await onTestThread {

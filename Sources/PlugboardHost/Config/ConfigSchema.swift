@@ -162,6 +162,7 @@ public enum ConfigSchema {
     /// Environment variables with the prefix that are not keys but are still understood.
     public static let otherEnvironment: [String: String] = [
         "PLUGBOARD_CONFIG": "configuration file to read instead of the default search",
+        "PLUGBOARD_LOG_FORMAT": "log format when --log-format is not given: auto, text, journal or json",
     ]
 
     static let byPath: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
