@@ -39,8 +39,9 @@ plugins:
 	  $(BUILD_DIR)/plugboard pack SamplePlugins/$$p/plugin.toml --library $(PLUGIN_DIR)/lib$$p.so -o $(PLUGIN_DIR)/$$p.pbm || exit 1; \
 	done
 
-## test: every test, against real redis-server, real libudev under umockdev, real .so plugins.
-test: build
+## test: every test, against real redis-server, real libudev under umockdev, real .so plugins, and
+## the Debian package (make deb) run with the toolchain hidden.
+test: build deb
 	@# umockdev's uevent sender aborts when its datagram queue (default 10) fills: raise it.
 	@sysctl -q -w net.unix.max_dgram_qlen=4096 2>/dev/null || echo "warning: could not raise net.unix.max_dgram_qlen (not root?); burst tests may fail"
 	@# The umockdev suites run in a process of their own: umockdev's preload is process-wide and,
@@ -152,6 +153,28 @@ bench-isolation: deps
 	$(SWIFT) build -c release --product plugboard-worker
 	$(SWIFT) build -c release --product plugboard-bench-isolation
 	.build/release/plugboard-bench-isolation --runs 5 --events 500000 --plugins 16 --gap-us 200
+
+## release: plugboard and plugboard-worker with the Swift runtime linked statically (they run on
+## a Debian 12 machine without the toolchain), in .build-static/release.
+STATIC_BUILD := .build-static/release
+.PHONY: release man install deb
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product plugboard
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product plugboard-worker
+
+## man: man pages from the CLI's own help (swift-argument-parser's generate-manual plugin).
+man: deps
+	$(SWIFT) package plugin generate-manual --multi-page --configuration debug --date 2026-12-06 --authors "Plugboard maintainers"
+
+## install: PREFIX (default /usr/local) under DESTDIR: the binaries, the SDK header and plugboard.pc,
+## the templates, the unit, /etc/plugboard/plugboard.toml, completions, man pages, docs, monitoring.
+PREFIX ?= /usr/local
+install: release build man
+	scripts/install.sh $(STATIC_BUILD) $(PREFIX) "$(DESTDIR)"
+
+## deb: build/plugboard_VERSION_ARCH.deb (dpkg-deb), installed layout under /usr.
+deb: release build man
+	umask 022 && scripts/make-deb.sh $(STATIC_BUILD)
 
 ## bench-ops: operations figures (shutdown time with 10 plugins and a full ring, RSS over plugin
 ## load/unload cycles, hot reload of a renamed build), each against a same-run baseline; tables for docs/benchmarks.md.

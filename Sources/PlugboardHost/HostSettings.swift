@@ -35,16 +35,20 @@ public struct IsolationSettings: Sendable {
         }
     }
 
-    /// The worker program: `configured` if set, else `plugboard-worker` beside this executable,
-    /// else the packaged one.
+    /// The worker program: `configured` if set, else `plugboard-worker` beside this executable (a
+    /// build tree), else the installed layout's PREFIX/lib/plugboard/plugboard-worker next to this
+    /// PREFIX/bin/plugboard (the package, `make install`, an unpacked package), else the packaged path.
     public static func workerExecutable(configured: String) -> String {
         if !configured.isEmpty { return configured }
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         if n > 0 {
             let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            let sibling = (exe as NSString).deletingLastPathComponent + "/plugboard-worker"
+            let bin = (exe as NSString).deletingLastPathComponent
+            let sibling = bin + "/plugboard-worker"
             if access(sibling, X_OK) == 0 { return sibling }
+            let installed = (bin as NSString).deletingLastPathComponent + "/lib/plugboard/plugboard-worker"
+            if access(installed, X_OK) == 0 { return installed }
         }
         return "/usr/lib/plugboard/plugboard-worker"
     }

@@ -37,7 +37,8 @@ struct NewCommand: ParsableCommand {
         let fm = FileManager.default
         let exe = Self.executablePath
         guard let root = templates ?? ProcessInfo.processInfo.environment["PLUGBOARD_TEMPLATES"]
-                ?? Self.findUpwards(from: exe, "Templates") ?? Self.existing("/usr/share/plugboard/templates") else {
+                ?? Self.findUpwards(from: exe, "Templates") ?? Self.findUpwards(from: exe, "share/plugboard/templates")
+                ?? Self.existing("/usr/share/plugboard/templates") else {
             throw CLI.Failure("no templates found next to \(exe), in $PLUGBOARD_TEMPLATES or /usr/share/plugboard/templates (fix: give --templates DIR)")
         }
         let source = root + "/" + language
@@ -46,9 +47,11 @@ struct NewCommand: ParsableCommand {
             let known = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
             throw CLI.Failure("\(source): no template for language '\(language)' (fix: use one of \(known.joined(separator: ", ")))")
         }
-        guard let sdk = Self.findUpwards(from: exe, "SDK/include").map({ $0 })
-                ?? (fm.fileExists(atPath: "/usr/include/plugboard.h") ? "/usr/include" : nil) else {
-            throw CLI.Failure("plugboard.h not found next to \(exe) or in /usr/include (fix: install the SDK header)")
+        // The header: the source tree's SDK, else the installed one beside this binary's prefix
+        // (PREFIX/include/plugboard, what the package and `make install` put there), else pkg-config's.
+        guard let sdk = Self.findUpwards(from: exe, "SDK/include") ?? Self.findUpwards(from: exe, "include/plugboard")
+                ?? Self.pkgConfigIncludeDir() else {
+            throw CLI.Failure("plugboard.h not found next to \(exe), under its prefix (include/plugboard) or through pkg-config (fix: install the SDK header and plugboard.pc)")
         }
         let target = (parent as NSString).appendingPathComponent(name)
         if fm.fileExists(atPath: target) {
@@ -56,7 +59,8 @@ struct NewCommand: ParsableCommand {
         }
         // The Swift SDK as a package of its own (SDK/swift: PlugboardSDK and the header, no other
         // dependency), for the swift template's path dependency.
-        let sdkSwift = Self.findUpwards(from: exe, "SDK/swift") ?? Self.existing("/usr/share/plugboard/sdk/swift")
+        let sdkSwift = Self.findUpwards(from: exe, "SDK/swift") ?? Self.findUpwards(from: exe, "share/plugboard/sdk/swift")
+            ?? Self.existing("/usr/share/plugboard/sdk/swift")
             ?? "/usr/share/plugboard/sdk/swift"
         let values = ["name": name, "sdk_include": sdk, "plugboard": exe, "sdk_swift": sdkSwift]
         // Every file below the template, subdirectories included (e.g. session.expected/).
@@ -100,6 +104,22 @@ struct NewCommand: ParsableCommand {
             dir = up
         }
         return nil
+    }
+
+    /// `pkg-config --variable=includedir plugboard`, when that names a directory holding plugboard.h.
+    static func pkgConfigIncludeDir() -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pkg-config")
+        p.arguments = ["--variable=includedir", "plugboard"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let dir = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard p.terminationStatus == 0, !dir.isEmpty, FileManager.default.fileExists(atPath: dir + "/plugboard.h") else { return nil }
+        return dir
     }
 
     static func existing(_ path: String) -> String? {
