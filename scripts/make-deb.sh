@@ -16,8 +16,15 @@ echo "Installed-Size: $(du -sk --exclude=DEBIAN "$stage" | cut -f1)" >> "$stage/
 install -m 0644 "$here/packaging/debian/conffiles" "$stage/DEBIAN/conffiles"
 install -m 0755 "$here/packaging/debian/postinst" "$here/packaging/debian/prerm" "$here/packaging/debian/postrm" "$stage/DEBIAN/"
 install -d "$stage/usr/share/doc/plugboard"
-printf 'Plugboard\nCopyright: the Plugboard maintainers\nLicense: MIT\n' > "$stage/usr/share/doc/plugboard/copyright"
-# Reproducible file times, root-owned files.
-find "$stage" -exec touch -h -d @0 {} +
+printf 'Plugboard\n\nCopyright (C) 2026 The Plugboard maintainers\nLicense: MIT\n' > "$stage/usr/share/doc/plugboard/copyright"
+# A native package's changelog: this version, from the last commit.
+when=${SOURCE_DATE_EPOCH:-$(git -C "$here" log -1 --format=%ct 2>/dev/null || date +%s)}
+{
+    printf 'plugboard (%s) unstable; urgency=medium\n\n' "$version"
+    printf '  * Built from %s.\n\n' "$(git -C "$here" log -1 --format=%h 2>/dev/null || echo 'a source tree')"
+    printf ' -- Plugboard maintainers <plugboard@example.org>  %s\n' "$(date -R -u -d "@$when")"
+} | gzip -9n > "$stage/usr/share/doc/plugboard/changelog.gz"
+# Reproducible file times (the last commit's), root-owned files.
+find "$stage" -exec touch -h -d "@$when" {} +
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$here/build/plugboard_${version}_$arch.deb" >/dev/null
 echo "$here/build/plugboard_${version}_$arch.deb"

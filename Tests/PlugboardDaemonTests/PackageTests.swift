@@ -47,8 +47,8 @@ struct PackageTests {
                      "./usr/share/fish/vendor_completions.d/plugboard.fish", "./usr/share/man/man1/plugboard.1.gz",
                      "./usr/share/man/man1/plugboard.serve.1.gz", "./usr/share/doc/plugboard/security.md",
                      "./usr/share/doc/plugboard/copyright", "./usr/share/plugboard/monitoring/alert-rules.yml",
-                     "./usr/share/plugboard/monitoring/grafana-dashboard.json", "./usr/share/plugboard/examples/plugins/libusb-logger.so",
-                     "./usr/share/plugboard/examples/plugins/usb-logger.pbm"] {
+                     "./usr/share/plugboard/monitoring/grafana-dashboard.json", "./usr/lib/plugboard/examples/plugins/libusb-logger.so",
+                     "./usr/lib/plugboard/examples/plugins/usb-logger.pbm", "./usr/share/doc/plugboard/changelog.gz"] {
             #expect(list.stdout.contains(" \(path)\n"), "\(path) is not in the package")
         }
         #expect(!list.stdout.contains("./usr/lib/plugboard/plugins/lib"), "nothing is loaded unless the operator installs it")
@@ -64,6 +64,10 @@ struct PackageTests {
         // The unit in the package points at the packaged binary and passes systemd-analyze verify.
         let unit = try sh("d=$(mktemp -d) && dpkg-deb -x \"$1\" $d && grep ExecStart $d/lib/systemd/system/plugboard.service", [deb])
         #expect(unit.stdout.contains("ExecStart=/usr/bin/plugboard serve --config /etc/plugboard/plugboard.toml"))
+        // Debian's own package checker: no errors (warnings are listed in docs/operations.md).
+        let lint = try sh("lintian --tag-display-limit 0 \"$1\" 2>&1", [deb])
+        let errors = lint.stdout.split(separator: "\n").filter { $0.hasPrefix("E: ") }
+        #expect(errors.isEmpty, "lintian: \(errors.joined(separator: "\n"))")
     }
 
     @Test("unpacked, with /opt/swift hidden: --version, run with the packaged worker on a replay, serve until SIGTERM")
@@ -79,7 +83,7 @@ struct PackageTests {
         #expect(version.stdout.hasPrefix("plugboard "), "\(version.stdout)")
         let session = packageRoot + "/demo/session.jsonl"
         let run = try withoutToolchain("""
-            "$1"/usr/bin/plugboard run --plugins "$1"/usr/share/plugboard/examples/plugins --registry-cache none \
+            "$1"/usr/bin/plugboard run --plugins "$1"/usr/lib/plugboard/examples/plugins --registry-cache none \
               --source replay:"$2" --pace fast --set plugins.worker_executable="$1"/usr/lib/plugboard/plugboard-worker \
               --plugin-config usb-logger.output=/dev/null
             """, [root.path, session])
@@ -89,7 +93,7 @@ struct PackageTests {
         #expect(rows.count == 2 && rows.allSatisfy { $0.contains(" 9 ") && $0.hasSuffix("process") }, "\(run.stdout) \(run.stderr)")
         #expect(!run.stdout.contains("rejected plugins"), "\(run.stdout)")
         let serve = try withoutToolchain("""
-            "$1"/usr/bin/plugboard serve --plugins "$1"/usr/share/plugboard/examples/plugins --set plugins.registry_cache=none \
+            "$1"/usr/bin/plugboard serve --plugins "$1"/usr/lib/plugboard/examples/plugins --set plugins.registry_cache=none \
               --source replay:"$2" --set plugins.worker_executable="$1"/usr/lib/plugboard/plugboard-worker \
               --plugin-config usb-logger.output=/dev/null --listen 127.0.0.1:0 > "$3" 2>&1 &
             pid=$!
