@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -187,11 +188,26 @@ const char *pbs_signal_description(int sig) { return strsignal(sig); }
 
 int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) { *step = "prctl(PR_SET_PDEATHSIG)"; return errno; }
+    /* No capability for plugin code, whatever the daemon holds (a unit granting CAP_NET_ADMIN for
+     * the netlink receive buffer passes it on as an ambient capability): the ambient set first,
+     * then the bounding set while CAP_SETPCAP may still be held (EPERM: the daemon never had it). */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+        *step = "prctl(PR_CAP_AMBIENT_CLEAR_ALL)";
+        return errno;
+    }
+    for (int cap = 0; cap < 64; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break; /* past the last capability */
+    }
     if (uid != (uint32_t)-1 && geteuid() == 0) {
         if (setgroups(0, NULL) != 0) { *step = "setgroups"; return errno; }
         if (setresgid(gid, gid, gid) != 0) { *step = "setresgid"; return errno; }
         if (setresuid(uid, uid, uid) != 0) { *step = "setresuid"; return errno; }
     }
+    /* Permitted, effective and inheritable sets emptied (already so after a drop from root). */
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+    memset(none, 0, sizeof none);
+    if (syscall(SYS_capset, &header, none) != 0) { *step = "capset"; return errno; }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) { *step = "prctl(PR_SET_NO_NEW_PRIVS)"; return errno; }
     /* Dropping uid clears the dumpable flag's effect on /proc ownership; keep the worker
      * inspectable by its owner (the host reads /proc/PID for status). */

@@ -79,5 +79,16 @@ struct SystemdTests {
         #expect(r.status == 0 && problems.isEmpty, "systemd-analyze: \(r.stdout)\(r.stderr)")
         #expect(unit.contains("Type=notify"))
         #expect(unit.contains("WatchdogSec="))
+        // Nothing distribution-specific, the network fenced, one capability.
+        #expect(!unit.contains("SupplementaryGroups="), "no Debian-only groups")
+        #expect(unit.contains("IPAddressDeny=any") && unit.contains("IPAddressAllow=localhost"))
+        #expect(unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN\n") && unit.contains("AmbientCapabilities=CAP_NET_ADMIN\n"))
+        #expect(!unit.contains("DeviceAllow=/dev/bus/usb"), "DeviceAllow= names device classes or nodes, not a directory")
+        // systemd's own exposure score of the unit (0 best, 10 worst), as docs/operations.md reports it.
+        let security = try runProcess("/usr/bin/systemd-analyze", ["security", "--offline=true", path], env: ["SYSTEMD_LOG_LEVEL": "warning"])
+        let line = (security.stdout + security.stderr).split(separator: "\n").first { $0.contains("Overall exposure level") } ?? ""
+        // "→ Overall exposure level for plugboard.service: 2.2 OK :-)"
+        let score = line.range(of: ".service:").flatMap { Double(line[$0.upperBound...].split(separator: " ").first ?? "") }
+        #expect(score.map { $0 <= 2.5 } == true, "systemd-analyze security: \(line)")
     }
 }

@@ -323,7 +323,7 @@ struct IsolationTests {
         #expect(serve.output.contains("stopped during init"), "\(serve.output)")
     }
 
-    @Test("worker processes drop to plugins.worker_user with no_new_privs (read from /proc/PID/status)")
+    @Test("worker processes drop to plugins.worker_user with no_new_privs and no capability at all (read from /proc/PID/status)")
     func privilegeDrop() throws {
         guard geteuid() == 0 else { return }
         let server = try RedisServer()
@@ -343,6 +343,10 @@ struct IsolationTests {
         #expect(field("Uid").allSatisfy { $0 == Substring(nobody) }, "\(status)")
         #expect(!field("Gid").contains("0"), "\(status)")
         #expect(field("NoNewPrivs") == ["1"], "\(status)")
+        // No capability in any set, the bounding set included (nothing can be regained).
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(field(set) == ["0000000000000000"], "\(set): \(status)")
+        }
         #expect(field("Groups").allSatisfy { $0.trimmingCharacters(in: .whitespaces).isEmpty }, "no supplementary groups: \(status)")
         // Only 0, 1, 2 and the five it was given are open (no descriptor of the host leaked).
         let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
