@@ -6,6 +6,11 @@ import Glibc
 /// Reads `plugboard:{HOST}:events` and hands each entry to a callback: `XREAD BLOCK` from an ID,
 /// or, with a consumer group, `XREADGROUP` + `XACK` (the scale-out path: each entry goes to one
 /// consumer of the group). The engine of `plugboard tail`.
+///
+/// With a group, delivery is at-least-once: an entry is acknowledged only after the callback
+/// returned for it, a consumer first re-reads what it read before but did not acknowledge (after a
+/// crash, or a lost connection), and with `claimIdleMs` it claims entries another consumer left
+/// pending that long (`XAUTOCLAIM`), so a dead consumer's entries are not stranded.
 public final class StreamTail {
     public struct Options: Sendable {
         public var url: RedisURL
@@ -19,6 +24,8 @@ public final class StreamTail {
         public var count: Int?
         /// How long one XREAD blocks before asking again, milliseconds.
         public var blockMs: Int = 1000
+        /// With a group: claim entries pending for another consumer longer than this (ms); nil: never.
+        public var claimIdleMs: Int?
 
         public init(url: RedisURL, host: String) {
             self.url = url
@@ -81,25 +88,33 @@ public final class StreamTail {
         let server = options.url.redacted
         var backoff = Backoff(base: .milliseconds(100), max: .seconds(5))
         var lost = false
+        // With a group: this consumer's own pending entries come first (read, not acknowledged).
+        var ownPending = true
+        var claimCursor = "0-0"
         while options.count.map({ delivered < $0 }) ?? true {
             let want = min(100, (options.count ?? Int.max) - delivered)
-            let entries: [StreamEntry]
+            var entries: [StreamEntry] = []
             do {
                 if lost {
                     try connection.reconnect()
                     try joinGroup()
                     lost = false
+                    ownPending = true
                     backoff.reset()
                 }
                 if let group = options.group, let consumer = options.consumer {
-                    let cmd = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "\(want)", "BLOCK", "\(options.blockMs)",
-                               "STREAMS", key, ">"]
-                    entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
-                                                      command: "XREADGROUP \(key)", server: server)
-                    if !entries.isEmpty {
-                        let reply = try connection.command(["XACK", key, group] + entries.map(\.id))
-                        guard case .integer = reply else {
-                            throw RedisError(.unexpectedReply, server: server, "XACK \(key) \(group): expected an integer, got \(reply.shape)")
+                    if !ownPending, let idle = options.claimIdleMs {
+                        (entries, claimCursor) = try claim(group: group, consumer: consumer, idleMs: idle, from: claimCursor,
+                                                           count: want, server: server)
+                    }
+                    if entries.isEmpty {
+                        let cmd = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "\(want)"]
+                            + (ownPending ? [] : ["BLOCK", "\(options.blockMs)"]) + ["STREAMS", key, ownPending ? "0" : ">"]
+                        entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                                                          command: "XREADGROUP \(key)", server: server)
+                        if ownPending && entries.isEmpty {
+                            ownPending = false
+                            continue
                         }
                     }
                 } else {
@@ -114,14 +129,55 @@ public final class StreamTail {
                 sleepThread(for: .nanoseconds(Int64(backoff.next())))
                 continue
             }
-            for e in entries {
-                try deliver(e)
-                last = e.id
-                delivered += 1
+            var done: [String] = []
+            do {
+                for e in entries {
+                    try deliver(e)
+                    done.append(e.id)
+                    last = e.id
+                    delivered += 1
+                }
+            } catch {
+                // The callback failed (the output went away): what it took is acknowledged, the rest
+                // of the batch stays pending for this consumer or one that claims it.
+                if options.group != nil { try? acknowledge(done, server: server) }
+                throw error
+            }
+            // Acknowledged only once delivered: a consumer that dies before this line gets them again.
+            if options.group != nil {
+                do {
+                    try acknowledge(done, server: server)
+                } catch let e as RedisError where Self.isConnectionLoss(e) {
+                    // Delivered but not acknowledged: they come again after the reconnect (at least once).
+                    if !lost { onConnectionLoss(e) }
+                    lost = true
+                }
             }
             if entries.isEmpty && shouldStop() { break }
         }
         return delivered
+    }
+
+    /// `XACK` of `ids` in the group (nothing to do for none).
+    func acknowledge(_ ids: [String], server: String) throws {
+        guard let group = options.group, !ids.isEmpty else { return }
+        let reply = try connection.command(["XACK", key, group] + ids)
+        guard case .integer = reply else {
+            throw RedisError(.unexpectedReply, server: server, "XACK \(key) \(group): expected an integer, got \(reply.shape)")
+        }
+    }
+
+    /// `XAUTOCLAIM`: up to `count` entries pending for other consumers longer than `idleMs`, now this
+    /// consumer's, and the cursor to go on from ("0-0" once the pending list was scanned through).
+    func claim(group: String, consumer: String, idleMs: Int, from cursor: String, count: Int,
+               server: String) throws -> ([StreamEntry], String) {
+        let command = "XAUTOCLAIM \(key) \(group)"
+        let reply = try connection.command(["XAUTOCLAIM", key, group, consumer, "\(idleMs)", cursor, "COUNT", "\(count)"])
+        if case .error(let e) = reply { throw RedisError(.server, server: server, "\(command): \(e)") }
+        guard case .array(let parts) = reply, parts.count >= 2, let next = parts[0].text else {
+            throw RedisError(.unexpectedReply, server: server, "\(command): expected [cursor, entries, ...], got \(reply.shape)")
+        }
+        return (try StreamEntry.entries(fromRange: parts[1], command: command, server: server), next)
     }
 
     /// One line per event, in the spirit of `udevadm monitor`:

@@ -13,7 +13,9 @@ struct TailCommand: ParsableCommand {
         discussion: """
             Reads plugboard:{HOST}:events with XREAD BLOCK (from --from, default: only new events).
             With --group and --consumer it reads as one consumer of a Redis consumer group
-            (XREADGROUP, then XACK), so several tails share the stream: the scale-out path.
+            (XREADGROUP, and XACK only after an entry is printed: at least once; its own unacknowledged
+            entries first, and with --claim-idle those another consumer left pending), so several
+            tails share the stream: the scale-out path.
             URL forms: redis://[user:password@]host:port/db, rediss://[user:password@]host:port/db (TLS,
             with --tls-ca-file and, for servers that ask for one, --tls-cert-file/--tls-key-file),
             unix:///path/to/redis.sock?db=N.
@@ -42,6 +44,9 @@ struct TailCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Read as a member of this consumer group (created if missing).", valueName: "G"))
     var group: String?
+
+    @Option(help: ArgumentHelp("With --group: take over entries another consumer left unacknowledged this long (e.g. 30s, 500ms), so a dead consumer's entries are not stranded.", valueName: "DURATION"))
+    var claimIdle: String?
 
     @Option(help: ArgumentHelp("This reader's name within --group.", valueName: "C"))
     var consumer: String?
@@ -87,6 +92,13 @@ struct TailCommand: ParsableCommand {
         options.group = group
         options.consumer = consumer
         options.count = count
+        if let claimIdle {
+            guard group != nil else { throw ValidationError("--claim-idle needs --group and --consumer") }
+            guard let ms = Self.milliseconds(claimIdle) else {
+                throw ValidationError("--claim-idle \(claimIdle): expected a duration such as 30s, 500ms or 2m")
+            }
+            options.claimIdleMs = ms
+        }
         do {
             let tail = try StreamTail(options: options)
             FileHandle.standardError.write(Data("plugboard tail: reading \(tail.key) on \(options.url.redacted)\(group.map { " as \($0)/\(consumer!)" } ?? "")\n".utf8))
@@ -103,11 +115,24 @@ struct TailCommand: ParsableCommand {
                     line = StreamTail.format(entry)
                 }
                 // Unbuffered, one line at a time, so a pipe (the demo, a test) sees each event at once.
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                // A write that fails (the reader went away) ends the tail before the entry is
+                // acknowledged: with a group it is delivered again (at least once).
+                try FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
             }
         } catch let error as RedisError {
             throw TailFailure(description: "plugboard tail: \(error)")
+        } catch {
+            throw TailFailure(description: "plugboard tail: cannot write to standard output (\(error)); what was not printed is not acknowledged")
         }
+    }
+
+    /// "500ms", "30s", "2m", or a bare number of milliseconds.
+    static func milliseconds(_ text: String) -> Int? {
+        for (suffix, scale) in [("ms", 1), ("s", 1000), ("m", 60_000)] where text.hasSuffix(suffix) {
+            guard let n = Int(text.dropLast(suffix.count)), n >= 0 else { return nil }
+            return n * scale
+        }
+        return Int(text).flatMap { $0 >= 0 ? $0 : nil }
     }
 }
 

@@ -4,6 +4,7 @@ import Dispatch
 import PlugboardCore
 import PlugboardRedis
 import Testing
+import PlugboardTestSupport
 
 @Suite("plugboard tail's reader against a real redis-server", .serialized)
 struct TailTests {
@@ -104,6 +105,96 @@ struct TailTests {
         let pending = try server.client().command(["XPENDING", "plugboard:{tail-host}:events", "workers"])
         guard case .array(let summary) = pending else { Issue.record("XPENDING: \(pending.shape)"); return }
         #expect(summary.first == .integer(0), "every delivered entry was XACKed")
+    }
+
+    /// Entries pending (read, not acknowledged) in group "workers", per consumer.
+    func pending(_ server: RedisServer) throws -> [String: Int64] {
+        let reply = try server.client().command(["XPENDING", "plugboard:{tail-host}:events", "workers"])
+        guard case .array(let summary) = reply, summary.count == 4, case .array(let consumers) = summary[3] else { return [:] }
+        var out: [String: Int64] = [:]
+        for c in consumers {
+            if case .array(let pair) = c, pair.count == 2, let name = pair[0].text, let n = pair[1].text.flatMap({ Int64($0) }) { out[name] = n }
+        }
+        return out
+    }
+
+    @Test("at least once: an entry is acknowledged only after delivery; a consumer re-reads what it read but did not acknowledge")
+    func acknowledgedAfterDelivery() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(10, to: server)
+        var options = StreamTail.Options(url: server.url, host: "tail-host")
+        options.from = "0"
+        options.group = "workers"
+        options.consumer = "a"
+        options.count = 10
+        options.blockMs = 100
+        // The consumer's output fails at the 4th entry (a closed pipe, a crash): nothing it read is
+        // lost, and the three it delivered are acknowledged.
+        struct Broken: Error {}
+        var first: [UInt64] = []
+        #expect(throws: Broken.self) {
+            try StreamTail(options: options).run { e in
+                if first.count == 3 { throw Broken() }
+                first.append(UInt64(e["sequence"] ?? "") ?? 0)
+            }
+        }
+        #expect(first == [1, 2, 3])
+        #expect(try pending(server) == ["a": 7], "read but not delivered stays pending, for a")
+        // The same consumer, started again: its pending entries first, then nothing new; none lost.
+        options.count = 7
+        var again: [UInt64] = []
+        try StreamTail(options: options).run { again.append(UInt64($0["sequence"] ?? "") ?? 0) }
+        #expect(again == Array(4...10))
+        #expect(try pending(server).isEmpty)
+    }
+
+    @Test("--claim-idle: a live consumer takes over what a dead one left pending; every entry delivered once and acknowledged")
+    func claimsADeadConsumersEntries() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(20, to: server)
+        let key = "plugboard:{tail-host}:events"
+        let client = try server.client()
+        _ = try client.command(["XGROUP", "CREATE", key, "workers", "0"])
+        // "dead" reads 5 entries and dies without acknowledging them.
+        _ = try client.command(["XREADGROUP", "GROUP", "workers", "dead", "COUNT", "5", "STREAMS", key, ">"])
+        #expect(try pending(server) == ["dead": 5])
+        usleep(150_000)
+        var options = StreamTail.Options(url: server.url, host: "tail-host")
+        options.group = "workers"
+        options.consumer = "alive"
+        options.claimIdleMs = 100
+        options.count = 20
+        options.blockMs = 100
+        var seqs: [UInt64] = []
+        try StreamTail(options: options).run { seqs.append(UInt64($0["sequence"] ?? "") ?? 0) }
+        #expect(seqs.sorted() == Array(1...20), "the dead consumer's 5 and the 15 never read: \(seqs)")
+        #expect(Array(seqs.prefix(5)).sorted() == Array(1...5), "claimed first")
+        #expect(try pending(server).isEmpty)
+    }
+
+    @Test("plugboard tail whose output is closed exits non-zero and acknowledges nothing it could not print")
+    func closedOutputLeavesPending() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(10, to: server)
+        // Its stdout is a pipe whose reading end is already closed: every write fails (EPIPE).
+        let out = Pipe(), err = Pipe()
+        try out.fileHandleForReading.close()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: PackagePaths.product("plugboard"))
+        p.arguments = ["tail", "--redis", server.url.redacted, "--host", "tail-host", "--from", "0",
+                       "--group", "workers", "--consumer", "c", "--count", "10"]
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        try out.fileHandleForWriting.close()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0, "\(stderr)")
+        #expect(stderr.contains("cannot write to standard output"), "\(stderr)")
+        #expect(try pending(server) == ["c": 10], "nothing was printed, so nothing was acknowledged")
     }
 
     @Test("JSON output escapes quotes, backslashes and control characters, and not slashes")
