@@ -98,8 +98,9 @@ public struct MonitoringSettings: Sendable {
                 ? "/plugins and /devices (device serial numbers) answer anyone who can reach it (fix: set monitoring.token_file, or listen on 127.0.0.1 behind a proxy)"
                 : "/plugins and /devices need the bearer token" + (protectMetrics ? ", /metrics too" : "; /metrics answers anyone (monitoring.protect_metrics)")
             let warning = "monitoring listens beyond loopback on \(m.listen) (monitoring.listen, from \(effective.origin("monitoring.listen"))): \(open)"
+            // Only `serve` listens: it logs this when it starts (and `config check` prints it); `run`
+            // and `monitor` serve no HTTP, so it is not one of their warnings.
             exposureWarning = warning
-            warnings.append(warning)
         }
     }
 

@@ -51,7 +51,7 @@ struct ConfigCommand: ParsableCommand {
                 let settings = try HostSettings(config: effective)
                 let places = HostSettings.checkPlaces(effective)
                 problems = places.problems
-                let warnings = settings.warnings + places.warnings
+                let warnings = settings.warnings + places.warnings + (settings.monitoring.exposureWarning.map { ["serve: " + $0] } ?? [])
                 if json {
                     let pairs = settings.summary.map { "\(Text.jsonQuoted($0.key)):\(Text.jsonQuoted($0.value))" }
                     // renderJSON is one object: add the verdict, "host_settings" and "warnings" as its last members.

@@ -88,6 +88,12 @@ struct EndpointSecurityTests {
         local.signal(SIGTERM)
         #expect(local.waitForExit() == 0)
         #expect(!local.stderr.contains("beyond loopback"))
+        // `run` serves no HTTP: the same configuration gives it nothing to warn about.
+        let binary = try #require(productBinary("plugboard"))
+        let run = try runProcess(binary, ["run", "--source", "synthetic:1", "--plugins", dir.path, "--ignore-manifests",
+                                          "--set", "monitoring.listen=0.0.0.0:0"], env: [:])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(!run.stderr.contains("beyond loopback"), "\(run.stderr)")
     }
 
     @Test("idle, half-sent and byte-at-a-time connections are closed at monitoring.request_timeout; complete requests still answer")

@@ -66,6 +66,7 @@ public enum Daemon {
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let listen = options.listen {
+            if let warning = host.settings.monitoring.exposureWarning { options.logger.warning("\(warning)") }
             let app = MonitoringServer(runtime: host, metrics: metrics, state: state, security: host.settings.monitoring)
                 .application(listen: listen, logger: options.logger, onRunning: options.onHTTPRunning)
             // First in the list: the group stops services in reverse order, so HTTP keeps answering
