@@ -80,16 +80,10 @@ public struct MonitoringSettings: Sendable {
         requestTimeout = m.requestTimeout
         if !m.tokenFile.isEmpty {
             let source = "monitoring.token_file (from \(effective.origin("monitoring.token_file")))"
-            guard let data = FileManager.default.contents(atPath: m.tokenFile) else {
-                throw HostStartError("\(source): cannot read \(m.tokenFile): \(String(cString: strerror(errno))) (fix: create it holding the token on one line, e.g. `openssl rand -hex 32 > \(m.tokenFile)`, chmod 600)")
-            }
-            var text = String(decoding: data, as: UTF8.self)
-            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-            guard text.utf8.count >= 16, !text.contains("\n"), !text.contains(" ") else {
+            let text = try RedisSecret.readLine(m.tokenFile, source: source, what: "the token",
+                                                fix: "e.g. `openssl rand -hex 32 > \(m.tokenFile)`, chmod 600", warnings: &warnings)
+            guard text.utf8.count >= 16, !text.contains(" ") else {
                 throw HostStartError("\(source): \(m.tokenFile) must hold one token of at least 16 characters without spaces on its first line (fix: `openssl rand -hex 32 > \(m.tokenFile)`)")
-            }
-            if let mode = RedisSecret.otherReadable(m.tokenFile) {
-                warnings.append("\(source): \(m.tokenFile) is readable by other users (mode \(mode)) (fix: chmod 600 \(m.tokenFile))")
             }
             token = Array(text.utf8)
         }
@@ -402,18 +396,28 @@ enum RedisSecret {
         } else {
             return
         }
+        url.password = try readLine(path, source: source, what: "the Redis password",
+                                    fix: "readable by the daemon's user only: chmod 600", warnings: &warnings)
+    }
+
+    /// The secret a file holds alone on its first line (trailing newlines dropped), warning when
+    /// group or others may read the file: the password file, the systemd credential, the
+    /// monitoring token.
+    /// - Throws: `HostStartError` naming `source` and the file when it cannot be read, is empty or
+    ///   holds more than one line.
+    static func readLine(_ path: String, source: String, what: String, fix: String, warnings: inout [String]) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw HostStartError("\(source): cannot read \(path): \(String(cString: strerror(errno))) (fix: create it holding the password on one line, readable by the daemon's user only: chmod 600)")
+            throw HostStartError("\(source): cannot read \(path): \(String(cString: strerror(errno))) (fix: create it holding \(what) on one line, \(fix))")
         }
         var text = String(decoding: data, as: UTF8.self)
         while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
         guard !text.isEmpty, !text.contains("\n") else {
-            throw HostStartError("\(source): \(path) \(text.isEmpty ? "is empty" : "holds more than one line") (fix: write the password alone on the first line)")
+            throw HostStartError("\(source): \(path) \(text.isEmpty ? "is empty" : "holds more than one line") (fix: write \(what) alone on the first line)")
         }
         if let mode = otherReadable(path) {
-            warnings.append("\(source): \(path) holds the Redis password and is readable by other users (mode \(mode)) (fix: chmod 600 \(path))")
+            warnings.append("\(source): \(path) holds \(what) and is readable by other users (mode \(mode)) (fix: chmod 600 \(path))")
         }
-        url.password = text
+        return text
     }
 
     /// The file's mode in octal when group or others may read it; nil otherwise (or unreadable).

@@ -65,7 +65,7 @@ struct EndpointSecurityTests {
         let d = try DaemonProcess(arguments: ["--source", "synthetic:1", "--plugins", dir.path, "--listen", "127.0.0.1:0",
                                               "--set", "monitoring.token_file=\(loose)"])
         _ = try d.port()
-        try d.waitFor("the warning") { d.stderr.contains("\(loose) is readable by other users (mode 0644) (fix: chmod 600 \(loose))") }
+        try d.waitFor("the warning") { d.stderr.contains("\(loose) holds the token and is readable by other users (mode 0644) (fix: chmod 600 \(loose))") }
         d.signal(SIGTERM)
         #expect(d.waitForExit() == 0)
     }

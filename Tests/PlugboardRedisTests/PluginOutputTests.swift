@@ -56,6 +56,21 @@ struct PluginOutputTests {
         #expect(lines.contains("stdout without a newline"), "\(r.output)")
     }
 
+    @Test("in a worker process, a plugin flooding its stdout is held to its log budget, and the drops are counted")
+    func stdoutFlood() throws {
+        let bed = try IsolationBed(misbehave: ["mode": "stdout-flood", "where": "init", "log_count": "5000"],
+                                   misbehaveWorker: "isolation = \"process\"")
+        defer { bed.remove() }
+        let r = try TestProcess.run(bed.plugboard, ["run", "--plugins", bed.dir, "--registry-cache", "none",
+                                                     "--source", "synthetic:10", "--set", "plugins.log_rate=100"])
+        #expect(r.status == 0, "\(r.output.suffix(2000))")
+        let passed = r.output.split(separator: "\n").filter { $0.hasPrefix("out ") }.count
+        #expect(passed >= 200 && passed < 400, "passed \(passed)")
+        let summary = try #require(r.output.split(separator: "\n").first { $0.contains("log messages dropped by the rate limit") })
+        let dropped = Int(summary.split(separator: " ").dropFirst().first ?? "") ?? -1
+        #expect(passed + dropped == 5000, "\(passed) passed + \(dropped) dropped")
+    }
+
     @Test("a plugin flooding the log is rate-limited, and every dropped message is counted", arguments: modes)
     func logFlood(isolation: String) throws {
         let bed = try IsolationBed(misbehave: ["mode": "log-flood", "where": "init", "log_count": "5000"],

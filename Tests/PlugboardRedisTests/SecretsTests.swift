@@ -170,6 +170,6 @@ struct SecretsTests {
         try "".write(toFile: "\(dir)/empty", atomically: true, encoding: .utf8)
         let empty = try run(["config", "check", "--set", "redis.url=\(url)", "--set", "redis.password_file=\(dir)/empty"])
         #expect(empty.status != 0)
-        #expect(empty.output.contains("\(dir)/empty is empty (fix: write the password alone on the first line)"), "\(empty.output)")
+        #expect(empty.output.contains("\(dir)/empty is empty (fix: write the Redis password alone on the first line)"), "\(empty.output)")
     }
 }

@@ -644,6 +644,13 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         case .errors:
             context.log(level: PB_LOG_WARNING, message: "(stderr) " + text)
         case .output:
+            // The plugin's own output, within the same per-plugin budget as its log: a plugin
+            // flooding stdout cannot flood the daemon's (and the journal).
+            let (admitted, dropped) = context.admitLog()
+            guard admitted else { return }
+            if dropped > 0 {
+                context.logger.warning("plugin output rate limit: \(dropped) lines or messages dropped (the limit is \(context.logLimits.perSecond) per second, plugins.log_rate)")
+            }
             let record = Text.logRecord(text, limit: context.logLimits.messageBytes) + "\n"
             _ = record.withCString { Glibc.write(1, $0, strlen($0)) }
         }

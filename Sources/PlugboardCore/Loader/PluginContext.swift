@@ -157,7 +157,7 @@ public final class PluginContext: Sendable {
 
     /// Takes a token from the log bucket: whether the message may be logged, and how many were
     /// dropped since the last one that was (to report once).
-    private func admitLog() -> (Bool, UInt64) {
+    func admitLog() -> (Bool, UInt64) {
         guard logLimits.perSecond > 0 else { return (true, 0) }
         return logBucket.withLock { b in
             let now = ContinuousClock.now
