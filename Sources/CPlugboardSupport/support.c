@@ -238,3 +238,19 @@ int pbs_lookup_user(const char *name, uint32_t *uid, uint32_t *gid) {
     *gid = pw.pw_gid;
     return 0;
 }
+
+#include <sys/socket.h>
+
+int pbs_accept_cloexec(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int pbs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred cred;
+    socklen_t length = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}

@@ -178,13 +178,30 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
             selected.deallocate()
         }
         var errors: UInt64 = 0
+        var markToken: UInt32 = 0
         while true {
             switch control.command {
             case .handOver: return .handOver
             case .stop: return .stop
             case .none: break
             }
-            let limit = consumer.cursor < setup.singleUntil ? 1 : cap
+            // A canary's comparison (the host's `ProcessWorker.snapshot`): once per token, the
+            // state and the cursor it belongs to, then a mark after every batch.
+            let token = control.markToken
+            if token != markToken {
+                markToken = token
+                if token != 0 { snapshot(consumer: consumer, plugin: plugin, control: control) }
+            }
+            var limit = consumer.cursor < setup.singleUntil ? 1 : cap
+            let fence = control.readLimit
+            if fence != 0 {
+                // A canary's shadow stops at the fence the host set (nothing past it is compared).
+                if consumer.cursor >= fence {
+                    usleep(2000)
+                    continue
+                }
+                limit = min(limit, Int(clamping: fence - consumer.cursor))
+            }
             switch consumer.poll(max: limit, into: batch) {
             case .events(let n):
                 var k = 0
@@ -221,6 +238,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
                     control.add(.delivered, UInt64(k))
                     control.add(.filtered, UInt64(n - k) - withheld)
                     control.cursor = consumer.cursor
+                    if markToken != 0 { mark(consumer.cursor, control: control) }
                 } else {
                     lapped(consumer: consumer, plugin: plugin, control: control)
                 }
@@ -232,6 +250,33 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
                 return .finished
             }
         }
+    }
+
+    /// The canary's snapshot: a mark at the cursor (in the host-call queue, so it is ordered
+    /// with the publishes), then the state saved at that cursor, over the channel.
+    func snapshot(consumer: RingConsumer, plugin: LoadedPlugin, control: WorkerControl) {
+        mark(consumer.cursor, control: control)
+        var w = WireWriter()
+        w.u64(consumer.cursor)
+        if plugin.supportsStateTransfer, let saved = plugin.saveState() {
+            w.u8(1)
+            w.data(saved)
+        } else {
+            w.u8(0)
+        }
+        try? channel.send(.snapshot, w.bytes)
+    }
+
+    /// Queues a mark: every publish before it belongs to events up to `cursor`. The host drains
+    /// the queue all the time, so a full queue empties; one that stays full for a second loses
+    /// the mark, and the host is told so (its comparison is then void).
+    func mark(_ cursor: UInt64, control: WorkerControl) {
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        for _ in 0..<10_000 {
+            if push(.mark, Self.le(cursor), empty) { return }
+            usleep(100)
+        }
+        control.markLost = true
     }
 
     func lapped(consumer: RingConsumer, plugin: LoadedPlugin, control: WorkerControl) {

@@ -19,6 +19,9 @@ struct CallCommand: ParsableCommand {
             returned (docs/manifest.md, "[exports]").
             """)
 
+    @Option(help: .hidden)
+    var user: String?
+
     @Argument(help: "The plugin's manifest: a .pbm or a plugin.toml.")
     var manifest: String
 
@@ -29,6 +32,16 @@ struct CallCommand: ParsableCommand {
     var arguments: [String] = []
 
     func run() throws {
+        if let user {
+            // `plugboard ctl call`: the daemon runs the call as the plugins' account, like a worker.
+            let parts = user.split(separator: ":").compactMap { UInt32($0) }
+            guard parts.count == 2 else { throw CLI.Failure("--user \(user): expected UID:GID") }
+            do throws(Errno) {
+                try LockDown.apply(account: LockDown.Account(name: "", uid: parts[0], gid: parts[1]))
+            } catch {
+                throw CLI.Failure("cannot run as \(user): \(error)")
+            }
+        }
         let m: Manifest
         do {
             m = manifest.hasSuffix(".toml") ? try ManifestTOML.parse(contentsOf: manifest) : try PBMReader.decode(contentsOf: manifest)

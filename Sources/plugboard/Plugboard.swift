@@ -34,6 +34,7 @@ struct Plugboard: AsyncParsableCommand {
         list.append(TestCommand.self)
         list.append(KeygenCommand.self)
         list.append(SignCommand.self)
+        list.append(CtlCommand.self)
         return list
     }
 

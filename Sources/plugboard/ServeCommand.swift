@@ -36,13 +36,27 @@ struct ServeCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("plugboard: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let options = Daemon.Options(
+        var control: ControlSettings?
+        if !config.controlSocket.isEmpty {
+            var group: (name: String, gid: UInt32)?
+            if !config.controlGroup.isEmpty {
+                if let g = getgrnam(config.controlGroup) {
+                    group = (config.controlGroup, g.pointee.gr_gid)
+                } else {
+                    logger.info("control.group \(config.controlGroup) does not exist: only root and the daemon's user may use the control socket")
+                }
+            }
+            control = ControlSettings(socket: config.controlSocket, group: group)
+        }
+        var options = Daemon.Options(
             logger: logger, listen: config.monitoring.enabled ? config.monitoring.listen : nil, notify: true,
             stateFile: config.shutdownStateFile.isEmpty ? nil : config.shutdownStateFile,
             onHTTPRunning: { address in
                 // One line on stdout, for people and for tests that bind port 0.
                 FileHandle.standardOutput.write(Data("plugboard: listening on http://\(address)\n".utf8))
             })
+        options.control = control
+        if case .defaultValue = effective.origin("control.socket") {} else { options.controlRequired = true }
         let report: ShutdownReport
         let started = ContinuousClock.now
         do {

@@ -146,4 +146,9 @@ int pbs_set_limit(int resource, uint64_t value);
 /** getpwnam_r: uid and gid of `name`. 0 when found, ENOENT when there is no such user, else errno. */
 int pbs_lookup_user(const char *name, uint32_t *uid, uint32_t *gid);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a connection whose descriptor no child inherits.
+int pbs_accept_cloexec(int fd);
+/// The SO_PEERCRED credentials of a Unix socket's peer; -1 with errno set on failure.
+int pbs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+
 #endif

@@ -9,8 +9,9 @@ import PlugboardSystem
 ///     gauge      f64 value, name
 ///     histogram  f64 value, name
 ///     log        u32 level, message
+///     mark       u64 cursor: every record before it belongs to events up to `cursor` (a canary)
 public enum HostCallRecord: UInt8, Sendable {
-    case publish = 1, counter = 2, gauge = 3, histogram = 4, log = 5
+    case publish = 1, counter = 2, gauge = 3, histogram = 4, log = 5, mark = 6
 
     /// One record read back on the host, checked (the worker is untrusted).
     public enum Decoded: Sendable {
@@ -19,6 +20,7 @@ public enum HostCallRecord: UInt8, Sendable {
         case gauge(name: String, value: Double)
         case histogram(name: String, value: Double)
         case log(level: Int32, message: String)
+        case mark(cursor: UInt64)
     }
 
     /// nil for an unknown kind or a payload too short for its kind.
@@ -44,6 +46,9 @@ public enum HostCallRecord: UInt8, Sendable {
             guard p.count >= 4 else { return nil }
             let level = Int32(bitPattern: UInt32(p[0]) | UInt32(p[1]) << 8 | UInt32(p[2]) << 16 | UInt32(p[3]) << 24)
             return .log(level: level, message: text(from: 4))
+        case .mark:
+            guard p.count >= 8 else { return nil }
+            return .mark(cursor: u64(0))
         case nil:
             return nil
         }

@@ -130,8 +130,15 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         /// Reload: hold the go until the predecessor handed over.
         var holdGo = false
         var handover: (cursor: UInt64, state: [UInt8]?)?
+        /// A canary's snapshot (`snapshot(timeout:)`).
+        var snapshot: (cursor: UInt64, state: [UInt8]?)?
     }
     let st: Mutex<State>
+    /// A canary's view of this worker's output (`Runtime.canary`): nil when none is taken.
+    let tap = Mutex<OutputTap?>(nil)
+    /// A canary's shadow: its publishes go to `tap` only, never to the output queue.
+    public let shadow: Bool
+    let snapshotSignal = DispatchSemaphore(value: 0)
     let initSignal = DispatchSemaphore(value: 0)
     let handoverSignal = DispatchSemaphore(value: 0)
     let finishedSignal = DispatchSemaphore(value: 0)
@@ -145,8 +152,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
 
     public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
                 outputQueue: OutputQueue, sourcePath: String? = nil, logger: Logger,
-                logLimits: PluginLogLimits = PluginLogLimits()) throws(Errno) {
+                logLimits: PluginLogLimits = PluginLogLimits(), shadow: Bool = false) throws(Errno) {
         self.spec = spec
+        self.shadow = shadow
         self.policy = policy
         self.ring = ring
         self.deviceTable = deviceTable
@@ -661,7 +669,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         if queue.corruption != nil { return true }  // reported once; the worker is being killed
         let r = queue.drain { kind, payload in
             switch HostCallRecord.decode(kind: kind, payload) {
-            case .publish(let topic, let data): _ = context.publish(topic: topic, payload: data)
+            case .publish(let topic, let data):
+                tap.withLock { $0?.add(OutputRecord(plugin: spec.name, topic: topic, payload: data)) }
+                if !shadow { _ = context.publish(topic: topic, payload: data) }
+            case .mark(let cursor): tap.withLock { $0?.mark(cursor) }
             case .counter(let name, let delta): context.counterAdd(name, delta)
             case .gauge(let name, let value): context.gaugeSet(name, value)
             case .histogram(let name, let value): context.histogramObserve(name, value)
@@ -709,6 +720,11 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             let saved = has == 1 ? try? r.data() : nil
             st.withLock { $0.handover = (cursor, saved) }
             handoverSignal.signal()
+        case .snapshot:
+            guard let cursor = try? r.u64(), let has = try? r.u8() else { return false }
+            let saved = has == 1 ? try? r.data() : nil
+            st.withLock { $0.snapshot = (cursor, saved) }
+            snapshotSignal.signal()
         case .done:
             break
         default:
@@ -716,6 +732,50 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         }
         return true
     }
+
+    // MARK: Canary
+
+    /// Starts taking this worker's output for a comparison: from the next mark on, each
+    /// publish is kept in order with the marks that place it among the events.
+    public func startTap(limit: Int) { tap.withLock { $0 = OutputTap(limit: limit) } }
+
+    /// What the tap took so far (the tap goes on).
+    public var tapped: OutputTap? { tap.withLock { $0 } }
+
+    /// Stops the tap and the marks; returns what was taken.
+    @discardableResult
+    public func stopTap() -> OutputTap? {
+        control.markToken = 0
+        return tap.withLock { t in defer { t = nil }; return t }
+    }
+
+    /// Asks the running plugin for its state and the cursor it belongs to, between two batches,
+    /// without stopping it; from then on it marks every batch in its host-call queue (see
+    /// `OutputTap`). nil when it did not answer within `timeout`.
+    public func snapshot(timeout: Duration) -> (cursor: UInt64, state: [UInt8]?)? {
+        st.withLock { $0.snapshot = nil }
+        requestMarks()
+        guard snapshotSignal.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success else { return nil }
+        return st.withLock { $0.snapshot }
+    }
+
+    /// Asks for marks (and a snapshot) with a fresh token; the worker sees it between batches.
+    public func requestMarks() {
+        let token = control.markToken
+        control.markToken = token == UInt32.max || token == 0 ? 1 : token + 1
+        ring.wakeAll()
+    }
+
+    /// The canary's fence: the worker reads nothing past `sequence` (0 lifts it).
+    public func fence(at sequence: UInt64) {
+        control.readLimit = sequence
+        ring.wakeAll()
+    }
+
+    /// The worker could not queue a mark: its tap cannot be trusted.
+    public var markLost: Bool { control.markLost }
+    /// Its own counters (not its predecessors').
+    public func counter(_ c: WorkerControl.Counter) -> UInt64 { control[c] }
 
     // MARK: Stop
 
@@ -765,5 +825,60 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         inherited.withLock { mine in
             for k in WorkerControl.Counter.allCases { mine[k, default: 0] &+= old.control[k] &+ (theirs[k] ?? 0) }
         }
+    }
+}
+
+
+/// One worker's output as a canary compares it: publishes in order, cut into segments by the
+/// marks the worker queues after each batch, so each segment is known to belong to the events
+/// between two cursors. Publishes before the first mark (init, or a batch under way when the
+/// tap began) are not kept. Bounded: past `limit` records, `overflowed` is set and no more kept.
+public struct OutputTap: Sendable {
+    public struct Segment: Sendable {
+        /// The cursor the worker had finished with when it marked this segment's end.
+        public var upTo: UInt64
+        public var records: [OutputRecord]
+    }
+    public let limit: Int
+    /// The first mark's cursor: the segments cover the events after it.
+    public private(set) var start: UInt64?
+    public private(set) var segments: [Segment] = []
+    public private(set) var overflowed = false
+    var current: [OutputRecord] = []
+    var kept = 0
+
+    public init(limit: Int) { self.limit = limit }
+
+    mutating func add(_ record: OutputRecord) {
+        guard start != nil else { return }
+        if kept >= limit {
+            overflowed = true
+            return
+        }
+        kept += 1
+        current.append(record)
+    }
+
+    mutating func mark(_ cursor: UInt64) {
+        if start == nil {
+            start = cursor
+            current = []
+            return
+        }
+        segments.append(Segment(upTo: cursor, records: current))
+        current = []
+    }
+
+    /// The last mark's cursor.
+    public var reached: UInt64? { segments.last?.upTo ?? start }
+
+    /// Whether a mark fell exactly on `cursor`.
+    public func marked(_ cursor: UInt64) -> Bool { start == cursor || segments.contains { $0.upTo == cursor } }
+
+    /// The records of the events after `from` up to and including `to`, in order; nil unless
+    /// marks fall exactly on both.
+    public func records(after from: UInt64, through to: UInt64) -> [OutputRecord]? {
+        guard marked(from), marked(to) else { return nil }
+        return segments.filter { $0.upTo > from && $0.upTo <= to }.flatMap(\.records)
     }
 }

@@ -23,6 +23,11 @@ import Glibc
 ///     40    callbackStart     (u64)  CLOCK_MONOTONIC ns the callback began (0: not in one)
 ///     48    counters          (u64 × 9) delivered, filtered, errors, laps, missed, resyncs, overruns, published, refused
 ///     144   command           (u32)  host -> worker: 1 hand over (hot reload), 2 stop now
+///     152   readLimit         (u64)  host -> worker: read no event past this sequence (0: no limit)
+///     160   markToken         (u32)  host -> worker: a new nonzero token asks for a snapshot (state
+///                                    and cursor), then a mark in the host-call queue after every
+///                                    batch, until the token is 0 again (a canary's comparison)
+///     164   markLost          (u32)  worker -> host: a mark could not be queued
 ///     1024  latency histogram (receipt → callback)
 ///     4096  callback duration histogram
 public final class WorkerControl: @unchecked Sendable {
@@ -114,6 +119,21 @@ public final class WorkerControl: @unchecked Sendable {
     public var command: Command {
         get { Command(rawValue: pbs_load_acquire_u32(u32(144))) ?? .none }
         set { pbs_store_release_u32(u32(144), newValue.rawValue) }
+    }
+    /// The canary's fence: the worker reads no event past this sequence (0: no limit).
+    public var readLimit: UInt64 {
+        get { pbs_load_acquire_u64(u64(152)) }
+        set { pbs_store_release_u64(u64(152), newValue) }
+    }
+    /// A new nonzero token asks the worker for a snapshot and marks (see the layout); 0 stops them.
+    public var markToken: UInt32 {
+        get { pbs_load_acquire_u32(u32(160)) }
+        set { pbs_store_release_u32(u32(160), newValue) }
+    }
+    /// Raised by the worker when a mark could not be queued (the comparison cannot be trusted).
+    public var markLost: Bool {
+        get { pbs_load_acquire_u32(u32(164)) != 0 }
+        set { pbs_store_release_u32(u32(164), newValue ? 1 : 0) }
     }
     /// Clears what a dead worker left behind (flags, the batch), keeping the counters.
     public func resetForRestart() {

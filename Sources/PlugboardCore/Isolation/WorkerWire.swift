@@ -16,7 +16,7 @@ public enum WireType: UInt8, Sendable {
     case setup = 1, go = 2, deviceTable = 3, shutdown = 4, handoff = 5
     // worker -> host
     case ready = 10, initFailed = 11, log = 12
-    case deviceTableRequest = 17, state = 18, done = 20
+    case deviceTableRequest = 17, state = 18, done = 20, snapshot = 21
 }
 
 /// Appends little-endian fields to a frame payload.

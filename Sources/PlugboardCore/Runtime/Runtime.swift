@@ -400,6 +400,13 @@ public final class Runtime: Sendable {
     /// Plugins that were rejected or failed to initialise.
     public var failures: [PluginFailure] { state.withLock { $0.failures } }
 
+    /// Puts `new` where `old` was in the list of workers (status, drain, shutdown see it).
+    func replaceWorker(_ old: any PluginWorker, with new: any PluginWorker) {
+        state.withLock { s in
+            if let i = s.workers.firstIndex(where: { $0 === old }) { s.workers[i] = new } else { s.workers.append(new) }
+        }
+    }
+
     // MARK: Hot reload
 
     /// Replaces the running plugin `name` with the build at `path`, without losing or repeating
@@ -411,12 +418,14 @@ public final class Runtime: Sendable {
     /// from that cursor.
     /// - Throws: `PluginLoadError` naming `path` when the new build cannot replace the old one
     ///   (not a plugin, another name, init failed...): the old one then keeps running untouched.
+    /// - Parameter settings: the new build's manifest settings (a production reload reads its new
+    ///   manifest); nil keeps the running build's (a development reload of the `.so` alone).
     @discardableResult
-    public func reload(pluginNamed name: String, from path: String) throws(PluginLoadError) -> any PluginWorker {
+    public func reload(pluginNamed name: String, from path: String, settings: ReloadSettings? = nil) throws(PluginLoadError) -> any PluginWorker {
         guard let running = state.withLock({ $0.workers.first { $0.name == name && $0.state == .running } }) else {
             throw PluginLoadError(file: path, kind: .skipped(reason: "no running plugin named '\(name)' to replace"))
         }
-        if let old = running as? ProcessWorker { return try reload(old, from: path) }
+        if let old = running as? ProcessWorker { return try reload(old, from: path, settings: settings) }
         let old = running as! Worker
         let copy = try ReloadCopies.shared.copy(of: path)
         let fresh: LoadedPlugin
@@ -432,11 +441,13 @@ public final class Runtime: Sendable {
             throw PluginLoadError(file: path, kind: .skipped(
                 reason: "the new build is named '\(fresh.name)', not '\(name)' (fix: keep the name, or restart to load it as another plugin)"))
         }
-        let context = PluginContext(name: name, configuration: old.configuration, outputQueue: outputQueue,
+        let context = PluginContext(name: name, configuration: settings?.configuration ?? old.configuration, outputQueue: outputQueue,
                                     deviceTable: deviceTable, logger: logger, logLimits: options.logLimits)
-        let next = Worker(plugin: fresh, context: context, consumer: ring.makeConsumer(name: name), batchSize: old.batchSize,
-                          filter: old.filter,
-                          deadline: old.deadlineNanoseconds > 0 ? .nanoseconds(Int64(old.deadlineNanoseconds)) : nil,
+        let next = Worker(plugin: fresh, context: context, consumer: ring.makeConsumer(name: name),
+                          batchSize: settings?.batchSize ?? old.batchSize,
+                          filter: settings.map { $0.filter } ?? old.filter,
+                          deadline: settings.map { $0.deadline }
+                              ?? (old.deadlineNanoseconds > 0 ? .nanoseconds(Int64(old.deadlineNanoseconds)) : nil),
                           cpus: options.cpuAffinity, sourcePath: old.sourcePath, handoff: Handoff(), logger: logger)
         next.start()
         if let error = next.waitForInit() {
@@ -471,9 +482,10 @@ extension Runtime {
     /// initialises while the old one still reads; then the old one stops after its batch and
     /// hands over its cursor and saved state; the new one reads on from there, and the old
     /// process runs its shutdown and exits — its image, Swift or not, goes with it.
-    func reload(_ old: ProcessWorker, from path: String) throws(PluginLoadError) -> any PluginWorker {
+    func reload(_ old: ProcessWorker, from path: String, settings: ReloadSettings?) throws(PluginLoadError) -> any PluginWorker {
         var spec = old.spec
         spec.path = path
+        if let settings { settings.apply(to: &spec) }
         _ = try ELFImage.inspect(path: path)  // in the host, before a worker is spawned for the new build
         let next: ProcessWorker
         do {

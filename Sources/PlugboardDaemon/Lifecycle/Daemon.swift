@@ -37,6 +37,12 @@ public enum Daemon {
         public var onStarted: @Sendable () -> Void
         /// Called when the shutdown begins, before its first step.
         public var onStopping: @Sendable () -> Void
+        /// The control socket (`serve`); nil serves none. `controlRequired`: a socket that
+        /// cannot be served stops the start (it was configured explicitly) rather than a warning.
+        public var control: ControlSettings?
+        public var controlRequired = false
+        /// Called with the control socket's path once it listens.
+        public var onControlListening: @Sendable (String) -> Void = { _ in }
 
         public init(logger: Logger = Logger(label: "plugboard"), environment: [String: String] = ProcessInfo.processInfo.environment,
                     listen: ListenAddress? = nil, notify: Bool = false, stopWhenSourceEnds: Bool = false, stateFile: String? = nil,
@@ -63,6 +69,23 @@ public enum Daemon {
         let state = DaemonState()
         let notifier = SystemdNotifier(environment: options.notify ? options.environment : [:])
         let service = DaemonService(host: host, options: options, metrics: metrics, state: state, notifier: notifier)
+        // The control socket listens from the start (`ctl status` answers while plugins
+        // initialise) and closes last, after the shutdown.
+        var control: ControlServer?
+        if let settings = options.control {
+            do {
+                control = try ControlServer(settings: settings, host: host, state: state, version: version, logger: options.logger)
+            } catch {
+                if options.controlRequired { throw error }
+                options.logger.warning("no control socket (plugboard ctl will not reach this daemon): \(error)")
+            }
+        }
+        if let control {
+            control.start()
+            options.logger.info("control socket listening", metadata: ["path": "\(control.path)"])
+            options.onControlListening(control.path)
+        }
+        defer { control?.stop() }
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let listen = options.listen {

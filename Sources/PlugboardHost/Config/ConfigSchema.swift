@@ -150,6 +150,11 @@ public enum ConfigSchema {
         ConfigKey(path: "plugins.open_files_limit", kind: .integer(0...1_048_576), defaultValue: .integer(0),
                   help: "Open files of each worker process (RLIMIT_NOFILE); 0: the daemon's."),
 
+        ConfigKey(path: "control.socket", kind: .string, defaultValue: .string("/run/plugboard/control.sock"),
+                  help: "Unix socket of `plugboard ctl` (serve only); empty serves none. Left at its default, a socket that cannot be created is a warning; set explicitly, an error."),
+        ConfigKey(path: "control.group", kind: .string, defaultValue: .string("plugboard"),
+                  help: "Members of this group may use the control socket besides root and the daemon's user (checked with SO_PEERCRED); empty: nobody else."),
+
         ConfigKey(path: "replay.pace", kind: .string, defaultValue: .string("recorded"),
                   help: "How a replay source is paced: \"recorded\" (each line's delay_ms), \"fast\" (no waits), or a speed-up such as \"10x\"."),
 

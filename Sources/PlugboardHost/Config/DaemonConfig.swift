@@ -156,6 +156,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var replayPace: String = "recorded"
     /// Empty when none is kept.
     public var shutdownStateFile: String
+    /// `[control]`: the control socket (empty: none) and the group that may use it.
+    public var controlSocket: String
+    public var controlGroup: String
 
     /// Every default, as documented.
     public static var defaults: DaemonConfig {
@@ -200,6 +203,8 @@ public struct DaemonConfig: Sendable, Equatable {
         self.shutdownDeadline = deadline
         self.replayPace = str("replay.pace")
         self.shutdownStateFile = str("shutdown.state_file")
+        self.controlSocket = str("control.socket")
+        self.controlGroup = str("control.group")
     }
 
     /// The smallest power of two >= n (n >= 1).
