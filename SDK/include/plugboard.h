@@ -52,7 +52,7 @@ extern "C" {
 /** ABI major version: a host loads only plugins with the same major. */
 #define PB_ABI_MAJOR 1
 /** ABI minor version: grows with each append-only addition. A host supports every older minor. */
-#define PB_ABI_MINOR 0
+#define PB_ABI_MINOR 1
 /** Packs a major/minor pair into one integer, for comparisons. */
 #define PB_ABI_VERSION(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor) & 0xffffu))
 
@@ -370,6 +370,12 @@ PB_STATIC_ASSERT(offsetof(pb_config, entries) == 8, pb_config_entries_offset);
  *   3. The new build's restore_state (when the old one saved state) runs on the new
  *      worker thread, then its events continue exactly after the old build's last
  *      event: none lost, none repeated.
+ *
+ * Since 1.1, a canary (`plugboard ctl reload NAME --canary`, process isolation) may also
+ * call save_state of a plugin that negotiated minor >= 1 between two events calls, without
+ * replacing it: the plugin then keeps running. save_state must therefore only describe the
+ * state, never change or release it. A plugin that negotiated 1.0 is never asked so: its
+ * canary starts from a fresh init instead.
  */
 typedef struct pb_plugin_api {
     uint32_t size;        /* since 1.0: sizeof(pb_plugin_api) as the plugin knows it (>= the 1.0 size) */

@@ -258,7 +258,8 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         mark(consumer.cursor, control: control)
         var w = WireWriter()
         w.u64(consumer.cursor)
-        if plugin.supportsStateTransfer, let saved = plugin.saveState() {
+        // Only a plugin built for ABI 1.1 or later knows save_state may come without a shutdown.
+        if plugin.abiMinor >= 1, plugin.supportsStateTransfer, let saved = plugin.saveState() {
             w.u8(1)
             w.data(saved)
         } else {

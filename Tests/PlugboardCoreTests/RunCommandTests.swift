@@ -108,6 +108,6 @@ struct RunCommandTests {
     @Test("--version names the host and ABI versions")
     func version() throws {
         let r = try TestSupport.run(plugboard, ["--version"])
-        #expect(r.status == 0 && r.output.contains("plugin ABI 1.0"))
+        #expect(r.status == 0 && r.output.contains("plugin ABI 1.1"))
     }
 }

@@ -90,7 +90,9 @@ final class DaemonProcess: Sendable {
         // These plugins are built by the tests without manifests (manifests are tested in
         // PlugboardManifestTests); the lifecycle under test is the same either way.
         process.arguments = ["serve", "--log-level", "notice", "--set", "plugins.manifests=false"] + arguments
-        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        // No control socket unless a test asks for one (--set control.socket wins over this):
+        // daemons of tests running at once would otherwise share the default path.
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "PLUGBOARD_CONTROL_SOCKET": ""]
         env.merge(environment) { $1 }
         process.environment = env
         process.standardOutput = outPipe
