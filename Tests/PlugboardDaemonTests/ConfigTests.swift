@@ -134,6 +134,7 @@ struct ConfigTests {
             "redis.tls_ca_file": "/etc/ssl/redis-ca.pem", "redis.tls_cert_file": "/etc/plugboard/client.pem",
             "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
             "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k",
+            "control.socket": "/run/pb/ctl.sock", "control.group": "adm",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]

@@ -112,9 +112,11 @@ struct ControlTests {
         #expect(viaCtl?["pid"] as? Int == viaHTTP?["pid"] as? Int && viaCtl?["pid"] as? Int != 0)
         #expect(Set(viaCtl?.keys.map { $0 } ?? []) == Set(viaHTTP?.keys.map { $0 } ?? []))
 
-        r = try Self.ctl(["devices", "--json"], socket: socket)
-        let devices = Self.json(r.stdout) as? [[String: Any]]
-        #expect(devices?.contains { $0["vendor_id"] as? String == "0781" } == true, "\(r.stdout)")
+        // The drive comes and goes every 5 ms: asked until it is there.
+        try d.waitFor("the drive in devices --json") {
+            let devices = Self.json(try Self.ctl(["devices", "--json"], socket: socket).stdout) as? [[String: Any]]
+            return devices?.contains { $0["vendor_id"] as? String == "0781" && $0["product_id"] as? String == "5581" } == true
+        }
     }
 
     @Test("refusals: no daemon (69), a user the socket's mode keeps out (77), a peer SO_PEERCRED refuses even on a world-writable socket (77, logged), a member of control.group is let in, a malformed request, an unknown plugin")

@@ -45,7 +45,7 @@ struct PackageTests {
                      "./lib/systemd/system/plugboard.service", "./etc/plugboard/plugboard.toml", "./etc/plugboard/trusted.d/",
                      "./usr/share/bash-completion/completions/plugboard", "./usr/share/zsh/vendor-completions/_plugboard",
                      "./usr/share/fish/vendor_completions.d/plugboard.fish", "./usr/share/man/man1/plugboard.1.gz",
-                     "./usr/share/man/man1/plugboard.serve.1.gz", "./usr/share/doc/plugboard/security.md",
+                     "./usr/share/man/man1/plugboard.serve.1.gz", "./usr/share/man/man1/plugboard.ctl.1.gz", "./usr/share/doc/plugboard/security.md",
                      "./usr/share/doc/plugboard/copyright", "./usr/share/plugboard/monitoring/alert-rules.yml",
                      "./usr/share/plugboard/monitoring/grafana-dashboard.json", "./usr/lib/plugboard/examples/plugins/libusb-logger.so",
                      "./usr/lib/plugboard/examples/plugins/usb-logger.pbm", "./usr/share/doc/plugboard/changelog.gz"] {
@@ -95,14 +95,17 @@ struct PackageTests {
         let serve = try withoutToolchain("""
             "$1"/usr/bin/plugboard serve --plugins "$1"/usr/lib/plugboard/examples/plugins --set plugins.registry_cache=none \
               --source replay:"$2" --set plugins.worker_executable="$1"/usr/lib/plugboard/plugboard-worker \
-              --plugin-config usb-logger.output=/dev/null --listen 127.0.0.1:0 > "$3" 2>&1 &
+              --plugin-config usb-logger.output=/dev/null --listen 127.0.0.1:0 --set control.socket="$1"/ctl.sock > "$3" 2>&1 &
             pid=$!
             i=0; while [ $i -lt 300 ] && ! grep -q 'listening on' "$3"; do sleep 0.1; i=$((i+1)); done
             sleep 0.5
+            "$1"/usr/bin/plugboard ctl status --socket "$1"/ctl.sock; echo "ctl=$?"
             kill -TERM $pid; wait $pid; echo "exit=$?"; cat "$3"
             """, [root.path, session, root.path + "/serve.log"])
         #expect(serve.stdout.contains("exit=0"), "\(serve.stdout) \(serve.stderr)")
         #expect(serve.stdout.contains("listening on http://127.0.0.1:"))
+        // The packaged control client asks the packaged daemon, both without the toolchain.
+        #expect(serve.stdout.contains("ctl=0") && serve.stdout.contains("plugins: 2 running"), "\(serve.stdout)")
     }
 
     @Test("a Swift plugin built with the toolchain loads in the packaged (statically linked) daemon's worker process")

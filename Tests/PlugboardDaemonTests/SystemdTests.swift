@@ -80,7 +80,10 @@ struct SystemdTests {
         #expect(unit.contains("Type=notify"))
         #expect(unit.contains("WatchdogSec="))
         // Nothing distribution-specific, the network fenced, one capability.
-        #expect(!unit.contains("SupplementaryGroups="), "no Debian-only groups")
+        // No distribution's groups (plugdev): only the package's own, for the control socket.
+        let groups = unit.split(separator: "\n").filter { $0.hasPrefix("SupplementaryGroups=") }
+        #expect(groups == ["SupplementaryGroups=plugboard"], "no Debian-only groups: \(groups)")
+        #expect(unit.contains("RuntimeDirectory=plugboard\n"), "the control socket's directory")
         #expect(unit.contains("IPAddressDeny=any") && unit.contains("IPAddressAllow=localhost"))
         #expect(unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN\n") && unit.contains("AmbientCapabilities=CAP_NET_ADMIN\n"))
         #expect(!unit.contains("DeviceAllow=/dev/bus/usb"), "DeviceAllow= names device classes or nodes, not a directory")

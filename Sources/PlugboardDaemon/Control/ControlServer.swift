@@ -136,6 +136,11 @@ public final class ControlServer: Sendable {
             _ = NativeThread(name: "pb-control-conn") { [self] in
                 defer { connections.subtract(1, ordering: .relaxed) }
                 serve(stream, peer: peer)
+                // Closing with unread input would reset the connection (ECONNRESET) before the
+                // peer read the answer: take what it still sends (a refused peer's request, the
+                // rest of an oversized line) until it closes, for a second at most.
+                stream.setTimeouts(.seconds(1))
+                _ = stream.readToEnd(limit: 1 << 20)
                 try? stream.close()
             }
         }
