@@ -66,6 +66,26 @@ struct SystemdTests {
         }
     }
 
+    @Test("as the unit runs it (an unprivileged user, the unit's one ambient capability) the daemon gets its 128 MiB udev receive buffer; without the capability 8 MiB and a warning with the fix",
+          .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func receiveBufferWithTheUnitsCapability() throws {
+        let unit = try String(contentsOfFile: packageRoot + "/packaging/plugboard.service", encoding: .utf8)
+        let ambient = try #require(unit.split(separator: "\n").first { $0.hasPrefix("AmbientCapabilities=") })
+        let caps = ambient.dropFirst("AmbientCapabilities=".count).split(separator: " ")
+            .map { "+" + $0.lowercased().replacingOccurrences(of: "cap_", with: "") }.joined(separator: ",")
+        let binary = try #require(productBinary("plugboard"))
+        func monitor(_ capabilities: [String]) throws -> String {
+            // A live kernel monitor never ends: `timeout` stops it once it has logged its buffer.
+            let r = try runProcess("/usr/bin/timeout", ["3", "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                                   + capabilities + ["--", binary, "monitor", "--udev-mode", "kernel", "--log-level", "info"], env: [:])
+            return r.stdout + r.stderr
+        }
+        let granted = try monitor(["--inh-caps=\(caps)", "--ambient-caps=\(caps)"])
+        #expect(granted.contains("requested_bytes=134217728 so_rcvbuf_bytes=268435456"), "\(granted)")
+        let refused = try monitor([])
+        #expect(refused.contains("less than the 128 MiB requested") && refused.contains("fix: run as root / with CAP_NET_ADMIN"), "\(refused)")
+    }
+
     @Test("packaging/plugboard.service passes systemd-analyze verify", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
     func unitVerifies() throws {
         // verify wants ExecStart's binary to exist: point a copy of the unit at the built one.
