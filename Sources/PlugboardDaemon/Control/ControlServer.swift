@@ -214,7 +214,14 @@ public final class ControlServer: Sendable {
             guard let name = r.plugin else { return .failed("quarantine release: which plugin?") }
             if state.shuttingDown { return .failed("the daemon is shutting down") }
             do { try host.releaseQuarantine(named: name) } catch { return .failed("\(error)") }
-            return .ok("\(name): released from quarantine; it reads from the newest event\n")
+            let p = host.status().plugins.first { $0.name == name }
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("plugin"); w.string(name)
+            w.key("state"); w.string(p?.state.rawValue ?? "unknown")
+            w.key("pid"); w.number(Int(p?.pid ?? 0))
+            w.endObject()
+            return .ok("\(name): released from quarantine (pid \(p?.pid ?? 0)); it reads from the newest event\n", w.text)
         case "call":
             guard let name = r.plugin, let symbol = r.symbol else { return .failed("call: which plugin and function? (plugboard ctl call NAME SYMBOL ARGS...)") }
             return call(name, symbol, r.args ?? [])
