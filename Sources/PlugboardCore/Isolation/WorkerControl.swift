@@ -23,6 +23,7 @@ import Glibc
 ///     40    callbackStart     (u64)  CLOCK_MONOTONIC ns the callback began (0: not in one)
 ///     48    counters          (u64 × 9) delivered, filtered, errors, laps, missed, resyncs, overruns, published, refused
 ///     144   command           (u32)  host -> worker: 1 hand over (hot reload), 2 stop now
+///     152   settle counters   (u64 × 3) coalesced, flaps, overflow
 ///     1024  latency histogram (receipt → callback)
 ///     4096  callback duration histogram
 public final class WorkerControl: @unchecked Sendable {
@@ -32,6 +33,10 @@ public final class WorkerControl: @unchecked Sendable {
 
     public enum Counter: Int, CaseIterable, Sendable {
         case delivered = 0, filtered, errors, laps, missed, resyncs, overruns, published, refused
+        /// The settle window's (after `command`: the first nine are packed before it).
+        case settleCoalesced, settleFlaps, settleOverflow
+
+        var offset: Int { rawValue < 9 ? 48 + rawValue * 8 : 152 + (rawValue - 9) * 8 }
     }
 
     public let file: FileDescriptor
@@ -104,8 +109,8 @@ public final class WorkerControl: @unchecked Sendable {
         return v == 0 ? nil : v
     }
     public subscript(counter: Counter) -> UInt64 {
-        get { pbs_load_relaxed_u64(u64(48 + counter.rawValue * 8)) }
-        set { pbs_store_release_u64(u64(48 + counter.rawValue * 8), newValue) }
+        get { pbs_load_relaxed_u64(u64(counter.offset)) }
+        set { pbs_store_release_u64(u64(counter.offset), newValue) }
     }
     public func add(_ counter: Counter, _ n: UInt64) { self[counter] = self[counter] &+ n }
     /// Host -> worker requests, read by the worker between batches (the host wakes it with the
