@@ -133,7 +133,7 @@ struct ConfigTests {
             "monitoring.request_timeout": "2s", "plugins.max_record_bytes": "1KiB", "plugins.log_rate": "5",
             "redis.tls_ca_file": "/etc/ssl/redis-ca.pem", "redis.tls_cert_file": "/etc/plugboard/client.pem",
             "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
-            "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k",
+            "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k", "performance.settle_devices": "7",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -156,6 +156,7 @@ struct ConfigTests {
         #expect(d.plugins.requireSignature && d.plugins.trustedKeysDir == "/k")
         #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
+        #expect(d.performance.settleDevices == 7 && d.performance.debounceMilliseconds == 0)
     }
 
     @Test("performance.cpu_affinity takes a CPU list or a bare integer; a bad list names the key and the fix", arguments: [
@@ -316,6 +317,8 @@ struct ConfigTests {
         #expect(problems(toml: "[redis]\nmaxlen = -1\n").first?.key == "redis.maxlen")
         #expect(problems(toml: "[redis]\nmaxlen = 0\n").isEmpty, "0 keeps every entry, as --redis-maxlen 0 does")
         #expect(problems(toml: "[udev]\nreceive_buffer = 1024\n").first?.key == "udev.receive_buffer")
+        let settle = problems(toml: "[performance]\nsettle_devices = 0\n").first
+        #expect(settle?.key == "performance.settle_devices" && settle?.fix == "use an integer from 1 to 65536 (default 128)")
     }
 
     @Test("a bad duration or one out of range is an error")
