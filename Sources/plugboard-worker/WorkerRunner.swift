@@ -266,11 +266,17 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
                     control.cursor = consumer.cursor
                     if let settle { publishSettle(settle) }
                 } else {
-                    settle?.discardAll()
+                    if let settle {
+                        settle.discardAll()
+                        publishSettle(settle)
+                    }
                     lapped(consumer: consumer, plugin: plugin, control: control)
                 }
             case .lapped:
-                settle?.discardAll()
+                if let settle {
+                    settle.discardAll()
+                    publishSettle(settle)
+                }
                 lapped(consumer: consumer, plugin: plugin, control: control)
             case .empty:
                 if let settle {

@@ -404,6 +404,7 @@ public final class Worker: PluginWorker {
 
     /// The consumer was lapped (before or during a batch): publish its counts, resync the plugin.
     private func lapped() {
+        publishSettleCounters()
         let skipped = consumer.missed &- missed.load(ordering: .relaxed)
         laps.store(consumer.laps, ordering: .relaxed)
         missed.store(consumer.missed, ordering: .relaxed)
