@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardCore
+import PlugboardManifest
 import Testing
 
 @testable import PlugboardDaemon
@@ -180,6 +181,20 @@ struct ConfigTests {
         #expect(c.daemon.performance.cpuAffinity.cpus == [1])
         let settings = try HostSettings(config: c, environment: [:])
         #expect(settings.cpuAffinity.cpus == [1], "the daemon's host gets it")
+    }
+
+    @Test("settle_ms = \"default\" takes performance.debounce_ms and performance.settle_devices; 0 there turns it off; a number is its own")
+    func settleWindowFromManifest() throws {
+        let dir = TempDir()
+        let file = dir.write("plugboard.toml", "[performance]\ndebounce_ms = 40\nsettle_devices = 9\n")
+        let settings = try HostSettings(config: ConfigLoader(searchPaths: [], environment: [:]).load(file: file), environment: [:])
+        #expect(settings.settle(for: WorkerSettings(settle: .daemonDefault)) == SettleOptions(window: .milliseconds(40), maxDevices: 9))
+        #expect(settings.settle(for: WorkerSettings(settle: .milliseconds(250))) == SettleOptions(window: .milliseconds(250), maxDevices: 9))
+        #expect(settings.settle(for: WorkerSettings()) == nil, "a plugin that does not ask gets no window")
+        let off = dir.write("off.toml", "[performance]\ndebounce_ms = 0\n")
+        let zero = try HostSettings(config: ConfigLoader(searchPaths: [], environment: [:]).load(file: off), environment: [:])
+        #expect(zero.settle(for: WorkerSettings(settle: .daemonDefault)) == nil)
+        #expect(zero.summary.contains { $0.key == "settle_default_ms" && $0.value == "0" })
     }
 
     @Test("a word outside a key's choices is rejected with a did-you-mean", arguments: [
