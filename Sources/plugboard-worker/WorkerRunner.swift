@@ -217,7 +217,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
             while true {
                 let k = settle.takeDue(now: now, into: batch, max: cap) { e, n in
                     if SettleWindow.reportsFlap(n) {
-                        note(PB_LOG_INFO, "device \(e.string(.syspath)) (\(SettleWindow.deviceID(e))) flapped within the settle window: added and removed, delivered as nothing (\(n) flaps of this device)")
+                        note(PB_LOG_INFO, "device \(e.string(.syspath)) (\(SettleWindow.deviceID(e))) flapped within the settle window: added and removed, delivered as nothing (flap \(n) of this device)")
                     }
                 }
                 if k > 0 {
