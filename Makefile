@@ -153,6 +153,12 @@ bench-isolation: deps
 	$(SWIFT) build -c release --product plugboard-worker
 	$(SWIFT) build -c release --product plugboard-bench-isolation
 	.build/release/plugboard-bench-isolation --runs 5 --events 500000 --plugins 16 --gap-us 200
+## bench-settle: the settle window's cost per event, and a plugin without one beside it, against a
+## plugin without one in the same run (docs/benchmarks.md, "## Settle window").
+.PHONY: bench-settle
+bench-settle: deps
+	$(SWIFT) build -c release --product plugboard-bench-settle
+	.build/release/plugboard-bench-settle --runs 7 --events 1000000
 
 ## release: plugboard and plugboard-worker with the Swift runtime linked statically (they run on
 ## a Debian 12 machine without the toolchain), in .build-static/release.

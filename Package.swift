@@ -66,6 +66,7 @@ let package = Package(
         .executable(name: "plugboard-bench-redis", targets: ["bench-redis"]),
         .executable(name: "plugboard-bench-ops", targets: ["bench-ops"]),
         .executable(name: "plugboard-bench-isolation", targets: ["bench-isolation"]),
+        .executable(name: "plugboard-bench-settle", targets: ["bench-settle"]),
         .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
         .library(name: "PlugboardSDK", targets: ["PlugboardSDK"]),
     ] + plugins.map(\.0),
@@ -138,6 +139,9 @@ let package = Package(
         // Process mode against thread mode: ring throughput, latency, start-up, publish (make bench-isolation).
         .executableTarget(name: "bench-isolation", dependencies: ["PlugboardCore", "PlugboardSystem",
                                                                   .product(name: "Logging", package: "swift-log")]),
+        // The settle window's cost per event against plugins without one, same run (make bench-settle).
+        .executableTarget(name: "bench-settle", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport",
+                                                               .product(name: "Logging", package: "swift-log")]),
 
         // The one host of run, serve and monitor: configuration -> settings, plugin discovery
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.

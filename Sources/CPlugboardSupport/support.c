@@ -95,6 +95,10 @@ int pbs_allowed_cpus(int32_t *out, int max) {
 
 int pbs_cpu_setsize(void) { return CPU_SETSIZE; }
 
+int pbs_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0 ? 0 : errno;
+}
+
 int32_t pbs_thread_id(void) { return (int32_t)syscall(SYS_gettid); }
 
 void pbs_set_thread_name(const char *name) {

@@ -176,11 +176,15 @@ extension HostAssembly {
                 let config = PluginConfiguration(manifest.config.map { (key: $0.key, value: $0.value) })
                     .overridden(by: overrides[name] ?? [:])
                 let deadline: Duration? = manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs))
+                let settle = settings.settle(for: manifest.worker)
+                let priority = settings.priority(for: manifest.worker, plugin: name, manifestPath: c.manifestPath, logger: logger)
                 if settings.isolation.isolation(for: name, manifest: manifest.worker.isolation) == .process {
                     // Nothing of the plugin is loaded here: its worker process opens it.
-                    let spec = ProcessPluginSpec(path: c.libraryPath, name: name, version: manifest.version, configuration: config,
+                    var spec = ProcessPluginSpec(path: c.libraryPath, name: name, version: manifest.version, configuration: config,
                                                  batchSize: Int(manifest.worker.batch), deadline: deadline,
                                                  manifest: PBMWriter.encode(manifest))
+                    spec.settle = settle
+                    spec.priority = priority
                     if runtime.addProcessPlugin(spec) { opened.append(name) } else { failed[name] = "was skipped" }
                     continue
                 }
@@ -200,7 +204,8 @@ extension HostAssembly {
                     continue
                 }
                 if runtime.addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
-                                     batchSize: Int(manifest.worker.batch), deadline: deadline) { opened.append(name) }
+                                     batchSize: Int(manifest.worker.batch), deadline: deadline, settle: settle,
+                                     priority: priority) { opened.append(name) }
                 else { failed[name] = "was skipped" }
             }
             if opened.isEmpty { continue }

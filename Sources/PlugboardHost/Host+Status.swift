@@ -38,6 +38,10 @@ extension HostAssembly {
             p.lastCrash = st.lastCrash
             p.publishRefused = st.publishRefused
             p.logDropped = st.logDropped
+            p.settleMilliseconds = Int((st.settleWindow?.nanoseconds ?? 0) / 1_000_000)
+            p.settleCoalesced = st.settleCoalesced
+            p.settleFlaps = st.settleFlaps
+            p.settleOverflow = st.settleOverflow
             plugins.append(p)
         }
         for f in runtime.failures {

@@ -126,6 +126,11 @@ public struct HostSettings: Sendable {
     public var lossy = false
     /// CPUs the source and the plugin workers are pinned to (empty: not pinned).
     public var cpuAffinity: CPUAffinity
+    /// The settle window of plugins whose manifest says `settle_ms = "default"`
+    /// (`performance.debounce_ms`; zero: those plugins get every event at once).
+    public var settleDefault: Duration = .milliseconds(25)
+    /// Most devices one plugin's settle window holds (`performance.settle_devices`).
+    public var settleDevices = SettleOptions.defaultMaxDevices
     public var discovery: PluginDiscovery
     public var udev: UdevSourceOptions
     /// nil: events are not published.
@@ -172,6 +177,8 @@ public struct HostSettings: Sendable {
         batchSize = config.performance.batchSize
         self.lossy = lossy
         cpuAffinity = config.performance.cpuAffinity
+        settleDefault = .milliseconds(config.performance.debounceMilliseconds)
+        settleDevices = config.performance.settleDevices
         if config.plugins.manifests {
             let cache: String?
             if config.plugins.registryCache == "none" { cache = nil }
@@ -270,6 +277,8 @@ public struct HostSettings: Sendable {
         s.append(("ring_slots", "\(ringSlots)"))
         s.append(("batch_size", "\(batchSize)"))
         s.append(("cpu_affinity", cpuAffinity.isEmpty ? "none" : cpuAffinity.description))
+        s.append(("settle_default_ms", "\(settleDefault.nanoseconds / 1_000_000)"))
+        s.append(("settle_devices", "\(settleDevices)"))
         s.append(("udev_mode", udev.mode.rawValue))
         s.append(("udev_receive_buffer", "\(udev.receiveBufferBytes)"))
         if let redis {

@@ -118,6 +118,11 @@ public struct PluginStatus: Sendable {
     public var publishRefused: UInt64 = 0
     /// Log messages dropped by its rate limit (plugins.log_rate).
     public var logDropped: UInt64 = 0
+    /// Its settle window in ms (0: none), and the window's counters (docs/operations.md, "Settle window").
+    public var settleMilliseconds: Int = 0
+    public var settleCoalesced: UInt64 = 0
+    public var settleFlaps: UInt64 = 0
+    public var settleOverflow: UInt64 = 0
 
     public init(name: String, version: String, state: State, events: UInt64 = 0, errors: UInt64 = 0, lag: UInt64 = 0,
                 laps: UInt64 = 0, lastError: String? = nil, callbackDuration: HistogramSnapshot = .empty, loadTime: Duration? = nil) {

@@ -89,21 +89,50 @@ public struct WorkerSettings: Sendable, Equatable {
         }
     }
 
+    /// `settle_ms`: whether events of one device are held and coalesced for this plugin
+    /// (docs/operations.md, "Settle window").
+    public enum Settle: Sendable, Equatable {
+        /// Every event at once (the default).
+        case off
+        /// `settle_ms = "default"`: the daemon's `performance.debounce_ms`.
+        case daemonDefault
+        /// `settle_ms = N`, 1...60,000 ms.
+        case milliseconds(UInt32)
+    }
+
     /// Most events per `events` call (1...4096). Default 64.
     public var batch: UInt32
     /// How long one callback may run before the host reports the plugin as stalled, in ms;
     /// 0 = no deadline. Default 0.
     public var deadlineMs: UInt32
     public var isolation: Isolation
+    /// The per-device settle window. Default `.off`.
+    public var settle: Settle
+    /// `nice` of the plugin's worker (-20...19); nil leaves the daemon's.
+    public var nice: Int8?
+    /// `cpu_affinity`: CPUs the plugin's worker runs on, as a cpulist ("2", "0-3", "0,2-3");
+    /// "" leaves the daemon's placement.
+    public var cpuAffinity: String
 
-    public init(batch: UInt32 = 64, deadlineMs: UInt32 = 0, isolation: Isolation = .process) {
+    public init(batch: UInt32 = 64, deadlineMs: UInt32 = 0, isolation: Isolation = .process, settle: Settle = .off,
+                nice: Int8? = nil, cpuAffinity: String = "") {
         self.batch = batch
         self.deadlineMs = deadlineMs
         self.isolation = isolation
+        self.settle = settle
+        self.nice = nice
+        self.cpuAffinity = cpuAffinity
     }
+
+    /// Whether any setting of the `tuning` section (kind 10) is set: a manifest without one is
+    /// written exactly as format 1.0 wrote it.
+    public var hasTuning: Bool { settle != .off || nice != nil || !cpuAffinity.isEmpty }
 
     public static let batchRange: ClosedRange<Int> = 1...4096
     public static let deadlineRange: ClosedRange<Int> = 0...3_600_000
+    /// `settle_ms` as an integer (0 = off).
+    public static let settleRange: ClosedRange<Int> = 0...60_000
+    public static let niceRange: ClosedRange<Int> = -20...19
 }
 
 /// One `[[match]]` rule. Every field that is set must match; unset fields match anything.

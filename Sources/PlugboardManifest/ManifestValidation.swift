@@ -98,6 +98,31 @@ public enum ManifestValidation {
         return nil
     }
 
+    /// `[worker] nice`: -20...19 (setpriority's range).
+    public static func nice(_ n: Int) -> Finding? {
+        WorkerSettings.niceRange.contains(n) ? nil
+            : ("\(n) is outside -20...19", "write a nice value from -20 (most favoured) to 19 (least); 0 is the default, 10 a background plugin")
+    }
+
+    /// Largest CPU number a cpulist may name (glibc's CPU_SETSIZE - 1).
+    public static let maxCPU = 1023
+
+    /// `[worker] cpu_affinity`: a cpulist as `taskset -c` takes it ("2", "0-3", "0,2-3"), not empty.
+    public static func cpuList(_ s: String) -> Finding? {
+        let fix = "write CPU numbers and ranges such as \"2\", \"0-3\" or \"0,2-3\" (taskset -c syntax), or remove the key not to pin"
+        if s.isEmpty { return ("the CPU list is empty", fix) }
+        for part in s.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+            guard bounds.count <= 2, bounds.allSatisfy({ !$0.isEmpty && $0.count <= 5 && $0.utf8.allSatisfy(isDigit) }),
+                  let lo = Int(bounds[0]), let hi = Int(bounds[bounds.count - 1]) else {
+                return ("\"\(part)\" in \"\(s)\" is not a CPU number or a range like 0-3", fix)
+            }
+            if lo > hi { return ("the range \"\(part)\" runs backwards", "write the smaller CPU first") }
+            if hi > maxCPU { return ("CPU \(hi) is past the largest CPU number Linux supports (\(maxCPU))", fix) }
+        }
+        return nil
+    }
+
     /// A short free-text field (author, license): one line, at most 255 bytes.
     public static func text(_ s: String, what: String, allowEmpty: Bool = false) -> Finding? {
         if s.isEmpty && !allowEmpty { return ("the \(what) is empty", "remove the empty entry") }

@@ -4,7 +4,10 @@ public enum PBMFormat {
     /// "PBMF"
     public static let magic: [UInt8] = [0x50, 0x42, 0x4D, 0x46]
     public static let formatMajor: UInt16 = 1
+    /// 0 for a file a 1.0 reader understands whole; 1 when it carries a `tuning` section (optional,
+    /// so a 1.0 reader skips it and runs the plugin without those settings).
     public static let formatMinor: UInt16 = 0
+    public static let formatMinorTuning: UInt16 = 1
     public static let headerSize = 32
     public static let sectionEntrySize = 16
     /// Offset of the CRC-32C field in the header; the checksum covers the file with this field zeroed.
@@ -25,6 +28,8 @@ public enum PBMFormat {
         case exports = 7
         case after = 8
         case authors = 9
+        /// Format 1.1: settle window, nice, CPU affinity. Written flagged optional.
+        case tuning = 10
 
         public var name: String {
             switch self {
@@ -37,6 +42,7 @@ public enum PBMFormat {
             case .exports: "exports"
             case .after: "after"
             case .authors: "authors"
+            case .tuning: "tuning"
             }
         }
 
@@ -52,11 +58,12 @@ public enum PBMFormat {
             case .exports: 16
             case .after: 8
             case .authors: 8
+            case .tuning: 16
             }
         }
 
         /// Sections holding exactly one record.
-        public var isSingle: Bool { self == .plugin || self == .libraryHash || self == .worker }
+        public var isSingle: Bool { self == .plugin || self == .libraryHash || self == .worker || self == .tuning }
     }
 
     public static let optionalFlag: UInt32 = 1
@@ -73,6 +80,15 @@ public enum PBMFormat {
 
     /// `match` record subsystem code.
     public static let subsystemUSB: UInt8 = 1
+    /// `tuning` record `flags` bits.
+    public enum TuningField {
+        /// `settle_ms = "default"` (the record's settle_ms is then 0).
+        public static let settleDefault: UInt16 = 1 << 0
+        public static let nice: UInt16 = 1 << 1
+        public static let cpuAffinity: UInt16 = 1 << 2
+        public static let all: UInt16 = 0x7
+    }
+
     /// `library-hash` algorithm code.
     public static let hashSHA256: UInt32 = 1
 }

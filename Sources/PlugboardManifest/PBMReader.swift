@@ -160,6 +160,30 @@ private struct Reader {
             throw fail("worker.isolation", "unknown isolation code \(isolationRaw) (0 = thread, 1 = process)")
         }
 
+        var worker = WorkerSettings(batch: batch, deadlineMs: deadline, isolation: isolation)
+        if let t = found[.tuning] {
+            let settle = u32(t, 0), flags = u16(t, 4), nice = Int8(bitPattern: u8(t, 6))
+            guard flags & ~PBMFormat.TuningField.all == 0 else { throw fail("tuning.flags", "unknown flag bits \(hex(UInt32(flags)))") }
+            guard WorkerSettings.settleRange.contains(Int(settle)) else {
+                throw fail("worker.settle_ms", "\(settle) is outside \(WorkerSettings.settleRange)")
+            }
+            if flags & PBMFormat.TuningField.settleDefault != 0 {
+                guard settle == 0 else { throw fail("worker.settle_ms", "both \"default\" and \(settle) ms are set") }
+                worker.settle = .daemonDefault
+            } else if settle > 0 {
+                worker.settle = .milliseconds(settle)
+            }
+            if flags & PBMFormat.TuningField.nice != 0 {
+                try check(ManifestValidation.nice(Int(nice)), "worker.nice")
+                worker.nice = nice
+            }
+            if flags & PBMFormat.TuningField.cpuAffinity != 0 {
+                let cpus = try string(t, 8, "worker.cpu_affinity")
+                try check(ManifestValidation.cpuList(cpus), "worker.cpu_affinity")
+                worker.cpuAffinity = cpus
+            }
+        }
+
         var rules: [MatchRule] = []
         let m = found[.match]!
         for i in 0..<(m.count / 24) {
@@ -218,7 +242,7 @@ private struct Reader {
         let manifest = Manifest(name: name, version: version, library: library, summary: summary,
                                 authors: authors, license: license,
                                 abiMajor: abiMajor, abiMinor: abiMinor, librarySHA256: hash,
-                                worker: WorkerSettings(batch: batch, deadlineMs: deadline, isolation: isolation),
+                                worker: worker,
                                 rules: rules, config: config, exports: exports, after: after)
         if let c = ManifestValidation.crossChecks(manifest).first {
             throw ManifestError(.field, file: file, field: c.field, problem: c.problem, fix: c.fix + ", then pack again")

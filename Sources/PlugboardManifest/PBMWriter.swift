@@ -63,6 +63,21 @@ public enum PBMWriter {
             for a in m.authors { w.strref(ref(a)) }
             sections.append((.authors, w.bytes))
         }
+        if m.worker.hasTuning {
+            var w = ByteWriter()
+            var flags: UInt16 = 0
+            var settle: UInt32 = 0
+            switch m.worker.settle {
+            case .off: break
+            case .daemonDefault: flags |= PBMFormat.TuningField.settleDefault
+            case .milliseconds(let ms): settle = ms
+            }
+            if m.worker.nice != nil { flags |= PBMFormat.TuningField.nice }
+            if !m.worker.cpuAffinity.isEmpty { flags |= PBMFormat.TuningField.cpuAffinity }
+            w.u32(settle); w.u16(flags); w.u8(UInt8(bitPattern: m.worker.nice ?? 0)); w.u8(0)
+            w.strref(m.worker.cpuAffinity.isEmpty ? (0, 0) : ref(m.worker.cpuAffinity))
+            sections.append((.tuning, w.bytes))
+        }
         sections.insert((.strings, strings.bytes), at: 0)
 
         // Layout: header, section table, then each section's payload aligned to 8.
@@ -73,13 +88,15 @@ public enum PBMWriter {
             let pad = (8 - offset % 8) % 8
             body += [UInt8](repeating: 0, count: pad)
             offset += pad
-            table.u32(kind.rawValue); table.u32(UInt32(offset)); table.u32(UInt32(payload.count)); table.u32(0)
+            // Sections newer than format 1.0 are optional: a 1.0 reader skips them.
+            let flags = kind == .tuning ? PBMFormat.optionalFlag : 0
+            table.u32(kind.rawValue); table.u32(UInt32(offset)); table.u32(UInt32(payload.count)); table.u32(flags)
             body += payload
             offset += payload.count
         }
         var header = ByteWriter()
         header.bytes += PBMFormat.magic
-        header.u16(PBMFormat.formatMajor); header.u16(PBMFormat.formatMinor)
+        header.u16(PBMFormat.formatMajor); header.u16(m.worker.hasTuning ? PBMFormat.formatMinorTuning : PBMFormat.formatMinor)
         header.u32(UInt32(offset)); header.u32(0)
         header.u32(UInt32(sections.count)); header.u32(UInt32(PBMFormat.headerSize)); header.u32(0); header.u32(0)
         var file = header.bytes + table.bytes + body

@@ -166,12 +166,40 @@ private struct Parser {
             report("worker", "must be a table, found \(v.type.description)", "write it as a [worker] table")
             return w
         }
-        unknownKeys(t, allowed: ["batch", "deadline_ms", "isolation"], at: "worker")
+        unknownKeys(t, allowed: ["batch", "deadline_ms", "isolation", "settle_ms", "nice", "cpu_affinity"], at: "worker")
         if let b = integer(t, "batch", at: "worker.batch", range: WorkerSettings.batchRange) { w.batch = UInt32(b) }
         if let d = integer(t, "deadline_ms", at: "worker.deadline_ms", range: WorkerSettings.deadlineRange) { w.deadlineMs = UInt32(d) }
         if let i = string(t, "isolation", at: "worker.isolation", required: false, example: "\"process\"") {
             if let iso = WorkerSettings.Isolation(name: i) { w.isolation = iso }
             else { report("worker.isolation", "\"\(i)\" is not an isolation mode", "write \"process\" (the default) or \"thread\"") }
+        }
+        if let v = t["settle_ms"] {
+            let fix = "write settle_ms = 250 (milliseconds, 1...60000), settle_ms = \"default\" for the daemon's performance.debounce_ms, or 0 (no window)"
+            if let ms = v.int {
+                if WorkerSettings.settleRange.contains(ms) { w.settle = ms == 0 ? .off : .milliseconds(UInt32(ms)) }
+                else { report("worker.settle_ms", "\(ms) is outside 0...60000", fix) }
+            } else if v.string == "default" {
+                w.settle = .daemonDefault
+            } else {
+                report("worker.settle_ms", v.string.map { "\"\($0)\" is not a number of milliseconds or \"default\"" }
+                       ?? "must be an integer or \"default\", found \(v.type.description)", fix)
+            }
+        }
+        if let v = t["nice"] {
+            if let n = v.int {
+                if let f = ManifestValidation.nice(n) { report("worker.nice", f.problem, f.fix) } else { w.nice = Int8(n) }
+            } else {
+                report("worker.nice", "must be an integer, found \(v.type.description)", "write nice = 10 (from -20 to 19) without quotes")
+            }
+        }
+        if let v = t["cpu_affinity"] {
+            // A bare integer is one CPU, as in the daemon's performance.cpu_affinity.
+            let text = v.int.map(String.init) ?? v.string
+            if let text {
+                if let f = ManifestValidation.cpuList(text) { report("worker.cpu_affinity", f.problem, f.fix) } else { w.cpuAffinity = text }
+            } else {
+                report("worker.cpu_affinity", "must be a CPU list string, found \(v.type.description)", "write cpu_affinity = \"2\" or \"0-3\"")
+            }
         }
         return w
     }

@@ -73,6 +73,14 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         }
         let path = setup.pluginPath
         maxRecordBytes = Int(setup.maxRecordBytes)
+        // Priority first, while the daemon's CAP_SYS_NICE (if any) is still held; threads the
+        // plugin starts inherit both. Not applied is a warning: the plugin runs, at the default.
+        if let nice = setup.nice, let problem = WorkerPriority.applyNice(nice) {
+            note(PB_LOG_WARNING, "worker priority not applied: \(problem)")
+        }
+        if !setup.cpus.isEmpty, let problem = WorkerPriority.applyAffinity(CPUAffinity(setup.cpus.map(Int.init))) {
+            note(PB_LOG_WARNING, "worker priority not applied: \(problem)")
+        }
         // Before any plugin code: limits, then privileges (a dropped uid cannot raise limits).
         do throws(Errno) {
             if setup.addressSpace > 0 { try LockDown.limit(.addressSpace, to: setup.addressSpace) }
@@ -179,11 +187,60 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         }
         var errors: UInt64 = 0
         var markToken: UInt32 = 0
+        func call(_ events: UnsafeMutablePointer<UnsafePointer<pb_event>?>, _ k: Int) {
+            let start = pbs_monotonic_ns()
+            for i in 0..<k { control.latency.record(start &- events[i]!.pointee.timestamp_ns) }
+            control.enterCallback(first: events[0]!.pointee.sequence, last: events[k - 1]!.pointee.sequence, at: start)
+            control.activity = .inEvents
+            let status = plugin.deliver(events, count: UInt32(k))
+            control.activity = .idle
+            control.leaveCallback()
+            control.callbackDuration.record(pbs_monotonic_ns() &- start)
+            if status != PB_OK {
+                errors += 1
+                control.add(.errors, 1)
+                if errors == 1 || errors % 100 == 0 {
+                    note(PB_LOG_ERROR, "events callback returned \(statusName(status)) (\(errors) so far)")
+                }
+            }
+        }
+        // The settle window (docs/operations.md, "Settle window"): nil for a plugin without one,
+        // whose path below is today's but for a branch per batch.
+        let settle = setup.settleNanoseconds > 0
+            ? SettleWindow(SettleOptions(window: .nanoseconds(Int64(setup.settleNanoseconds)), maxDevices: Int(setup.settleDevices)))
+            : nil
+        func publishSettle(_ settle: SettleWindow) {
+            control[.settleCoalesced] = settle.coalesced
+            control[.settleFlaps] = settle.flaps
+            control[.settleOverflow] = settle.overflow
+        }
+        func deliverSettled(_ settle: SettleWindow, upTo now: UInt64) {
+            while true {
+                let k = settle.takeDue(now: now, into: batch, max: cap) { e, n in
+                    if SettleWindow.reportsFlap(n) {
+                        note(PB_LOG_INFO, "device \(e.string(.syspath)) (\(SettleWindow.deviceID(e))) flapped within the settle window: added and removed, delivered as nothing (flap \(n) of this device)")
+                    }
+                }
+                if k > 0 {
+                    call(batch, k)
+                    control.add(.delivered, UInt64(k))
+                }
+                settle.release()
+                if k < cap { break }
+            }
+            publishSettle(settle)
+        }
         while true {
             switch control.command {
-            case .handOver: return .handOver
+            case .handOver:
+                // What the window holds goes to this build before it saves its state.
+                if let settle, settle.held > 0 { deliverSettled(settle, upTo: .max) }
+                return .handOver
             case .stop: return .stop
             case .none: break
+            }
+            if let settle, settle.held > 0, pbs_monotonic_ns() >= settle.nextDue {
+                deliverSettled(settle, upTo: pbs_monotonic_ns())
             }
             // A canary's comparison (the host's `ProcessWorker.snapshot`): once per token, the
             // state and the cursor it belongs to, then a mark after every batch.
@@ -217,36 +274,36 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
                         k += 1
                     }
                 }
-                if k > 0 {
-                    let start = pbs_monotonic_ns()
-                    for i in 0..<k { control.latency.record(start &- selected[i]!.pointee.timestamp_ns) }
-                    control.enterCallback(first: selected[0]!.pointee.sequence, last: selected[k - 1]!.pointee.sequence, at: start)
-                    control.activity = .inEvents
-                    let status = plugin.deliver(selected, count: UInt32(k))
-                    control.activity = .idle
-                    control.leaveCallback()
-                    control.callbackDuration.record(pbs_monotonic_ns() &- start)
-                    if status != PB_OK {
-                        errors += 1
-                        control.add(.errors, 1)
-                        if errors == 1 || errors % 100 == 0 {
-                            note(PB_LOG_ERROR, "events callback returned \(statusName(status)) (\(errors) so far)")
-                        }
-                    }
-                }
+                var direct = k
+                if let settle { direct = settle.hold(selected, count: k, now: pbs_monotonic_ns()) }
+                if direct > 0 { call(selected, direct) }
                 if consumer.commit() {
-                    control.add(.delivered, UInt64(k))
+                    control.add(.delivered, UInt64(direct))
                     control.add(.filtered, UInt64(n - k) - withheld)
                     control.cursor = consumer.cursor
+                    if let settle { publishSettle(settle) }
                     if markToken != 0 { mark(consumer.cursor, control: control) }
                 } else {
+                    if let settle {
+                        settle.discardAll()
+                        publishSettle(settle)
+                    }
                     lapped(consumer: consumer, plugin: plugin, control: control)
                 }
             case .lapped:
+                if let settle {
+                    settle.discardAll()
+                    publishSettle(settle)
+                }
                 lapped(consumer: consumer, plugin: plugin, control: control)
             case .empty:
-                consumer.wait(timeoutNanoseconds: 100_000_000)
+                if let settle {
+                    consumer.wait(timeoutNanoseconds: settle.sleepNanoseconds(now: pbs_monotonic_ns(), idle: 100_000_000))
+                } else {
+                    consumer.wait(timeoutNanoseconds: 100_000_000)
+                }
             case .finished:
+                if let settle, settle.held > 0 { deliverSettled(settle, upTo: .max) }
                 return .finished
             }
         }

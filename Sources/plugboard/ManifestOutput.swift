@@ -15,7 +15,34 @@ struct ManifestJSON: Encodable {
         var actions: [String]
         var summary: String
     }
-    struct Worker: Encodable { var batch: UInt32; var deadline_ms: UInt32; var isolation: String }
+    struct Worker: Encodable {
+        var batch: UInt32; var deadline_ms: UInt32; var isolation: String
+        /// 0 (no window), a number of ms, or "default" (the daemon's performance.debounce_ms).
+        var settle_ms: SettleValue; var nice: Int8?; var cpu_affinity: String
+    }
+    enum SettleValue: Encodable {
+        case ms(UInt32), daemonDefault
+        init(_ s: WorkerSettings.Settle) {
+            switch s {
+            case .off: self = .ms(0)
+            case .daemonDefault: self = .daemonDefault
+            case .milliseconds(let n): self = .ms(n)
+            }
+        }
+        var text: String {
+            switch self {
+            case .ms(let n): "\(n)"
+            case .daemonDefault: "default"
+            }
+        }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .ms(let n): try c.encode(n)
+            case .daemonDefault: try c.encode("default")
+            }
+        }
+    }
     struct Export: Encodable { var symbol: String; var signature: String }
 
     var name: String
@@ -49,7 +76,8 @@ struct ManifestJSON: Encodable {
         abi = "\(m.abiMajor).\(m.abiMinor)"
         library_sha256 = m.librarySHA256?.hexString
         after = m.after
-        worker = Worker(batch: m.worker.batch, deadline_ms: m.worker.deadlineMs, isolation: m.worker.isolation.name)
+        worker = Worker(batch: m.worker.batch, deadline_ms: m.worker.deadlineMs, isolation: m.worker.isolation.name,
+                        settle_ms: SettleValue(m.worker.settle), nice: m.worker.nice, cpu_affinity: m.worker.cpuAffinity)
         match = m.rules.enumerated().map { i, r in
             Rule(index: i + 1, subsystem: r.subsystem, vendor: h(r.vendor), product: h(r.product), device_class: h(r.deviceClass),
                  interface_class: h(r.interfaceClass), serial: r.serial, actions: r.actions.names, summary: r.summary)
@@ -91,7 +119,11 @@ enum Output {
         if !m.authors.isEmpty { out.append("\(indent)authors:     \(m.authors.joined(separator: ", "))") }
         if !m.license.isEmpty { out.append("\(indent)license:     \(m.license)") }
         out.append("\(indent)abi:         \(m.abiMajor).\(m.abiMinor)")
-        out.append("\(indent)worker:      batch=\(m.worker.batch) deadline_ms=\(m.worker.deadlineMs) isolation=\(m.worker.isolation.name)")
+        var worker = "batch=\(m.worker.batch) deadline_ms=\(m.worker.deadlineMs) isolation=\(m.worker.isolation.name)"
+        if m.worker.settle != .off { worker += " settle_ms=\(ManifestJSON.SettleValue(m.worker.settle).text)" }
+        if let n = m.worker.nice { worker += " nice=\(n)" }
+        if !m.worker.cpuAffinity.isEmpty { worker += " cpu_affinity=\(m.worker.cpuAffinity)" }
+        out.append("\(indent)worker:      \(worker)")
         if !m.after.isEmpty { out.append("\(indent)after:       \(m.after.joined(separator: ", "))") }
         for (i, r) in m.rules.enumerated() { out.append("\(indent)match[\(i + 1)]:    \(r.summary)") }
         for c in m.config { out.append("\(indent)config:      \(c.key) = \"\(c.value)\"") }

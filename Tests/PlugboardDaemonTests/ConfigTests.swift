@@ -1,5 +1,6 @@
 import Foundation
 import PlugboardCore
+import PlugboardManifest
 import Testing
 
 @testable import PlugboardDaemon
@@ -133,7 +134,7 @@ struct ConfigTests {
             "monitoring.request_timeout": "2s", "plugins.max_record_bytes": "1KiB", "plugins.log_rate": "5",
             "redis.tls_ca_file": "/etc/ssl/redis-ca.pem", "redis.tls_cert_file": "/etc/plugboard/client.pem",
             "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
-            "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k",
+            "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k", "performance.settle_devices": "7",
             "control.socket": "/run/pb/ctl.sock", "control.group": "adm",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
@@ -157,6 +158,7 @@ struct ConfigTests {
         #expect(d.plugins.requireSignature && d.plugins.trustedKeysDir == "/k")
         #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
+        #expect(d.performance.settleDevices == 7 && d.performance.debounceMilliseconds == 0)
     }
 
     @Test("performance.cpu_affinity takes a CPU list or a bare integer; a bad list names the key and the fix", arguments: [
@@ -180,6 +182,20 @@ struct ConfigTests {
         #expect(c.daemon.performance.cpuAffinity.cpus == [1])
         let settings = try HostSettings(config: c, environment: [:])
         #expect(settings.cpuAffinity.cpus == [1], "the daemon's host gets it")
+    }
+
+    @Test("settle_ms = \"default\" takes performance.debounce_ms and performance.settle_devices; 0 there turns it off; a number is its own")
+    func settleWindowFromManifest() throws {
+        let dir = TempDir()
+        let file = dir.write("plugboard.toml", "[performance]\ndebounce_ms = 40\nsettle_devices = 9\n")
+        let settings = try HostSettings(config: ConfigLoader(searchPaths: [], environment: [:]).load(file: file), environment: [:])
+        #expect(settings.settle(for: WorkerSettings(settle: .daemonDefault)) == SettleOptions(window: .milliseconds(40), maxDevices: 9))
+        #expect(settings.settle(for: WorkerSettings(settle: .milliseconds(250))) == SettleOptions(window: .milliseconds(250), maxDevices: 9))
+        #expect(settings.settle(for: WorkerSettings()) == nil, "a plugin that does not ask gets no window")
+        let off = dir.write("off.toml", "[performance]\ndebounce_ms = 0\n")
+        let zero = try HostSettings(config: ConfigLoader(searchPaths: [], environment: [:]).load(file: off), environment: [:])
+        #expect(zero.settle(for: WorkerSettings(settle: .daemonDefault)) == nil)
+        #expect(zero.summary.contains { $0.key == "settle_default_ms" && $0.value == "0" })
     }
 
     @Test("a word outside a key's choices is rejected with a did-you-mean", arguments: [
@@ -317,6 +333,8 @@ struct ConfigTests {
         #expect(problems(toml: "[redis]\nmaxlen = -1\n").first?.key == "redis.maxlen")
         #expect(problems(toml: "[redis]\nmaxlen = 0\n").isEmpty, "0 keeps every entry, as --redis-maxlen 0 does")
         #expect(problems(toml: "[udev]\nreceive_buffer = 1024\n").first?.key == "udev.receive_buffer")
+        let settle = problems(toml: "[performance]\nsettle_devices = 0\n").first
+        #expect(settle?.key == "performance.settle_devices" && settle?.fix == "use an integer from 1 to 65536 (default 128)")
     }
 
     @Test("a bad duration or one out of range is an error")

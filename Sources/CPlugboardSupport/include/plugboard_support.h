@@ -79,6 +79,12 @@ int pbs_pin_current_thread(const int32_t *cpus, int count);
 int pbs_allowed_cpus(int32_t *out, int max);
 /** CPU_SETSIZE: CPU numbers must be below it. */
 int pbs_cpu_setsize(void);
+/**
+ * Sets the nice value of the calling thread (setpriority(PRIO_PROCESS, gettid())): Linux keeps
+ * nice per thread, and threads created later inherit it. Returns 0 or an errno value (EACCES:
+ * lowering nice below the current value needs CAP_SYS_NICE or RLIMIT_NICE).
+ */
+int pbs_set_thread_nice(int nice);
 
 /** The calling thread's kernel id (gettid). */
 int32_t pbs_thread_id(void);

@@ -55,6 +55,10 @@ public struct ProcessPluginSpec: Sendable {
     public var checkName = true
     /// With `checkName` false: configuration by the name the plugin will report.
     public var configurationByName: [String: PluginConfiguration] = [:]
+    /// The settle window (nil: every event at once).
+    public var settle: SettleOptions?
+    /// The worker process's nice value and CPUs, set in it before the plugin loads.
+    public var priority = WorkerPriority()
 
     public init(path: String, name: String, version: String, configuration: PluginConfiguration, batchSize: Int,
                 deadline: Duration?, manifest: [UInt8]) {
@@ -208,7 +212,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             published: context.publishCounts.accepted, publishRefused: context.publishCounts.refused &+ c(.refused),
             lastError: s.lastError, isolation: .process, pid: s.process?.pid ?? 0, restarts: s.restarts,
             crashes: s.crashes, skipped: UInt64(s.skip.count), quarantineReason: s.quarantineReason, lastCrash: s.lastCrash,
-            logDropped: context.logDropped)
+            logDropped: context.logDropped, settleWindow: spec.settle?.window, settleCoalesced: c(.settleCoalesced),
+            settleFlaps: c(.settleFlaps), settleOverflow: c(.settleOverflow))
     }
 
     // MARK: Start
@@ -242,6 +247,12 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         s.cpuSeconds = policy.cpuSeconds
         s.openFiles = policy.openFiles
         s.maxRecordBytes = UInt32(context.outputQueue.maxRecordBytes)
+        if let settle = spec.settle {
+            s.settleNanoseconds = settle.windowNanoseconds
+            s.settleDevices = UInt32(settle.maxDevices)
+        }
+        s.nice = spec.priority.nice
+        s.cpus = spec.priority.cpus.cpus.map(UInt32.init)
         st.withLock {
             s.singleUntil = $0.singleUntil
             s.skip = $0.skip

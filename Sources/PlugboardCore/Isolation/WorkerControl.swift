@@ -23,11 +23,12 @@ import Glibc
 ///     40    callbackStart     (u64)  CLOCK_MONOTONIC ns the callback began (0: not in one)
 ///     48    counters          (u64 × 9) delivered, filtered, errors, laps, missed, resyncs, overruns, published, refused
 ///     144   command           (u32)  host -> worker: 1 hand over (hot reload), 2 stop now
-///     152   readLimit         (u64)  host -> worker: read no event past this sequence (0: no limit)
-///     160   markToken         (u32)  host -> worker: a new nonzero token asks for a snapshot (state
+///     152   settle counters   (u64 × 3) coalesced, flaps, overflow
+///     176   readLimit         (u64)  host -> worker: read no event past this sequence (0: no limit)
+///     184   markToken         (u32)  host -> worker: a new nonzero token asks for a snapshot (state
 ///                                    and cursor), then a mark in the host-call queue after every
 ///                                    batch, until the token is 0 again (a canary's comparison)
-///     164   markLost          (u32)  worker -> host: a mark could not be queued
+///     188   markLost          (u32)  worker -> host: a mark could not be queued
 ///     1024  latency histogram (receipt → callback)
 ///     4096  callback duration histogram
 public final class WorkerControl: @unchecked Sendable {
@@ -37,6 +38,10 @@ public final class WorkerControl: @unchecked Sendable {
 
     public enum Counter: Int, CaseIterable, Sendable {
         case delivered = 0, filtered, errors, laps, missed, resyncs, overruns, published, refused
+        /// The settle window's (after `command`: the first nine are packed before it).
+        case settleCoalesced, settleFlaps, settleOverflow
+
+        var offset: Int { rawValue < 9 ? 48 + rawValue * 8 : 152 + (rawValue - 9) * 8 }
     }
 
     public let file: FileDescriptor
@@ -109,8 +114,8 @@ public final class WorkerControl: @unchecked Sendable {
         return v == 0 ? nil : v
     }
     public subscript(counter: Counter) -> UInt64 {
-        get { pbs_load_relaxed_u64(u64(48 + counter.rawValue * 8)) }
-        set { pbs_store_release_u64(u64(48 + counter.rawValue * 8), newValue) }
+        get { pbs_load_relaxed_u64(u64(counter.offset)) }
+        set { pbs_store_release_u64(u64(counter.offset), newValue) }
     }
     public func add(_ counter: Counter, _ n: UInt64) { self[counter] = self[counter] &+ n }
     /// Host -> worker requests, read by the worker between batches (the host wakes it with the
@@ -122,18 +127,18 @@ public final class WorkerControl: @unchecked Sendable {
     }
     /// The canary's fence: the worker reads no event past this sequence (0: no limit).
     public var readLimit: UInt64 {
-        get { pbs_load_acquire_u64(u64(152)) }
-        set { pbs_store_release_u64(u64(152), newValue) }
+        get { pbs_load_acquire_u64(u64(176)) }
+        set { pbs_store_release_u64(u64(176), newValue) }
     }
     /// A new nonzero token asks the worker for a snapshot and marks (see the layout); 0 stops them.
     public var markToken: UInt32 {
-        get { pbs_load_acquire_u32(u32(160)) }
-        set { pbs_store_release_u32(u32(160), newValue) }
+        get { pbs_load_acquire_u32(u32(184)) }
+        set { pbs_store_release_u32(u32(184), newValue) }
     }
     /// Raised by the worker when a mark could not be queued (the comparison cannot be trusted).
     public var markLost: Bool {
-        get { pbs_load_acquire_u32(u32(164)) != 0 }
-        set { pbs_store_release_u32(u32(164), newValue ? 1 : 0) }
+        get { pbs_load_acquire_u32(u32(188)) != 0 }
+        set { pbs_store_release_u32(u32(188), newValue ? 1 : 0) }
     }
     /// Clears what a dead worker left behind (flags, the batch), keeping the counters.
     public func resetForRestart() {

@@ -27,6 +27,12 @@ public struct WorkerSetup: Sendable, Equatable {
     public var byName: [String: PluginConfiguration] = [:]
     /// Largest record `publish` accepts (the host's, so a larger one is refused at the call).
     public var maxRecordBytes: UInt32 = 64 << 10
+    /// The settle window in ns (0: none) and the most devices it holds.
+    public var settleNanoseconds: UInt64 = 0
+    public var settleDevices: UInt32 = UInt32(SettleOptions.defaultMaxDevices)
+    /// Nice value to set before the plugin loads (nil: keep); CPUs to pin to (empty: keep).
+    public var nice: Int32?
+    public var cpus: [UInt32] = []
 
     public init(pluginPath: String, expectedName: String, configuration: PluginConfiguration, batchSize: UInt32) {
         self.pluginPath = pluginPath
@@ -71,6 +77,12 @@ public struct WorkerSetup: Sendable, Equatable {
             }
         }
         w.u32(maxRecordBytes)
+        w.u64(settleNanoseconds)
+        w.u32(settleDevices)
+        w.u8(nice == nil ? 0 : 1)
+        w.u32(UInt32(bitPattern: nice ?? 0))
+        w.u32(UInt32(cpus.count))
+        for c in cpus { w.u32(c) }
         return w.bytes
     }
 
@@ -106,6 +118,14 @@ public struct WorkerSetup: Sendable, Equatable {
             s.byName[name] = PluginConfiguration(entries)
         }
         s.maxRecordBytes = try r.u32()
+        s.settleNanoseconds = try r.u64()
+        s.settleDevices = max(1, min(try r.u32(), 1 << 16))
+        let hasNice = try r.u8()
+        let nice = Int32(bitPattern: try r.u32())
+        if hasNice == 1 { s.nice = nice }
+        let cpus = try r.u32()
+        guard cpus <= 1024 else { throw WireReader.Truncated() }
+        for _ in 0..<cpus { s.cpus.append(try r.u32()) }
         return s
     }
 }

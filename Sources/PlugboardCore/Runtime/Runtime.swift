@@ -37,6 +37,8 @@ struct PendingPlugin {
     var configuration: PluginConfiguration?
     var batchSize: Int?
     var deadline: Duration?
+    var settle: SettleOptions?
+    var priority: WorkerPriority
 }
 
 /// One plugin that did not make it, with the reason (shown by `run`, `explain`, `/plugins`).
@@ -116,11 +118,14 @@ public final class Runtime: Sendable {
 
     /// Adds an opened plugin. `filter` selects its events; `configuration` overrides
     /// `options.pluginConfiguration[name]`; `batchSize` overrides `options.batchSize` for this
-    /// plugin; a callback longer than `deadline` is counted as an overrun and logged.
+    /// plugin; a callback longer than `deadline` is counted as an overrun and logged; `settle`
+    /// holds and coalesces each device's events for this plugin (nil: every event at once);
+    /// `priority` sets the worker thread's nice value and CPUs (its CPUs replace `options.cpuAffinity`).
     /// Returns false (and records why) for a duplicate name.
     @discardableResult
     public func addPlugin(_ plugin: LoadedPlugin, filter: EventFilter? = nil, configuration: PluginConfiguration? = nil,
-                          batchSize: Int? = nil, deadline: Duration? = nil) -> Bool {
+                          batchSize: Int? = nil, deadline: Duration? = nil, settle: SettleOptions? = nil,
+                          priority: WorkerPriority = WorkerPriority()) -> Bool {
         if isDuplicate(plugin.name) {
             plugin.unload()
             recordFailure(path: plugin.path, PluginLoadError(file: plugin.path, kind: .skipped(
@@ -128,7 +133,8 @@ public final class Runtime: Sendable {
             return false
         }
         state.withLock { $0.loaded.append(PendingPlugin(plugin: plugin, filter: filter, configuration: configuration,
-                                                        batchSize: batchSize, deadline: deadline)) }
+                                                        batchSize: batchSize, deadline: deadline, settle: settle,
+                                                        priority: priority)) }
         logger.info("plugin opened", metadata: ["plugin": "\(plugin.name)", "version": "\(plugin.version)",
                                                 "path": "\(plugin.path)", "abi": "1.\(plugin.abiMinor)"])
         return true
@@ -213,7 +219,8 @@ public final class Runtime: Sendable {
                 outputQueue: outputQueue, deviceTable: deviceTable, logger: logger, logLimits: options.logLimits)
             let worker = Worker(plugin: p.plugin, context: context, consumer: ring.makeConsumer(name: p.plugin.name),
                                 batchSize: p.batchSize ?? options.batchSize, filter: p.filter, deadline: p.deadline,
-                                cpus: options.cpuAffinity, logger: logger)
+                                cpus: p.priority.cpus.isEmpty ? options.cpuAffinity : p.priority.cpus,
+                                nice: p.priority.nice, settle: p.settle, logger: logger)
             worker.start()
             started.append(worker)
         }
@@ -448,7 +455,8 @@ public final class Runtime: Sendable {
                           filter: settings.map { $0.filter } ?? old.filter,
                           deadline: settings.map { $0.deadline }
                               ?? (old.deadlineNanoseconds > 0 ? .nanoseconds(Int64(old.deadlineNanoseconds)) : nil),
-                          cpus: options.cpuAffinity, sourcePath: old.sourcePath, handoff: Handoff(), logger: logger)
+                          cpus: old.cpus, nice: old.nice, settle: old.settleOptions, sourcePath: old.sourcePath,
+                          handoff: Handoff(), logger: logger)
         next.start()
         if let error = next.waitForInit() {
             next.thread?.join()

@@ -103,6 +103,16 @@ public final class Worker: PluginWorker {
     let logger: Logger
     /// CPUs the worker thread is pinned to (empty: not pinned).
     let cpus: CPUAffinity
+    /// The nice value of the worker thread (manifest `[worker] nice`; nil: the daemon's).
+    let nice: Int32?
+    /// The settle window's settings (nil: every event at once, today's path).
+    let settleOptions: SettleOptions?
+    /// The settle window itself: created and used by the worker thread only.
+    nonisolated(unsafe) var settle: SettleWindow?
+    /// The settle window's counters, published for `stats` (the window itself is the thread's).
+    let settleCoalesced = Atomic<UInt64>(0)
+    let settleFlaps = Atomic<UInt64>(0)
+    let settleOverflow = Atomic<UInt64>(0)
     /// The file the plugin was found as (a hot reload loads a private copy of a new build of it).
     public let sourcePath: String
     /// Set on a replacement (hot reload): after init it waits for its predecessor's state.
@@ -139,8 +149,8 @@ public final class Worker: PluginWorker {
     nonisolated(unsafe) var thread: NativeThread?
 
     init(plugin: LoadedPlugin, context: PluginContext, consumer: RingConsumer, batchSize: Int,
-         filter: EventFilter?, deadline: Duration? = nil, cpus: CPUAffinity = .none, sourcePath: String? = nil,
-         handoff: Handoff? = nil, logger: Logger) {
+         filter: EventFilter?, deadline: Duration? = nil, cpus: CPUAffinity = .none, nice: Int32? = nil,
+         settle: SettleOptions? = nil, sourcePath: String? = nil, handoff: Handoff? = nil, logger: Logger) {
         self.plugin = plugin
         self.sourcePath = sourcePath ?? plugin.path
         self.handoff = handoff
@@ -155,6 +165,8 @@ public final class Worker: PluginWorker {
         }
         self.logger = logger
         self.cpus = cpus
+        self.nice = nice
+        self.settleOptions = settle
         // Pinned to one CPU with the source, a spin can never see the next event: the source
         // runs only once this thread yields. Sleep at once instead of delaying it.
         if cpus.cpus.count == 1 { consumer.spinLimit = 0 }
@@ -230,6 +242,12 @@ public final class Worker: PluginWorker {
     private func enter(_ a: WorkerActivity) { activityValue.store(a.rawValue, ordering: .releasing) }
 
     private func run() {
+        if let nice {
+            // Linux keeps nice per thread; set before init, so threads the plugin starts inherit it.
+            if let problem = WorkerPriority.applyNice(nice) {
+                logger.warning("plugin worker priority not applied: \(problem)", metadata: ["plugin": "\(plugin.name)"])
+            }
+        }
         do {
             try plugin.initialize(context: context)
         } catch {
@@ -263,7 +281,11 @@ public final class Worker: PluginWorker {
             batch.deallocate()
             selected.deallocate()
         }
+        if let settleOptions { settle = SettleWindow(settleOptions) }
         loop: while !stopRequested.load(ordering: .relaxed) {
+            if let settle, settle.held > 0, pbs_monotonic_ns() >= settle.nextDue {
+                deliverSettled(settle, upTo: pbs_monotonic_ns(), using: batch)
+            }
             switch consumer.poll(max: batchSize, into: batch) {
             case .events(let n):
                 var k = 0
@@ -276,33 +298,37 @@ public final class Worker: PluginWorker {
                     for i in 0..<n { selected[i] = batch[i] }
                     k = n
                 }
-                if k > 0 {
-                    let start = pbs_monotonic_ns()
-                    for i in 0..<k { latency.record(start &- selected[i]!.pointee.timestamp_ns) }
-                    enter(.inEvents)
-                    let status = plugin.deliver(selected, count: UInt32(k))
-                    enter(.idle)
-                    let took = pbs_monotonic_ns() &- start
-                    callbackDuration.record(took)
-                    if deadlineNanoseconds > 0 && took > deadlineNanoseconds { overran(took) }
-                    if status != PB_OK { recordError("events callback returned \(statusName(status))") }
-                }
+                // A plugin in a settle window gets its events later, from copies (deliverSettled);
+                // only those that found no room in the window go now. Others: one branch.
+                var direct = k
+                if let settle { direct = settle.hold(selected, count: k, now: pbs_monotonic_ns()) }
+                if direct > 0 { call(selected, direct) }
                 if consumer.commit() {
-                    delivered.add(UInt64(k), ordering: .relaxed)
+                    delivered.add(UInt64(direct), ordering: .relaxed)
                     filtered.add(UInt64(n - k), ordering: .relaxed)
                     cursor.store(consumer.cursor, ordering: .relaxed)
+                    if settle != nil { publishSettleCounters() }
                 } else {
-                    // Overwritten while the plugin read it: what it saw may be torn.
+                    // Overwritten while the plugin read it: what it saw (or the window copied) may be torn.
+                    settle?.discardAll()
                     lapped()
                 }
             case .lapped:
+                settle?.discardAll()
                 lapped()
             case .empty:
-                consumer.wait(timeoutNanoseconds: 100_000_000)
+                if let settle {
+                    consumer.wait(timeoutNanoseconds: settle.sleepNanoseconds(now: pbs_monotonic_ns(), idle: 100_000_000))
+                } else {
+                    consumer.wait(timeoutNanoseconds: 100_000_000)
+                }
             case .finished:
                 break loop
             }
         }
+        // The end of the stream, a hot reload's handover or a stop: what the window holds goes now,
+        // so nothing held is lost (the successor reads on from this cursor).
+        if let settle, settle.held > 0 { deliverSettled(settle, upTo: .max, using: batch) }
         if let next = successor.withLock({ $0 }), let handoff = next.handoff {
             // Hot reload: the replacement reads on from exactly here (repositioned while this
             // consumer is still registered, so nothing it needs can be lapped meanwhile).
@@ -320,6 +346,46 @@ public final class Worker: PluginWorker {
         stateValue.store(WorkerState.stopped.rawValue, ordering: .releasing)
     }
 
+    /// Calls the plugin's events callback with `k` events, timing it.
+    @inline(__always) private func call(_ selected: UnsafeMutablePointer<UnsafePointer<pb_event>?>, _ k: Int) {
+        let start = pbs_monotonic_ns()
+        for i in 0..<k { latency.record(start &- selected[i]!.pointee.timestamp_ns) }
+        enter(.inEvents)
+        let status = plugin.deliver(selected, count: UInt32(k))
+        enter(.idle)
+        let took = pbs_monotonic_ns() &- start
+        callbackDuration.record(took)
+        if deadlineNanoseconds > 0 && took > deadlineNanoseconds { overran(took) }
+        if status != PB_OK { recordError("events callback returned \(statusName(status))") }
+    }
+
+    /// Delivers the devices whose window closed by `now` (every held one for `.max`), a batch at a time.
+    private func deliverSettled(_ settle: SettleWindow, upTo now: UInt64, using buffer: UnsafeMutablePointer<UnsafePointer<pb_event>?>) {
+        while true {
+            let k = settle.takeDue(now: now, into: buffer, max: batchSize) { e, n in
+                if SettleWindow.reportsFlap(n) {
+                    logger.notice("device flapped within the settle window: added and removed, delivered as nothing",
+                                  metadata: ["plugin": "\(plugin.name)", "syspath": "\(e.string(.syspath))",
+                                             "id": "\(SettleWindow.deviceID(e))", "device_flaps": "\(n)"])
+                }
+            }
+            if k > 0 {
+                call(buffer, k)
+                delivered.add(UInt64(k), ordering: .relaxed)
+            }
+            settle.release()
+            if k < batchSize { break }
+        }
+        publishSettleCounters()
+    }
+
+    private func publishSettleCounters() {
+        guard let settle else { return }
+        settleCoalesced.store(settle.coalesced, ordering: .relaxed)
+        settleFlaps.store(settle.flaps, ordering: .relaxed)
+        settleOverflow.store(settle.overflow, ordering: .relaxed)
+    }
+
     /// Adds a predecessor's counters to this worker's (a hot reload keeps a plugin's totals;
     /// laps and missed events are its consumer's own and start again).
     func inheritCounters(from old: Worker) {
@@ -331,10 +397,14 @@ public final class Worker: PluginWorker {
         add(errors, old.errors)
         add(resyncs, old.resyncs)
         add(overruns, old.overruns)
+        add(settleCoalesced, old.settleCoalesced)
+        add(settleFlaps, old.settleFlaps)
+        add(settleOverflow, old.settleOverflow)
     }
 
     /// The consumer was lapped (before or during a batch): publish its counts, resync the plugin.
     private func lapped() {
+        publishSettleCounters()
         let skipped = consumer.missed &- missed.load(ordering: .relaxed)
         laps.store(consumer.laps, ordering: .relaxed)
         missed.store(consumer.missed, ordering: .relaxed)
@@ -376,7 +446,9 @@ public final class Worker: PluginWorker {
             overruns: overruns.load(ordering: .relaxed), batchSize: batchSize,
             lag: consumer.ring.published &- cursor.load(ordering: .relaxed),
             published: c.accepted, publishRefused: c.refused,
-            lastError: lastError.withLock { $0 }, isolation: .thread, logDropped: context.logDropped)
+            lastError: lastError.withLock { $0 }, isolation: .thread, logDropped: context.logDropped,
+            settleWindow: settleOptions?.window, settleCoalesced: settleCoalesced.load(ordering: .relaxed),
+            settleFlaps: settleFlaps.load(ordering: .relaxed), settleOverflow: settleOverflow.load(ordering: .relaxed))
     }
 }
 
@@ -423,6 +495,15 @@ public struct PluginStats: Sendable, Equatable {
     public var lastCrash: String? = nil
     /// Log messages dropped by the per-plugin rate limit.
     public var logDropped: UInt64 = 0
+    /// The plugin's settle window (nil: none; docs/operations.md, "Settle window").
+    public var settleWindow: Duration? = nil
+    /// Events that entered the window and were not delivered as themselves (a later event of the
+    /// device replaced them, a flap dropped them, or a resync superseded them).
+    public var settleCoalesced: UInt64 = 0
+    /// Windows where a device was added and removed again: delivered as nothing.
+    public var settleFlaps: UInt64 = 0
+    /// Events delivered at once because the window held its most devices.
+    public var settleOverflow: UInt64 = 0
 }
 
 func usleepShort() {

@@ -217,8 +217,15 @@ struct PluginJSON: Encodable {
     var skipped_events: UInt64
     var quarantined: String?
     var last_crash: String?
+    /// Only for a plugin with a settle window.
+    struct Settle: Encodable { var window_ms: Int; var coalesced: UInt64; var flaps: UInt64; var overflow: UInt64 }
+    var settle: Settle?
 
     init(_ p: PluginStatus) {
+        if p.settleMilliseconds > 0 {
+            settle = Settle(window_ms: p.settleMilliseconds, coalesced: p.settleCoalesced, flaps: p.settleFlaps,
+                            overflow: p.settleOverflow)
+        }
         isolation = p.isolation
         pid = p.pid
         restarts = p.restarts
@@ -240,7 +247,7 @@ struct PluginJSON: Encodable {
     // Always write last_error (null when none), so clients see the field.
     enum CodingKeys: String, CodingKey {
         case name, version, state, events, errors, lag, laps, last_error, load_seconds
-        case isolation, pid, restarts, crashes, skipped_events, quarantined, last_crash
+        case isolation, pid, restarts, crashes, skipped_events, quarantined, last_crash, settle
     }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -260,5 +267,6 @@ struct PluginJSON: Encodable {
         try c.encode(quarantined, forKey: .quarantined)
         try c.encode(last_crash, forKey: .last_crash)
         try c.encode(load_seconds, forKey: .load_seconds)
+        try c.encodeIfPresent(settle, forKey: .settle)
     }
 }

@@ -123,6 +123,9 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_process", "gauge", ["plugin", "isolation"], "The plugin's worker process id (0 in thread mode or while none runs)."),
         ("plugboard_plugin_publish_refused_total", "counter", ["plugin"], "Records a plugin's publish calls were refused (output queue full, or larger than plugins.max_record_bytes)."),
         ("plugboard_plugin_log_dropped_total", "counter", ["plugin"], "Log messages dropped by the per-plugin rate limit (plugins.log_rate)."),
+        ("plugboard_plugin_settle_coalesced_total", "counter", ["plugin"], "Events a plugin's settle window did not deliver as themselves: replaced by a later event of the device, dropped in a flap, or superseded by a resync."),
+        ("plugboard_plugin_settle_flaps_total", "counter", ["plugin"], "Settle windows in which a device was added and removed again: delivered to the plugin as nothing."),
+        ("plugboard_plugin_settle_overflow_total", "counter", ["plugin"], "Events delivered at once, unsettled, because the plugin's settle window held performance.settle_devices devices."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
         ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
         ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
@@ -232,6 +235,14 @@ public final class DaemonMetrics: Sendable {
         for p in s.plugins { w.sample("plugboard_plugin_publish_refused_total", [("plugin", p.name)], Double(p.publishRefused)) }
         header("plugboard_plugin_log_dropped_total")
         for p in s.plugins { w.sample("plugboard_plugin_log_dropped_total", [("plugin", p.name)], Double(p.logDropped)) }
+        // Only plugins with a settle window have these series.
+        let settled = s.plugins.filter { $0.settleMilliseconds > 0 }
+        header("plugboard_plugin_settle_coalesced_total")
+        for p in settled { w.sample("plugboard_plugin_settle_coalesced_total", [("plugin", p.name)], Double(p.settleCoalesced)) }
+        header("plugboard_plugin_settle_flaps_total")
+        for p in settled { w.sample("plugboard_plugin_settle_flaps_total", [("plugin", p.name)], Double(p.settleFlaps)) }
+        header("plugboard_plugin_settle_overflow_total")
+        for p in settled { w.sample("plugboard_plugin_settle_overflow_total", [("plugin", p.name)], Double(p.settleOverflow)) }
         header("plugboard_resyncs_total")
         w.sample("plugboard_resyncs_total", [], Double(s.resyncs))
         header("plugboard_events_published_total")

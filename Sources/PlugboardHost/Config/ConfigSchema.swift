@@ -85,7 +85,9 @@ public enum ConfigSchema {
                   help: "Most commands pipelined per round trip (also the unacknowledged window)."),
 
         ConfigKey(path: "performance.debounce_ms", kind: .integer(0...10_000), defaultValue: .integer(25),
-                  help: "Milliseconds a worker waits to gather a batch once the first event arrives."),
+                  help: "Settle window (ms) of plugins whose manifest says settle_ms = \"default\": each device's events within it are coalesced for those plugins; 0: they get every event at once. Other plugins are never delayed."),
+        ConfigKey(path: "performance.settle_devices", kind: .integer(1...65_536), defaultValue: .integer(128),
+                  help: "Most devices one plugin's settle window holds at once (2 KiB each); an event of another device past it is delivered at once and counted (plugboard_plugin_settle_overflow_total)."),
         ConfigKey(path: "performance.batch_size", kind: .integer(1...4096), defaultValue: .integer(20),
                   help: "Most events handed to a plugin in one call."),
         ConfigKey(path: "performance.event_buffer_size", kind: .integer(16...(1 << 20)), defaultValue: .integer(4096),

@@ -86,11 +86,14 @@ public struct DaemonConfig: Sendable, Equatable {
         public var tlsServerName: String = ""
     }
     public struct Performance: Sendable, Equatable {
+        /// The settle window of plugins whose manifest says `settle_ms = "default"`, ms.
         public var debounceMilliseconds: Int
         public var batchSize: Int
         public var eventBufferSize: Int
         /// CPUs the source and workers are pinned to (empty: not pinned).
         public var cpuAffinity: CPUAffinity
+        /// Most devices one plugin's settle window holds.
+        public var settleDevices: Int = 128
         /// Ring slots: `eventBufferSize` rounded up to a power of two.
         public var ringSlots: Int { DaemonConfig.nextPowerOfTwo(eventBufferSize) }
     }
@@ -184,7 +187,8 @@ public struct DaemonConfig: Sendable, Equatable {
                            tlsKeyFile: str("redis.tls_key_file"), tlsServerName: str("redis.tls_server_name"))
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
                                        eventBufferSize: int("performance.event_buffer_size"),
-                                       cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none)
+                                       cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none,
+                                       settleDevices: int("performance.settle_devices"))
         func duration(_ p: String) -> Duration { if case .duration(let d) = e.value(p) { return d }; preconditionFailure(p) }
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen, tokenFile: str("monitoring.token_file"),
                                      protectMetrics: bool("monitoring.protect_metrics"),
