@@ -191,6 +191,7 @@ const char *pbs_signal_name(int sig) { return sigabbrev_np(sig); }
 const char *pbs_signal_description(int sig) { return strsignal(sig); }
 
 int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step) {
+    pid_t parent = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) { *step = "prctl(PR_SET_PDEATHSIG)"; return errno; }
     /* No capability for plugin code, whatever the daemon holds (a unit granting CAP_NET_ADMIN for
      * the netlink receive buffer passes it on as an ambient capability): the ambient set first,
@@ -206,6 +207,11 @@ int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step) {
         if (setgroups(0, NULL) != 0) { *step = "setgroups"; return errno; }
         if (setresgid(gid, gid, gid) != 0) { *step = "setresgid"; return errno; }
         if (setresuid(uid, uid, uid) != 0) { *step = "setresuid"; return errno; }
+        /* A change of uid or gid clears the parent-death signal (prctl(2)): set it again, or a
+         * worker whose daemon was killed would live on as an orphan. A parent that died in
+         * between is caught by the getppid check. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) { *step = "prctl(PR_SET_PDEATHSIG)"; return errno; }
+        if (getppid() != parent) { *step = "getppid (the daemon is gone)"; return ESRCH; }
     }
     /* Permitted, effective and inheritable sets emptied (already so after a drop from root). */
     struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};

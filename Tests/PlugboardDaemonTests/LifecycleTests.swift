@@ -184,6 +184,37 @@ struct DaemonProcessTests {
         }
     }
 
+    @Test("a SIGKILLed daemon takes its worker processes with it, also after they dropped to an unprivileged user")
+    func killedDaemonLeavesNoWorker() async throws {
+        try await onTestThread {
+            let dir = TempDir()
+            try buildRecorderPlugin(named: "dropped", into: dir.path)
+            let out = dir.path + "/out.txt"
+            FileManager.default.createFile(atPath: out, contents: nil, attributes: [.posixPermissions: 0o666])
+            let d = try DaemonProcess(arguments: [
+                "--source", "synthetic:100000000", "--plugins", dir.path, "--listen", "127.0.0.1:0",
+                "--set", "plugins.isolation=process", "--set", "plugins.worker_user=nobody", "--lossy",
+                "--plugin-config", "dropped.output=\(out)", "--plugin-config", "dropped.delay_us=1000",
+            ])
+            let port = try d.port()
+            var pid = 0
+            try d.waitFor("the worker process") {
+                let list = try JSONSerialization.jsonObject(with: Data(try httpGetBlocking(port: port, path: "/plugins").body.utf8)) as? [[String: Any]]
+                pid = list?.first?["pid"] as? Int ?? 0
+                return pid > 0
+            }
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            #expect(status.contains("Uid:\t65534"), "the worker dropped to nobody: \(status)")
+            d.signal(SIGKILL)
+            _ = d.waitForExit()
+            // The parent-death signal survives the drop to nobody: the worker goes with the daemon.
+            try d.waitFor("the worker to end") {
+                guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return true }
+                return s.contains("State:\tZ")
+            }
+        }
+    }
+
     @Test("a second SIGTERM during a slow shutdown stops at once")
     func secondSignalStopsAtOnce() async throws {
         try await onTestThread {
