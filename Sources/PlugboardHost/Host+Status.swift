@@ -32,6 +32,7 @@ extension HostAssembly {
             p.isolation = st.isolation.rawValue
             p.pid = st.pid
             p.restarts = st.restarts
+            p.recycles = st.recycles
             p.crashes = st.crashes
             p.skipped = st.skipped
             p.quarantineReason = st.quarantineReason

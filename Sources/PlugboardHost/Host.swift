@@ -64,6 +64,7 @@ public final class HostAssembly: RuntimeControl {
         options.initDeadline = settings.isolation.policy.initDeadline
         options.maxRecordBytes = settings.maxRecordBytes
         options.logLimits = settings.logLimits
+        options.recycle = settings.recycle
         do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }
         switch settings.source {
         case .replay(let path):

@@ -142,6 +142,8 @@ public struct HostSettings: Sendable {
     public var trust: String = "strict"
     /// Largest record a plugin may publish (`plugins.max_record_bytes`): what the publisher carries.
     public var maxRecordBytes: Int = 64 << 10
+    /// When worker processes are replaced by fresh ones (nil: never; `plugins.recycle_*`).
+    public var recycle: RecyclePolicy?
     /// What plugins' log calls may cost (`plugins.log_rate`).
     public var logLimits = PluginLogLimits()
     /// Refuse plugins whose manifest is not signed by a trusted key (`plugins.require_signature`).
@@ -235,6 +237,11 @@ public struct HostSettings: Sendable {
         policy.addressSpace = UInt64(p.memoryLimit)
         policy.cpuSeconds = UInt64(p.cpuLimit)
         policy.openFiles = UInt64(p.openFilesLimit)
+        if p.recycleAfterEvents > 0 || p.recycleAfterSeconds > 0 {
+            recycle = RecyclePolicy(afterEvents: UInt64(p.recycleAfterEvents),
+                                    afterTime: p.recycleAfterSeconds > 0 ? .seconds(p.recycleAfterSeconds) : nil,
+                                    plugins: Set(p.recycle))
+        }
         isolation = IsolationSettings(mode: p.isolation, threadPlugins: Set(p.threadPlugins), processPlugins: Set(p.processPlugins),
                                       policy: policy)
         for key in ConfigSchema.keys { origins[key.path] = effective.origin(key.path).description }

@@ -108,6 +108,8 @@ public struct PluginStatus: Sendable {
     /// The worker process (0 in thread mode).
     public var pid: Int32 = 0
     public var restarts: UInt64 = 0
+    /// Worker processes replaced on purpose (`plugins.recycle_after_*`).
+    public var recycles: UInt64 = 0
     /// Crashes by reason ("SIGSEGV", "exit_3", "deadline"...).
     public var crashes: [String: UInt64] = [:]
     /// Poison events withheld from it.

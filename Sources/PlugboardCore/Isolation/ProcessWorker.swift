@@ -106,6 +106,13 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     public let sourcePath: String
     /// Counters of predecessors (a hot reload keeps a plugin's totals).
     let inherited = Mutex<[WorkerControl.Counter: UInt64]>([:])
+    /// Times this plugin's worker was recycled (carried from predecessor to successor).
+    public let recycles = Atomic<UInt64>(0)
+    /// When this worker was made (a recycle by age counts from here).
+    public let createdAt = ContinuousClock.now
+    /// The plugin file as it was when this worker was made (device, inode, size, times): a
+    /// recycle must start the same build, not one installed since.
+    public let fileIdentity: [Int64]?
 
     struct State {
         var state: WorkerState = .starting
@@ -159,6 +166,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 logLimits: PluginLogLimits = PluginLogLimits(), shadow: Bool = false) throws(Errno) {
         self.spec = spec
         self.shadow = shadow
+        fileIdentity = Self.identity(of: spec.path)
         self.policy = policy
         self.ring = ring
         self.deviceTable = deviceTable
@@ -173,6 +181,14 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     }
 
     deinit { remote.deregister() }
+
+    static func identity(of path: String) -> [Int64]? {
+        guard let st = try? FileStatus.of(path: path) else { return nil }
+        return [Int64(bitPattern: st.device), Int64(bitPattern: st.inode), Int64(st.size), st.modificationNanoseconds, st.changeNanoseconds]
+    }
+
+    /// Whether the plugin file is still the one this worker was started from.
+    public var fileUnchanged: Bool { fileIdentity != nil && Self.identity(of: spec.path) == fileIdentity }
 
     // MARK: PluginWorker
 
@@ -213,7 +229,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             lastError: s.lastError, isolation: .process, pid: s.process?.pid ?? 0, restarts: s.restarts,
             crashes: s.crashes, skipped: UInt64(s.skip.count), quarantineReason: s.quarantineReason, lastCrash: s.lastCrash,
             logDropped: context.logDropped, settleWindow: spec.settle?.window, settleCoalesced: c(.settleCoalesced),
-            settleFlaps: c(.settleFlaps), settleOverflow: c(.settleOverflow))
+            settleFlaps: c(.settleFlaps), settleOverflow: c(.settleOverflow), recycles: recycles.load(ordering: .relaxed))
     }
 
     // MARK: Start
@@ -832,6 +848,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
 
     /// Adds a predecessor's counters (a hot reload keeps a plugin's totals).
     public func inheritCounters(from old: ProcessWorker) {
+        recycles.store(old.recycles.load(ordering: .relaxed), ordering: .relaxed)
         let theirs = old.inherited.withLock { $0 }
         inherited.withLock { mine in
             for k in WorkerControl.Counter.allCases { mine[k, default: 0] &+= old.control[k] &+ (theirs[k] ?? 0) }

@@ -26,6 +26,8 @@ public struct RuntimeOptions: Sendable {
     public var processPolicy: ProcessPolicy?
     /// Longest a thread plugin's init may take before it is abandoned and refused.
     public var initDeadline: Duration = .seconds(5)
+    /// When worker processes are replaced by fresh ones (nil: never).
+    public var recycle: RecyclePolicy?
 
     public init() {}
 }
@@ -76,8 +78,11 @@ public final class Runtime: Sendable {
         /// Workers whose init is under way (for an abort, and for naming them).
         var starting: [any PluginWorker] = []
         var startAborted = false
+        var recycler: NativeThread?
     }
     private let state = Mutex(State())
+    /// Set when the recycler must stop (the shutdown began).
+    let recyclerStop = Atomic<Bool>(false)
 
     /// Creates the ring and the shared tables.
     /// - Throws: `PlugboardError` when the ring cannot be created.
@@ -244,7 +249,24 @@ public final class Runtime: Sendable {
             state.withLock { s in s.starting.removeAll { $0 === w } }
         }
         state.withLock { $0.workers.append(contentsOf: running) }
+        startRecycler()
         return running.count
+    }
+
+    /// Starts the recycler thread once, when a recycle policy is set (see `Runtime+Recycle`).
+    func startRecycler() {
+        guard let policy = options.recycle, policy.isActive else { return }
+        state.withLock { s in
+            guard s.recycler == nil else { return }
+            s.recycler = NativeThread(name: "pb-recycle") { [weak self] in self?.recycleLoop(policy) }
+        }
+    }
+
+    /// Stops the recycler and waits for a recycle under way to finish.
+    func stopRecycler() {
+        recyclerStop.store(true, ordering: .relaxed)
+        let t = state.withLock { s -> NativeThread? in defer { s.recycler = nil }; return s.recycler }
+        _ = t?.join()
     }
 
     /// Stops a start under way: worker processes still in init are killed (their plugins are
@@ -329,6 +351,7 @@ public final class Runtime: Sendable {
     /// abandoned so the source can end; only the stuck plugin is lapped then.
     /// - Returns: `["source"]` when the source thread did not end in time, else empty.
     public func stopSource(until deadline: ContinuousClock.Instant) -> [String] {
+        stopRecycler()
         let clock = ContinuousClock()
         let (source, context) = state.withLock { ($0.sourceThread, $0.sourceContext) }
         context?.requestStop()
@@ -388,6 +411,7 @@ public final class Runtime: Sendable {
 
     /// Stops every worker at once without draining (second signal, hard deadline).
     public func abort() {
+        recyclerStop.store(true, ordering: .relaxed)
         let (context, workers) = state.withLock { ($0.sourceContext, $0.workers) }
         context?.requestStop()
         producer.abandonFlowControl.store(true, ordering: .relaxed)
@@ -490,7 +514,7 @@ extension Runtime {
     /// initialises while the old one still reads; then the old one stops after its batch and
     /// hands over its cursor and saved state; the new one reads on from there, and the old
     /// process runs its shutdown and exits — its image, Swift or not, goes with it.
-    func reload(_ old: ProcessWorker, from path: String, settings: ReloadSettings?) throws(PluginLoadError) -> any PluginWorker {
+    func reload(_ old: ProcessWorker, from path: String, settings: ReloadSettings?, recycle: Bool = false) throws(PluginLoadError) -> any PluginWorker {
         var spec = old.spec
         spec.path = path
         if let settings { settings.apply(to: &spec) }
@@ -506,12 +530,14 @@ extension Runtime {
         next.remote.reset(to: old.remote.cursor(head: ring.published))
         next.start(holdGo: true)
         if let error = next.waitForInit() { throw error }
+        let oldPid = old.pid
         guard let handed = old.handOver(timeout: .seconds(30)) else {
             next.requestStop()
             _ = next.join(until: ContinuousClock.now + .seconds(5))
             throw PluginLoadError(file: path, kind: .skipped(reason: "the running build did not hand over within 30 s (it stays; fix: check its events callback)"))
         }
         next.inheritCounters(from: old)
+        if recycle { next.recycles.add(1, ordering: .relaxed) }
         next.go(cursor: handed.cursor, state: handed.state)
         state.withLock { s in
             if let i = s.workers.firstIndex(where: { $0 === old }) { s.workers[i] = next } else { s.workers.append(next) }
@@ -520,9 +546,9 @@ extension Runtime {
         if !old.join(until: ContinuousClock.now + .seconds(10)) {
             logger.warning("the old build did not shut down within 10 s; its worker process was killed", metadata: ["plugin": "\(spec.name)"])
         }
-        logger.notice("plugin reloaded", metadata: [
+        logger.log(level: recycle ? .info : .notice, recycle ? "worker process recycled" : "plugin reloaded", metadata: [
             "plugin": "\(spec.name)", "from_version": "\(old.version)", "to_version": "\(next.version)",
-            "path": "\(path)", "isolation": "process", "pid": "\(next.pid)",
+            "path": "\(path)", "isolation": "process", "pid": "\(next.pid)", "old_pid": "\(oldPid)",
             "state": "\(handed.state != nil ? "transferred" : "not kept")"])
         return next
     }

@@ -504,6 +504,8 @@ public struct PluginStats: Sendable, Equatable {
     public var settleFlaps: UInt64 = 0
     /// Events delivered at once because the window held its most devices.
     public var settleOverflow: UInt64 = 0
+    /// Worker processes replaced by a fresh one on purpose (`plugins.recycle_after_*`).
+    public var recycles: UInt64 = 0
 }
 
 func usleepShort() {

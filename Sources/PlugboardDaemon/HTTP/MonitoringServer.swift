@@ -213,6 +213,7 @@ struct PluginJSON: Encodable {
     var isolation: String
     var pid: Int32
     var restarts: UInt64
+    var recycles: UInt64
     var crashes: [String: UInt64]
     var skipped_events: UInt64
     var quarantined: String?
@@ -229,6 +230,7 @@ struct PluginJSON: Encodable {
         isolation = p.isolation
         pid = p.pid
         restarts = p.restarts
+        recycles = p.recycles
         crashes = p.crashes
         skipped_events = p.skipped
         quarantined = p.quarantineReason
@@ -247,7 +249,7 @@ struct PluginJSON: Encodable {
     // Always write last_error (null when none), so clients see the field.
     enum CodingKeys: String, CodingKey {
         case name, version, state, events, errors, lag, laps, last_error, load_seconds
-        case isolation, pid, restarts, crashes, skipped_events, quarantined, last_crash, settle
+        case isolation, pid, restarts, recycles, crashes, skipped_events, quarantined, last_crash, settle
     }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -262,6 +264,7 @@ struct PluginJSON: Encodable {
         try c.encode(isolation, forKey: .isolation)
         try c.encode(pid, forKey: .pid)
         try c.encode(restarts, forKey: .restarts)
+        try c.encode(recycles, forKey: .recycles)
         try c.encode(crashes, forKey: .crashes)
         try c.encode(skipped_events, forKey: .skipped_events)
         try c.encode(quarantined, forKey: .quarantined)

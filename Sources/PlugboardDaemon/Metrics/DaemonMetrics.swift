@@ -118,6 +118,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_deadline_overruns_total", "counter", ["plugin"], "Callbacks that ran past the plugin's [worker] deadline_ms."),
         ("plugboard_plugin_crashes_total", "counter", ["plugin", "reason"], "Worker process crashes and kills, by reason (SIGSEGV, exit_3, deadline, init_deadline, stalled, protocol)."),
         ("plugboard_plugin_restarts_total", "counter", ["plugin"], "Worker processes started again after a crash."),
+        ("plugboard_plugin_recycles_total", "counter", ["plugin"], "Worker processes replaced by a fresh one on purpose (plugins.recycle_after_events / _seconds)."),
         ("plugboard_plugin_quarantined", "gauge", ["plugin"], "1 when the plugin crashed more than plugins.crash_burst times within plugins.crash_interval and gets no events."),
         ("plugboard_plugin_poison_events_total", "counter", ["plugin"], "Events withheld from a plugin because it crashed on each twice."),
         ("plugboard_plugin_process", "gauge", ["plugin", "isolation"], "The plugin's worker process id (0 in thread mode or while none runs)."),
@@ -225,6 +226,8 @@ public final class DaemonMetrics: Sendable {
         }
         header("plugboard_plugin_restarts_total")
         for p in s.plugins { w.sample("plugboard_plugin_restarts_total", [("plugin", p.name)], Double(p.restarts)) }
+        header("plugboard_plugin_recycles_total")
+        for p in s.plugins { w.sample("plugboard_plugin_recycles_total", [("plugin", p.name)], Double(p.recycles)) }
         header("plugboard_plugin_quarantined")
         for p in s.plugins { w.sample("plugboard_plugin_quarantined", [("plugin", p.name)], p.state == .quarantined ? 1 : 0) }
         header("plugboard_plugin_poison_events_total")

@@ -151,6 +151,12 @@ public enum ConfigSchema {
                   help: "Log messages per second each plugin may write (bursts of twice as many); the rest are dropped and counted in plugboard_plugin_log_dropped_total. 0: no limit."),
         ConfigKey(path: "plugins.open_files_limit", kind: .integer(0...1_048_576), defaultValue: .integer(0),
                   help: "Open files of each worker process (RLIMIT_NOFILE); 0: the daemon's."),
+        ConfigKey(path: "plugins.recycle_after_events", kind: .integer(0...1_000_000_000_000), defaultValue: .integer(0),
+                  help: "Replace a worker process by a fresh one after it delivered this many events (cursor and state handed over, nothing lost); 0: never."),
+        ConfigKey(path: "plugins.recycle_after_seconds", kind: .integer(0...31_536_000), defaultValue: .integer(0),
+                  help: "Replace a worker process by a fresh one after it ran this many seconds; 0: never."),
+        ConfigKey(path: "plugins.recycle", kind: .stringList(minCount: 0), defaultValue: .stringList([]),
+                  help: "The plugins plugins.recycle_after_* apply to; empty: every process plugin."),
 
         ConfigKey(path: "control.socket", kind: .string, defaultValue: .string("/run/plugboard/control.sock"),
                   help: "Unix socket of `plugboard ctl` (serve only); empty serves none. Left at its default, a socket that cannot be created is a warning; set explicitly, an error."),

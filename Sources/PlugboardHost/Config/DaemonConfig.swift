@@ -134,6 +134,9 @@ public struct DaemonConfig: Sendable, Equatable {
         public var openFilesLimit: Int = 0
         public var maxRecordBytes: Int = 64 << 10
         public var logRate: Int = 100
+        public var recycleAfterEvents: Int = 0
+        public var recycleAfterSeconds: Int = 0
+        public var recycle: [String] = []
 
         /// The registry cache file to use: the configured one, else `$STATE_DIRECTORY/registry.pbr`
         /// (systemd's StateDirectory=), else nil for the registry's own default.
@@ -203,7 +206,9 @@ public struct DaemonConfig: Sendable, Equatable {
                                restartBackoff: duration("plugins.restart_backoff"), crashBurst: int("plugins.crash_burst"),
                                crashInterval: duration("plugins.crash_interval"), memoryLimit: int("plugins.memory_limit"),
                                cpuLimit: int("plugins.cpu_limit"), openFilesLimit: int("plugins.open_files_limit"),
-                               maxRecordBytes: int("plugins.max_record_bytes"), logRate: int("plugins.log_rate"))
+                               maxRecordBytes: int("plugins.max_record_bytes"), logRate: int("plugins.log_rate"),
+                               recycleAfterEvents: int("plugins.recycle_after_events"),
+                               recycleAfterSeconds: int("plugins.recycle_after_seconds"), recycle: list("plugins.recycle"))
         self.shutdownDeadline = deadline
         self.replayPace = str("replay.pace")
         self.shutdownStateFile = str("shutdown.state_file")

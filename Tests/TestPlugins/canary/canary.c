@@ -6,7 +6,8 @@
  *   -DCANARY_DIFFERENT   every fifth event's record ends in " v2" (a behaviour change)
  *   -DCANARY_DEBUG       also publishes "debug <sequence>" on topic "debug" (allowed by --allow-diff debug)
  *   -DCANARY_CRASH       crashes on the first event it gets (a broken build)
- * Config `output`: a file each event's sequence is appended to (exactly-once checks).
+ * Config `output`: a file each event's sequence is appended to (exactly-once checks), and
+ *   "COUNT <n>" at shutdown (the count it carried).
  * Config `crash_file`: while that file exists, the plugin crashes on every event (quarantine).
  * Export `canary_add(int32_t, int32_t)`; `canary_crash()` crashes (ctl call tests).
  */
@@ -81,7 +82,10 @@ static pb_status restore_state(void *s, const void *data, size_t len) {
 
 static void shutdown_(void *s) {
     st *x = s;
-    if (x->out) fclose(x->out);
+    if (x->out) {
+        fprintf(x->out, "COUNT %llu\n", x->count);
+        fclose(x->out);
+    }
     free(x);
 }
 
