@@ -68,7 +68,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
 
     func run() -> Int32 {
         guard let (type, payload) = try? channel.receive(), type == WireType.setup.rawValue,
-              let setup = try? WorkerSetup.decode(payload) else {
+              var setup = try? WorkerSetup.decode(payload) else {
             return 70  // EX_SOFTWARE: not started by a host
         }
         let path = setup.pluginPath
@@ -139,6 +139,14 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         if hasState == 1, let saved = try? go.data() {
             let status = plugin.restoreState(saved)
             if status != PB_OK { note(PB_LOG_WARNING, "restore_state returned \(statusName(status)); the plugin starts without its predecessor's state") }
+        }
+        // The poison events and one-event batches as the host knows them now (a pre-warmed
+        // spare was set up before the crash that decided them).
+        if let singleUntil = try? go.u64(), let n = try? go.u32(), n <= 65_536 {
+            var skip: [UInt64] = []
+            for _ in 0..<n { if let q = try? go.u64() { skip.append(q) } }
+            setup.singleUntil = singleUntil
+            setup.skip = skip
         }
         let consumer = ring.makeConsumer(name: plugin.name, sleepWord: control.sleepingWord, startingAt: cursor)
         control.cursor = consumer.cursor

@@ -136,7 +136,7 @@ struct ConfigTests {
             "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
             "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k", "performance.settle_devices": "7",
             "control.socket": "/run/pb/ctl.sock", "control.group": "adm",
-            "plugins.recycle_after_events": "100000", "plugins.recycle_after_seconds": "3600", "plugins.recycle": "a, b",
+            "plugins.recycle_after_events": "100000", "plugins.recycle_after_seconds": "3600", "plugins.recycle": "a, b", "plugins.prewarm": "true",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]

@@ -55,4 +55,32 @@ struct RecycleTests {
         ], env: [:])
         #expect(r.status == 0 && !r.stderr.contains("worker process recycled"), "\(r.stderr.suffix(500))")
     }
+
+    @Test("with plugins.prewarm each crash restart adopts the spare worker initialised ahead, and the poison event decided after that spare was set up is still withheld from it")
+    func prewarmedRestart() throws {
+        let dir = TempDir(), plugins = dir.path + "/plugins"
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+        try ControlTests.installCanary(in: plugins, version: "1.0.0")
+        let socket = dir.path + "/ctl.sock"
+        let d = try ControlTests.serve(dir, socket: socket, plugins: plugins,
+                                       set: ["plugins.prewarm=true", "plugins.restart_backoff=300ms"], plugin: ["canary.crash_at=300"])
+        defer { d.signal(SIGTERM); d.waitForExit() }
+        try d.waitFor("events past the poison event") {
+            let i = try ControlTests.pluginInfo(socket, "canary")
+            return i?["state"] as? String == "running" && (i?["events"] as? Int ?? 0) > 600
+        }
+        // Crash 1 in a batch, crash 2 in the batch again (now delivered one event at a time),
+        // crash 3 on event 300 alone: it is poison. The spare adopted after crash 3 was set up
+        // before it: a fourth crash would mean it was handed the poison event.
+        let info = try ControlTests.pluginInfo(socket, "canary")
+        #expect(info?["restarts"] as? Int == 3 && info?["skipped_events"] as? Int == 1, "\(info ?? [:])")
+        #expect((info?["crashes"] as? [String: Any])?["SIGSEGV"] as? Int == 3, "\(info ?? [:])")
+        let restarts = d.stderr.split(separator: "\n").filter { $0.contains("plugin restarted") }
+        #expect(restarts.count == 3 && restarts.allSatisfy { $0.contains("spare=adopted") }, "\(restarts)")
+        // A new spare is ready again: two worker processes for the plugin, the current one and the spare.
+        try d.waitFor("a new spare") {
+            let r = try runProcess("/usr/bin/pgrep", ["-f", "plugboard-worker canary", "-P", "\(d.process.processIdentifier)"], env: [:])
+            return r.stdout.split(separator: "\n").count == 2
+        }
+    }
 }

@@ -29,6 +29,9 @@ public struct ProcessPolicy: Sendable {
     /// First restart delay; doubles with each crash in `crashInterval`, up to `restartBackoffMax`.
     public var restartBackoff: Duration = .milliseconds(100)
     public var restartBackoffMax: Duration = .seconds(5)
+    /// Keep a spare worker process initialised for each plugin, so a crash restart adopts it
+    /// instead of waiting for spawn, `dlopen` and `init` (`plugins.prewarm`).
+    public var prewarm = false
     /// More than `crashBurst` crashes within `crashInterval` quarantine the plugin (like systemd's
     /// StartLimitBurst / StartLimitIntervalSec).
     public var crashBurst: Int = 5
@@ -79,6 +82,37 @@ public struct ProcessPluginSpec: Sendable {
 /// One monitor thread per worker does all of that; the runtime's threads only read counters
 /// and ask for shutdown. The worker process is untrusted: every byte it sends is checked, its
 /// control page is believed only about itself, and a frame it leaves half-sent times out.
+/// A worker process that has loaded and initialised its plugin and waits for its go: the
+/// current one once adopted, or a spare held for the next restart (`plugins.prewarm`).
+final class Launched: @unchecked Sendable {
+    // @unchecked: owned by one thread at a time (the one that made it, then the monitor).
+    let process: ChildProcess
+    let channel: WireChannel
+    let queue: SharedQueue.Consumer
+    let outputs: [CapturedStream]
+    let name: String
+    let version: String
+    let startNanoseconds: UInt64
+
+    init(process: ChildProcess, channel: WireChannel, queue: SharedQueue.Consumer, outputs: [CapturedStream],
+         name: String, version: String, startNanoseconds: UInt64) {
+        self.process = process
+        self.channel = channel
+        self.queue = queue
+        self.outputs = outputs
+        self.name = name
+        self.version = version
+        self.startNanoseconds = startNanoseconds
+    }
+
+    /// Kills a spare that will not be used and releases its descriptors.
+    func discard() {
+        process.signal(SIGKILL)
+        _ = process.wait(timeout: .seconds(2))
+        for o in outputs { try? o.fd.close() }
+    }
+}
+
 /// One standard stream of a worker process, read by the host (`ProcessWorker.drainOutput`).
 final class CapturedStream {
     enum Kind { case output, errors }
@@ -143,6 +177,12 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var handover: (cursor: UInt64, state: [UInt8]?)?
         /// A canary's snapshot (`snapshot(timeout:)`).
         var snapshot: (cursor: UInt64, state: [UInt8]?)?
+        /// Worker processes between spawn and READY (killed by `requestStop`).
+        var initializing: [ChildProcess] = []
+        /// A worker process initialised ahead and held (`plugins.prewarm`), and whether one is
+        /// being prepared.
+        var spare: Launched?
+        var preparingSpare = false
     }
     let st: Mutex<State>
     /// A canary's view of this worker's output (`Runtime.canary`): nil when none is taken.
@@ -159,6 +199,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     /// The read ends of the running worker's standard output and error, each with what was written
     /// since its last newline: monitor thread only.
     nonisolated(unsafe) var outputs: [CapturedStream] = []
+    /// Whether the last launch adopted a pre-warmed spare: monitor thread only.
+    nonisolated(unsafe) var adoptedSpare = false
     let clock = ContinuousClock()
 
     public init(spec: ProcessPluginSpec, policy: ProcessPolicy, ring: EventRing, deviceTable: DeviceTable,
@@ -276,20 +318,57 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         return s
     }
 
-    /// Spawns a process and runs it to READY. Returns the error when it did not get there.
+    /// Runs a worker process (a spare taken from `plugins.prewarm`, or a new one) to READY and
+    /// makes it the current one. Returns the error when none got there.
     func launch() -> PluginLoadError? {
         if st.withLock({ $0.stopping }) {
             return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
                 message: "\(spec.path): stopped during init (the daemon is shutting down)"))
         }
-        let t0 = pbs_monotonic_ns()
-        control.resetForRestart()
-        let pair: (FileDescriptor, FileDescriptor)
-        let process: ChildProcess
-        let queue: SharedQueue.Consumer
         drainOutput(final: true)
         for o in outputs { try? o.fd.close() }
         outputs = []
+        if let spare = takeSpare() {
+            control.resetForRestart()
+            adopt(spare)
+            adoptedSpare = true
+            return nil
+        }
+        adoptedSpare = false
+        control.resetForRestart()
+        switch spawnReady(spare: false) {
+        case .failure(let error): return error
+        case .success(let launched):
+            adopt(launched)
+            return nil
+        }
+    }
+
+    /// Makes `l` the running worker process (the monitor thread serves it from now on).
+    func adopt(_ l: Launched) {
+        currentQueue = l.queue
+        outputs = l.outputs
+        let stopping = st.withLock {
+            $0.process = l.process
+            $0.channel = l.channel
+            $0.killReason = nil
+            $0.name = l.name
+            $0.version = l.version
+            $0.startNanoseconds = l.startNanoseconds
+            return $0.stopping
+        }
+        if stopping { l.process.signal(SIGKILL) }
+    }
+
+    /// Spawns a worker process and runs it through load and init to READY, without making it
+    /// the current one. A spare (`spare`) leaves the control page alone: the current process
+    /// still uses it.
+    func spawnReady(spare: Bool) -> Result<Launched, PluginLoadError> {
+        let t0 = pbs_monotonic_ns()
+        let pair: (FileDescriptor, FileDescriptor)
+        let process: ChildProcess
+        let queue: SharedQueue.Consumer
+        let outputs: [CapturedStream]
         do throws(Errno) {
             let q = try SharedQueue.create(capacity: 256 * 1024)
             queue = q.consumer
@@ -308,28 +387,32 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // An empty environment but for one setting: the Swift runtime's crash backtracer, which
             // would spend seconds symbolicating a plugin's crash before the process ends (the
             // host names the crash itself).
-            process = try ChildProcess.spawn(policy.workerExecutable, arguments: [spec.name],
+            process = try Spawner.shared.spawn(policy.workerExecutable, arguments: [spec.name],
                                              environment: ["SWIFT_BACKTRACE=enable=no"],
                                              descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue,
                                                            q.memoryFile.rawValue, queue.wakeup.rawValue],
                                              output: stdout.write, errors: stderr.write)
             try? pair.1.close()
         } catch {
-            return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
-                message: "\(spec.path): cannot start the worker process: \(error) (fix: check plugins.worker_executable, or set isolation = \"thread\")"))
+            return .failure(PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                message: "\(spec.path): cannot start the worker process: \(error) (fix: check plugins.worker_executable, or set isolation = \"thread\")")))
         }
         // A worker that leaves a frame half-sent must not hold this thread.
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         _ = setsockopt(pair.0.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let channel = WireChannel(fd: pair.0)
-        currentQueue = queue
+        // Reachable by requestStop while it initialises.
         let stopping = st.withLock {
-            $0.process = process
-            $0.channel = channel
-            $0.killReason = nil
+            $0.initializing.append(process)
             return $0.stopping
         }
         if stopping { process.signal(SIGKILL) }
+        var ready: Launched?
+        defer {
+            st.withLock { $0.initializing.removeAll { $0 === process } }
+            if ready == nil { for o in outputs { try? o.fd.close() } }
+        }
+        func fail(_ e: PluginLoadError) -> Result<Launched, PluginLoadError> { .failure(e) }
         try? channel.send(.setup, setup().encode())
         // Wait for ready / refusal / exit, at most the init deadline.
         let deadline = clock.now + policy.initDeadline
@@ -337,14 +420,14 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             var fds = [Poll.readable(channel.fd.rawValue), Poll.readable(process.pidfd.rawValue),
                        Poll.readable(queue.wakeup.rawValue)] + outputs.map { Poll.readable($0.fd.rawValue) }
             _ = drain(queue)
-            drainOutput()
+            drainOutput(outputs)
             _ = try? queue.wakeup.drain()
             let left = deadline - clock.now
             if left <= .zero {
-                kill(process, label: "init_deadline", text: "init did not return within \(policy.initDeadline.shortText)")
+                process.signal(SIGKILL)
                 _ = process.wait(timeout: .seconds(5))
-                return PluginLoadError(file: spec.path, kind: .isolated(code: "init-deadline",
-                    message: "\(spec.path): init did not return within \(policy.initDeadline.shortText); the worker process was killed (fix: make init return quickly, or do slow work on a thread of the plugin's own)"))
+                return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "init-deadline",
+                    message: "\(spec.path): init did not return within \(policy.initDeadline.shortText); the worker process was killed (fix: make init return quickly, or do slow work on a thread of the plugin's own)")))
             }
             _ = try? Poll.wait(&fds, timeoutMilliseconds: Int32(max(1, min(left.nanoseconds / 1_000_000, 100))))
             if fds[0].revents != 0 {
@@ -353,55 +436,52 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                     // process is done; it is killed so a hung one cannot linger.
                     var status = process.wait(timeout: .milliseconds(200))
                     if status == nil {
-                        kill(process, label: "protocol", text: "left a message half-sent")
+                        process.signal(SIGKILL)
                         status = process.wait(timeout: .seconds(5))
-                        return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
-                            message: "\(spec.path): the worker process broke the protocol while loading or initialising the plugin (a message left half-sent) and was killed (fix: a plugin must not write to descriptors it did not open)"))
+                        return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                            message: "\(spec.path): the worker process broke the protocol while loading or initialising the plugin (a message left half-sent) and was killed (fix: a plugin must not write to descriptors it did not open)")))
                     }
                     if st.withLock({ $0.stopping }) {
-                        return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
-                            message: "\(spec.path): stopped during init (the daemon is shutting down)"))
+                        return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
+                            message: "\(spec.path): stopped during init (the daemon is shutting down)")))
                     }
-                    return PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
-                        message: "\(spec.path): the worker process \(status?.description ?? "stopped answering") while loading or initialising the plugin (fix: run the plugin under `plugboard run` with isolation = \"process\" and read its log; a constructor that exits or crashes does this)"))
+                    return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
+                        message: "\(spec.path): the worker process \(status?.description ?? "stopped answering") while loading or initialising the plugin (fix: run the plugin under `plugboard run` with isolation = \"process\" and read its log; a constructor that exits or crashes does this)")))
                 }
                 switch WireType(rawValue: frame.type) {
                 case .ready:
                     var r = WireReader(frame.payload)
                     guard let name = try? r.string(), let version = try? r.string(), (try? r.u16()) != nil else {
-                        kill(process, label: "protocol", text: "sent a malformed ready message")
-                        return PluginLoadError(file: spec.path, kind: .isolated(code: "worker", message: "\(spec.path): the worker sent a malformed ready message"))
+                        process.signal(SIGKILL)
+                        return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "worker", message: "\(spec.path): the worker sent a malformed ready message")))
                     }
-                    st.withLock {
-                        $0.name = name
-                        $0.version = version
-                        $0.startNanoseconds = pbs_monotonic_ns() &- t0
-                    }
-                    return nil
+                    ready = Launched(process: process, channel: channel, queue: queue, outputs: outputs, name: name,
+                                     version: version, startNanoseconds: pbs_monotonic_ns() &- t0)
+                    return .success(ready!)
                 case .initFailed:
                     var r = WireReader(frame.payload)
                     let code = (try? r.string()) ?? "worker"
                     let message = (try? r.string()) ?? "\(spec.path): the plugin could not be loaded"
                     _ = process.wait(timeout: .seconds(5))
-                    return PluginLoadError(file: spec.path, kind: .isolated(code: code, message: message))
+                    return fail(PluginLoadError(file: spec.path, kind: .isolated(code: code, message: message)))
                 case .log:
                     handleLog(frame.payload)
                 default:
                     if !handle(frame, channel: channel) {
-                        kill(process, label: "protocol", text: "sent an unknown or malformed message (type \(frame.type))")
+                        process.signal(SIGKILL)
                         _ = process.wait(timeout: .seconds(5))
-                        return PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
-                            message: "\(spec.path): the worker process sent an unknown or malformed message (type \(frame.type)) while loading or initialising the plugin and was killed (fix: a plugin must not write to descriptors it did not open)"))
+                        return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
+                            message: "\(spec.path): the worker process sent an unknown or malformed message (type \(frame.type)) while loading or initialising the plugin and was killed (fix: a plugin must not write to descriptors it did not open)")))
                     }
                 }
             } else if fds[1].revents != 0 {
                 let status = process.wait(timeout: .seconds(1))
                 if st.withLock({ $0.stopping }) {
-                    return PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
-                        message: "\(spec.path): stopped during init (the daemon is shutting down)"))
+                    return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "stopped",
+                        message: "\(spec.path): stopped during init (the daemon is shutting down)")))
                 }
-                return PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
-                    message: "\(spec.path): the worker process \(status?.description ?? "ended") while loading or initialising the plugin (fix: run the plugin under `plugboard run` and read its log; a constructor that exits or crashes does this)"))
+                return fail(PluginLoadError(file: spec.path, kind: .isolated(code: "worker-died",
+                    message: "\(spec.path): the worker process \(status?.description ?? "ended") while loading or initialising the plugin (fix: run the plugin under `plugboard run` and read its log; a constructor that exits or crashes does this)")))
             }
         }
     }
@@ -422,7 +502,14 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         } else {
             w.u8(0)
         }
+        // The poison events and the one-event batches as they are now: a spare was set up
+        // before the crash that decided them.
+        let (singleUntil, skip) = st.withLock { ($0.singleUntil, $0.skip) }
+        w.u64(singleUntil)
+        w.u32(UInt32(skip.count))
+        for q in skip { w.u64(q) }
         try? channel.send(.go, w.bytes)
+        prepareSpare()
     }
 
     // MARK: Monitor
@@ -473,7 +560,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 st.withLock { $0.state = .running }
                 sendGo(channel, cursor: remote.cursor(head: ring.published), state: nil)
                 logger.notice("plugin restarted", metadata: ["plugin": "\(spec.name)", "pid": "\(process.pid)",
-                                                             "cursor": "\(control.cursor)"])
+                                                             "cursor": "\(control.cursor)",
+                                                             "spare": "\(adoptedSpare ? "adopted" : policy.prewarm ? "none ready" : "off")"])
             }
             first = false
             let status = watch(process, channel, currentQueue!)
@@ -500,11 +588,14 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             if recordCrash(label: label, text: text, batch: where_ == .inEvents ? batch : nil) { break }
             st.withLock { $0.state = .restarting }
         }
-        st.withLock {
-            $0.finished = true
-            if $0.state == .running || $0.state == .restarting { $0.state = .stopped }
-            $0.process = nil
+        let spare = st.withLock { s -> Launched? in
+            s.finished = true
+            if s.state == .running || s.state == .restarting { s.state = .stopped }
+            s.process = nil
+            defer { s.spare = nil }
+            return s.spare
         }
+        spare?.discard()
         remote.deregister()
         finishedSignal.signal()
     }
@@ -647,7 +738,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     /// most): stdout lines go to the daemon's stdout, stderr lines are logged as the plugin's
     /// messages (labelled, rate-limited); both escaped like a log record. `final`: the process
     /// ended, so a last line without its newline is taken too.
-    func drainOutput(final: Bool = false) {
+    func drainOutput(final: Bool = false) { drainOutput(outputs, final: final) }
+
+    func drainOutput(_ outputs: [CapturedStream], final: Bool = false) {
         var buffer = [UInt8](repeating: 0, count: 16384)
         for stream in outputs {
             while true {
@@ -809,13 +902,59 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     public func openShutdownGate() { st.withLock { $0.gateOpen = true } }
 
     public func requestStop() {
-        let p = st.withLock { s -> ChildProcess? in
+        let (p, starting, spare) = st.withLock { s -> (ChildProcess?, [ChildProcess], Launched?) in
             s.stopping = true
-            return s.process
+            defer { s.spare = nil }
+            return (s.process, s.initializing, s.spare)
         }
         control.command = .stop
         ring.wakeAll()
         p?.signal(SIGKILL)
+        for c in starting { c.signal(SIGKILL) }
+        spare?.discard()
+        // A replacement held for its go (a reload or a canary that was given up) goes on to end.
+        handoverSignal.signal()
+    }
+
+    // MARK: Pre-warmed spare (plugins.prewarm)
+
+    /// The held spare, when it is still alive; nil otherwise (a dead one is released).
+    func takeSpare() -> Launched? {
+        guard let spare = st.withLock({ s -> Launched? in defer { s.spare = nil }; return s.spare }) else { return nil }
+        if spare.process.wait(timeout: .zero) != nil {
+            logger.warning("the pre-warmed worker process had ended before it was needed; starting a new one", metadata: ["plugin": "\(spec.name)"])
+            spare.discard()
+            return nil
+        }
+        return spare
+    }
+
+    /// Starts a spare worker process through load and init, on a thread of its own, unless one
+    /// is held or on its way (`plugins.prewarm`): the next crash restart adopts it instead of
+    /// waiting for spawn, `dlopen` and `init`.
+    func prepareSpare() {
+        guard policy.prewarm, !shadow else { return }
+        let go = st.withLock { s -> Bool in
+            if s.stopping || s.spare != nil || s.preparingSpare { return false }
+            s.preparingSpare = true
+            return true
+        }
+        guard go else { return }
+        _ = NativeThread(name: "pb-spare-\(spec.name)") { [self] in
+            let result = spawnReady(spare: true)
+            let unused = st.withLock { s -> Launched? in
+                s.preparingSpare = false
+                guard case .success(let l) = result else { return nil }
+                if s.stopping || s.spare != nil { return l }
+                s.spare = l
+                return nil
+            }
+            unused?.discard()
+            if case .failure(let error) = result, !st.withLock({ $0.stopping }) {
+                logger.warning("could not pre-warm a spare worker process; a restart will start one: \(error.description)",
+                               metadata: ["plugin": "\(spec.name)"])
+            }
+        }
     }
 
     public func join(until deadline: ContinuousClock.Instant?) -> Bool {

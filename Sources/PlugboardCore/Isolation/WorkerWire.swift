@@ -74,6 +74,9 @@ public final class WireChannel: @unchecked Sendable {
 
     public init(fd: FileDescriptor) { self.fd = fd }
 
+    // The socket goes with its channel (a restarted or replaced worker's old one included).
+    deinit { try? fd.close() }
+
     /// Sends one frame. Blocks while the socket buffer is full.
     public func send(_ type: WireType, _ payload: [UInt8] = []) throws(Errno) {
         var frame = WireWriter()

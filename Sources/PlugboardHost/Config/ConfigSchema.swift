@@ -157,6 +157,8 @@ public enum ConfigSchema {
                   help: "Replace a worker process by a fresh one after it ran this many seconds; 0: never."),
         ConfigKey(path: "plugins.recycle", kind: .stringList(minCount: 0), defaultValue: .stringList([]),
                   help: "The plugins plugins.recycle_after_* apply to; empty: every process plugin."),
+        ConfigKey(path: "plugins.prewarm", kind: .bool, defaultValue: .bool(false),
+                  help: "Keep a spare worker process initialised for each process plugin, so a crash restart adopts it instead of waiting for spawn, dlopen and init (one more process per plugin)."),
 
         ConfigKey(path: "control.socket", kind: .string, defaultValue: .string("/run/plugboard/control.sock"),
                   help: "Unix socket of `plugboard ctl` (serve only); empty serves none. Left at its default, a socket that cannot be created is a warning; set explicitly, an error."),

@@ -137,6 +137,7 @@ public struct DaemonConfig: Sendable, Equatable {
         public var recycleAfterEvents: Int = 0
         public var recycleAfterSeconds: Int = 0
         public var recycle: [String] = []
+        public var prewarm = false
 
         /// The registry cache file to use: the configured one, else `$STATE_DIRECTORY/registry.pbr`
         /// (systemd's StateDirectory=), else nil for the registry's own default.
@@ -208,7 +209,8 @@ public struct DaemonConfig: Sendable, Equatable {
                                cpuLimit: int("plugins.cpu_limit"), openFilesLimit: int("plugins.open_files_limit"),
                                maxRecordBytes: int("plugins.max_record_bytes"), logRate: int("plugins.log_rate"),
                                recycleAfterEvents: int("plugins.recycle_after_events"),
-                               recycleAfterSeconds: int("plugins.recycle_after_seconds"), recycle: list("plugins.recycle"))
+                               recycleAfterSeconds: int("plugins.recycle_after_seconds"), recycle: list("plugins.recycle"),
+                               prewarm: bool("plugins.prewarm"))
         self.shutdownDeadline = deadline
         self.replayPace = str("replay.pace")
         self.shutdownStateFile = str("shutdown.state_file")

@@ -9,6 +9,7 @@
  * Config `output`: a file each event's sequence is appended to (exactly-once checks), and
  *   "COUNT <n>" at shutdown (the count it carried).
  * Config `crash_file`: while that file exists, the plugin crashes on every event (quarantine).
+ * Config `crash_at`: the plugin crashes on the event of that sequence, every time (a poison event).
  * Export `canary_add(int32_t, int32_t)`; `canary_crash()` crashes (ctl call tests).
  */
 #include <plugboard.h>
@@ -25,7 +26,7 @@
 
 static const pb_host_api *g_api;
 
-typedef struct st { pb_host *host; unsigned long long count; FILE *out; const char *crash_file; } st;
+typedef struct st { pb_host *host; unsigned long long count; FILE *out; const char *crash_file; unsigned long long crash_at; } st;
 
 static pb_status init(pb_host *h, const pb_config *c, void **s) {
     (void)c;
@@ -35,6 +36,8 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     const char *o = g_api->config_get(h, "output");
     if (o && *o) x->out = fopen(o, "a");
     x->crash_file = g_api->config_get(h, "crash_file");
+    const char *ca = g_api->config_get(h, "crash_at");
+    x->crash_at = ca ? strtoull(ca, NULL, 10) : 0;
     *s = x;
     return PB_OK;
 }
@@ -47,6 +50,7 @@ static pb_status events(void *s, const pb_event *const *ev, uint32_t n) {
         raise(SIGSEGV);
 #endif
         if (x->crash_file && *x->crash_file && stat(x->crash_file, &sb) == 0) raise(SIGSEGV);
+        if (x->crash_at && ev[i]->sequence == x->crash_at) raise(SIGSEGV);
         x->count++;
         char buf[96];
         int len = snprintf(buf, sizeof buf, "%llu %s n=%llu", (unsigned long long)ev[i]->sequence,
