@@ -80,6 +80,12 @@ public final class RedisPublisher: Sendable {
     /// Counters and state, for logs, `/health` and tests.
     public var stats: RedisPublisherStats { control.snapshot() }
 
+    /// The publisher thread has ended (after `stop`, or never started).
+    public var hasStopped: Bool {
+        if case .idle = state.withLock({ $0 }) { return true }
+        return control.exited.load(ordering: .acquiring)
+    }
+
     /// Round trip of each pipelined batch (handed to the socket → last reply read), nanoseconds.
     public var publishLatency: LatencyHistogram { control.publishLatency }
 
