@@ -101,7 +101,10 @@ struct RunDeliveryTests {
         let total = 150_000
         let run = try RunProcess(plugboard, ["run", "--plugins", dir.path, "--source", "synthetic:\(total)",
                                              "--redis", "redis://127.0.0.1:\(server.port)/0", "--redis-host", "restarted",
-                                             "--redis-maxlen", "0"], log: "\(dir.path)/run.log")
+                                             "--redis-maxlen", "0",
+                                             // Time to deliver what the outages left in the spill on a loaded
+                                             // machine (the run ends as soon as it is delivered).
+                                             "--shutdown-deadline", "120"], log: "\(dir.path)/run.log")
         var client: RedisConnection? = try server.client()
         for mark in [10_000, 40_000, 70_000, 100_000] {
             #expect(eventually(timeout: .seconds(120)) { xlen(client, key) >= Int64(mark) }, "\(run.output.suffix(2000))")
