@@ -6,7 +6,7 @@ CONFIG      ?= debug
 BUILD_DIR   := .build/$(CONFIG)
 PLUGIN_DIR  := build/plugins
 APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev libssl-dev openssl redis-server redis-tools \
-                umockdev libumockdev-dev prometheus lintian
+                umockdev libumockdev-dev prometheus lintian python3-redis
 
 SAMPLE_PLUGINS := usb-logger device-counter
 

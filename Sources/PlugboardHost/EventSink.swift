@@ -15,7 +15,8 @@ public protocol EventSink: AnyObject, Sendable {
     /// - Throws: when the sink cannot start at all (e.g. a Redis configuration error).
     func start(events: RingConsumer, pluginOutput: OutputQueue) throws
     /// Delivers what the sink still holds until `deadline`, then stops it.
-    /// - Returns: what is still undelivered (e.g. `redis (3 unacknowledged)`), nil when all was.
+    /// - Returns: what is still busy at the deadline (e.g. `redis (still in a Redis call; ...)`), nil
+    ///   when the sink stopped; what it could not deliver is the command's to report.
     func stop(until deadline: ContinuousClock.Instant) -> String?
 }
 
@@ -43,6 +44,9 @@ public final class RedisSink: EventSink {
         let stats = publisher.stop(timeout: max(.milliseconds(10), deadline - .now))
         let level: Logger.Level = stats.pending > 0 || stats.dropped > 0 || stats.rejected > 0 ? .warning : .info
         logger.log(level: level, "redis publisher stopped: \(stats)", metadata: ["stream": "\(publisher.streamKey)"])
-        return stats.pending > 0 ? "redis (\(stats.pending) unacknowledged)" : nil
+        // Events Redis did not take by the deadline are not a stuck component: the publisher gave
+        // up on them and stopped; the commands report them (`HostAssembly.undelivered`, exit 3).
+        // Busy is a publisher thread still inside a Redis call.
+        return publisher.hasStopped ? nil : "redis (still in a Redis call; \(stats.pending) unacknowledged)"
     }
 }

@@ -256,7 +256,7 @@ public struct HostSettings: Sendable {
             url.tls = try Self.tls(config.redis, url: url, effective: effective)
             var r = RedisPublisher.Configuration(url: url, host: config.redis.host.isEmpty ? StreamKeys.localHost : config.redis.host)
             r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
-            r.maxLength = config.redis.maxlen == 0 ? nil : config.redis.maxlen
+            try Self.applyRetention(config.redis, to: &r, effective: effective)
             r.maxBatch = config.redis.batch
             // One limit: a record publish accepted always fits what the publisher carries.
             r.pluginMaxRecord = maxRecordBytes + OutputQueue.maxTopicBytes + OutputQueue.maxNameBytes
@@ -293,7 +293,11 @@ public struct HostSettings: Sendable {
             s.append(("redis", redis.url.redacted))
             s.append(("redis_stream", StreamKeys(host: redis.host).events))
             s.append(("redis_mode", redis.mode.rawValue))
-            s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
+            if let age = redis.retentionAge {
+                s.append(("redis_retention", "\(StreamRetention.age(age)) (MINID ~)"))
+            } else {
+                s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
+            }
             s.append(("redis_batch", "\(redis.maxBatch)"))
             if let tls = redis.url.tls {
                 s.append(("redis_tls_ca_file", tls.caFile ?? "system store"))
@@ -351,6 +355,27 @@ extension HostSettings {
         func opt(_ s: String) -> String? { s.isEmpty ? nil : s }
         return RedisTLS(caFile: opt(r.tlsCAFile), certFile: opt(r.tlsCertFile), keyFile: opt(r.tlsKeyFile),
                         serverName: opt(r.tlsServerName))
+    }
+
+    /// `redis.retention` or `redis.maxlen` into the publisher's trimming: a time is `MINID ~`, a
+    /// count (either key) `MAXLEN ~`. Both keys set is refused: which one was meant is not ours
+    /// to guess (docs/redis.md, "Retention").
+    static func applyRetention(_ redis: DaemonConfig.Redis, to r: inout RedisPublisher.Configuration,
+                               effective: EffectiveConfig) throws {
+        let retentionOrigin = effective.origin("redis.retention"), maxlenOrigin = effective.origin("redis.maxlen")
+        if let retention = redis.retention, maxlenOrigin != .defaultValue {
+            throw HostStartError("redis.retention (from \(retentionOrigin)) and redis.maxlen (from \(maxlenOrigin)) are both set (fix: keep one: redis.retention = \"\(retention)\" says what the streams keep as a time or a count; redis.maxlen is the older way to say a count)")
+        }
+        r.retentionAge = nil
+        switch redis.retention {
+        case .age(let age)?:
+            r.maxLength = nil
+            r.retentionAge = age
+        case .count(let n)?:
+            r.maxLength = n
+        case nil:
+            r.maxLength = redis.maxlen == 0 ? nil : redis.maxlen
+        }
     }
 
     /// The configuration key behind each core error code. The core says what failed and what to do

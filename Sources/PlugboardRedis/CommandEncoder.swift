@@ -26,6 +26,9 @@ final class CommandEncoder {
     private let maxlenWord: Text
     private let tilde: Text
     private let maxlen: Text
+    private let minidWord: Text
+    /// With time retention: the `MINID ~` threshold, ms since the epoch, set once per batch.
+    var minID: UInt64?
     private let topicWord: Text
     private let dataWord: Text
     /// By `EventSchema.entries` index: the stream field names, and `"name":` for the PUBLISH payload.
@@ -35,7 +38,7 @@ final class CommandEncoder {
     /// Values of the last encoded event, by `EventSchema.entries` index.
     private var values: [Text]
 
-    init(keys: StreamKeys, maxLength: Int?) {
+    init(keys: StreamKeys, maxLength: Int?, timeRetention: Bool = false) {
         argv = .allocate(capacity: CommandEncoder.maxArgs)
         lengths = .allocate(capacity: CommandEncoder.maxArgs)
         scratch = .allocate(capacity: CommandEncoder.scratchSize)
@@ -61,7 +64,9 @@ final class CommandEncoder {
         maxlenWord = intern("MAXLEN")
         tilde = intern("~")
         maxlen = intern(maxLength.map(String.init) ?? "")
-        hasMaxLength = maxLength != nil
+        hasMaxLength = maxLength != nil && !timeRetention
+        minidWord = intern("MINID")
+        minID = timeRetention ? 0 : nil
         topicWord = intern("topic")
         dataWord = intern("data")
         fieldNames = EventSchema.entries.map { intern($0.name) }
@@ -77,13 +82,13 @@ final class CommandEncoder {
 
     // MARK: Commands
 
-    /// `XADD plugboard:{HOST}:events [MAXLEN ~ N] <epoch>-<seq> field value ...`
+    /// `XADD plugboard:{HOST}:events [MAXLEN ~ N | MINID ~ MS] <epoch>-<seq> field value ...`
     /// - Returns: argc.
     func encodeXADD(_ e: UnsafePointer<pb_event>, epochMs: UInt64) -> Int32 {
         used = 0
         var n = 0
         put(&n, xadd); put(&n, eventsKey)
-        if hasMaxLength { put(&n, maxlenWord); put(&n, tilde); put(&n, maxlen) }
+        putTrim(&n)
         put(&n, id(epochMs, e.pointee.sequence))
         fillValues(e)
         for f in 0..<values.count {
@@ -120,7 +125,7 @@ final class CommandEncoder {
         return Int32(n)
     }
 
-    /// `XADD plugboard:{HOST}:plugin:<name> [MAXLEN ~ N] <epoch>-<outseq> topic <topic> data <bytes>`
+    /// `XADD plugboard:{HOST}:plugin:<name> [MAXLEN ~ N | MINID ~ MS] <epoch>-<outseq> topic <topic> data <bytes>`
     func encodePluginXADD(_ r: PluginRecord, epochMs: UInt64) -> Int32 {
         used = 0
         var n = 0
@@ -129,7 +134,7 @@ final class CommandEncoder {
         appendBytes(pluginPrefix)
         appendBytes(r.name)
         put(&n, (UnsafeRawPointer(scratch + keyStart).assumingMemoryBound(to: CChar.self), used - keyStart))
-        if hasMaxLength { put(&n, maxlenWord); put(&n, tilde); put(&n, maxlen) }
+        putTrim(&n)
         put(&n, id(epochMs, r.sequence))
         put(&n, topicWord); put(&n, r.topic)
         put(&n, dataWord); put(&n, r.data)
@@ -158,6 +163,17 @@ final class CommandEncoder {
         guard s.offset != 0, UInt32(s.offset) + UInt32(s.length) < total else { return empty }
         let p = UnsafeRawPointer(e) + Int(s.offset)
         return (p.assumingMemoryBound(to: CChar.self), Int(min(s.length, UInt16(PB_STRING_MAX))))
+    }
+
+    /// The trimming arguments: `MAXLEN ~ N`, `MINID ~ MS` (MS written into the scratch), or none.
+    private func putTrim(_ n: inout Int) {
+        if hasMaxLength {
+            put(&n, maxlenWord); put(&n, tilde); put(&n, maxlen)
+        } else if let minID {
+            let start = used
+            appendDecimal(minID)
+            put(&n, minidWord); put(&n, tilde); put(&n, text(from: start))
+        }
     }
 
     private func id(_ epochMs: UInt64, _ seq: UInt64) -> Text {

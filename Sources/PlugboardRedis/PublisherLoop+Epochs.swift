@@ -48,6 +48,18 @@ extension PublisherLoop {
         return .epoch(max(now, lastMs + 1))
     }
 
+    /// Time retention (`retentionAge`), once per batch: the epoch moves up to now, so the records
+    /// first sent in this batch carry the time of their send in their IDs, and the batch's XADDs
+    /// trim below `now - age` (`MINID ~`). Moving the epoch up keeps IDs increasing: a larger
+    /// millisecond part with any sequence, as a reissue's new epoch does. Replays keep the
+    /// epoch stored with their record.
+    func followClock(retention age: Duration) {
+        let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        if let epoch = epochMs, now > epoch { epochMs = now }
+        let ageMs = UInt64(age.components.seconds) * 1000
+        encoder.minID = now > ageMs ? now - ageMs : 0
+    }
+
     /// The epoch of a record's IDs: the one of its first send, for every replay. Records are
     /// first sent in store order, so IDs rise as long as sequences do; a reissued copy (a lower
     /// sequence after higher ones) starts a new epoch, above every ID sent so far (docs/redis.md,

@@ -49,6 +49,7 @@ extension PublisherLoop {
         let nP = Int(min(UInt64(config.maxBatch), pluginWindow.unsent))
         let stream = config.mode.usesStream
         let channel = config.mode.usesChannel
+        if let age = config.retentionAge { followClock(retention: age) }
         var pos = eventWindow.sent.byte
         for _ in 0..<nE {
             let r = events.record(at: pos)

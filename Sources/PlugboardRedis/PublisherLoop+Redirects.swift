@@ -17,14 +17,8 @@ extension PublisherLoop {
 
     /// The node of a `MOVED <slot> <host>:<port>` reply, with the configured credentials.
     static func movedTarget(_ text: String, like url: RedisURL) -> RedisURL? {
-        let parts = text.split(separator: " ")
-        guard parts.count == 3, parts[0] == "MOVED", let colon = parts[2].lastIndex(of: ":"),
-              let port = Int(parts[2][parts[2].index(after: colon)...]), (1...65535).contains(port) else { return nil }
-        var host = String(parts[2][..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host.isEmpty, case .tcp(let seedHost, _) = url.endpoint { host = seedHost }  // "MOVED 3999 :6381": same host
-        return RedisURL(endpoint: .tcp(host: host, port: port), user: url.user, password: url.password, database: url.database,
-                        tls: url.tls)
+        guard let redirect = ClusterRedirect(text, like: url), redirect.kind == .moved else { return nil }
+        return redirect.node
     }
 
     /// A MOVED reply: the command was not executed, like a retryable error, and the connection

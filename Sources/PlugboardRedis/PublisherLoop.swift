@@ -75,7 +75,8 @@ final class PublisherLoop {
         self.keys = StreamKeys(host: configuration.host)
         self.source = source
         self.pluginSource = pluginSource
-        self.encoder = CommandEncoder(keys: keys, maxLength: configuration.maxLength)
+        self.encoder = CommandEncoder(keys: keys, maxLength: configuration.maxLength,
+                                      timeRetention: configuration.retentionAge != nil)
         self.server = configuration.url.redacted
         self.events = RecordStore(capacity: configuration.spillBytes)
         self.plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))

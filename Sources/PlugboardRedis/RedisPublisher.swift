@@ -27,8 +27,13 @@ public final class RedisPublisher: Sendable {
         /// `{HOST}` in the key names.
         public var host: String
         public var mode: Mode = .stream
-        /// `MAXLEN ~ N` on every XADD (nil: no trimming).
+        /// `MAXLEN ~ N` on every XADD (nil: no trimming by length).
         public var maxLength: Int? = 1_000_000
+        /// Time retention: every XADD carries `MINID ~ <now in ms - age>` instead of `MAXLEN`, and
+        /// the IDs' millisecond part follows the clock (each batch's first sends take
+        /// `max(epoch, now)`), so an entry's ID says when it was first sent and entries older than
+        /// `age` are trimmed (docs/redis.md, "Retention"). Takes precedence over `maxLength`.
+        public var retentionAge: Duration? = nil
         /// Most events (commands) in one pipeline.
         public var maxBatch: Int = 1024
         /// Bytes for events held while unacknowledged or while Redis is down (each takes its
@@ -79,6 +84,12 @@ public final class RedisPublisher: Sendable {
 
     /// Counters and state, for logs, `/health` and tests.
     public var stats: RedisPublisherStats { control.snapshot() }
+
+    /// The publisher thread has ended (after `stop`, or never started).
+    public var hasStopped: Bool {
+        if case .idle = state.withLock({ $0 }) { return true }
+        return control.exited.load(ordering: .acquiring)
+    }
 
     /// Round trip of each pipelined batch (handed to the socket → last reply read), nanoseconds.
     public var publishLatency: LatencyHistogram { control.publishLatency }

@@ -11,6 +11,10 @@ import Glibc
 /// returned for it, a consumer first re-reads what it read before but did not acknowledge (after a
 /// crash, or a lost connection), and with `claimIdleMs` it claims entries another consumer left
 /// pending that long (`XAUTOCLAIM`), so a dead consumer's entries are not stranded.
+///
+/// Against a Redis Cluster it follows redirects as the publisher does: `MOVED` moves its connection
+/// to the node named (the stream's slot is served there now), `ASK` sends that one command to the
+/// node named after `ASKING` (the slot is migrating and the key already left).
 public final class StreamTail {
     public struct Options: Sendable {
         public var url: RedisURL
@@ -26,6 +30,9 @@ public final class StreamTail {
         public var blockMs: Int = 1000
         /// With a group: claim entries pending for another consumer longer than this (ms); nil: never.
         public var claimIdleMs: Int?
+        /// Most entries one read asks for, asked before each read (nil: 100, or what `count` leaves).
+        /// Several tails sharing one `--count` pass what is left of it.
+        public var readLimit: (@Sendable () -> Int)?
 
         public init(url: RedisURL, host: String) {
             self.url = url
@@ -35,7 +42,14 @@ public final class StreamTail {
 
     public let options: Options
     public let key: String
-    private let connection: RedisConnection
+    private var connection: RedisConnection
+    private let connectOptions: RedisConnectOptions
+    /// The cluster node a `MOVED` pointed at, when it is not the configured one.
+    public private(set) var node: RedisURL?
+    /// Told of every redirect followed (for `tail`'s stderr).
+    public var onRedirect: (ClusterRedirect) -> Void = { _ in }
+    /// Redis Cluster redirects followed in a row before giving up (a slot table in flux).
+    static let maxRedirects = 5
 
     /// Connects (and, with a group, creates the group with MKSTREAM if missing).
     /// - Throws: `RedisError` (connection, authentication, wrong key type...).
@@ -46,15 +60,57 @@ public final class StreamTail {
         var connect = RedisConnectOptions()
         // A blocking read must not trip the socket timeout.
         connect.commandTimeout = .milliseconds(Int64(options.blockMs) + 5000)
+        connectOptions = connect
         connection = try RedisConnection(url: options.url, options: connect)
         try joinGroup()
+    }
+
+    /// Sends one command and returns its reply, following cluster redirects: after `MOVED` the
+    /// connection moves to the node named and the command is sent again there (up to
+    /// `maxRedirects` hops); after `ASK` the command alone goes to the node named, after `ASKING`.
+    /// - Throws: `RedisError`; `.unavailable` after too many redirects in a row (retried).
+    func send(_ args: [String]) throws -> RedisReply {
+        var hops = 0
+        while true {
+            let reply = try connection.command(args)
+            guard case .error(let e) = reply, let redirect = ClusterRedirect(e, like: options.url) else { return reply }
+            hops += 1
+            guard hops <= Self.maxRedirects else {
+                throw RedisError(.unavailable, server: options.url.redacted,
+                                 "\(args.first ?? "") \(key): more than \(Self.maxRedirects) cluster redirects in a row (last: \(e))")
+            }
+            onRedirect(redirect)
+            switch redirect.kind {
+            case .moved:
+                connection = try RedisConnection(url: redirect.node, options: connectOptions)
+                node = redirect.node
+            case .ask:
+                let target = try RedisConnection(url: redirect.node, options: connectOptions)
+                _ = try target.command(["ASKING"])
+                return try target.command(args)
+            }
+        }
+    }
+
+    /// A new connection after a loss: to the node a redirect named, else (or when that node
+    /// cannot be reached: it may have failed over) to the configured one, which redirects again.
+    private func reconnect() throws {
+        if let node {
+            do {
+                connection = try RedisConnection(url: node, options: connectOptions)
+                return
+            } catch let e as RedisError where Self.isConnectionLoss(e) {
+                self.node = nil
+            }
+        }
+        connection = try RedisConnection(url: options.url, options: connectOptions)
     }
 
     /// With a group: creates it (MKSTREAM) or joins it when it exists. Also after a reconnect,
     /// since a restarted Redis without persistence has lost it.
     private func joinGroup() throws {
         guard let group = options.group else { return }
-        let reply = try connection.command(["XGROUP", "CREATE", key, group, options.from ?? "$", "MKSTREAM"])
+        let reply = try send(["XGROUP", "CREATE", key, group, options.from ?? "$", "MKSTREAM"])
         switch reply {
         case .status: break
         case .error(let e) where e.hasPrefix("BUSYGROUP"): break  // exists: join it
@@ -92,11 +148,13 @@ public final class StreamTail {
         var ownPending = true
         var claimCursor = "0-0"
         while options.count.map({ delivered < $0 }) ?? true {
-            let want = min(100, (options.count ?? Int.max) - delivered)
+            let limit = options.readLimit?() ?? Int.max
+            if limit <= 0 { break }  // the tail this reader belongs to is over
+            let want = min(100, (options.count ?? Int.max) - delivered, limit)
             var entries: [StreamEntry] = []
             do {
                 if lost {
-                    try connection.reconnect()
+                    try reconnect()
                     try joinGroup()
                     lost = false
                     ownPending = true
@@ -110,7 +168,7 @@ public final class StreamTail {
                     if entries.isEmpty {
                         let cmd = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "\(want)"]
                             + (ownPending ? [] : ["BLOCK", "\(options.blockMs)"]) + ["STREAMS", key, ownPending ? "0" : ">"]
-                        entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                        entries = try StreamEntry.entries(fromRead: try send(cmd), key: key,
                                                           command: "XREADGROUP \(key)", server: server)
                         if ownPending && entries.isEmpty {
                             ownPending = false
@@ -119,7 +177,7 @@ public final class StreamTail {
                     }
                 } else {
                     let cmd = ["XREAD", "COUNT", "\(want)", "BLOCK", "\(options.blockMs)", "STREAMS", key, last]
-                    entries = try StreamEntry.entries(fromRead: try connection.command(cmd), key: key,
+                    entries = try StreamEntry.entries(fromRead: try send(cmd), key: key,
                                                       command: "XREAD \(key)", server: server)
                 }
             } catch let e as RedisError where Self.isConnectionLoss(e) {
@@ -161,7 +219,7 @@ public final class StreamTail {
     /// `XACK` of `ids` in the group (nothing to do for none).
     func acknowledge(_ ids: [String], server: String) throws {
         guard let group = options.group, !ids.isEmpty else { return }
-        let reply = try connection.command(["XACK", key, group] + ids)
+        let reply = try send(["XACK", key, group] + ids)
         guard case .integer = reply else {
             throw RedisError(.unexpectedReply, server: server, "XACK \(key) \(group): expected an integer, got \(reply.shape)")
         }
@@ -172,7 +230,7 @@ public final class StreamTail {
     func claim(group: String, consumer: String, idleMs: Int, from cursor: String, count: Int,
                server: String) throws -> ([StreamEntry], String) {
         let command = "XAUTOCLAIM \(key) \(group)"
-        let reply = try connection.command(["XAUTOCLAIM", key, group, consumer, "\(idleMs)", cursor, "COUNT", "\(count)"])
+        let reply = try send(["XAUTOCLAIM", key, group, consumer, "\(idleMs)", cursor, "COUNT", "\(count)"])
         if case .error(let e) = reply { throw RedisError(.server, server: server, "\(command): \(e)") }
         guard case .array(let parts) = reply, parts.count >= 2, let next = parts[0].text else {
             throw RedisError(.unexpectedReply, server: server, "\(command): expected [cursor, entries, ...], got \(reply.shape)")
@@ -183,7 +241,8 @@ public final class StreamTail {
     /// One line per event, in the spirit of `udevadm monitor`:
     /// `PLUGBOARD[1764374400000-42] add      /sys/devices/.../1-3 046d:c52b bus 001 dev 004 "Logitech" "USB Receiver" serial=ABC driver=usb`
     /// Reads the entry through `EventSchema`, so an older daemon's field names (`vid`, `bus`...) show too.
-    public static func format(_ e: StreamEntry) -> String {
+    /// With `host` (a tail of several hosts) the bracket names it: `PLUGBOARD[host 1764374400000-42] add ...`.
+    public static func format(_ e: StreamEntry, host: String? = nil) -> String {
         // A field that does not parse is left out of the line, not fatal: this output is for people.
         let pairs = e.fields.filter { f in (try? EventSchema.entry(named: f.name)?.parse(text: f.value)) != nil }
         let r = (try? EventSchema.record(text: pairs)) ?? EventRecord()
@@ -193,7 +252,7 @@ public final class StreamTail {
         }
         let action = r.number(.action).flatMap { EventAction(rawValue: UInt16($0))?.name } ?? "?"
         let pad = String(repeating: " ", count: max(0, 8 - action.count))
-        var line = "PLUGBOARD[\(e.id)] \(action)\(pad) \(r.string(.syspath) ?? "?")"
+        var line = "PLUGBOARD[\(host.map { "\($0) " } ?? "")\(e.id)] \(action)\(pad) \(r.string(.syspath) ?? "?")"
         if let vid = hex(.vendorID), let pid = hex(.productID) { line += " \(vid):\(pid)" }
         if let bus = r.number(.busnum), let dev = r.number(.devnum) { line += " bus \(pad3("\(bus)")) dev \(pad3("\(dev)"))" }
         if let m = r.string(.manufacturer), !m.isEmpty { line += " \"\(m)\"" }
@@ -213,8 +272,9 @@ extension StreamTail {
     /// One entry as the JSON object `monitor --json` prints for the event, with the entry's
     /// `"id"` first: the names, value formats and order of `EventSchema`. Reads the names an
     /// older daemon wrote (`vid`, `kseq`, `ifaces` as `cc:ss:pp`, `flags` as decimal bits) too.
+    /// With `host` (a tail of several hosts), `"host"` follows `"id"`.
     /// - Throws: `PlugboardError` naming the entry and the field whose value does not parse.
-    public static func json(_ entry: StreamEntry) throws -> String {
+    public static func json(_ entry: StreamEntry, host: String? = nil) throws -> String {
         let record: EventRecord
         do { record = try EventSchema.record(text: entry.fields) } catch let e as EventSchema.ValueError {
             throw PlugboardError(code: "tail.field", file: "entry \(entry.id)", field: e.field, reason: "expected \(e.expected)",
@@ -226,7 +286,10 @@ extension StreamTail {
         w.event.pointee.timestamp_ns = 0
         record.write(into: &w, hostFields: true)
         var json = JSONWriter()
-        EventSchema.writeJSON(UnsafePointer(w.event), into: &json) { $0.key("id"); $0.string(entry.id) }
+        EventSchema.writeJSON(UnsafePointer(w.event), into: &json) { j in
+            j.key("id"); j.string(entry.id)
+            if let host { j.key("host"); j.string(host) }
+        }
         return json.text
     }
 }

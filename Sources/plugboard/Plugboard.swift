@@ -7,8 +7,9 @@ import Glibc
 
 /// The `plugboard` command: host daemon and plugin tooling.
 ///
-/// Exit codes (docs/operations.md): 0 success, 1 runtime failure, 64 usage error
-/// (ArgumentParser's validation exit), 70 a stuck component at shutdown.
+/// Exit codes (docs/operations.md): 0 success, 1 runtime failure, 2 `run --strict` with a refused
+/// plugin, 3 events not delivered (`run`, `serve`), 64 usage error (ArgumentParser's validation
+/// exit), 70 a stuck component at shutdown.
 @main
 struct Plugboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

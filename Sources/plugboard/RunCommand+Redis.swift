@@ -16,12 +16,16 @@ struct RedisRunOptions: ParsableArguments {
     @Option(name: .customLong("redis-maxlen"), help: ArgumentHelp("Trim the stream to about this many entries (key redis.maxlen: MAXLEN ~ N); 0 keeps everything.", valueName: "N"))
     var redisMaxlen: Int?
 
+    @Option(name: .customLong("redis-retention"), help: ArgumentHelp("What the streams keep (key redis.retention): a time such as 7d, 12h, 30m (XADD MINID ~) or an entry count (MAXLEN ~); not with --redis-maxlen.", valueName: "T|N"))
+    var redisRetention: String?
+
     var overrides: [ConfigOverride] {
         var o: [ConfigOverride] = []
         if let redis { o.append(.init(key: "redis.url", value: redis, flag: "--redis \(redis)")) }
         if let redisHost { o.append(.init(key: "redis.host", value: redisHost, flag: "--redis-host \(redisHost)")) }
         if let redisMode { o.append(.init(key: "redis.mode", value: redisMode, flag: "--redis-mode \(redisMode)")) }
         if let redisMaxlen { o.append(.init(key: "redis.maxlen", value: "\(redisMaxlen)", flag: "--redis-maxlen \(redisMaxlen)")) }
+        if let redisRetention { o.append(.init(key: "redis.retention", value: redisRetention, flag: "--redis-retention \(redisRetention)")) }
         return o
     }
 }

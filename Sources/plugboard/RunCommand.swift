@@ -23,7 +23,8 @@ struct RunCommand: AsyncParsableCommand {
             SIGINT/SIGTERM stop gracefully (drain, shut the plugins down, flush Redis) within
             shutdown.deadline; a second signal stops at once (exit 128+signal). Exit codes: 0 done,
             1 start-up or source failure, 2 with --strict: a plugin was refused or failed to initialise,
-            64 bad configuration, 70 a component still busy at the deadline. Without --strict a refused
+            3 events not delivered (to Redis, or to a plugin: missed, skipped, quarantined; listed on
+            stderr), 64 bad configuration, 70 a component still busy at the deadline. Without --strict a refused
             plugin does not change the exit status: it is listed under "rejected plugins" in the summary.
             """)
 
@@ -114,8 +115,10 @@ struct RunCommand: AsyncParsableCommand {
         let failures = assembled.runtime.failures
         if strict && !failures.isEmpty {
             FileHandle.standardError.write(Data("plugboard: --strict: \(failures.count) plugin(s) refused or failed to initialise (listed above under \"rejected plugins\")\n".utf8))
-            throw ExitCode(Self.strictFailureExitCode)
         }
+        // Lost events outrank refused plugins: 3 before 2.
+        Daemon.exitIfUndelivered(assembled, plugins: true)
+        if strict && !failures.isEmpty { throw ExitCode(Self.strictFailureExitCode) }
     }
 }
 

@@ -74,6 +74,8 @@ struct ServeCommand: AsyncParsableCommand {
         if report.completed {
             CLI.printSummary(runtime: assembled.runtime, sourceName: config.source.description, elapsed: ContinuousClock.now - started)
             FileHandle.standardOutput.write(Data("plugboard: \(report.message)\n".utf8))
+            // Events Redis did not take by the deadline (plugins' misses are in /metrics).
+            Daemon.exitIfUndelivered(assembled, plugins: false)
         }
         Daemon.exit(with: report)
     }

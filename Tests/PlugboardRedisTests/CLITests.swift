@@ -142,6 +142,8 @@ struct CLITests {
         (["tail", "--group", "g"], "--group and --consumer go together"),
         (["tail", "--from", "yesterday"], "--from 'yesterday' is not a stream ID"),
         (["tail", "--redis", "http://x"], "must start with redis://"),
+        (["tail", "--host", "a", "--host", "a"], "--host a is given twice"),
+        (["tail", "--host-pattern", "web-{1}"], "--host-pattern 'web-{1}': give a glob of host names"),
     ])
     func usageErrors(arguments: [String], mentions: String) throws {
         let r = try run(arguments)

@@ -91,3 +91,87 @@ struct ClusterTests {
         expectExactlyOnce(try readAll(dst, key), count: 30_000, fieldStride: 101)
     }
 }
+
+/// `plugboard tail` (the real binary) against a real Redis Cluster: redirects and hosts on every node.
+@Suite("plugboard tail against a real Redis Cluster", .serialized)
+struct ClusterTailTests {
+    /// Publishes test events 1...n for `host` through `node` (the publisher follows MOVED itself).
+    func publish(_ n: Int, host: String, through node: RedisServer) throws {
+        let publisher = RedisPublisher(configuration: testConfiguration(node.url, host: host))
+        try publisher.start(events: GeneratedEventSource(total: n, gate: SourceGate(released: n)))
+        #expect(publisher.flush(timeout: .seconds(60)))
+        publisher.stop()
+    }
+
+    func sequences(_ lines: [Substring]) -> [UInt64] {
+        lines.filter { $0.hasPrefix("PLUGBOARD[") }.compactMap { $0.split(separator: "]").first?.split(separator: "-").last.flatMap { UInt64($0) } }
+    }
+
+    @Test("pointed at a node that does not serve the stream: tail follows MOVED and prints every event, with and without a group")
+    func followsMoved() throws {
+        let cluster = try RedisCluster()
+        defer { cluster.stop() }
+        let key = "plugboard:{test-host}:events"
+        let owner = try cluster.owner(of: key)
+        let other = try #require(cluster.nodes.first { $0.port != owner.port })
+        try publish(250, host: "test-host", through: other)
+        let plain = try TailTests.tail(url: other.url.redacted, ["--host", "test-host", "--from", "0", "--count", "250"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(sequences(plain.lines) == Array(1...250))
+        #expect(plain.stderr.contains("following MOVED to redis://127.0.0.1:\(owner.port)/0"), "\(plain.stderr)")
+        let grouped = try TailTests.tail(url: other.url.redacted, ["--host", "test-host", "--from", "0", "--group", "g",
+                                                                    "--consumer", "c", "--count", "250"])
+        #expect(grouped.status == 0, "\(grouped.stderr)")
+        #expect(sequences(grouped.lines) == Array(1...250))
+        guard case .array(let summary) = try owner.client().command(["XPENDING", key, "g"]) else { Issue.record("XPENDING"); return }
+        #expect(summary.first == .integer(0), "every entry acknowledged, on the owner")
+    }
+
+    @Test("during a slot migration, after the key left the old node: tail follows ASK to the new one and prints every event")
+    func followsAsk() throws {
+        let cluster = try RedisCluster()
+        defer { cluster.stop() }
+        let key = "plugboard:{test-host}:events"
+        let source = try cluster.owner(of: key)
+        let target = try #require(cluster.nodes.first { $0.port != source.port })
+        try publish(150, host: "test-host", through: source)
+        let src = try source.client(), dst = try target.client()
+        guard case .integer(let slot) = try src.command(["CLUSTER", "KEYSLOT", key]) else { throw TestFailure("KEYSLOT") }
+        _ = try dst.command(["CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", try cluster.id(source)])
+        _ = try src.command(["CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", try cluster.id(target)])
+        #expect(try src.command(["MIGRATE", "127.0.0.1", "\(target.port)", "", "0", "5000", "KEYS", key]) == .status("OK"))
+        guard case .error(let e) = try src.command(["XLEN", key]), e.hasPrefix("ASK ") else {
+            Issue.record("the old node does not answer ASK"); return
+        }
+        let r = try TailTests.tail(url: source.url.redacted, ["--host", "test-host", "--from", "0", "--count", "150"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(sequences(r.lines) == Array(1...150))
+        #expect(r.stderr.contains("following ASK to redis://127.0.0.1:\(target.port)/0"), "\(r.stderr)")
+        for n in cluster.nodes { _ = try n.client().command(["CLUSTER", "SETSLOT", "\(slot)", "NODE", try cluster.id(target)]) }
+    }
+
+    @Test("--host-pattern finds hosts whose streams live on all three nodes (SCAN on every master) and prints each host's events")
+    func patternOverEveryNode() throws {
+        let cluster = try RedisCluster()
+        defer { cluster.stop() }
+        // Host names until every node serves at least one of them.
+        var hosts: [String] = []
+        var served = Set<Int>()
+        for i in 0..<60 where served.count < 3 || hosts.count < 4 {
+            let host = "node-\(i)"
+            let port = try cluster.owner(of: StreamKeys(host: host).events).port
+            if !served.contains(port) || hosts.count < 4 { hosts.append(host); served.insert(port) }
+        }
+        #expect(served.count == 3, "hosts on every node")
+        for h in hosts { try publish(20, host: h, through: cluster.nodes[0]) }
+        let r = try TailTests.tail(url: cluster.nodes[1].url.redacted, ["--host-pattern", "node-*", "--from", "0",
+                                                                         "--count", "\(20 * hosts.count)", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        var byHost: [String: [Int]] = [:]
+        for line in r.lines {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            byHost[o["host"] as? String ?? "?", default: []].append(o["sequence"] as? Int ?? 0)
+        }
+        #expect(byHost == Dictionary(uniqueKeysWithValues: hosts.map { ($0, Array(1...20)) }), "\(byHost.mapValues(\.count))")
+    }
+}

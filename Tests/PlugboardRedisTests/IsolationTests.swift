@@ -308,6 +308,19 @@ struct IsolationTests {
         #expect(bed.recorded().count == 20000)
     }
 
+    @Test("run: a plugin that crashes on one event gets every other event, and run exits 3 naming the event it skipped")
+    func runExitsThreeWhenAPluginSkippedAnEvent() throws {
+        let bed = try IsolationBed(misbehave: ["mode": "segfault", "where": "events", "at_sequence": "1000"],
+                                   misbehaveWorker: "deadline_ms = 300")
+        defer { bed.remove() }
+        let r = try TestProcess.run(bed.plugboard, ["run", "--plugins", bed.dir, "--registry-cache", "none", "--source", "synthetic:5000"])
+        #expect(r.status == 3, "\(r.output.suffix(3000))")
+        #expect(r.output.contains("plugboard: events not delivered (exit 3):\n  plugin misbehave: 1 skipped (poison events it crashed on)"),
+                "\(r.output.suffix(3000))")
+        #expect(!r.output.contains("plugin recorder:"), "the recorder got every event")
+        #expect(bed.recorded().count == 5000)
+    }
+
     @Test("SIGTERM while a plugin sleeps in init: serve kills its worker, does not start the source, and exits 0 at once")
     func sigtermDuringInit() throws {
         let server = try RedisServer()

@@ -8,9 +8,9 @@ import PlugboardTestSupport
 
 @Suite("plugboard tail's reader against a real redis-server", .serialized)
 struct TailTests {
-    /// Publishes test events 1...n to host "tail-host" and stops the publisher.
-    func publish(_ n: Int, to server: RedisServer) throws {
-        let publisher = RedisPublisher(configuration: testConfiguration(server.url, host: "tail-host"))
+    /// Publishes test events 1...n to `host` and stops the publisher.
+    func publish(_ n: Int, to server: RedisServer, host: String = "tail-host") throws {
+        let publisher = RedisPublisher(configuration: testConfiguration(server.url, host: host))
         try publisher.start(events: GeneratedEventSource(total: n, gate: SourceGate(released: n)))
         #expect(publisher.flush(timeout: .seconds(30)))
         publisher.stop()
@@ -195,6 +195,96 @@ struct TailTests {
         #expect(p.terminationStatus != 0, "\(stderr)")
         #expect(stderr.contains("cannot write to standard output"), "\(stderr)")
         #expect(try pending(server) == ["c": 10], "nothing was printed, so nothing was acknowledged")
+    }
+
+    /// `plugboard tail` with `arguments` on `server`; its stdout lines and stderr.
+    func tail(_ server: RedisServer, _ arguments: [String]) throws -> (status: Int32, lines: [Substring], stderr: String) {
+        try Self.tail(url: server.url.redacted, arguments)
+    }
+
+    static func tail(url: String, _ arguments: [String]) throws -> (status: Int32, lines: [Substring], stderr: String) {
+        let out = Pipe(), err = Pipe()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: PackagePaths.product("plugboard"))
+        p.arguments = ["tail", "--redis", url] + arguments
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, stdout.split(separator: "\n"), stderr)
+    }
+
+    /// The sequences of the lines naming `host` (`PLUGBOARD[host ID] ...`), in order.
+    func sequences(_ lines: [Substring], host: String) -> [UInt64] {
+        lines.filter { $0.hasPrefix("PLUGBOARD[\(host) ") }.compactMap { line in
+            line.split(separator: " ")[1].split(separator: "-").last.flatMap { UInt64($0.dropLast()) }
+        }
+    }
+
+    @Test("--host twice: every event of both hosts once, in each host's order, each line naming its host")
+    func readsSeveralHosts() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(30, to: server, host: "rack-a")
+        try publish(20, to: server, host: "rack-b")
+        let r = try tail(server, ["--host", "rack-a", "--host", "rack-b", "--from", "0", "--count", "50"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.lines.count == 50, "\(r.lines.prefix(3))")
+        #expect(sequences(r.lines, host: "rack-a") == Array(1...30))
+        #expect(sequences(r.lines, host: "rack-b") == Array(1...20))
+        #expect(r.stderr.contains("reading plugboard:{rack-a}:events, plugboard:{rack-b}:events"), "\(r.stderr)")
+    }
+
+    @Test("--host-pattern: the matching hosts' streams found with SCAN, one that starts publishing later too, others not; --json names the host")
+    func findsHostsByPattern() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(10, to: server, host: "web-1")
+        try publish(10, to: server, host: "web-2")
+        try publish(10, to: server, host: "db-1")
+        // A key of another type that matches the pattern is not a stream: SCAN ... TYPE stream skips it.
+        _ = try server.client().command(["SET", "plugboard:{web-x}:events", "not a stream"])
+        final class Result: @unchecked Sendable { var value: (status: Int32, lines: [Substring], stderr: String)? }
+        let result = Result(), done = DispatchSemaphore(value: 0)
+        let url = server.url.redacted
+        let reader = Thread {
+            result.value = try? Self.tail(url: url, ["--host-pattern", "web-*", "--from", "0", "--count", "30", "--json"])
+            done.signal()
+        }
+        reader.start()
+        // web-3 starts publishing after the tail started: the next scan (every 5 s) finds it.
+        usleep(500_000)
+        try publish(10, to: server, host: "web-3")
+        #expect(done.wait(timeout: .now() + 60) == .success, "tail did not get 30 events")
+        let r = try #require(result.value)
+        #expect(r.status == 0, "\(r.stderr)")
+        let objects = r.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(objects.count == 30)
+        var byHost: [String: [Int]] = [:]
+        for o in objects { byHost[o["host"] as? String ?? "?", default: []].append(o["sequence"] as? Int ?? 0) }
+        #expect(byHost == ["web-1": Array(1...10), "web-2": Array(1...10), "web-3": Array(1...10)], "\(byHost)")
+        #expect(objects.allSatisfy { Array($0.keys).contains("id") && $0["vendor_id"] != nil })
+        #expect(r.stderr.contains("new stream(s) found: plugboard:{web-3}:events"), "\(r.stderr)")
+    }
+
+    @Test("--group over two hosts' streams: each entry once, and nothing left pending in either stream's group")
+    func groupOverSeveralHosts() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        try publish(40, to: server, host: "g-a")
+        try publish(40, to: server, host: "g-b")
+        let r = try tail(server, ["--host", "g-a", "--host", "g-b", "--from", "0", "--group", "workers", "--consumer", "c",
+                                  "--count", "80"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(sequences(r.lines, host: "g-a") == Array(1...40) && sequences(r.lines, host: "g-b") == Array(1...40))
+        for h in ["g-a", "g-b"] {
+            guard case .array(let summary) = try server.client().command(["XPENDING", "plugboard:{\(h)}:events", "workers"]) else {
+                Issue.record("XPENDING"); continue
+            }
+            #expect(summary.first == .integer(0), "\(h): every printed entry acknowledged")
+        }
     }
 
     @Test("JSON output escapes quotes, backslashes and control characters, and not slashes")

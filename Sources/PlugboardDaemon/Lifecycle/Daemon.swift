@@ -17,6 +17,19 @@ import PlugboardHost
 public enum Daemon {
     /// Exit code when a component was still busy at the shutdown deadline (EX_SOFTWARE).
     public static let stuckExitCode: Int32 = 70
+    /// Exit code when the shutdown completed but events were not delivered (to Redis, or with
+    /// `run` to a plugin): what was not delivered is printed first (docs/operations.md).
+    public static let undeliveredExitCode: Int32 = 3
+
+    /// Prints what `host` did not deliver and exits 3; returns when it delivered everything.
+    /// - Parameter plugins: count plugins' missed, skipped and quarantined events too (`run`).
+    public static func exitIfUndelivered(_ host: HostAssembly, plugins: Bool) {
+        let lines = host.undelivered(plugins: plugins)
+        guard !lines.isEmpty else { return }
+        FileHandle.standardError.write(Data(("plugboard: events not delivered (exit \(undeliveredExitCode)):\n"
+            + lines.map { "  \($0)\n" }.joined()).utf8))
+        Foundation.exit(undeliveredExitCode)
+    }
 
     /// What differs between `serve`, `run` and `monitor`.
     public struct Options: Sendable {

@@ -258,6 +258,11 @@ public struct ConfigLoader: Sendable {
             if let i = raw.int { return value(fromText: String(i), for: key) }
             guard let s = raw.string else { return .failure(wrongType) }
             return value(fromText: s, for: key)
+        case .retention:
+            // An entry count may be written as a bare integer.
+            if let i = raw.int { return value(fromText: String(i), for: key) }
+            guard let s = raw.string else { return .failure(wrongType) }
+            return value(fromText: s, for: key)
         case .string, .source, .listen, .redisURL, .choice:
             guard let s = raw.string else { return .failure(wrongType) }
             return value(fromText: s, for: key)
@@ -303,6 +308,8 @@ public struct ConfigLoader: Sendable {
             case .failure(let error):
                 return .failure(.init(error.description, fix: "write \(key.kind.expected), or \"\" not to pin"))
             }
+        case .retention:
+            return StreamRetention.parse(text).map { .string($0?.description ?? "") }
         case .choice(let words):
             guard words.contains(text) else {
                 let guess = closestMatch(to: text, in: words).map { " (did you mean \"\($0)\"?)" } ?? ""

@@ -16,6 +16,8 @@ public enum ConfigKind: Sendable {
     case choice([String])
     /// CPU numbers and ranges, as `taskset -c` takes them ("1", "0-3", "0,2-3"); "" for none.
     case cpuList
+    /// What a Redis stream keeps: a time ("7d") or an entry count; "" for not set (`StreamRetention`).
+    case retention
 
     /// How an operator writes a value of this kind (for error messages and docs).
     var expected: String {
@@ -31,6 +33,7 @@ public enum ConfigKind: Sendable {
         case .redisURL: "\"\" (Redis off), \"redis://HOST:PORT[/DB]\", \"rediss://HOST:PORT[/DB]\" (TLS) or \"unix:///path/to/redis.sock\""
         case .choice(let words): "one of " + words.map { "\"\($0)\"" }.joined(separator: ", ")
         case .cpuList: "a CPU list like \"1\", \"0-3\" or \"0,2-3\""
+        case .retention: StreamRetention.expected
         }
     }
 }
@@ -80,7 +83,9 @@ public enum ConfigSchema {
         ConfigKey(path: "redis.mode", kind: .choice(["stream", "publish", "both"]), defaultValue: .string("stream"),
                   help: "stream (XADD, exactly once), publish (PUBLISH JSON, fire and forget) or both."),
         ConfigKey(path: "redis.maxlen", kind: .integer(0...1_000_000_000), defaultValue: .integer(100_000),
-                  help: "Approximate stream length kept (XADD MAXLEN ~); 0 keeps every entry."),
+                  help: "Approximate stream length kept (XADD MAXLEN ~); 0 keeps every entry. Ignored when redis.retention is set; setting both is an error."),
+        ConfigKey(path: "redis.retention", kind: .retention, defaultValue: .string(""),
+                  help: "What the streams keep: a time (\"7d\", \"12h\", \"30m\": XADD MINID ~ now minus it, on the IDs' milliseconds) or an entry count (\"1000000\": MAXLEN ~); empty: redis.maxlen decides (docs/redis.md, \"Retention\")."),
         ConfigKey(path: "redis.batch", kind: .integer(1...10_000), defaultValue: .integer(1024),
                   help: "Most commands pipelined per round trip (also the unacknowledged window)."),
 

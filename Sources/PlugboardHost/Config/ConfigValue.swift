@@ -42,6 +42,58 @@ public enum SourceSpec: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// What the Redis streams keep (`redis.retention`): entries younger than an age (XADD `MINID ~`),
+/// or about a number of entries (XADD `MAXLEN ~`).
+public enum StreamRetention: Sendable, Equatable, CustomStringConvertible {
+    /// Entries whose ID is younger than this (whole seconds).
+    case age(Duration)
+    /// About this many entries.
+    case count(Int)
+
+    /// The shortest age accepted: IDs carry the time of their first send to the millisecond, and
+    /// a window of seconds would trim entries a moment after they are stored.
+    public static let minimumAge: Duration = .seconds(60)
+    /// The longest: ten years, far beyond any disk.
+    public static let maximumAge: Duration = .seconds(3650 * 86400)
+    static let maximumCount = 1_000_000_000
+
+    public var description: String {
+        switch self {
+        case .count(let n): return "\(n)"
+        case .age(let d):
+            let s = d.components.seconds
+            for (unit, size) in [("d", Int64(86400)), ("h", 3600), ("m", 60)] where s % size == 0 { return "\(s / size)\(unit)" }
+            return "\(s)s"
+        }
+    }
+
+    static let expected = "a time like \"7d\", \"12h\", \"30m\" or \"90s\" (from 1m to 3650d), or an entry count like \"1000000\" (\"\" leaves it to redis.maxlen)"
+
+    /// Parses `7d`, `12h`, `30m`, `90s` (an age) or `1000000` (a count); nil for "" (not set).
+    public static func parse(_ text: String) -> Result<StreamRetention?, ConfigProblemDetail> {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if t.isEmpty { return .success(nil) }
+        let fix = "write redis.retention as \(expected)"
+        if let n = Int(t) {
+            guard (1...maximumCount).contains(n) else {
+                return .failure(.init("\(n) entries is out of range (1 to \(maximumCount))",
+                                      fix: n == 0 ? "to keep every entry, set redis.retention = \"\" and redis.maxlen = 0" : fix))
+            }
+            return .success(.count(n))
+        }
+        let units: [(Character, Int64)] = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+        guard let last = t.last, let unit = units.first(where: { $0.0 == last }), let n = Int64(t.dropLast()), n >= 0 else {
+            return .failure(.init("\"\(text)\" is neither a time nor an entry count", fix: fix))
+        }
+        let (seconds, overflow) = n.multipliedReportingOverflow(by: unit.1)
+        let age = Duration.seconds(overflow ? Int64.max : seconds)
+        guard !overflow && age >= minimumAge && age <= maximumAge else {
+            return .failure(.init("\"\(text)\" is out of range", fix: fix))
+        }
+        return .success(.age(age))
+    }
+}
+
 /// A TCP listen address, `HOST:PORT` (IPv6 as `[::1]:PORT`).
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String

@@ -78,6 +78,8 @@ public struct DaemonConfig: Sendable, Equatable {
         /// stream, publish or both.
         public var mode: String
         public var maxlen: Int
+        /// `redis.retention`; nil: not set (`maxlen` decides).
+        public var retention: StreamRetention? = nil
         public var batch: Int
         /// rediss:// only; empty: not set.
         public var tlsCAFile: String = ""
@@ -187,6 +189,7 @@ public struct DaemonConfig: Sendable, Equatable {
         self.udevReceiveBuffer = int("udev.receive_buffer")
         self.redis = Redis(url: str("redis.url"), host: str("redis.host"), passwordFile: str("redis.password_file"),
                            mode: str("redis.mode"), maxlen: int("redis.maxlen"),
+                           retention: (try? StreamRetention.parse(str("redis.retention")).get()) ?? nil,
                            batch: int("redis.batch"), tlsCAFile: str("redis.tls_ca_file"), tlsCertFile: str("redis.tls_cert_file"),
                            tlsKeyFile: str("redis.tls_key_file"), tlsServerName: str("redis.tls_server_name"))
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),

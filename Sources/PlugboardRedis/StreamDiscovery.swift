@@ -1,0 +1,59 @@
+/// Finds the hosts that publish to a Redis server or cluster: the keys `plugboard:{HOST}:events`
+/// whose HOST matches a glob, with `SCAN ... MATCH ... TYPE stream` on the server, or on every
+/// master of a Redis Cluster (`CLUSTER NODES`), since each node holds only its own slots' keys.
+public enum StreamDiscovery {
+    /// The hosts whose event stream exists and whose name matches `pattern` (Redis glob: `*`, `?`,
+    /// `[a-z]`, `\` to escape), sorted.
+    /// - Throws: `RedisError` (connection, authentication, a refused SCAN).
+    public static func hosts(matching pattern: String, url: RedisURL,
+                             options: RedisConnectOptions = RedisConnectOptions()) throws -> [String] {
+        let match = StreamKeys(host: pattern).events
+        let prefix = "plugboard:{", suffix = "}:events"
+        var found = Set<String>()
+        for node in try nodes(url: url, options: options) {
+            let connection = try RedisConnection(url: node, options: options)
+            var cursor = "0"
+            repeat {
+                let reply = try connection.command(["SCAN", cursor, "MATCH", match, "TYPE", "stream", "COUNT", "1000"])
+                guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text,
+                      case .array(let keys) = parts[1] else {
+                    if case .error(let e) = reply { throw RedisError.fromReply(e, server: node.redacted, context: "SCAN MATCH \(match)") }
+                    throw RedisError(.unexpectedReply, server: node.redacted, "SCAN MATCH \(match): expected [cursor, keys], got \(reply.shape)")
+                }
+                for k in keys {
+                    guard let key = k.text, key.hasPrefix(prefix), key.hasSuffix(suffix),
+                          key.count > prefix.count + suffix.count else { continue }
+                    found.insert(String(key.dropFirst(prefix.count).dropLast(suffix.count)))
+                }
+                cursor = next
+            } while cursor != "0"
+        }
+        return found.sorted()
+    }
+
+    /// The servers to scan: every master of a cluster that is not failing, or the one server
+    /// when it is not a cluster node. Each keeps `url`'s credentials, database and TLS settings.
+    public static func nodes(url: RedisURL, options: RedisConnectOptions = RedisConnectOptions()) throws -> [RedisURL] {
+        let connection = try RedisConnection(url: url, options: options)
+        let reply = try connection.command(["CLUSTER", "NODES"])
+        if case .error(let e) = reply {
+            // "ERR This instance has cluster support disabled": a single server.
+            if e.contains("cluster support disabled") { return [url] }
+            throw RedisError.fromReply(e, server: url.redacted, context: "CLUSTER NODES")
+        }
+        guard let text = reply.text else {
+            throw RedisError(.unexpectedReply, server: url.redacted, "CLUSTER NODES: expected text, got \(reply.shape)")
+        }
+        var out: [RedisURL] = []
+        // <id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 8 else { continue }
+            let flags = f[2].split(separator: ",")
+            guard flags.contains("master"), !flags.contains("fail"), !flags.contains("noaddr"), !flags.contains("handshake"),
+                  let node = ClusterRedirect("MOVED 0 \(f[1].prefix { $0 != "@" })", like: url)?.node else { continue }
+            out.append(node)
+        }
+        return out.isEmpty ? [url] : out
+    }
+}
