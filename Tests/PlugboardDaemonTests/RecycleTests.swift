@@ -16,6 +16,7 @@ struct RecycleTests {
         FileManager.default.createFile(atPath: seen, contents: nil, attributes: [.posixPermissions: 0o666])
         let r = try runProcess(productBinary("plugboard")!, [
             "run", "--plugins", plugins, "--source", "replay:\(replay)", "--registry-cache", "none", "--log-level", "info",
+            "--shutdown-deadline", "120",
             "--set", "plugins.recycle_after_events=50", "--plugin-config", "canary.output=\(seen)",
         ], env: [:])
         #expect(r.status == 0, "\(r.stderr)")
