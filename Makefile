@@ -160,6 +160,15 @@ bench-settle: deps
 	$(SWIFT) build -c release --product plugboard-bench-settle
 	.build/release/plugboard-bench-settle --runs 7 --events 1000000
 
+## bench-batching: adaptive batching (a batch is what is waiting, up to the ceiling) against fixed
+## sizes, thread and process workers, same run: idle latency and burst throughput
+## (docs/benchmarks.md, "## Batching").
+.PHONY: bench-batching
+bench-batching: deps
+	$(SWIFT) build -c release --product plugboard-worker
+	$(SWIFT) build -c release --product plugboard-bench-batching
+	umask 022 && .build/release/plugboard-bench-batching --runs 5 --events 500000 --idle 1000
+
 ## release: plugboard and plugboard-worker with the Swift runtime linked statically (they run on
 ## a Debian 12 machine without the toolchain), in .build-static/release.
 STATIC_BUILD := .build-static/release

@@ -67,6 +67,7 @@ let package = Package(
         .executable(name: "plugboard-bench-ops", targets: ["bench-ops"]),
         .executable(name: "plugboard-bench-isolation", targets: ["bench-isolation"]),
         .executable(name: "plugboard-bench-settle", targets: ["bench-settle"]),
+        .executable(name: "plugboard-bench-batching", targets: ["bench-batching"]),
         .library(name: "PlugboardRedis", targets: ["PlugboardRedis"]),
         .library(name: "PlugboardSDK", targets: ["PlugboardSDK"]),
     ] + plugins.map(\.0),
@@ -142,6 +143,9 @@ let package = Package(
         // The settle window's cost per event against plugins without one, same run (make bench-settle).
         .executableTarget(name: "bench-settle", dependencies: ["PlugboardCore", "CPlugboard", "CPlugboardSupport",
                                                                .product(name: "Logging", package: "swift-log")]),
+        // Adaptive batching against fixed batch sizes: idle latency and burst throughput (make bench-batching).
+        .executableTarget(name: "bench-batching", dependencies: ["PlugboardCore", "PlugboardSystem", "CPlugboard", "CPlugboardSupport",
+                                                                 .product(name: "Logging", package: "swift-log")]),
 
         // The one host of run, serve and monitor: configuration -> settings, plugin discovery
         // (manifests), the source, the sinks (Redis), start, the shutdown coordinator and signals.

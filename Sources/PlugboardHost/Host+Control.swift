@@ -59,7 +59,7 @@ extension HostAssembly {
                                      fix: "restart the daemon to change a plugin's isolation")
             }
             result = Replacement(path: c.libraryPath, manifestPath: c.manifestPath, settings: ReloadSettings(
-                version: manifest.version, configuration: config, batchSize: Int(manifest.worker.batch),
+                version: manifest.version, configuration: config, batchSize: settings.batchCeiling(for: manifest.worker),
                 deadline: manifest.worker.deadlineMs == 0 ? nil : .milliseconds(Int(manifest.worker.deadlineMs)),
                 filter: catalog.filter(for: name), manifest: PBMWriter.encode(manifest)), digest: [])
         }

@@ -17,6 +17,9 @@ public struct ManifestStartReport: Sendable {
     public var discovery: Duration
     /// Per plugin name: `PluginLoader.open` (dlopen + negotiation) time.
     public var loadTimes: [String: Duration]
+    /// Manifests the registry's LRU held at the end, and its capacity (`plugins.cache_size`).
+    public var cacheEntries = 0
+    public var cacheCapacity = 0
 }
 
 extension HostAssembly {
@@ -98,6 +101,9 @@ extension HostAssembly {
             report.discovery = r.discovery
             report.cacheHits = r.registryStats.cacheDecodes + r.registryStats.lruHits
             report.cacheMisses = r.registryStats.manifestReads
+            report.cacheEntries = r.cacheEntries
+            report.cacheCapacity = r.cacheCapacity
+            report.cacheEvictions = r.registryStats.lruEvictions
         }
         if report.running == 0 { logger.warning("no plugin is running; events will be read and dropped") }
         let names = runtime.workers.map(\.name)
@@ -181,7 +187,7 @@ extension HostAssembly {
                 if settings.isolation.isolation(for: name, manifest: manifest.worker.isolation) == .process {
                     // Nothing of the plugin is loaded here: its worker process opens it.
                     var spec = ProcessPluginSpec(path: c.libraryPath, name: name, version: manifest.version, configuration: config,
-                                                 batchSize: Int(manifest.worker.batch), deadline: deadline,
+                                                 batchSize: settings.batchCeiling(for: manifest.worker), deadline: deadline,
                                                  manifest: PBMWriter.encode(manifest))
                     spec.settle = settle
                     spec.priority = priority
@@ -204,7 +210,7 @@ extension HostAssembly {
                     continue
                 }
                 if runtime.addPlugin(plugin, filter: catalog.filter(for: name), configuration: config,
-                                     batchSize: Int(manifest.worker.batch), deadline: deadline, settle: settle,
+                                     batchSize: settings.batchCeiling(for: manifest.worker), deadline: deadline, settle: settle,
                                      priority: priority) { opened.append(name) }
                 else { failed[name] = "was skipped" }
             }
@@ -220,7 +226,10 @@ extension HostAssembly {
                 if names.contains(name) { running.insert(name) } else { failed[name] = "failed to initialise" }
             }
         }
-        return ManifestStartReport(running: running.count, catalog: catalog, registryStats: st, discovery: discovery,
-                                   loadTimes: loadTimes)
+        var report = ManifestStartReport(running: running.count, catalog: catalog, registryStats: registry.stats,
+                                         discovery: discovery, loadTimes: loadTimes)
+        report.cacheEntries = registry.lruCount
+        report.cacheCapacity = registry.lruCapacity
+        return report
     }
 }

@@ -43,6 +43,8 @@ extension HostAssembly {
             p.settleCoalesced = st.settleCoalesced
             p.settleFlaps = st.settleFlaps
             p.settleOverflow = st.settleOverflow
+            p.batchCeiling = st.batchSize
+            p.batchSizes = w.batchSizes
             plugins.append(p)
         }
         for f in runtime.failures {
@@ -66,13 +68,28 @@ extension HostAssembly {
             ring: RingStatus(slots: ring.capacity, published: ring.published, fill: fill),
             eventsByAction: runtime.eventsByAction, resyncs: resyncs, eventLatency: latency,
             redis: publisherStats.map {
-                RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped,
-                            reissued: $0.reissued, redirects: $0.redirects,
-                            publishLatency: redis.map { HistogramSnapshot($0.publisher.publishLatency) } ?? .empty)
+                var r = RedisStatus(connected: $0.connected, published: $0.published, spilled: $0.spilled, dropped: $0.dropped,
+                                    reissued: $0.reissued, redirects: $0.redirects,
+                                    publishLatency: redis.map { HistogramSnapshot($0.publisher.publishLatency) } ?? .empty)
+                r.heldBytes = $0.heldBytes
+                r.capacityBytes = $0.capacityBytes
+                return r
             },
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,
                                     workerStart: workers.compactMap(\.startDuration)),
             manifestCache: CacheCounters(hits: UInt64(report.cacheHits), misses: UInt64(report.cacheMisses)))
+        status.manifestCache.entries = UInt64(report.cacheEntries)
+        status.manifestCache.capacity = UInt64(report.cacheCapacity)
+        status.manifestCache.evictions = UInt64(report.cacheEvictions)
+        let table = runtime.deviceTable, queue = runtime.outputQueue
+        status.bounds.devices = UInt64(devices.count)
+        status.bounds.maxDevices = UInt64(table.maxDevices)
+        status.bounds.devicesRefused = table.refused
+        status.bounds.outputRecords = UInt64(queue.count)
+        status.bounds.outputBytes = UInt64(queue.bytes)
+        status.bounds.outputMaxRecords = UInt64(queue.maxRecords)
+        status.bounds.outputMaxBytes = UInt64(queue.maxBytes)
+        status.bounds.outputFull = queue.fullRefusals
         for w in workers { status.pluginMetrics[w.name] = w.metricsSnapshot }
         return status
     }

@@ -33,6 +33,11 @@ public final class HostAssembly: RuntimeControl {
         /// Manifests served from the registry cache or the LRU, and those parsed from disk.
         public var cacheHits = 0
         public var cacheMisses = 0
+        /// The manifest LRU at the end of the start: entries, capacity (`plugins.cache_size`; 0
+        /// without manifests) and evictions.
+        public var cacheEntries = 0
+        public var cacheCapacity = 0
+        public var cacheEvictions = 0
     }
 
     struct State {
@@ -63,6 +68,8 @@ public final class HostAssembly: RuntimeControl {
         options.processPolicy = settings.isolation.policy
         options.initDeadline = settings.isolation.policy.initDeadline
         options.maxRecordBytes = settings.maxRecordBytes
+        options.maxDevices = settings.maxDevices
+        options.outputQueueRecords = settings.outputQueueRecords
         options.logLimits = settings.logLimits
         options.recycle = settings.recycle
         do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }

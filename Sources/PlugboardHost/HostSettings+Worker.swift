@@ -3,6 +3,15 @@ import PlugboardCore
 import PlugboardManifest
 
 extension HostSettings {
+    /// The most events one callback of this plugin gets: the smaller of the daemon's ceiling
+    /// (`performance.batch_size`) and the plugin's own (`[worker] batch`). Either side can only
+    /// lower it: an operator caps every plugin, a plugin that wants small batches gets them.
+    /// A batch is never waited for: it is what is waiting, up to this (docs/operations.md,
+    /// "Memory and batching").
+    public func batchCeiling(for worker: WorkerSettings) -> Int {
+        max(1, min(batchSize, Int(worker.batch)))
+    }
+
     /// The settle window a manifest's `[worker] settle_ms` asks for: nil for none, and for
     /// `"default"` while `performance.debounce_ms` is 0.
     public func settle(for worker: WorkerSettings) -> SettleOptions? {

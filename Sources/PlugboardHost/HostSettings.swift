@@ -131,6 +131,10 @@ public struct HostSettings: Sendable {
     public var settleDefault: Duration = .milliseconds(25)
     /// Most devices one plugin's settle window holds (`performance.settle_devices`).
     public var settleDevices = SettleOptions.defaultMaxDevices
+    /// Most devices the device table holds (`performance.max_devices`).
+    public var maxDevices = DeviceTable.defaultMaxDevices
+    /// Most records in the plugin output queue (`plugins.output_queue_records`).
+    public var outputQueueRecords = 4096
     public var discovery: PluginDiscovery
     public var udev: UdevSourceOptions
     /// nil: events are not published.
@@ -181,6 +185,8 @@ public struct HostSettings: Sendable {
         cpuAffinity = config.performance.cpuAffinity
         settleDefault = .milliseconds(config.performance.debounceMilliseconds)
         settleDevices = config.performance.settleDevices
+        maxDevices = config.performance.maxDevices
+        outputQueueRecords = config.plugins.outputQueueRecords
         if config.plugins.manifests {
             let cache: String?
             if config.plugins.registryCache == "none" { cache = nil }
@@ -287,6 +293,7 @@ public struct HostSettings: Sendable {
         s.append(("cpu_affinity", cpuAffinity.isEmpty ? "none" : cpuAffinity.description))
         s.append(("settle_default_ms", "\(settleDefault.nanoseconds / 1_000_000)"))
         s.append(("settle_devices", "\(settleDevices)"))
+        s.append(("max_devices", "\(maxDevices)"))
         s.append(("udev_mode", udev.mode.rawValue))
         s.append(("udev_receive_buffer", "\(udev.receiveBufferBytes)"))
         if let redis {
@@ -311,6 +318,7 @@ public struct HostSettings: Sendable {
             s.append(("redis", "off"))
         }
         s.append(("max_record_bytes", "\(maxRecordBytes)"))
+        s.append(("output_queue_records", "\(outputQueueRecords)"))
         s.append(("log_rate", "\(logLimits.perSecond)"))
         s.append(("trust", trust))
         if requireSignature { s.append(("require_signature", "true (keys: \(trustedKeysDir))")) }

@@ -54,6 +54,9 @@ public struct RuntimeStatus: Sendable {
     public var redis: RedisStatus?
     public var startup: StartupTimings
     public var manifestCache: CacheCounters
+    /// The host's own bounded memory: the device table and the plugin output queue (the Redis
+    /// spill is in `redis`, the manifest LRU in `manifestCache`).
+    public var bounds = HostBounds()
     /// Metrics the plugins record through the host API (`counter_add`, `gauge_set`,
     /// `histogram_observe`), by plugin name.
     public var pluginMetrics: [String: PluginContext.Metrics] = [:]
@@ -125,6 +128,10 @@ public struct PluginStatus: Sendable {
     public var settleCoalesced: UInt64 = 0
     public var settleFlaps: UInt64 = 0
     public var settleOverflow: UInt64 = 0
+    /// Most events per callback (the smaller of performance.batch_size and [worker] batch), and
+    /// the sizes of the batches it was handed (docs/operations.md, "Memory and batching").
+    public var batchCeiling: Int = 0
+    public var batchSizes: BatchSizes.Snapshot = .empty
 
     public init(name: String, version: String, state: State, events: UInt64 = 0, errors: UInt64 = 0, lag: UInt64 = 0,
                 laps: UInt64 = 0, lastError: String? = nil, callbackDuration: HistogramSnapshot = .empty, loadTime: Duration? = nil) {
@@ -193,6 +200,9 @@ public struct RedisStatus: Sendable {
     public var redirects: UInt64
     /// XADD round trip, per pipelined batch.
     public var publishLatency: HistogramSnapshot
+    /// Bytes of the event store in use (unacknowledged window + spill) and its size.
+    public var heldBytes: UInt64 = 0
+    public var capacityBytes: UInt64 = 0
     public init(connected: Bool, published: UInt64 = 0, spilled: UInt64 = 0, dropped: UInt64 = 0, reissued: UInt64 = 0,
                 redirects: UInt64 = 0, publishLatency: HistogramSnapshot = .empty) {
         self.connected = connected
@@ -221,8 +231,28 @@ public struct StartupTimings: Sendable {
 public struct CacheCounters: Sendable {
     public var hits: UInt64
     public var misses: UInt64
+    /// Manifests held in memory, the most it holds (`plugins.cache_size`), and those dropped to stay within it.
+    public var entries: UInt64 = 0
+    public var capacity: UInt64 = 0
+    public var evictions: UInt64 = 0
     public init(hits: UInt64 = 0, misses: UInt64 = 0) {
         self.hits = hits
         self.misses = misses
     }
+}
+
+/// The host's bounded tables: their sizes now, their bounds, and how often a bound was hit.
+public struct HostBounds: Sendable {
+    /// The device table: devices held, `performance.max_devices`, device events refused into it.
+    public var devices: UInt64 = 0
+    public var maxDevices: UInt64 = 0
+    public var devicesRefused: UInt64 = 0
+    /// The plugin output queue: records and payload bytes waiting, its bound in records
+    /// (`plugins.output_queue_records`) and bytes, and publishes refused because it was full.
+    public var outputRecords: UInt64 = 0
+    public var outputBytes: UInt64 = 0
+    public var outputMaxRecords: UInt64 = 0
+    public var outputMaxBytes: UInt64 = 0
+    public var outputFull: UInt64 = 0
+    public init() {}
 }

@@ -65,6 +65,8 @@ public final class ManifestRegistry: Sendable {
         public var cacheDecodes = 0
         /// Manifests served from the in-memory LRU.
         public var lruHits = 0
+        /// Manifests dropped from the LRU to stay within its capacity (`plugins.cache_size`).
+        public var lruEvictions = 0
         /// Times the cache file was found corrupt or foreign and dropped.
         public var cacheRebuilds = 0
         /// Times the cache file was written.
@@ -103,6 +105,8 @@ public final class ManifestRegistry: Sendable {
     /// The cache file, or nil for no persistent cache (tools that inspect a single directory).
     public let cachePath: String?
     public let lruCapacity: Int
+    /// The capacity asked for (0: none wanted; the LRU then holds one, and its evictions are expected).
+    let requestedCapacity: Int
     private let warning: @Sendable (String) -> Void
     private let state = Mutex(State())
 
@@ -113,6 +117,7 @@ public final class ManifestRegistry: Sendable {
     public init(cachePath: String?, lruCapacity: Int = 200, warning: @escaping @Sendable (String) -> Void = { _ in }) {
         self.cachePath = cachePath
         self.lruCapacity = max(1, lruCapacity)
+        self.requestedCapacity = lruCapacity
         self.warning = warning
     }
 
@@ -138,8 +143,19 @@ public final class ManifestRegistry: Sendable {
     /// Resolves the manifest at `pbmPath` and checks its library: exists, and has the SHA-256 recorded
     /// at pack time.
     public func resolve(manifestAt pbmPath: String) -> Result<ResolvedManifest, ManifestError> {
-        state.withLock { s in resolveLocked(&s, pbmPath) }
+        let (result, firstEviction) = state.withLock { s in
+            let before = s.stats.lruEvictions
+            return (resolveLocked(&s, pbmPath), before == 0 && s.stats.lruEvictions > 0)
+        }
+        if firstEviction && requestedCapacity > 0 {
+            // Once per registry: the count on /metrics says how often since.
+            warning("manifest cache full: more manifests than plugins.cache_size = \(lruCapacity); the least recently used are dropped and read again from disk when next needed (fix: raise plugins.cache_size above the number of installed plugins)")
+        }
+        return result
     }
+
+    /// Manifests in the in-memory LRU now.
+    public var lruCount: Int { state.withLock { $0.lru.count } }
 
     private func resolveLocked(_ s: inout State, _ pbmPath: String) -> Result<ResolvedManifest, ManifestError> {
         if !s.loaded { loadLocked(&s) }
@@ -181,6 +197,7 @@ public final class ManifestRegistry: Sendable {
             s.lru[pbmPath] = (mkey, manifest, pbmBytes, s.tick)
             if s.lru.count > lruCapacity, let oldest = s.lru.min(by: { $0.value.tick < $1.value.tick }) {
                 s.lru.removeValue(forKey: oldest.key)
+                s.stats.lruEvictions += 1
             }
         }
 

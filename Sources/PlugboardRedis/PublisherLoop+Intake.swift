@@ -46,7 +46,7 @@ extension PublisherLoop {
                 droppedThisOutage += dropped
                 // The first drop of an outage, then each time the count doubles: loud, not a flood.
                 if before == 0 || before.leadingZeroBitCount != droppedThisOutage.leadingZeroBitCount {
-                    logger.error("Redis is down and the spill buffer is full: dropping events", metadata: [
+                    logger.error("Redis is down and the spill buffer is full: dropping events (fix: bring Redis back, or point redis.url at one that is up; the buffer holds about \(byteCount(events.capacity)) of events)", metadata: [
                         "redis": "\(server)", "spill_bytes": "\(events.capacity)",
                         "spilled_this_outage": "\(spilledThisOutage)",
                         "dropped_this_outage": "\(droppedThisOutage)",

@@ -79,6 +79,7 @@ final class PublisherLoop {
                                       timeRetention: configuration.retentionAge != nil)
         self.server = configuration.url.redacted
         self.events = RecordStore(capacity: configuration.spillBytes)
+        control.capacityBytes.store(UInt64(events.capacity), ordering: .relaxed)
         self.plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))
         self.backoff = Backoff(base: configuration.backoffBase, max: configuration.backoffMax)
         let maxBatch = max(1, configuration.maxBatch)
@@ -110,6 +111,7 @@ final class PublisherLoop {
             }
             let pending = eventWindow.unsettled + pluginWindow.unsettled
             control.pending.store(eventWindow.unsettled, ordering: .relaxed)
+            control.heldBytes.store(eventWindow.bytesInUse, ordering: .relaxed)
             control.pluginPending.store(pluginWindow.unsettled, ordering: .relaxed)
             if pending == 0 && took == 0 && pluginTook == 0 {
                 control.idleGeneration.add(1, ordering: .releasing)

@@ -204,6 +204,10 @@ public struct RedisPublisherStats: Sendable, Equatable, CustomStringConvertible 
     public var redirects: UInt64
     /// The last connection or server error, redacted; nil when none yet.
     public var lastError: String?
+    /// Bytes of the event store in use (the unacknowledged window and, while Redis is down, the
+    /// spill), and its size (`Configuration.spillBytes`, rounded): past it, events are dropped.
+    public var heldBytes: UInt64 = 0
+    public var capacityBytes: UInt64 = 0
 
     public var description: String {
         "connected=\(connected) published=\(published) duplicates=\(duplicates) spilled=\(spilled) " +
@@ -226,6 +230,8 @@ final class PublisherControl: Sendable {
     let lapped = Atomic<UInt64>(0)
     let reconnects = Atomic<UInt64>(0)
     let pending = Atomic<UInt64>(0)
+    let heldBytes = Atomic<UInt64>(0)
+    let capacityBytes = Atomic<UInt64>(0)
     let pluginPublished = Atomic<UInt64>(0)
     let pluginRejected = Atomic<UInt64>(0)
     let pluginPending = Atomic<UInt64>(0)
@@ -258,7 +264,9 @@ final class PublisherControl: Sendable {
             channelPublished: channelPublished.load(ordering: .relaxed),
             reissued: reissued.load(ordering: .relaxed),
             redirects: redirects.load(ordering: .relaxed),
-            lastError: lastError.withLock { $0 })
+            lastError: lastError.withLock { $0 },
+            heldBytes: heldBytes.load(ordering: .relaxed),
+            capacityBytes: capacityBytes.load(ordering: .relaxed))
     }
 }
 

@@ -20,7 +20,8 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
     let ringFD: FileDescriptor
     let controlFD: FileDescriptor
     let requestLock = Mutex<Void>(())
-    let devices = DeviceTable()
+    /// A copy of the host's table, which holds the bound (performance.max_devices).
+    let devices = DeviceTable(maxDevices: .max)
     /// Publish, metrics and logs go through this queue (a plugin may call from threads of its
     /// own: `queueLock` serialises them).
     let queue: SharedQueue.Producer
@@ -99,6 +100,10 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
             return refuse("worker", "\(path): the worker process could not map the event ring: \(error)")
         }
         self.control = control
+        // With a memory limit, a crash is recorded with the peak address space it died at, so the
+        // host can name the limit (MemoryLimitReport). Before any plugin code.
+        control.peakAddressSpace = 0
+        if setup.addressSpace > 0 { _ = pbs_crash_recorder_install(control.peakAddressSpaceWord) }
         var filter: (@Sendable (UnsafePointer<pb_event>) -> Bool)? = nil
         if !setup.manifest.isEmpty {
             do {
@@ -198,6 +203,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         func call(_ events: UnsafeMutablePointer<UnsafePointer<pb_event>?>, _ k: Int) {
             let start = pbs_monotonic_ns()
             for i in 0..<k { control.latency.record(start &- events[i]!.pointee.timestamp_ns) }
+            control.batchSizes.record(k)
             control.enterCallback(first: events[0]!.pointee.sequence, last: events[k - 1]!.pointee.sequence, at: start)
             control.activity = .inEvents
             let status = plugin.deliver(events, count: UInt32(k))

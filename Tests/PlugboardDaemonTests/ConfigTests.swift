@@ -137,6 +137,7 @@ struct ConfigTests {
             "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k", "performance.settle_devices": "7",
             "control.socket": "/run/pb/ctl.sock", "control.group": "adm",
             "plugins.recycle_after_events": "100000", "plugins.recycle_after_seconds": "3600", "plugins.recycle": "a, b", "plugins.prewarm": "true",
+            "performance.max_devices": "9", "plugins.output_queue_records": "32",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -161,6 +162,7 @@ struct ConfigTests {
         #expect(d.performance.cpuAffinity == CPUAffinity([0, 1, 3]))
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
         #expect(d.performance.settleDevices == 7 && d.performance.debounceMilliseconds == 0)
+        #expect(d.performance.maxDevices == 9 && d.plugins.outputQueueRecords == 32)
     }
 
     @Test("performance.cpu_affinity takes a CPU list or a bare integer; a bad list names the key and the fix", arguments: [

@@ -133,6 +133,17 @@ int pbs_pidfd_kill(int pidfd, int sig);
  * 2 when it also dumped core); 0 when it is still running; -1 with errno.
  */
 int pbs_reap(int32_t pid, int *code, int *signaled);
+/**
+ * In a worker process, before plugin code loads: installs a handler for the signals a process
+ * dies of when its memory runs out (SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGTRAP, SIGFPE) on an
+ * alternate stack. As the process dies it reads its VmPeak from /proc/self/status, stores it
+ * (bytes, release order) into `*peak_word` (the control page the host reads), restores the
+ * default action and re-raises the signal, so the process still dies of it. Only
+ * async-signal-safe calls (open, read, close, sigaction, raise). A plugin that installs its own
+ * handlers replaces this one. Returns 0, or an errno value.
+ */
+int pbs_crash_recorder_install(uint64_t *peak_word);
+
 /** The signal's abbreviation without "SIG" (sigabbrev_np), or NULL for an unknown number. */
 const char *pbs_signal_name(int sig);
 /** The signal's description (strsignal). */

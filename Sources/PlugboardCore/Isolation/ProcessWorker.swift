@@ -573,13 +573,17 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // A crash (or a kill for a deadline/stall/protocol violation).
             let batch = control.batch
             let where_ = control.activity
-            let label = s.killReason?.label ?? status.label
+            var label = s.killReason?.label ?? status.label
             var text = s.killReason?.text ?? status.description
             if where_ != .idle && where_ != .done {
                 let w = where_.description
                 text += w.hasPrefix("in ") ? " \(w)" : " while \(w)"
             }
             if let b = batch { text += b.first == b.last ? ", sequence \(b.first)" : ", sequences \(b.first)...\(b.last)" }
+            if s.killReason == nil, let m = MemoryLimitReport(peak: control.peakAddressSpace, limit: policy.addressSpace) {
+                text += m.text
+                if m.likely { label = MemoryLimitReport.label }
+            }
             if s.shutdownSent || where_ == .drained || where_ == .inShutdown {
                 // Crashed in (or on the way to) shutdown: counted and named; nothing to restart for.
                 _ = recordCrash(label: label, text: text, batch: nil, restarting: false)

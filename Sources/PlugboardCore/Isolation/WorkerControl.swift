@@ -29,6 +29,9 @@ import Glibc
 ///                                    and cursor), then a mark in the host-call queue after every
 ///                                    batch, until the token is 0 again (a canary's comparison)
 ///     188   markLost          (u32)  worker -> host: a mark could not be queued
+///     832   batch sizes       (u64 × 16) `BatchSizes`: the sizes of the batches handed to the plugin
+///     960   peakAddressSpace  (u64)  worker -> host: the process's VmPeak in bytes, written by its
+///                                    crash handler as it dies (0: none); see `MemoryLimitReport`
 ///     1024  latency histogram (receipt → callback)
 ///     4096  callback duration histogram
 public final class WorkerControl: @unchecked Sendable {
@@ -49,6 +52,8 @@ public final class WorkerControl: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     public let latency: LatencyHistogram
     public let callbackDuration: LatencyHistogram
+    /// The sizes of the batches the worker handed its plugin (kept across restarts).
+    public let batchSizes: BatchSizes
 
     init(file: FileDescriptor, region: MappedRegion) {
         self.file = file
@@ -56,6 +61,7 @@ public final class WorkerControl: @unchecked Sendable {
         base = region.baseAddress
         latency = LatencyHistogram(storage: (base + 1024).assumingMemoryBound(to: UInt64.self))
         callbackDuration = LatencyHistogram(storage: (base + 4096).assumingMemoryBound(to: UInt64.self))
+        batchSizes = BatchSizes(storage: (base + 832).assumingMemoryBound(to: UInt64.self))
     }
 
     /// A fresh page (host side).
@@ -140,8 +146,19 @@ public final class WorkerControl: @unchecked Sendable {
         get { pbs_load_acquire_u32(u32(188)) != 0 }
         set { pbs_store_release_u32(u32(188), newValue ? 1 : 0) }
     }
+    /// The word the worker's crash handler writes the process's peak address space into
+    /// (`pbs_crash_recorder_install`).
+    public var peakAddressSpaceWord: UnsafeMutablePointer<UInt64> { u64(960) }
+    /// The worker's peak address space (bytes) as its crash handler read it while dying; 0 when
+    /// it did not die by a signal the handler catches (or has not died). A claim of the plugin's
+    /// process, like everything on this page: used to word a crash reason, never to decide.
+    public var peakAddressSpace: UInt64 {
+        get { pbs_load_acquire_u64(peakAddressSpaceWord) }
+        set { pbs_store_release_u64(peakAddressSpaceWord, newValue) }
+    }
     /// Clears what a dead worker left behind (flags, the batch), keeping the counters.
     public func resetForRestart() {
+        peakAddressSpace = 0
         // A crashed worker may have scribbled anywhere on its page, the magic included.
         base.storeBytes(of: Self.magic, as: UInt64.self)
         pbs_store_release_u32(sleepingWord, 0)

@@ -45,19 +45,36 @@ public struct DeviceRecord: Sendable {
 /// enumeration and events. Read by plugins (`device_table` host call), by lapped
 /// consumers (resync) and by `/devices`. Thread-safe; updated on device events only
 /// (rare), never per synthetic event.
+///
+/// Bounded (`performance.max_devices`): a device event for a device not in the table when it
+/// already holds `maxDevices` is refused into the table and counted (`refused`); the event
+/// itself is still published to every plugin and to Redis. Devices already in the table are
+/// updated and removed as ever, so a remove makes room again.
 public final class DeviceTable: Sendable {
     private let devices = Mutex<[String: DeviceRecord]>([:])
+    /// Most devices held.
+    public let maxDevices: Int
+    private let refusedCount = Atomic<UInt64>(0)
 
-    public init() {}
+    public init(maxDevices: Int = DeviceTable.defaultMaxDevices) {
+        self.maxDevices = max(1, maxDevices)
+    }
+
+    /// The default bound: far above any real host (127 devices per USB bus), small enough
+    /// that a flood of invented syspaths cannot take more than 8 MiB (2 KiB per record).
+    public static let defaultMaxDevices = 4096
 
     /// What applying an event changed.
     public enum Change: Equatable, Sendable {
         case inserted, updated, removed
         /// A remove for a device the table did not have.
         case removedUnknown
+        /// A new device found the table full (`maxDevices`): it is not in the table.
+        case refused
     }
 
-    /// Applies an event: remove deletes the device, every other action inserts or updates it.
+    /// Applies an event: remove deletes the device, every other action inserts or updates it
+    /// (refused for a new device when the table is full).
     @discardableResult
     public func apply(_ event: UnsafePointer<pb_event>) -> Change {
         let key = event.string(.syspath)
@@ -65,8 +82,16 @@ public final class DeviceTable: Sendable {
             return devices.withLock { $0.removeValue(forKey: key) } == nil ? .removedUnknown : .removed
         }
         let record = DeviceRecord(copying: event)
-        return devices.withLock { $0.updateValue(record, forKey: key) } == nil ? .inserted : .updated
+        let change: Change = devices.withLock { d in
+            if d[key] == nil && d.count >= maxDevices { return .refused }
+            return d.updateValue(record, forKey: key) == nil ? .inserted : .updated
+        }
+        if change == .refused { refusedCount.add(1, ordering: .relaxed) }
+        return change
     }
+
+    /// Device events refused into the full table so far.
+    public var refused: UInt64 { refusedCount.load(ordering: .relaxed) }
 
     /// The last-known record of the device at `syspath`.
     public func lookup(syspath: String) -> DeviceRecord? { devices.withLock { $0[syspath] } }
@@ -82,11 +107,16 @@ public final class DeviceTable: Sendable {
     /// Every syspath present.
     public var syspaths: Set<String> { devices.withLock { Set($0.keys) } }
 
-    /// Replaces the whole table (after a re-enumeration).
+    /// Replaces the whole table (after a re-enumeration, or a worker process's copy of the
+    /// host's table); past `maxDevices` the rest are refused and counted.
     public func replaceAll(with records: [DeviceRecord]) {
         var d: [String: DeviceRecord] = [:]
-        for r in records { d[r.syspath] = r }
+        var refused: UInt64 = 0
+        for r in records {
+            if d[r.syspath] == nil && d.count >= maxDevices { refused += 1 } else { d[r.syspath] = r }
+        }
         devices.withLock { $0 = d }
+        if refused > 0 { refusedCount.add(refused, ordering: .relaxed) }
     }
 
     /// A consistent copy of the table as `pb_event`s (action `resync`), for resync callbacks.

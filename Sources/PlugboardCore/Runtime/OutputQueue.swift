@@ -39,13 +39,20 @@ public final class OutputQueue: Sendable {
         var bytes = 0
         var accepted: UInt64 = 0
         var rejected: UInt64 = 0
+        /// Publishes refused because the queue was full (a subset of `rejected`).
+        var full: UInt64 = 0
     }
     private let state = Mutex(State())
+    /// Called once, outside the lock, the first time a publish finds the queue full (the host logs
+    /// it with the fix; the count on /metrics says how often since).
+    private let onFirstFull: (@Sendable (_ records: Int, _ bytes: Int) -> Void)?
 
-    public init(maxRecords: Int = 4096, maxBytes: Int = 8 << 20, maxRecordBytes: Int = 64 << 10) {
+    public init(maxRecords: Int = 4096, maxBytes: Int = 8 << 20, maxRecordBytes: Int = 64 << 10,
+                onFirstFull: (@Sendable (_ records: Int, _ bytes: Int) -> Void)? = nil) {
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
         self.maxRecordBytes = maxRecordBytes
+        self.onFirstFull = onFirstFull
     }
 
     /// Why a record was refused.
@@ -58,16 +65,19 @@ public final class OutputQueue: Sendable {
             state.withLock { $0.rejected += 1 }
             return .failure(.tooLarge)
         }
-        return state.withLock { s in
+        let (result, first, held) = state.withLock { s -> (Result<Void, Refusal>, Bool, (Int, Int)) in
             if s.records.count - s.head >= maxRecords || s.bytes + record.payload.count > maxBytes {
                 s.rejected += 1
-                return .failure(.full)
+                s.full += 1
+                return (.failure(.full), s.full == 1, (s.records.count - s.head, s.bytes))
             }
             s.records.append(record)
             s.bytes += record.payload.count
             s.accepted += 1
-            return .success(())
+            return (.success(()), false, (0, 0))
         }
+        if first { onFirstFull?(held.0, held.1) }
+        return result
     }
 
     /// Removes and returns up to `max` records, oldest first.
@@ -103,4 +113,8 @@ public final class OutputQueue: Sendable {
     public var accepted: UInt64 { state.withLock { $0.accepted } }
     /// Records refused (full or too large) so far.
     public var rejected: UInt64 { state.withLock { $0.rejected } }
+    /// Records refused because the queue was full, so far.
+    public var fullRefusals: UInt64 { state.withLock { $0.full } }
+    /// Payload bytes waiting.
+    public var bytes: Int { state.withLock { $0.bytes } }
 }

@@ -12,6 +12,8 @@ public struct RuntimeOptions: Sendable {
     public var pluginConfiguration: [String: PluginConfiguration] = [:]
     /// Bound of the plugin output queue (records).
     public var outputQueueRecords: Int = 4096
+    /// Most devices the device table holds (`performance.max_devices`).
+    public var maxDevices: Int = DeviceTable.defaultMaxDevices
     /// Largest record a plugin may `publish` (bytes): what the publisher carries. Larger records
     /// get PB_ERR_INVALID at the call, in both isolation modes.
     public var maxRecordBytes: Int = 64 << 10
@@ -61,7 +63,7 @@ public struct PluginFailure: Sendable, CustomStringConvertible {
 public final class Runtime: Sendable {
     public let options: RuntimeOptions
     public let ring: EventRing
-    public let deviceTable = DeviceTable()
+    public let deviceTable: DeviceTable
     public let outputQueue: OutputQueue
     public let logger: Logger
     let producer: RingProducer
@@ -92,7 +94,11 @@ public final class Runtime: Sendable {
         self.logger = logger
         ring = try EventRing(slotCount: options.ringSlots)
         producer = ring.makeProducer()
-        outputQueue = OutputQueue(maxRecords: options.outputQueueRecords, maxRecordBytes: options.maxRecordBytes)
+        deviceTable = DeviceTable(maxDevices: options.maxDevices)
+        outputQueue = OutputQueue(maxRecords: options.outputQueueRecords, maxRecordBytes: options.maxRecordBytes) { [logger] records, bytes in
+            logger.warning("plugin output queue full: publish calls are refused with PB_ERR_FULL until it drains (its reader, the Redis publisher, is behind or down) (fix: check Redis; raise plugins.output_queue_records for longer bursts)",
+                           metadata: ["records": "\(records)", "bytes": "\(bytes)", "max_records": "\(options.outputQueueRecords)"])
+        }
     }
 
     /// Opens every `*.so` in `directories` and adds it, without manifests (no filter, no

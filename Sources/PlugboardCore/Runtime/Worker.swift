@@ -51,6 +51,8 @@ public protocol PluginWorker: AnyObject, Sendable {
     /// Receipt → callback entry, and callback durations, nanoseconds.
     var latency: LatencyHistogram { get }
     var callbackDuration: LatencyHistogram { get }
+    /// The sizes of the batches handed to the plugin so far (docs/operations.md, "Memory and batching").
+    var batchSizes: BatchSizes.Snapshot { get }
     var metricsSnapshot: PluginContext.Metrics { get }
     var configuration: PluginConfiguration { get }
     /// Lets a drained worker call its plugin's shutdown.
@@ -145,6 +147,9 @@ public final class Worker: PluginWorker {
     public let latency = LatencyHistogram()
     /// Duration of each events callback, nanoseconds.
     public let callbackDuration = LatencyHistogram()
+    /// Sizes of the batches handed to the plugin (one record per callback).
+    let batchSizeHistogram = BatchSizes()
+    public var batchSizes: BatchSizes.Snapshot { batchSizeHistogram.snapshot }
     // Written once by `start`, read by `join`.
     nonisolated(unsafe) var thread: NativeThread?
 
@@ -350,6 +355,7 @@ public final class Worker: PluginWorker {
     @inline(__always) private func call(_ selected: UnsafeMutablePointer<UnsafePointer<pb_event>?>, _ k: Int) {
         let start = pbs_monotonic_ns()
         for i in 0..<k { latency.record(start &- selected[i]!.pointee.timestamp_ns) }
+        batchSizeHistogram.record(k)
         enter(.inEvents)
         let status = plugin.deliver(selected, count: UInt32(k))
         enter(.idle)

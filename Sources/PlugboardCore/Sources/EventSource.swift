@@ -73,6 +73,7 @@ public final class SourceContext: Sendable {
         -> (sequence: UInt64, change: DeviceTable.Change)
     {
         var change = DeviceTable.Change.updated
+        var refusedSyspath = ""
         let seq = try producer.publishWithoutWake { w in
             try fill(&w)
             let e = UnsafePointer(w.event)
@@ -91,6 +92,12 @@ public final class SourceContext: Sendable {
             }
             if w.event.pointee.flags & UInt16(PB_EVENT_TRUNCATED) != 0 { truncated.add(1, ordering: .relaxed) }
             change = deviceTable.apply(UnsafePointer(w.event))
+            if change == .refused { refusedSyspath = e.string(.syspath) }
+        }
+        if change == .refused && deviceTable.refused == 1 {
+            // Once: the count on /metrics says how often since.
+            logger.warning("device table full: a new device was left out of it (it still reaches every plugin and Redis, but not /devices, the device_table host call or a resync) (fix: raise performance.max_devices above the devices this host can have)",
+                           metadata: ["max_devices": "\(deviceTable.maxDevices)", "syspath": "\(refusedSyspath)"])
         }
         published.add(1, ordering: .relaxed)
         if wake { producer.flush() }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import PlugboardCore
 import PlugboardHost
 import PlugboardSystem
 import Prometheus
@@ -116,7 +117,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_lag_events", "gauge", ["plugin"], "Events published but not yet processed, per plugin (consumer)."),
         ("plugboard_plugin_laps_total", "counter", ["plugin"], "Times a plugin fell a whole ring behind."),
         ("plugboard_plugin_deadline_overruns_total", "counter", ["plugin"], "Callbacks that ran past the plugin's [worker] deadline_ms."),
-        ("plugboard_plugin_crashes_total", "counter", ["plugin", "reason"], "Worker process crashes and kills, by reason (SIGSEGV, exit_3, deadline, init_deadline, stalled, protocol)."),
+        ("plugboard_plugin_crashes_total", "counter", ["plugin", "reason"], "Worker process crashes and kills, by reason (SIGSEGV, memory_limit, exit_3, deadline, init_deadline, stalled, protocol)."),
         ("plugboard_plugin_restarts_total", "counter", ["plugin"], "Worker processes started again after a crash."),
         ("plugboard_plugin_recycles_total", "counter", ["plugin"], "Worker processes replaced by a fresh one on purpose (plugins.recycle_after_events / _seconds)."),
         ("plugboard_plugin_quarantined", "gauge", ["plugin"], "1 when the plugin crashed more than plugins.crash_burst times within plugins.crash_interval and gets no events."),
@@ -127,6 +128,21 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_plugin_settle_coalesced_total", "counter", ["plugin"], "Events a plugin's settle window did not deliver as themselves: replaced by a later event of the device, dropped in a flap, or superseded by a resync."),
         ("plugboard_plugin_settle_flaps_total", "counter", ["plugin"], "Settle windows in which a device was added and removed again: delivered to the plugin as nothing."),
         ("plugboard_plugin_settle_overflow_total", "counter", ["plugin"], "Events delivered at once, unsettled, because the plugin's settle window held performance.settle_devices devices."),
+        ("plugboard_plugin_batch_size", "histogram", ["plugin"], "Events per events callback: 1 while events come one at a time, up to the ceiling under load (_count: callbacks, _sum: events)."),
+        ("plugboard_plugin_batch_ceiling", "gauge", ["plugin"], "Most events per callback: the smaller of performance.batch_size and the manifest's [worker] batch."),
+        ("plugboard_plugin_batch_size_max", "gauge", ["plugin"], "The largest batch handed to the plugin so far (never above its ceiling)."),
+        ("plugboard_device_table_capacity", "gauge", [], "Most devices the device table holds (performance.max_devices)."),
+        ("plugboard_device_table_refused_total", "counter", [], "Device events of a new device left out of the full device table (the events still reach plugins and Redis)."),
+        ("plugboard_output_queue_records", "gauge", [], "Plugin output records waiting for the Redis publisher."),
+        ("plugboard_output_queue_bytes", "gauge", [], "Payload bytes of the plugin output records waiting."),
+        ("plugboard_output_queue_capacity_records", "gauge", [], "Most records the plugin output queue holds (plugins.output_queue_records)."),
+        ("plugboard_output_queue_capacity_bytes", "gauge", [], "Most payload bytes the plugin output queue holds."),
+        ("plugboard_output_queue_full_total", "counter", [], "Publish calls refused with PB_ERR_FULL because the output queue was full, over all plugins."),
+        ("plugboard_manifest_cache_entries", "gauge", [], "Parsed manifests in the in-memory LRU."),
+        ("plugboard_manifest_cache_capacity", "gauge", [], "Most parsed manifests the LRU holds (plugins.cache_size)."),
+        ("plugboard_manifest_cache_evictions_total", "counter", [], "Manifests dropped from the LRU to stay within plugins.cache_size."),
+        ("plugboard_redis_spill_bytes", "gauge", [], "Bytes of the Redis publisher's event store in use: the unacknowledged window and, while Redis is down, the spill."),
+        ("plugboard_redis_spill_capacity_bytes", "gauge", [], "Size of that store: past it, events are dropped (plugboard_redis_dropped_total)."),
         ("plugboard_resyncs_total", "counter", [], "Resyncs sent to plugins (after a lap or a netlink overflow)."),
         ("plugboard_events_published_total", "counter", [], "Events published into the ring (the producer's sequence)."),
         ("plugboard_events_total", "counter", ["action"], "Events published into the ring, by action."),
@@ -246,6 +262,46 @@ public final class DaemonMetrics: Sendable {
         for p in settled { w.sample("plugboard_plugin_settle_flaps_total", [("plugin", p.name)], Double(p.settleFlaps)) }
         header("plugboard_plugin_settle_overflow_total")
         for p in settled { w.sample("plugboard_plugin_settle_overflow_total", [("plugin", p.name)], Double(p.settleOverflow)) }
+        header("plugboard_plugin_batch_size")
+        for p in s.plugins where p.batchCeiling > 0 {
+            let labels = [("plugin", p.name)]
+            var cumulative: UInt64 = 0
+            for (bound, n) in zip(BatchSizes.upperBounds, p.batchSizes.buckets) {
+                cumulative &+= n
+                w.sample("plugboard_plugin_batch_size_bucket", labels + [("le", "\(bound)")], Double(cumulative))
+            }
+            w.sample("plugboard_plugin_batch_size_bucket", labels + [("le", "+Inf")], Double(p.batchSizes.batches))
+            w.sample("plugboard_plugin_batch_size_sum", labels, Double(p.batchSizes.events))
+            w.sample("plugboard_plugin_batch_size_count", labels, Double(p.batchSizes.batches))
+        }
+        header("plugboard_plugin_batch_ceiling")
+        for p in s.plugins where p.batchCeiling > 0 { w.sample("plugboard_plugin_batch_ceiling", [("plugin", p.name)], Double(p.batchCeiling)) }
+        header("plugboard_plugin_batch_size_max")
+        for p in s.plugins where p.batchCeiling > 0 { w.sample("plugboard_plugin_batch_size_max", [("plugin", p.name)], Double(p.batchSizes.largest)) }
+        header("plugboard_device_table_capacity")
+        w.sample("plugboard_device_table_capacity", [], Double(s.bounds.maxDevices))
+        header("plugboard_device_table_refused_total")
+        w.sample("plugboard_device_table_refused_total", [], Double(s.bounds.devicesRefused))
+        header("plugboard_output_queue_records")
+        w.sample("plugboard_output_queue_records", [], Double(s.bounds.outputRecords))
+        header("plugboard_output_queue_bytes")
+        w.sample("plugboard_output_queue_bytes", [], Double(s.bounds.outputBytes))
+        header("plugboard_output_queue_capacity_records")
+        w.sample("plugboard_output_queue_capacity_records", [], Double(s.bounds.outputMaxRecords))
+        header("plugboard_output_queue_capacity_bytes")
+        w.sample("plugboard_output_queue_capacity_bytes", [], Double(s.bounds.outputMaxBytes))
+        header("plugboard_output_queue_full_total")
+        w.sample("plugboard_output_queue_full_total", [], Double(s.bounds.outputFull))
+        header("plugboard_manifest_cache_entries")
+        w.sample("plugboard_manifest_cache_entries", [], Double(s.manifestCache.entries))
+        header("plugboard_manifest_cache_capacity")
+        w.sample("plugboard_manifest_cache_capacity", [], Double(s.manifestCache.capacity))
+        header("plugboard_manifest_cache_evictions_total")
+        w.sample("plugboard_manifest_cache_evictions_total", [], Double(s.manifestCache.evictions))
+        header("plugboard_redis_spill_bytes")
+        if let r = s.redis { w.sample("plugboard_redis_spill_bytes", [], Double(r.heldBytes)) }
+        header("plugboard_redis_spill_capacity_bytes")
+        if let r = s.redis { w.sample("plugboard_redis_spill_capacity_bytes", [], Double(r.capacityBytes)) }
         header("plugboard_resyncs_total")
         w.sample("plugboard_resyncs_total", [], Double(s.resyncs))
         header("plugboard_events_published_total")

@@ -96,6 +96,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var cpuAffinity: CPUAffinity
         /// Most devices one plugin's settle window holds.
         public var settleDevices: Int = 128
+        /// Most devices the device table holds.
+        public var maxDevices: Int = 4096
         /// Ring slots: `eventBufferSize` rounded up to a power of two.
         public var ringSlots: Int { DaemonConfig.nextPowerOfTwo(eventBufferSize) }
     }
@@ -140,6 +142,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var recycleAfterSeconds: Int = 0
         public var recycle: [String] = []
         public var prewarm = false
+        /// Most records in the plugin output queue.
+        public var outputQueueRecords: Int = 4096
 
         /// The registry cache file to use: the configured one, else `$STATE_DIRECTORY/registry.pbr`
         /// (systemd's StateDirectory=), else nil for the registry's own default.
@@ -195,7 +199,7 @@ public struct DaemonConfig: Sendable, Equatable {
         self.performance = Performance(debounceMilliseconds: int("performance.debounce_ms"), batchSize: int("performance.batch_size"),
                                        eventBufferSize: int("performance.event_buffer_size"),
                                        cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none,
-                                       settleDevices: int("performance.settle_devices"))
+                                       settleDevices: int("performance.settle_devices"), maxDevices: int("performance.max_devices"))
         func duration(_ p: String) -> Duration { if case .duration(let d) = e.value(p) { return d }; preconditionFailure(p) }
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen, tokenFile: str("monitoring.token_file"),
                                      protectMetrics: bool("monitoring.protect_metrics"),
@@ -213,7 +217,8 @@ public struct DaemonConfig: Sendable, Equatable {
                                maxRecordBytes: int("plugins.max_record_bytes"), logRate: int("plugins.log_rate"),
                                recycleAfterEvents: int("plugins.recycle_after_events"),
                                recycleAfterSeconds: int("plugins.recycle_after_seconds"), recycle: list("plugins.recycle"),
-                               prewarm: bool("plugins.prewarm"))
+                               prewarm: bool("plugins.prewarm"),
+                               outputQueueRecords: int("plugins.output_queue_records"))
         self.shutdownDeadline = deadline
         self.replayPace = str("replay.pace")
         self.shutdownStateFile = str("shutdown.state_file")

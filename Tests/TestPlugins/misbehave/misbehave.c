@@ -41,6 +41,9 @@
  *                                  to its standard error (write(2), not the host API), then a
  *                                  last line without a newline to standard output.
  *                  stdout-flood    writes `log_count` (default 5000) lines "out N" to standard output.
+ *                  hog             allocates 1 MiB blocks and touches every page, without end and
+ *                                  never freeing; when malloc fails (an address-space limit) it
+ *                                  calls abort(), as the Swift runtime and most C++ code do.
  *                  log-flood       logs `log_count` (default 5000) info messages "flood N" in one go.
  *                  publish-sizes   publishes one record of each size in `publish_sizes` (a comma
  *                                  list of byte counts) to topic "big" (or, with `topic_bytes`, a
@@ -74,12 +77,14 @@ typedef enum mode {
     MODE_NONE, MODE_SEGFAULT, MODE_ABORT, MODE_EXIT, MODE_STACK_OVERFLOW, MODE_SPIN, MODE_SLEEP,
     MODE_WRITE_EVENT, MODE_WRITE_MAPS, MODE_DLCLOSE_SELF, MODE_THREAD_OUTLIVES,
     MODE_FORGE_LOG, MODE_LOG_FLOOD, MODE_PUBLISH_SIZES, MODE_FORGE_STDERR, MODE_STDOUT_FLOOD,
+    MODE_HOG,
 } mode;
 
 static const char *const mode_names[] = {
     "none", "segfault", "abort", "exit", "stack-overflow", "spin", "sleep",
     "write-event", "write-maps", "dlclose-self", "thread-outlives",
     "forge-log", "log-flood", "publish-sizes", "forge-stderr", "stdout-flood",
+    "hog",
 };
 
 typedef enum where { WHERE_INIT, WHERE_EVENTS, WHERE_SHUTDOWN } where;
@@ -273,6 +278,9 @@ static void publish_sizes(misbehave *m) {
     }
 }
 
+/* The last block the hog mode allocated (kept reachable: the allocations are not optimised out). */
+static void *volatile g_hog;
+
 /* Does the bug (for every mode but thread-outlives, which starts in init). */
 static void misbehave_now(misbehave *m, const pb_event *const *events, uint32_t count) {
     switch (m->mode) {
@@ -291,6 +299,13 @@ static void misbehave_now(misbehave *m, const pb_event *const *events, uint32_t 
     case MODE_LOG_FLOOD: log_flood(m->host, m->log_count); break;
     case MODE_PUBLISH_SIZES: publish_sizes(m); break;
     case MODE_FORGE_STDERR: forge_stderr(); break;
+    case MODE_HOG:
+        for (;;) {
+            char *p = malloc(1 << 20);
+            if (p == NULL) abort();
+            memset(p, 1, 1 << 20);
+            g_hog = p;
+        }
     case MODE_STDOUT_FLOOD:
         for (unsigned long i = 0; i < m->log_count; i++) printf("out %lu\n", i);
         fflush(stdout);

@@ -6,6 +6,7 @@
  * `init_wait_file` makes init wait until that file exists (a plugin still initialising);
  * `shutdown_delay_us` makes shutdown sleep (a plugin stuck in shutdown).
  * Resyncs are written as "RESYNC <count>" followed by the device records.
+ * `batch_log` = "1" writes "BATCH <n>" before each batch of n events (the batch sizes it was handed).
  * `dump_config` = "1" writes "CONFIG key=value" for each pb_config entry at init, in
  * the order init received them (tests of the [config] order).
  */
@@ -33,6 +34,7 @@ typedef struct rec {
     long shutdown_delay_us;
     int publish;
     int dump_table;
+    int batch_log;
 } rec;
 
 static const pb_host_api *g_api;
@@ -55,6 +57,8 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     r->delay_us = d ? atol(d) : 0;
     const char *p = g_api->config_get(h, "publish");
     r->publish = p && strcmp(p, "1") == 0;
+    const char *bl = g_api->config_get(h, "batch_log");
+    r->batch_log = bl && strcmp(bl, "1") == 0;
     const char *t = g_api->config_get(h, "dump_table");
     r->dump_table = t && strcmp(t, "1") == 0;
     const char *sd = g_api->config_get(h, "shutdown_delay_us");
@@ -83,6 +87,7 @@ static pb_status events(void *s, const pb_event *const *ev, uint32_t n) {
     rec *r = (rec *)s;
     g_api->counter_add(r->host, "events", n);
     g_api->gauge_set(r->host, "last_batch", (double)n);
+    if (r->batch_log) fprintf(r->out, "BATCH %u\n", n);
     for (uint32_t i = 0; i < n; i++) {
         write_event(r->out, ev[i]);
         if (r->publish) {
