@@ -8,7 +8,10 @@
 //      thread and process mode, against the floor of the same run (dlopen + init of that build);
 //      every event seen once.
 //
-// Usage: plugboard-bench-ops [--runs N] [--cycles N] [--reloads N]   (run by `make bench-ops`)
+//   4. Crash restarts with and without a pre-warmed spare (plugins.prewarm), and the catch-up
+//      after each recycle (plugins.recycle_after_events).
+//
+// Usage: plugboard-bench-ops [--runs N] [--cycles N] [--reloads N] [--restarts N]   (run by `make bench-ops`)
 import Foundation
 import Logging
 import PlugboardCore
@@ -371,3 +374,91 @@ print("\n### The host's resident memory over \(rssReloads) more reloads (two bui
 print("| Mode | RSS before (KiB) | RSS after (KiB) | growth (KiB) | per reload (KiB) |")
 print("|---|---:|---:|---:|---:|")
 rssRows.forEach { print($0) }
+
+// MARK: 4. Crash restarts with and without a pre-warmed spare; recycles
+
+let restartRuns = option("--restarts", 20)
+let canaryC = root + "/Tests/TestPlugins/canary/canary.c"
+let canarySO = work + "/libcanary.so"
+cc(canaryC, canarySO, ["CANARY_VERSION=\"1.0.0\""])
+
+/// Each worker process of the canary plugin crashes 150 ms after its first event (`crash_after_ms`),
+/// `restartRuns` times: per restart, the crash → the new process's first callback (ms), read from
+/// the CLOCK_MONOTONIC stamps the plugin writes; the backoff is its minimum, 1 ms.
+@MainActor func restartGaps(prewarm: Bool) -> (gaps: [Double], adopted: Int) {
+    let output = work + "/restart-\(prewarm).out"
+    var o = RuntimeOptions()
+    var policy = ProcessPolicy(workerExecutable: workerExecutable)
+    policy.account = nil
+    policy.prewarm = prewarm
+    policy.restartBackoff = .milliseconds(1)
+    policy.crashBurst = 1_000_000
+    o.processPolicy = policy
+    let rt = try! Runtime(options: o, logger: logger)
+    rt.addProcessPlugin(ProcessPluginSpec(path: canarySO, name: "canary", version: "1", configuration: ["output": output, "crash_after_ms": "150"],
+                                          batchSize: 16, deadline: nil, manifest: []))
+    precondition(rt.startWorkers() == 1, "\(rt.failures)")
+    rt.start(source: Steady(gap: 200))
+    let deadline = ContinuousClock.now + .seconds(300)
+    while (rt.pluginStats.first?.restarts ?? 0) < UInt64(restartRuns), ContinuousClock.now < deadline { usleep(10_000) }
+    usleep(300_000)
+    _ = rt.stop(deadline: .seconds(10))
+    let lines = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n")
+    var gaps: [Double] = [], crash: Int64?
+    for l in lines {
+        let f = l.split(separator: " ")
+        guard f.count == 2, let t = Int64(f[1]) else { continue }
+        if f[0] == "CRASH" { crash = t } else if f[0] == "FIRST", let c = crash { gaps.append(Double(t - c) / 1e6); crash = nil }
+    }
+    return (Array(gaps.prefix(restartRuns)), 0)
+}
+
+/// Recycles after every 200 events with an event every 200 µs: per recycle, the time the new
+/// worker needs to be level with the head again after the swap. The whole recycle (spawn,
+/// dlopen, init) happens beside the running worker, so only the handover shows here.
+@MainActor func recyclePauses() -> [Double] {
+    let dir = work + "/recycle"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let output = dir + ".out"
+    cc(hotC, dir + "/libhot.so", ["VERSION=\"1\""])
+    var o = RuntimeOptions()
+    var policy = ProcessPolicy(workerExecutable: workerExecutable)
+    policy.account = nil
+    o.processPolicy = policy
+    o.recycle = RecyclePolicy(afterEvents: 200)
+    let rt = try! Runtime(options: o, logger: logger)
+    rt.addProcessPlugin(ProcessPluginSpec(path: dir + "/libhot.so", name: "hot", version: "1", configuration: ["output": output],
+                                          batchSize: 16, deadline: nil, manifest: []))
+    precondition(rt.startWorkers() == 1, "\(rt.failures)")
+    rt.start(source: Steady(gap: 200))
+    // Per swap: from the moment the new worker is in place (it has its predecessor's cursor
+    // and state) until it has caught up with the head of that moment: the handover pause plus
+    // working off what queued up during it.
+    var pauses: [Double] = []
+    var last = (rt.workers.first as? ProcessWorker)?.pid ?? 0
+    let deadline = ContinuousClock.now + .seconds(300)
+    while pauses.count < restartRuns, ContinuousClock.now < deadline {
+        usleep(200)
+        guard let w = rt.workers.first as? ProcessWorker, w.pid != last, w.pid != 0 else { continue }
+        last = w.pid
+        let t0 = monotonicNanoseconds()
+        let target = rt.ring.published
+        while w.stats.lag > 0 && rt.ring.published - w.stats.lag < target, ContinuousClock.now < deadline { usleep(50) }
+        pauses.append(Double(monotonicNanoseconds() - t0) / 1e6)
+    }
+    _ = rt.stop(deadline: .seconds(10))
+    return pauses
+}
+
+print("\n### Crash restarts: the crash → the new worker process's first callback (\(restartRuns) restarts, backoff 1 ms, release build)\n")
+print("| plugins.prewarm | p50 (ms) | p95 | max | vs without |")
+print("|---|---:|---:|---:|---:|")
+let cold = restartGaps(prewarm: false)
+let warm = restartGaps(prewarm: true)
+for (name, g) in [("false (spawn, dlopen, init on the restart path)", cold.gaps), ("true (the spare is adopted)", warm.gaps)] {
+    print(String(format: "| %@ | %.2f | %.2f | %.2f | %.2f× |", name, percentile(g, 0.5), percentile(g, 0.95), g.max() ?? 0,
+                 percentile(g, 0.5) / percentile(cold.gaps, 0.5)))
+}
+let pauses = recyclePauses()
+print("\n### Recycles (every 200 events, an event every 200 µs): catching up after the swap (\(pauses.count) recycles)\n")
+print(String(format: "| p50 (ms) | p95 | max |\n|---:|---:|---:|\n| %.2f | %.2f | %.2f |", percentile(pauses, 0.5), percentile(pauses, 0.95), pauses.max() ?? 0))

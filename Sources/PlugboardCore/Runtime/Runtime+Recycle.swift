@@ -50,7 +50,7 @@ extension Runtime {
                     continue
                 }
                 do {
-                    try reload(p, from: p.spec.path, settings: nil, recycle: true)
+                    _ = try reload(p, from: p.spec.path, settings: nil, recycle: true)
                 } catch {
                     // The old worker keeps running; tried again after the next pause.
                     logger.error("worker process recycle failed; the running one stays: \(error.description)",

@@ -10,6 +10,9 @@
  *   "COUNT <n>" at shutdown (the count it carried).
  * Config `crash_file`: while that file exists, the plugin crashes on every event (quarantine).
  * Config `crash_at`: the plugin crashes on the event of that sequence, every time (a poison event).
+ * Config `crash_after_ms`: each worker process crashes at its first event that many ms after its
+ *   first event, having appended "FIRST <ns>" and "CRASH <ns>" (CLOCK_MONOTONIC) to `output`
+ *   (bench-ops: restart times).
  * Export `canary_add(int32_t, int32_t)`; `canary_crash()` crashes (ctl call tests).
  */
 #include <plugboard.h>
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #ifndef CANARY_VERSION
 #define CANARY_VERSION "1.0.0"
@@ -26,7 +30,14 @@
 
 static const pb_host_api *g_api;
 
-typedef struct st { pb_host *host; unsigned long long count; FILE *out; const char *crash_file; unsigned long long crash_at; } st;
+typedef struct st { pb_host *host; unsigned long long count; FILE *out; const char *crash_file; unsigned long long crash_at;
+                   unsigned long long crash_after_ns, first_ns; } st;
+
+static unsigned long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
 
 static pb_status init(pb_host *h, const pb_config *c, void **s) {
     (void)c;
@@ -38,6 +49,8 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
     x->crash_file = g_api->config_get(h, "crash_file");
     const char *ca = g_api->config_get(h, "crash_at");
     x->crash_at = ca ? strtoull(ca, NULL, 10) : 0;
+    const char *cm = g_api->config_get(h, "crash_after_ms");
+    x->crash_after_ns = cm ? strtoull(cm, NULL, 10) * 1000000ull : 0;
     *s = x;
     return PB_OK;
 }
@@ -45,6 +58,17 @@ static pb_status init(pb_host *h, const pb_config *c, void **s) {
 static pb_status events(void *s, const pb_event *const *ev, uint32_t n) {
     st *x = s;
     struct stat sb;
+    if (x->crash_after_ns) {
+        unsigned long long t = now_ns();
+        if (!x->first_ns) {
+            x->first_ns = t;
+            if (x->out) { fprintf(x->out, "FIRST %llu\n", t); fflush(x->out); }
+        } else if (t - x->first_ns >= x->crash_after_ns) {
+            if (x->out) { fprintf(x->out, "CRASH %llu\n", now_ns()); fflush(x->out); }
+            raise(SIGSEGV);
+        }
+        return PB_OK;
+    }
     for (uint32_t i = 0; i < n; i++) {
 #ifdef CANARY_CRASH
         raise(SIGSEGV);
