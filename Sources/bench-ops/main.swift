@@ -393,6 +393,8 @@ cc(canaryC, canarySO, ["CANARY_VERSION=\"1.0.0\""])
     policy.prewarm = prewarm
     policy.restartBackoff = .milliseconds(1)
     policy.crashBurst = 1_000_000
+    // Crashes 150 ms apart never pile up in a 100 ms window: every restart waits the base 1 ms.
+    policy.crashInterval = .milliseconds(100)
     o.processPolicy = policy
     let rt = try! Runtime(options: o, logger: logger)
     rt.addProcessPlugin(ProcessPluginSpec(path: canarySO, name: "canary", version: "1", configuration: ["output": output, "crash_after_ms": "150"],

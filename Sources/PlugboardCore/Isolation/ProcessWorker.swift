@@ -516,14 +516,19 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
 
     func monitorLoop() {
         var first = true
-        var backoffCount = 0
         while true {
             if !first {
                 // A restart: wait the backoff (a stop request cuts it short).
-                backoffCount += 1
-                let delay = min(policy.restartBackoff * (1 << min(backoffCount - 1, 20)), policy.restartBackoffMax)
+                // Doubling per crash within plugins.crash_interval (as documented), so a plugin that
+                // crashes once a day restarts after the base backoff, not after the longest one.
+                let recent = max(1, st.withLock { $0.crashTimes.count })
+                let delay = min(policy.restartBackoff * (1 << min(recent - 1, 20)), policy.restartBackoffMax)
                 let end = clock.now + delay
-                while clock.now < end && !st.withLock({ $0.stopping }) { sleepThread(for: .milliseconds(5)) }
+                while clock.now < end && !st.withLock({ $0.stopping }) {
+                    // In steps of at most 5 ms (a stop cuts it short), never past the end: a 1 ms
+                    // backoff waits 1 ms.
+                    sleepThread(for: min(.milliseconds(5), end - clock.now))
+                }
                 if st.withLock({ $0.stopping }) { break }
                 st.withLock { $0.restarts += 1 }
             }
