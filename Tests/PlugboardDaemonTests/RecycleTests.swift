@@ -84,4 +84,26 @@ struct RecycleTests {
             return r.stdout.split(separator: "\n").count == 2
         }
     }
+
+    @Test("the restart backoff doubles only for crashes within plugins.crash_interval: a plugin crashing less often always waits the base backoff")
+    func backoffPerWindow() throws {
+        let dir = TempDir(), plugins = dir.path + "/plugins"
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+        try ControlTests.installCanary(in: plugins, version: "1.0.0")
+        let socket = dir.path + "/ctl.sock"
+        // Each worker crashes 1.2 s after its first event: crashes are further apart than the
+        // 1 s window, so every restart waits the base 50 ms (it used to double each time).
+        let d = try ControlTests.serve(dir, socket: socket, plugins: plugins,
+                                       set: ["plugins.restart_backoff=50ms", "plugins.crash_interval=1s", "plugins.crash_burst=100"],
+                                       plugin: ["canary.crash_after_ms=1200", "canary.output=/dev/null"])
+        defer { d.signal(SIGTERM); d.waitForExit() }
+        try d.waitFor("four restarts") { (try ControlTests.pluginInfo(socket, "canary")?["restarts"] as? Int ?? 0) >= 4 }
+        var waits: [String] = []
+        for line in d.stderr.split(separator: "\n") where line.contains("plugin crashed") {
+            guard let r = line.range(of: "cursor in ") else { continue }
+            waits.append(String(line[r.upperBound...].prefix { $0 != " " }))
+        }
+        let firstWaits = Array(waits.prefix(4))
+        #expect(firstWaits.count == 4 && firstWaits.allSatisfy { $0 == "50ms" }, "\(waits)")
+    }
 }

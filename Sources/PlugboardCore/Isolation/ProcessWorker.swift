@@ -521,8 +521,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 // A restart: wait the backoff (a stop request cuts it short).
                 // Doubling per crash within plugins.crash_interval (as documented), so a plugin that
                 // crashes once a day restarts after the base backoff, not after the longest one.
-                let recent = max(1, st.withLock { $0.crashTimes.count })
-                let delay = min(policy.restartBackoff * (1 << min(recent - 1, 20)), policy.restartBackoffMax)
+                let delay = backoff(afterCrashes: st.withLock { $0.crashTimes.count })
                 let end = clock.now + delay
                 while clock.now < end && !st.withLock({ $0.stopping }) {
                     // In steps of at most 5 ms (a stop cuts it short), never past the end: a 1 ms
@@ -609,6 +608,12 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         finishedSignal.signal()
     }
 
+    /// The wait before a restart: `restart_backoff`, doubled for each other crash within
+    /// `crash_interval`, at most `restartBackoffMax`.
+    func backoff(afterCrashes recent: Int) -> Duration {
+        min(policy.restartBackoff * (1 << min(max(1, recent) - 1, 20)), policy.restartBackoffMax)
+    }
+
     /// Counts a crash, decides about poison events and quarantine. Returns true when quarantined.
     func recordCrash(label: String, text: String, batch: (first: UInt64, last: UInt64)?, restarting: Bool = true) -> Bool {
         let now = clock.now
@@ -648,7 +653,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             logger.error("plugin quarantined: it crashed \(count) times within \(policy.crashInterval.shortText) (more than plugins.crash_burst = \(policy.crashBurst)); it gets no more events until the daemon restarts or the plugin is reloaded. Last crash: \(text)",
                          metadata: ["plugin": "\(spec.name)"])
         } else {
-            logger.error("plugin crashed: \(text); restarting it from its cursor (crash \(count) of at most \(policy.crashBurst) within \(policy.crashInterval.shortText))",
+            logger.error("plugin crashed: \(text); restarting it from its cursor in \(backoff(afterCrashes: count).shortText) (crash \(count) of at most \(policy.crashBurst) within \(policy.crashInterval.shortText))",
                          metadata: ["plugin": "\(spec.name)", "reason": "\(label)"])
         }
         return quarantined
