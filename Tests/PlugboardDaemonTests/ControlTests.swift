@@ -243,6 +243,26 @@ struct ControlTests {
         #expect(try Self.ctl(["status"], socket: socket).status == 0)
     }
 
+    @Test("under a flood (a synthetic source at full speed, flow-controlled): five canaries of an equal build are each promoted over thousands of events, none lapped")
+    func canaryUnderFlood() throws {
+        let dir = TempDir(), plugins = dir.path + "/plugins"
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+        try Self.installCanary(in: plugins, version: "1.0.0")
+        let socket = dir.path + "/ctl.sock"
+        let d = try DaemonProcess(arguments: ["--listen", "127.0.0.1:0", "--set", "plugins.manifests=true", "--set", "plugins.dirs=\(plugins)",
+                                              "--set", "source=synthetic:1000000000", "--set", "control.socket=\(socket)",
+                                              "--set", "plugins.registry_cache=none"])
+        defer { d.signal(SIGTERM); d.waitForExit() }
+        _ = try d.port()
+        try d.waitFor("the control socket") { FileManager.default.fileExists(atPath: socket) }
+        for round in 1...5 {
+            let r = try Self.ctl(["reload", "canary", "--canary", "100ms", "--json"], socket: socket)
+            let report = Self.json(r.stdout) as? [String: Any]
+            #expect(r.status == 0 && report?["verdict"] as? String == "promoted", "round \(round): \(r.stdout) \(r.stderr)")
+            #expect((report?["events"] as? Int ?? 0) > 1000, "round \(round): \(r.stdout)")
+        }
+    }
+
     @Test("a thread plugin gets no canary, with the reason; a plain reload still works for it")
     func threadCanaryRefused() throws {
         let dir = TempDir(), plugins = dir.path + "/plugins"

@@ -159,6 +159,10 @@ extension Runtime {
         } catch {
             throw PluginLoadError(file: path, kind: .isolated(code: "worker", message: "\(path): cannot set up the canary's worker process: \(error)"))
         }
+        // Flow control holds the producer to the candidate as it does to the running build: its
+        // cursor starts at the running build's, at or behind where the snapshot will find it, so
+        // the events from there on stay in the ring until the candidate has read them.
+        candidate.remote.reset(to: old.remote.cursor(head: ring.published))
         candidate.start(holdGo: true)
         if let error = candidate.waitForInit() {
             report.reason = "the candidate did not initialise: \(error.description)"
@@ -202,9 +206,10 @@ extension Runtime {
             }
             sleepThread(for: .milliseconds(20))
         }
-        // The fence: the running build's first batch end at or past the head now.
-        let head = ring.published
-        candidate.fence(at: head)
+        // The fence: a batch end of the running build at or past the head now, and not behind
+        // the candidate (a batch the candidate began before it saw the fence may end past it).
+        var target = ring.published
+        candidate.fence(at: target)
         func waitFor(_ what: () -> Bool) -> Bool {
             let limit = clock.now + options.answerTimeout
             while clock.now < limit {
@@ -214,18 +219,28 @@ extension Runtime {
             }
             return what()
         }
-        var fence: UInt64 = 0
-        guard waitFor({
-            if let t = old.tapped, let r = t.reached, r >= head { fence = t.segments.first { $0.upTo >= head }?.upTo ?? r; return true }
-            return head == snap.cursor
-        }) else {
-            report.reason = candidateFailure() ?? "the running build did not reach sequence \(head) within \(options.answerTimeout.shortText)"
-            return report
+        var fence = snap.cursor
+        var met = false
+        for _ in 0..<4 {
+            guard waitFor({ target == snap.cursor || (old.tapped?.reached ?? 0) >= target }) else {
+                report.reason = candidateFailure() ?? "the running build did not reach sequence \(target) within \(options.answerTimeout.shortText)"
+                return report
+            }
+            fence = target == snap.cursor ? snap.cursor : (old.tapped?.segments.first { $0.upTo >= target }?.upTo ?? target)
+            candidate.fence(at: fence)
+            // It stops exactly there, unless a batch begun before the fence took it further.
+            guard waitFor({ (candidate.tapped?.marked(fence) ?? false) || (candidate.tapped?.reached ?? 0) > fence }) else {
+                report.reason = candidateFailure() ?? "the candidate did not reach sequence \(fence) within \(options.answerTimeout.shortText)"
+                return report
+            }
+            if candidate.tapped?.marked(fence) == true {
+                met = true
+                break
+            }
+            target = candidate.tapped?.reached ?? fence
         }
-        if head == snap.cursor { fence = snap.cursor }
-        candidate.fence(at: fence)
-        guard waitFor({ candidate.tapped?.marked(fence) ?? false }) else {
-            report.reason = candidateFailure() ?? "the candidate did not reach sequence \(fence) within \(options.answerTimeout.shortText)"
+        guard met else {
+            report.reason = "the two builds' batch ends did not meet at a common sequence (nothing changed; run the canary again)"
             return report
         }
         report.to = fence
