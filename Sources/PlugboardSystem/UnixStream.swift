@@ -171,12 +171,18 @@ public final class UnixStream: Sendable {
         _ = setsockopt(descriptor.rawValue, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Reads up to and without the first newline. nil when the peer closed before one, sent more
-    /// than `limit` bytes without one, or a read timed out.
-    public func readLine(limit: Int) -> [UInt8]? {
+    /// Reads up to and without the first newline, within `within` in all (a peer sending a byte
+    /// at a time gets no longer than one sending nothing). nil when the peer closed before one,
+    /// sent more than `limit` bytes without one, or the time ran out.
+    public func readLine(limit: Int, within: Duration) -> [UInt8]? {
+        let clock = ContinuousClock()
+        let end = clock.now + within
         var line: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while line.count <= limit {
+            let left = end - clock.now
+            guard left > .zero else { return nil }
+            setTimeouts(left)
             // Peek, then take exactly up to the newline: what follows stays for the next read.
             let n = chunk.withUnsafeMutableBytes { recv(descriptor.rawValue, $0.baseAddress, $0.count, CInt(MSG_PEEK)) }
             if n < 0 && errno == EINTR { continue }

@@ -161,6 +161,25 @@ struct ControlTests {
             let answer = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
             #expect(answer.contains("\"ok\":false"), "\(answer)")
         }
+        // A byte a second, never a newline: the 5 s hold for the whole line, not for each byte.
+        do {
+            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(socket.utf8)) }
+            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            #expect(c == 0)
+            var answer = ""
+            for _ in 0..<20 {
+                _ = "{".withCString { send(fd, $0, 1, Int32(MSG_NOSIGNAL)) }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                if n > 0 { answer = String(decoding: buffer[0..<n], as: UTF8.self); break }
+                sleep(1)
+            }
+            close(fd)
+            #expect(answer.contains("no request line within 5 s"), "the slow peer was cut off: \(answer)")
+        }
         r = try Self.ctl(["reload", "no-such-plugin"], socket: socket)
         #expect(r.status == 1 && r.stderr.contains("no plugin of that name"), "\(r.stderr)")
         r = try Self.ctl(["status"], socket: socket)

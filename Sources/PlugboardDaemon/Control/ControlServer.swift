@@ -172,7 +172,7 @@ public final class ControlServer: Sendable {
                     data: nil)
             return
         }
-        guard let line = stream.readLine(limit: Self.maxRequest) else {
+        guard let line = stream.readLine(limit: Self.maxRequest, within: .seconds(5)) else {
             respond(stream, ok: false, exit: Exit.failed, text: "no request line within 5 s (or longer than 64 KiB)", data: nil)
             return
         }
