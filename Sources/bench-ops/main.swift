@@ -418,14 +418,15 @@ cc(canaryC, canarySO, ["CANARY_VERSION=\"1.0.0\""])
 /// Recycles after every 200 events with an event every 200 µs: per recycle, the time the new
 /// worker needs to be level with the head again after the swap. The whole recycle (spawn,
 /// dlopen, init) happens beside the running worker, so only the handover shows here.
-@MainActor func recyclePauses() -> [Double] {
-    let dir = work + "/recycle"
+@MainActor func recyclePauses(prewarm: Bool) -> [Double] {
+    let dir = work + "/recycle-\(prewarm)"
     try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let output = dir + ".out"
     cc(hotC, dir + "/libhot.so", ["VERSION=\"1\""])
     var o = RuntimeOptions()
     var policy = ProcessPolicy(workerExecutable: workerExecutable)
     policy.account = nil
+    policy.prewarm = prewarm
     o.processPolicy = policy
     o.recycle = RecyclePolicy(afterEvents: 200)
     let rt = try! Runtime(options: o, logger: logger)
@@ -461,6 +462,9 @@ for (name, g) in [("false (spawn, dlopen, init on the restart path)", cold.gaps)
     print(String(format: "| %@ | %.2f | %.2f | %.2f | %.2f× |", name, percentile(g, 0.5), percentile(g, 0.95), g.max() ?? 0,
                  percentile(g, 0.5) / percentile(cold.gaps, 0.5)))
 }
-let pauses = recyclePauses()
-print("\n### Recycles (every 200 events, an event every 200 µs): catching up after the swap (\(pauses.count) recycles)\n")
-print(String(format: "| p50 (ms) | p95 | max |\n|---:|---:|---:|\n| %.2f | %.2f | %.2f |", percentile(pauses, 0.5), percentile(pauses, 0.95), pauses.max() ?? 0))
+print("\n### Recycles (every 200 events, an event every 200 µs): catching up after the swap (\(restartRuns) recycles each)\n")
+print("| plugins.prewarm | p50 (ms) | p95 | max |\n|---|---:|---:|---:|")
+for prewarm in [false, true] {
+    let pauses = recyclePauses(prewarm: prewarm)
+    print(String(format: "| %@ | %.2f | %.2f | %.2f |", prewarm ? "true" : "false", percentile(pauses, 0.5), percentile(pauses, 0.95), pauses.max() ?? 0))
+}
