@@ -74,7 +74,8 @@ public final class WireChannel: @unchecked Sendable {
 
     public init(fd: FileDescriptor) { self.fd = fd }
 
-    // The socket goes with its channel (a restarted or replaced worker's old one included).
+    // The socket goes with its channel (a restarted or replaced worker's old one included): a
+    // channel owns its descriptor, and nobody else may close it.
     deinit { try? fd.close() }
 
     /// Sends one frame. Blocks while the socket buffer is full.
