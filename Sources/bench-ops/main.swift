@@ -385,7 +385,7 @@ cc(canaryC, canarySO, ["CANARY_VERSION=\"1.0.0\""])
 /// Each worker process of the canary plugin crashes 150 ms after its first event (`crash_after_ms`),
 /// `restartRuns` times: per restart, the crash → the new process's first callback (ms), read from
 /// the CLOCK_MONOTONIC stamps the plugin writes; the backoff is its minimum, 1 ms.
-@MainActor func restartGaps(prewarm: Bool) -> (gaps: [Double], adopted: Int) {
+@MainActor func restartGaps(prewarm: Bool) -> [Double] {
     let output = work + "/restart-\(prewarm).out"
     var o = RuntimeOptions()
     var policy = ProcessPolicy(workerExecutable: workerExecutable)
@@ -412,7 +412,7 @@ cc(canaryC, canarySO, ["CANARY_VERSION=\"1.0.0\""])
         guard f.count == 2, let t = Int64(f[1]) else { continue }
         if f[0] == "CRASH" { crash = t } else if f[0] == "FIRST", let c = crash { gaps.append(Double(t - c) / 1e6); crash = nil }
     }
-    return (Array(gaps.prefix(restartRuns)), 0)
+    return Array(gaps.prefix(restartRuns))
 }
 
 /// Recycles after every 200 events with an event every 200 µs: per recycle, the time the new
@@ -458,9 +458,9 @@ print("| plugins.prewarm | p50 (ms) | p95 | max | vs without |")
 print("|---|---:|---:|---:|---:|")
 let cold = restartGaps(prewarm: false)
 let warm = restartGaps(prewarm: true)
-for (name, g) in [("false (spawn, dlopen, init on the restart path)", cold.gaps), ("true (the spare is adopted)", warm.gaps)] {
+for (name, g) in [("false (spawn, dlopen, init on the restart path)", cold), ("true (the spare is adopted)", warm)] {
     print(String(format: "| %@ | %.2f | %.2f | %.2f | %.2f× |", name, percentile(g, 0.5), percentile(g, 0.95), g.max() ?? 0,
-                 percentile(g, 0.5) / percentile(cold.gaps, 0.5)))
+                 percentile(g, 0.5) / percentile(cold, 0.5)))
 }
 print("\n### Recycles (every 200 events, an event every 200 µs): catching up after the swap (\(restartRuns) recycles each)\n")
 print("| plugins.prewarm | p50 (ms) | p95 | max |\n|---|---:|---:|---:|")

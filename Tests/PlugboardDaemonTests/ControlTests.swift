@@ -78,6 +78,17 @@ struct ControlTests {
         return try runProcess(binary, full, env: [:])
     }
 
+    /// A client that is not plugboard ctl: a bare connected socket, to send what ctl never would.
+    static func rawConnect(_ socket: String) throws -> Int32 {
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(socket.utf8)) }
+        let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard fd >= 0, c == 0 else { throw TestFailure("cannot connect to \(socket)") }
+        return fd
+    }
+
     static func json(_ text: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(text.utf8)) }
 
     static func pluginInfo(_ socket: String, _ name: String) throws -> [String: Any]? {
@@ -148,12 +159,7 @@ struct ControlTests {
 
         // Not plugboard ctl: a malformed line, then a line far too long.
         for payload in ["{not json\n", String(repeating: "x", count: 100_000) + "\n"] {
-            let fd = socket.withCString { _ in Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0) }
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(socket.utf8)) }
-            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-            #expect(c == 0)
+            let fd = try Self.rawConnect(socket)
             _ = payload.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
             var buffer = [UInt8](repeating: 0, count: 4096)
             let n = recv(fd, &buffer, buffer.count, 0)
@@ -163,12 +169,7 @@ struct ControlTests {
         }
         // A byte a second, never a newline: the 5 s hold for the whole line, not for each byte.
         do {
-            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(socket.utf8)) }
-            let c = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-            #expect(c == 0)
+            let fd = try Self.rawConnect(socket)
             var answer = ""
             for _ in 0..<20 {
                 _ = "{".withCString { send(fd, $0, 1, Int32(MSG_NOSIGNAL)) }
