@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <linux/capability.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -69,6 +70,7 @@ long pbs_resident_pages(void *base, size_t size) {
 }
 
 int pbs_memfd_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+int pbs_flock_exclusive_nonblocking(int fd) { return flock(fd, LOCK_EX | LOCK_NB); }
 int pbs_seal_seal(void) { return F_SEAL_SEAL; }
 int pbs_seal_shrink(void) { return F_SEAL_SHRINK; }
 int pbs_seal_grow(void) { return F_SEAL_GROW; }

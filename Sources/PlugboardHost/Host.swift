@@ -72,7 +72,11 @@ public final class HostAssembly: RuntimeControl {
         options.outputQueueRecords = settings.outputQueueRecords
         options.logLimits = settings.logLimits
         options.recycle = settings.recycle
-        do { runtime = try Runtime(options: options, logger: logger) } catch { throw settings.explain(error) }
+        var redisConfiguration = settings.redis
+        do {
+            try Self.recoverState(settings: settings, options: &options, redis: &redisConfiguration, logger: logger)
+            runtime = try Runtime(options: options, logger: logger)
+        } catch { throw settings.explain(error) }
         switch settings.source {
         case .replay(let path):
             do { source = try ReplaySource(path: path, pace: settings.replayPace) } catch { throw settings.explain(error) }
@@ -85,7 +89,7 @@ public final class HostAssembly: RuntimeControl {
             source = UdevSource(options: settings.udev, counters: counters, onEvent: udevObserver)
             udevCounters = counters
         }
-        redis = settings.redis.map { RedisSink(configuration: $0, logger: logger) }
+        redis = redisConfiguration.map { RedisSink(configuration: $0, logger: logger) }
         state.withLock { $0.sinks = (redis.map { [$0] } ?? []) + sinks }
     }
 

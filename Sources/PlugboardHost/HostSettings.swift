@@ -139,6 +139,10 @@ public struct HostSettings: Sendable {
     public var udev: UdevSourceOptions
     /// nil: events are not published.
     public var redis: RedisPublisher.Configuration?
+    /// `state.dir`: the publisher's window and spill as files (nil: in memory). docs/redis.md, "Crash safety".
+    public var stateDirectory: String?
+    /// `state.ring_dir`: the event ring as a file (nil: a sealed memfd).
+    public var ringDirectory: String?
     /// One deadline for the whole graceful shutdown (stop source, drain, plugin shutdown, flush).
     public var shutdownDeadline: Duration
     public var isolation: IsolationSettings
@@ -268,6 +272,10 @@ public struct HostSettings: Sendable {
             r.pluginMaxRecord = maxRecordBytes + OutputQueue.maxTopicBytes + OutputQueue.maxNameBytes
             redis = r
         }
+        stateDirectory = try Self.stateDirectory(config.stateDir, key: "state.dir", systemd: "STATE_DIRECTORY",
+                                                 effective: effective, environment: environment)
+        ringDirectory = try Self.stateDirectory(config.stateRingDir, key: "state.ring_dir", systemd: "RUNTIME_DIRECTORY",
+                                                effective: effective, environment: environment)
         // The loader checks the syntax; whether this machine lets us use the CPUs is checked here,
         // so config check refuses what run, serve and monitor would.
         do { try cpuAffinity.validate() } catch { throw explain(error) }
@@ -317,6 +325,8 @@ public struct HostSettings: Sendable {
         } else {
             s.append(("redis", "off"))
         }
+        s.append(("state_dir", stateDirectory ?? "none"))
+        s.append(("ring_dir", ringDirectory ?? "none"))
         s.append(("max_record_bytes", "\(maxRecordBytes)"))
         s.append(("output_queue_records", "\(outputQueueRecords)"))
         s.append(("log_rate", "\(logLimits.perSecond)"))
@@ -330,6 +340,28 @@ public struct HostSettings: Sendable {
         if lossy { s.append(("lossy", "on")) }
         if case .replay = source { s.append(("replay_pace", replayPace == 1 ? "recorded" : replayPace == 0 ? "fast" : "\(1 / replayPace)x")) }
         return s
+    }
+
+    /// A `state.*` directory: the configured one, else the one systemd made for the unit (the
+    /// first of a `:`-separated list), else none. It must be a directory this user can write.
+    static func stateDirectory(_ configured: String, key: String, systemd: String, effective: EffectiveConfig,
+                               environment: [String: String]) throws -> String? {
+        var origin = "from \(effective.origin(key))"
+        var dir = configured
+        if dir.isEmpty, let fromSystemd = environment[systemd]?.split(separator: ":").first.map(String.init), !fromSystemd.isEmpty {
+            dir = fromSystemd
+            origin = "from $\(systemd), set by systemd"
+        }
+        guard !dir.isEmpty else { return nil }
+        guard dir.hasPrefix("/") else {
+            throw HostStartError("\(key) (\(origin)): \"\(dir)\" is not an absolute path (fix: write the directory as /var/lib/plugboard or similar, or \"\" for none)")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue,
+              access(dir, W_OK | X_OK) == 0 else {
+            throw HostStartError("\(key) (\(origin)): \(dir) is not a directory this user can write (fix: create it for the daemon's user, e.g. `install -d -m 0750 \(dir)`, or set \(key) = \"\" to keep it in memory)")
+        }
+        return dir
     }
 
     /// `summary` on one line: `source=udev plugins=/usr/lib/plugboard/plugins ...`.

@@ -18,11 +18,13 @@ extension PublisherLoop {
         case .events(let n):
             guard n > 0 else { return 0 }
             let storedBefore = eventWindow.stored
+            let sequenceBefore = lastStoredSequence
             var dropped: UInt64 = 0
             for i in 0..<n {
                 guard let e = batch[i] else { continue }
                 if let next = events.storeEvent(e, stored: eventWindow.stored.byte, acked: eventWindow.acked.byte) {
                     eventWindow.didStore(next: next)
+                    lastStoredSequence = max(lastStoredSequence, e.pointee.sequence)
                 } else {
                     dropped += 1
                 }
@@ -30,11 +32,15 @@ extension PublisherLoop {
             if !source.commit() {
                 // The producer overwrote the batch while we copied it: the copies may be torn.
                 eventWindow.dropStored(after: storedBefore)
+                lastStoredSequence = sequenceBefore
                 control.lapped.add(UInt64(n), ordering: .relaxed)
                 logger.warning("the Redis publisher was lapped while reading a batch; the batch is skipped",
                                metadata: ["missed": "\(n)", "redis": "\(server)"])
                 return n
             }
+            // Only now, after the commit: the ring file (`state.ring_dir`) still holds whatever
+            // the state file does not claim yet, should the daemon die in between.
+            persistState()
             if !connected {
                 let spilled = UInt64(n) - dropped
                 spilledThisOutage += spilled

@@ -52,6 +52,8 @@ final class PublisherLoop {
     /// Set while reading replies when one was a MOVED: followed once every reply in flight is read.
     var pendingRedirect: (node: RedisURL, text: String)?
     var pluginSequence: UInt64 = 0
+    /// The highest event sequence taken into the store (kept in the state file, `state.dir`).
+    var lastStoredSequence: UInt64 = 0
 
     var connection: RedisConnection?
     var connected = false
@@ -78,9 +80,18 @@ final class PublisherLoop {
         self.encoder = CommandEncoder(keys: keys, maxLength: configuration.maxLength,
                                       timeRetention: configuration.retentionAge != nil)
         self.server = configuration.url.redacted
-        self.events = RecordStore(capacity: configuration.spillBytes)
+        if let state = configuration.state {
+            events = state.events.store
+            plugins = state.plugins.store
+            eventWindow = WindowPositions(acked: state.events.acked, stored: state.events.stored)
+            pluginWindow = WindowPositions(acked: state.plugins.acked, stored: state.plugins.stored)
+            lastStoredSequence = state.events.lastSequence
+            pluginSequence = state.plugins.lastSequence
+        } else {
+            events = RecordStore(capacity: configuration.spillBytes)
+            plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))
+        }
         control.capacityBytes.store(UInt64(events.capacity), ordering: .relaxed)
-        self.plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))
         self.backoff = Backoff(base: configuration.backoffBase, max: configuration.backoffMax)
         let maxBatch = max(1, configuration.maxBatch)
         batch = .allocate(capacity: maxBatch)
@@ -89,6 +100,15 @@ final class PublisherLoop {
 
     deinit {
         batch.deallocate()
+    }
+
+    /// Writes where both windows stand into the state files (`state.dir`), when there are any:
+    /// after every turn, and after each intake (docs/redis.md, "Crash safety").
+    @inline(__always)
+    func persistState() {
+        guard let state = config.state else { return }
+        state.events.persist(eventWindow, lastSequence: lastStoredSequence)
+        state.plugins.persist(pluginWindow, lastSequence: pluginSequence)
     }
 
     // MARK: The loop
@@ -109,6 +129,7 @@ final class PublisherLoop {
             } else if monotonicNanos() >= nextAttemptNs {
                 attemptReconnect()
             }
+            persistState()
             let pending = eventWindow.unsettled + pluginWindow.unsettled
             control.pending.store(eventWindow.unsettled, ordering: .relaxed)
             control.heldBytes.store(eventWindow.bytesInUse, ordering: .relaxed)
@@ -138,6 +159,7 @@ final class PublisherLoop {
                 }
             }
         }
+        persistState()
         control.connected.store(false, ordering: .releasing)
         control.exited.store(true, ordering: .releasing)
         connection = nil

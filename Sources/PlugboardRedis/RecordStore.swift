@@ -16,15 +16,58 @@ final class RecordStore {
     private static let skipMarker: UInt32 = 0xffff_ffff
 
     let capacity: Int
-    private let base: UnsafeMutableRawPointer
+    let base: UnsafeMutableRawPointer
+    /// The memory is the store's own (freed with it), or a state file's mapping (`StateFile`).
+    private let owned: Bool
 
     /// - Parameter capacity: bytes; rounded up to a multiple of 16, at least 4 KiB.
     init(capacity: Int) {
-        self.capacity = (max(capacity, 4096) + 15) & ~15
+        self.capacity = RecordStore.roundedCapacity(capacity)
         base = .allocate(byteCount: self.capacity, alignment: 16)
+        owned = true
     }
 
-    deinit { base.deallocate() }
+    /// A store in memory someone else owns and keeps mapped for the store's lifetime: a state
+    /// file's data area (docs/redis.md, "Crash safety"). `capacity` must be rounded already.
+    init(mapped base: UnsafeMutableRawPointer, capacity: Int) {
+        precondition(capacity == RecordStore.roundedCapacity(capacity))
+        self.capacity = capacity
+        self.base = base
+        owned = false
+    }
+
+    static func roundedCapacity(_ n: Int) -> Int { (max(n, 4096) + 15) & ~15 }
+
+    deinit { if owned { base.deallocate() } }
+
+    /// Walks the records from `from` to `to`, as `record(at:)` would, but trusting nothing: every
+    /// length is checked by `valid` and against the store's end, and exactly `count` records must
+    /// end exactly at `to`. For a state file left by a previous run. Returns why not, or nil.
+    func verify(from: UInt64, to: UInt64, count: UInt64, valid: (UnsafeRawPointer, Int) -> Bool) -> String? {
+        guard from <= to, to - from <= UInt64(capacity) else { return "its positions \(from)...\(to) do not fit its \(capacity) bytes" }
+        var at = from
+        var n: UInt64 = 0
+        while at < to {
+            guard n < count else { return "it holds more records than the \(count) its header counts" }
+            var offset = Int(at % UInt64(capacity))
+            guard offset % 16 == 0, capacity - offset >= RecordStore.headerSize else { return "a record at \(at) is misaligned" }
+            if (base + offset).load(as: UInt32.self) == RecordStore.skipMarker {
+                at += UInt64(capacity - offset)
+                offset = 0
+                guard at < to else { return "a wrap marker at the end of its records" }
+            }
+            let length = Int((base + offset).load(as: UInt32.self))
+            let size = RecordStore.footprint(length)
+            guard length > 0, offset + size <= capacity, at + UInt64(size) <= to,
+                  valid(UnsafeRawPointer(base + offset + RecordStore.headerSize), length) else {
+                return "the record at byte \(at) (\(length) bytes) is not sound"
+            }
+            at += UInt64(size)
+            n += 1
+        }
+        guard n == count, at == to else { return "its records do not end where its header says (\(n) of \(count) records)" }
+        return nil
+    }
 
     @inline(__always) private static func footprint(_ length: Int) -> Int {
         (headerSize + length + 15) & ~15

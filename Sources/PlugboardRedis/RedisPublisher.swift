@@ -51,6 +51,10 @@ public final class RedisPublisher: Sendable {
         /// Called on the publisher thread for every event Redis acknowledged, with CLOCK_MONOTONIC
         /// nanoseconds at acknowledgement. For benchmarks (latency); nil in production.
         public var ackObserver: (@Sendable (UnsafePointer<pb_event>, UInt64) -> Void)? = nil
+        /// The window and spill in files (`state.dir`), opened by the host before the ring
+        /// (docs/redis.md, "Crash safety"); nil keeps them in memory. Its files' sizes replace
+        /// `spillBytes` and `pluginBytes`.
+        public var state: PublisherState? = nil
 
         public init(url: RedisURL, host: String = StreamKeys.localHost) {
             self.url = url

@@ -36,6 +36,18 @@ struct WindowPositions: Equatable {
     /// Bytes of the store in use, from the oldest record needed to the end of the newest.
     var bytesInUse: UInt64 { stored.byte - acked.byte }
 
+    init() {}
+
+    /// A window read back from a state file: nothing in flight, `[acked, stored)` to be sent
+    /// (records already settled are skipped by their flags).
+    init(acked: Position, stored: Position) {
+        self.acked = acked
+        read = acked
+        sent = acked
+        self.stored = stored
+        check()
+    }
+
     /// A record was stored at `stored`; the next one goes at `next`.
     mutating func didStore(next: UInt64) {
         stored = Position(byte: next, count: stored.count + 1)

@@ -1,3 +1,5 @@
+import CPlugboardSupport
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -225,6 +227,23 @@ public enum FileSystem {
             _ = try retryOnInterrupt("mkdir", path: path) { system_mkdir(path, permissions) }
         } catch where error.code == EEXIST {
             return
+        }
+    }
+}
+
+extension FileDescriptor {
+    /// Takes an exclusive advisory lock on the file without waiting (`flock(LOCK_EX | LOCK_NB)`),
+    /// held until the descriptor is closed (or the process ends, even by SIGKILL): the way one
+    /// daemon claims a state file. The corresponding C function is `flock`.
+    /// - Returns: false when another open file description holds it.
+    /// - Throws: `Errno` with call `flock` for anything but `EWOULDBLOCK`.
+    public func tryLock() throws(Errno) -> Bool {
+        while true {
+            if pbs_flock_exclusive_nonblocking(rawValue) == 0 { return true }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK { return false }
+            throw Errno(code: e, call: "flock", path: path)
         }
     }
 }

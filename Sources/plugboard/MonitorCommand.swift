@@ -40,6 +40,9 @@ struct MonitorCommand: AsyncParsableCommand {
         let logger = CLI.makeLogger(level: host.logLevel ?? "notice", format: host.logFormat)
         var (_, settings) = try host.load(extra: udev.overrides, logger: logger)
         settings.redis = nil
+        // The running daemon owns the state files; monitor neither publishes nor recovers.
+        settings.stateDirectory = nil
+        settings.ringDirectory = nil
         let stash = properties ? PropertyStash() : nil
         let printer = EventPrinter(json: json, stash: stash)
         var observer: (@Sendable (UInt64, UdevDeviceView?) -> Void)? = nil

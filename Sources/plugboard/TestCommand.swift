@@ -105,12 +105,15 @@ struct TestCommand: AsyncParsableCommand {
             // Every message is part of the output compared: no rate limit (it would depend on timing).
             ConfigOverride(key: "plugins.log_rate", value: "0"),
         ]
-        let settings: HostSettings
+        var settings: HostSettings
         do {
             let effective = try ConfigLoader(searchPaths: [], environment: [:]).load(overrides: overrides)
             var configuration: [String: PluginConfiguration] = [:]
             for s in pluginSettings { configuration[s.plugin, default: [:]][s.key] = s.value }
             settings = try HostSettings(config: effective, pluginConfiguration: configuration)
+            // A test run keeps nothing across runs (and must not touch a daemon's state files).
+            settings.stateDirectory = nil
+            settings.ringDirectory = nil
         } catch {
             throw CannotRun("\(error)")
         }

@@ -138,6 +138,7 @@ struct ConfigTests {
             "control.socket": "/run/pb/ctl.sock", "control.group": "adm",
             "plugins.recycle_after_events": "100000", "plugins.recycle_after_seconds": "3600", "plugins.recycle": "a, b", "plugins.prewarm": "true",
             "performance.max_devices": "9", "plugins.output_queue_records": "32",
+            "state.dir": "/var/lib/pb", "state.ring_dir": "/run/pb",
         ]
         #expect(Set(samples.keys) == Set(ConfigSchema.keys.map(\.path)), "a key was added without a sample here")
         var env: [String: String] = [:]
@@ -163,6 +164,7 @@ struct ConfigTests {
         #expect(c.value("performance.cpu_affinity") == .string("0-1,3"), "shown in the kernel's cpulist form")
         #expect(d.performance.settleDevices == 7 && d.performance.debounceMilliseconds == 0)
         #expect(d.performance.maxDevices == 9 && d.plugins.outputQueueRecords == 32)
+        #expect(d.stateDir == "/var/lib/pb" && d.stateRingDir == "/run/pb")
     }
 
     @Test("performance.cpu_affinity takes a CPU list or a bare integer; a bad list names the key and the fix", arguments: [

@@ -61,6 +61,8 @@ int pbs_prefault(void *base, size_t size);
 long pbs_resident_pages(void *base, size_t size);
 /** The seals in force on fd (F_GET_SEALS), or -1 with errno. */
 int pbs_memfd_seals(int fd);
+/* flock(fd, LOCK_EX | LOCK_NB): 0, or -1 with errno (Swift sees only the fcntl struct named flock). */
+int pbs_flock_exclusive_nonblocking(int fd);
 /** Bit values of F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE (for tests and docs). */
 int pbs_seal_seal(void);
 int pbs_seal_shrink(void);

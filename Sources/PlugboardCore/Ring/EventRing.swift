@@ -60,6 +60,8 @@ public final class EventRing: Sendable {
     @usableFromInline nonisolated(unsafe) let readBase: UnsafeRawPointer
     /// Mapped from another process's memfd (read-only, no producer).
     public let isAttached: Bool
+    /// The file the ring lives in (`state.ring_dir`), nil for a memfd.
+    public let filePath: String?
     /// Consumers in other processes: where each keeps its cursor and its sleeping flag.
     let remotes = Mutex<[ObjectIdentifier: RemoteCursor]>([:])
     let remoteCount = Atomic<Int>(0)
@@ -75,12 +77,20 @@ public final class EventRing: Sendable {
 
     /// Creates a ring of at least `slotCount` slots (rounded up to a power of two).
     ///
-    /// The memfd is sealed against shrinking, growing and any *future* writable mapping
-    /// (`F_SEAL_FUTURE_WRITE`) right after the producer's own mapping is made: every other
-    /// mapping of it (plugin threads here, worker processes there) can only read.
-    /// - Throws: `PlugboardError` when the memfd cannot be created, sealed or mapped.
-    public init(slotCount: Int, slotSize: Int = EventLayout.maxSize) throws {
-        precondition(slotCount > 0 && slotSize >= EventLayout.headerSize && slotSize % 64 == 0)
+    /// In memory (`file` nil), the memfd is sealed against shrinking, growing and any *future*
+    /// writable mapping (`F_SEAL_FUTURE_WRITE`) right after the producer's own mapping is made:
+    /// every other mapping of it (plugin threads here, worker processes there) can only read.
+    ///
+    /// In a file (`file` set: `state.ring_dir`, docs/redis.md "Crash safety"), the ring outlives a
+    /// crash of the daemon, so the next one can publish what this one received. A file cannot be
+    /// sealed; workers get a read-only descriptor of it (no writable mapping, no write(2)), and
+    /// only the daemon's user may open it (mode 0600). It is made under a temporary name, locked
+    /// (`flock`, held while this ring lives) and renamed into place once its header is written.
+    /// - Parameter firstSequence: the sequence of the first event (1, or one past the previous run's).
+    /// - Throws: `PlugboardError` when the memfd or file cannot be created, sealed or mapped.
+    public init(slotCount: Int, slotSize: Int = EventLayout.maxSize, file: String? = nil,
+                firstSequence: UInt64 = 1) throws {
+        precondition(slotCount > 0 && slotSize >= EventLayout.headerSize && slotSize % 64 == 0 && firstSequence >= 1)
         var n = 1
         while n < slotCount { n <<= 1 }
         capacity = n
@@ -88,26 +98,45 @@ public final class EventRing: Sendable {
         mask = UInt64(n - 1)
         mappedSize = Self.headerSize + n * slotSize
         isAttached = false
+        filePath = file
         let fd: FileDescriptor
-        do throws(Errno) {
-            fd = try MemoryFile.create(name: "plugboard-ring", size: mappedSize, seals: [.shrink, .grow])
-        } catch {
-            throw PlugboardError(code: "ring.memfd",
-                                 reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(error.call): \(error.reason)",
-                                 fix: "use fewer ring slots, or raise the memory limit")
+        var temporary: String?
+        if let file {
+            let tmp = file + ".new-\(getpid())"
+            do throws(Errno) {
+                try? FileSystem.unlink(tmp)
+                fd = try FileDescriptor.open(tmp, [.readWrite, .create, .exclusive], permissions: 0o600)
+                _ = try fd.tryLock()
+                try fd.resize(to: mappedSize)
+            } catch {
+                throw PlugboardError(code: "ring.file", file: file, field: "state.ring_dir",
+                                     reason: "cannot create the event ring file of \(mappedSize) bytes: \(error)",
+                                     fix: "make the directory writable by the daemon's user (it should be a tmpfs such as /run/plugboard), or set state.ring_dir = \"\" to keep the ring in memory")
+            }
+            temporary = tmp
+        } else {
+            do throws(Errno) {
+                fd = try MemoryFile.create(name: "plugboard-ring", size: mappedSize, seals: [.shrink, .grow])
+            } catch {
+                throw PlugboardError(code: "ring.memfd",
+                                     reason: "cannot create the event ring memfd of \(mappedSize) bytes: \(error.call): \(error.reason)",
+                                     fix: "use fewer ring slots, or raise the memory limit")
+            }
         }
         do throws(Errno) {
             region = try MappedRegion(fd: fd, count: mappedSize, protection: [.read, .write], shared: true)
         } catch {
             try? fd.close()
+            if let temporary { try? FileSystem.unlink(temporary) }
             throw PlugboardError(code: "ring.mmap", reason: "cannot map the event ring: \(error.call): \(error.reason)",
                                  fix: "use fewer ring slots")
         }
         do throws(Errno) {
-            try MemoryFile.addSeals([.futureWrite, .seal], to: fd)
+            if file == nil { try MemoryFile.addSeals([.futureWrite, .seal], to: fd) }
             slotRegion = try MappedRegion(fd: fd, count: n * slotSize, offset: Self.headerSize, protection: .read, shared: true)
         } catch {
             try? fd.close()
+            if let temporary { try? FileSystem.unlink(temporary) }
             throw PlugboardError(code: "ring.seal", reason: "cannot seal or map the event ring read-only: \(error.call): \(error.reason)",
                                  fix: "run on Linux 5.1 or later (F_SEAL_FUTURE_WRITE)")
         }
@@ -123,6 +152,15 @@ public final class EventRing: Sendable {
         base.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: UInt32(slotSize), toByteOffset: 12, as: UInt32.self)
         base.storeBytes(of: UInt32(n), toByteOffset: 16, as: UInt32.self)
+        pbs_store_release_u64((base + Self.publishedOffset).assumingMemoryBound(to: UInt64.self), firstSequence - 1)
+        if let file, let temporary {
+            do throws(Errno) { try FileSystem.rename(temporary, to: file) } catch {
+                try? FileSystem.unlink(temporary)
+                throw PlugboardError(code: "ring.file", file: file, field: "state.ring_dir",
+                                     reason: "cannot put the event ring file in place: \(error)",
+                                     fix: "make the directory writable by the daemon's user")
+            }
+        }
     }
 
     /// Maps a ring another process created, read-only (a worker process's view). The header
@@ -131,6 +169,7 @@ public final class EventRing: Sendable {
     /// - Throws: `PlugboardError` naming what does not fit.
     public init(attaching fd: FileDescriptor) throws {
         isAttached = true
+        filePath = nil
         let size: Int
         do throws(Errno) { size = try fd.status().size } catch {
             throw PlugboardError(code: "ring.attach", reason: "cannot read the ring's size: \(error)", fix: "pass the ring memfd")

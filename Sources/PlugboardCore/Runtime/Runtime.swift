@@ -6,6 +6,10 @@ import Synchronization
 public struct RuntimeOptions: Sendable {
     /// Ring slots (rounded up to a power of two).
     public var ringSlots: Int = 4096
+    /// The ring's file (`state.ring_dir`/ring); nil keeps it in a sealed memfd.
+    public var ringFile: String?
+    /// The first event's sequence: 1, or one past what the previous run published (its state files).
+    public var firstSequence: UInt64 = 1
     /// Most events handed to a plugin per call.
     public var batchSize: Int = 64
     /// Configuration per plugin name, handed to init and `config_get`.
@@ -92,7 +96,7 @@ public final class Runtime: Sendable {
         try options.cpuAffinity.validate()
         self.options = options
         self.logger = logger
-        ring = try EventRing(slotCount: options.ringSlots)
+        ring = try EventRing(slotCount: options.ringSlots, file: options.ringFile, firstSequence: options.firstSequence)
         producer = ring.makeProducer()
         deviceTable = DeviceTable(maxDevices: options.maxDevices)
         outputQueue = OutputQueue(maxRecords: options.outputQueueRecords, maxRecordBytes: options.maxRecordBytes) { [logger] records, bytes in

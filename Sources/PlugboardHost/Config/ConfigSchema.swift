@@ -174,6 +174,11 @@ public enum ConfigSchema {
         ConfigKey(path: "control.group", kind: .string, defaultValue: .string("plugboard"),
                   help: "Members of this group may use the control socket besides root and the daemon's user (checked with SO_PEERCRED); empty: nobody else."),
 
+        ConfigKey(path: "state.dir", kind: .string, defaultValue: .string(""),
+                  help: "Directory of the Redis publisher's window and spill files (redis-HOST.events, redis-HOST.plugins): what a killed daemon had not delivered is published by the next one. Empty: $STATE_DIRECTORY under systemd, else none (kept in memory)."),
+        ConfigKey(path: "state.ring_dir", kind: .string, defaultValue: .string(""),
+                  help: "Directory (a tmpfs such as /run/plugboard) of the event ring's file, so sequences continue and events the publisher had not read yet survive a daemon crash. Empty: $RUNTIME_DIRECTORY under systemd, else none (a sealed memfd)."),
+
         ConfigKey(path: "replay.pace", kind: .string, defaultValue: .string("recorded"),
                   help: "How a replay source is paced: \"recorded\" (each line's delay_ms), \"fast\" (no waits), or a speed-up such as \"10x\"."),
 

@@ -172,6 +172,9 @@ public struct DaemonConfig: Sendable, Equatable {
     /// `[control]`: the control socket (empty: none) and the group that may use it.
     public var controlSocket: String
     public var controlGroup: String
+    /// `[state]`: where the publisher's window and the ring live as files (empty: see `HostSettings`).
+    public var stateDir: String
+    public var stateRingDir: String
 
     /// Every default, as documented.
     public static var defaults: DaemonConfig {
@@ -224,6 +227,8 @@ public struct DaemonConfig: Sendable, Equatable {
         self.shutdownStateFile = str("shutdown.state_file")
         self.controlSocket = str("control.socket")
         self.controlGroup = str("control.group")
+        self.stateDir = str("state.dir")
+        self.stateRingDir = str("state.ring_dir")
     }
 
     /// The smallest power of two >= n (n >= 1).
