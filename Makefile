@@ -147,6 +147,10 @@ demo-redis: build
 ## then rediss:// (the TLS bridge) against redis:// in the same run (TLS=0 skips it).
 bench-redis: deps
 	Benchmarks/scripts/redis.sh
+## bench-redis-state: publish rate with the window and spill in files (state.dir) against in memory, same run.
+.PHONY: bench-redis-state
+bench-redis-state: deps
+	Benchmarks/scripts/redis-state.sh
 ## bench-isolation: process mode against thread mode, same run (docs/benchmarks.md, "## Isolation").
 .PHONY: bench-isolation
 bench-isolation: deps

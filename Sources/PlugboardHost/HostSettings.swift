@@ -425,6 +425,7 @@ extension HostSettings {
         "replay.open": "source", "replay.field": "source",
         "ring.memfd": "performance.event_buffer_size", "ring.mmap": "performance.event_buffer_size",
         "config.cpu_affinity": "performance.cpu_affinity",
+        "state.dir": "state.dir", "state.busy": "state.dir", "ring.file": "state.ring_dir", "ring.busy": "state.ring_dir",
     ]
 
     /// `error` with the setting that fixes it added to its fix, written one way:

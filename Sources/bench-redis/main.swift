@@ -2,7 +2,8 @@
 // redis-server. Run by Benchmarks/scripts/redis.sh, which starts the server and runs the
 // redis-benchmark baseline in the same run. Release build only; numbers go to docs/benchmarks.md.
 //
-//   plugboard-bench-redis rate    --redis URL [--events N]
+//   plugboard-bench-redis rate    --redis URL [--events N] [--state-dir DIR]
+//   (--state-dir: the window and spill in files there, as `state.dir` does: docs/redis.md "Crash safety")
 //   (rediss:// URLs take --tls-ca-file FILE [--tls-cert-file FILE --tls-key-file FILE] [--tls-server-name N])
 //   plugboard-bench-redis latency --redis URL [--rate R] [--seconds S]
 //   plugboard-bench-redis demo    --redis URL --host H [--events N] [--rate R]
@@ -20,6 +21,7 @@ struct Arguments {
     var rate = 10_000
     var seconds = 10.0
     var tls = RedisTLS()
+    var stateDir: String?
 
     init() {
         var args = CommandLine.arguments.dropFirst()
@@ -36,6 +38,7 @@ struct Arguments {
             case "--tls-cert-file": tls.certFile = v
             case "--tls-key-file": tls.keyFile = v
             case "--tls-server-name": tls.serverName = v
+            case "--state-dir": stateDir = v
             default:
                 FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
                 exit(64)
@@ -155,6 +158,12 @@ var url: RedisURL
 do { url = try RedisURL(parsing: args.url) } catch { print("\(error)"); exit(64) }
 if url.tls != nil { url.tls = args.tls }
 var config = RedisPublisher.Configuration(url: url, host: args.host)
+if let dir = args.stateDir {
+    do {
+        config.state = try PublisherState(directory: dir, host: args.host, eventBytes: config.spillBytes,
+                                          pluginBytes: max(config.pluginBytes, 2 * (config.pluginMaxRecord + 64)))
+    } catch { print("\(error)"); exit(1) }
+}
 
 switch args.mode {
 case "rate":

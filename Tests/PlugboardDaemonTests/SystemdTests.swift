@@ -104,6 +104,8 @@ struct SystemdTests {
         let groups = unit.split(separator: "\n").filter { $0.hasPrefix("SupplementaryGroups=") }
         #expect(groups == ["SupplementaryGroups=plugboard"], "no Debian-only groups: \(groups)")
         #expect(unit.contains("RuntimeDirectory=plugboard\n"), "the control socket's directory")
+        #expect(unit.contains("RuntimeDirectoryPreserve=restart\n"), "the ring file (state.ring_dir) survives a crash restart")
+        #expect(unit.contains("StateDirectory=plugboard\n"), "state.dir: the publisher's window and spill")
         #expect(unit.contains("IPAddressDeny=any") && unit.contains("IPAddressAllow=localhost"))
         #expect(unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN\n") && unit.contains("AmbientCapabilities=CAP_NET_ADMIN\n"))
         #expect(!unit.contains("DeviceAllow=/dev/bus/usb"), "DeviceAllow= names device classes or nodes, not a directory")

@@ -179,4 +179,32 @@ struct CrashSafetyTests {
         #expect(first.wait() == 0, "\(first.output.suffix(2000))")
         expectSequences(try readAll(client, key), count: 150_000)
     }
+
+    @Test("serve: Redis SIGKILLed and restarted twice mid-stream, then SIGTERM: exit 0, exactly N entries")
+    func serveAcrossRedisRestarts() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let dirs = try Dirs()
+        defer { dirs.remove() }
+        let key = "plugboard:{serve-restarts}:events"
+        let total = 100_000
+        let arguments = ["serve", "--plugins", dirs.plugins, "--source", "synthetic:\(total)",
+                         "--set", "redis.url=redis://127.0.0.1:\(server.port)/0", "--set", "redis.host=serve-restarts",
+                         "--set", "redis.maxlen=0", "--set", "shutdown.deadline=60s", "--set", "state.dir=\(dirs.state)",
+                         "--set", "state.ring_dir=\(dirs.ring)", "--set", "monitoring.enabled=false", "--set", "control.socket="]
+        let serve = try RunProcess(plugboard, arguments, log: dirs.root + "/serve.log")
+        var client = try server.client()
+        for mark in [10_000, 50_000] {
+            try #require(eventually(timeout: .seconds(120)) { !serve.process.isRunning || xlen(client, key) >= Int64(mark) }
+                         && serve.process.isRunning, "\(serve.output.suffix(2000))")
+            #expect(xlen(client, key) < Int64(total), "serve was still publishing when Redis was killed")
+            try server.restart()  // SIGKILL, then the same port and AOF directory
+            client = try server.client()
+        }
+        #expect(eventually(timeout: .seconds(120)) { xlen(client, key) >= Int64(total) }, "\(serve.output.suffix(2000))")
+        kill(serve.process.processIdentifier, SIGTERM)
+        #expect(serve.wait() == 0, "\(serve.output.suffix(2000))")
+        #expect(serve.output.contains("reconnected to Redis"), "\(serve.output.suffix(2000))")
+        expectSequences(try readAll(client, key), count: UInt64(total))
+    }
 }
