@@ -256,6 +256,35 @@ struct IsolationTests {
         #expect(entries == reference.entries, "Redis received altered or missing events")
     }
 
+    @Test("with the ring in a file (state.ring_dir, crash safety) a plugin writing into its events still faults: the recorder and Redis get every event unaltered")
+    func ringFileStaysReadOnly() throws {
+        let reference = try IsolationReference.get()
+        let server = try RedisServer()
+        defer { server.stop() }
+        let bed = try IsolationBed(misbehave: ["mode": "write-event", "where": "events", "at_sequence": "1000", "publish": "1"],
+                                   misbehaveWorker: "deadline_ms = 300")
+        defer { bed.remove() }
+        let host = "iso-ring-file"
+        let state = bed.dir + "/state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let serve = try ServeProcess(bed: bed, redisPort: server.port, host: host,
+                                     extra: "[state]\nring_dir = \"\(state)\"\ndir = \"\(state)\"")
+        let client = try server.client()
+        let done = eventually(timeout: .seconds(240)) {
+            (try? client.command(["XLEN", "plugboard:{\(host)}:events"])) == .integer(Int64(IsolationReference.events))
+                && bed.recorded().count == IsolationReference.events
+        }
+        #expect(done, "\(serve.output.suffix(3000))")
+        #expect(FileManager.default.fileExists(atPath: state + "/ring"), "the ring is the file")
+        let misbehave = try serve.plugin("misbehave")
+        #expect((misbehave["crashes"] as? [String: Int])?["SIGSEGV"] == 2, "\(misbehave)")
+        let (status, _) = serve.terminate(limit: .seconds(20))
+        #expect(status == 0, "\(serve.output.suffix(3000))")
+        #expect(bed.recorded() == reference.lines, "the recorder saw altered or missing events")
+        #expect(try readAll(client, "plugboard:{\(host)}:events").map(comparable) == reference.entries,
+                "Redis received altered or missing events")
+    }
+
     @Test("a plugin that crashes on every batch is quarantined after plugins.crash_burst crashes; the others never stop",
           .timeLimit(.minutes(5)))
     func crashLoopQuarantined() throws {
