@@ -42,6 +42,9 @@ extension HostAssembly {
         if records > 0 { line += " and \(records) plugin records" }
         line += " (" + why.joined(separator: "; ") + ")"
         if let e = st.lastError { line += "; last error: \(e)" }
+        if let state = publisher.configuration.state, st.pending + st.pluginPending > 0 {
+            line += "; the \(st.pending + st.pluginPending) not acknowledged are kept in \(state.directory) and published first by the next start"
+        }
         return line
     }
 }
