@@ -143,6 +143,13 @@ public enum SocketPair {
 
 /// What a worker process does to itself before it loads any plugin code.
 public enum LockDown {
+    /// Makes this process non-dumpable (`PR_SET_DUMPABLE` 0): processes of the same user can no
+    /// longer `ptrace` it or read and write its memory through `/proc/PID/mem`, and its `/proc`
+    /// files belong to root. The daemon does this when plugin workers run as its own user.
+    /// - Returns: false when the kernel refused (errno in `errno`).
+    @discardableResult
+    public static func makeNonDumpable() -> Bool { pbs_set_dumpable(0) == 0 }
+
     /// A user to run plugin code as.
     public struct Account: Sendable, Equatable {
         public var name: String

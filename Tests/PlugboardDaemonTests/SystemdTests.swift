@@ -86,6 +86,39 @@ struct SystemdTests {
         #expect(refused.contains("less than the 128 MiB requested") && refused.contains("fix: run as root / with CAP_NET_ADMIN"), "\(refused)")
     }
 
+    @Test("as the unit runs it (not root, so plugin workers share the daemon's user) the daemon makes itself non-dumpable: its /proc files are root's, a worker cannot ptrace it",
+          .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func nonDumpableWhenWorkersShareItsUser() throws {
+        let dir = TempDir()
+        let plugins = dir.path + "/plugins"
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+        chmod(dir.path, 0o755)
+        let binary = try #require(productBinary("plugboard"))
+        let log = dir.path + "/run.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        // setpriv execs the daemon: same pid.
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "--", binary, "run", "--plugins", plugins,
+                       "--registry-cache", "none", "--source", "synthetic:1000000000", "--log-level", "info"]
+        p.environment = [:]
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
+        var logged = false
+        for _ in 0..<600 where !logged {
+            logged = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("the daemon is made non-dumpable")
+            if !logged { usleep(10_000) }
+        }
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(logged, "\(text.suffix(2000))")
+        var st = stat()
+        #expect(stat("/proc/\(p.processIdentifier)/status", &st) == 0)
+        #expect(st.st_uid == 0, "a non-dumpable process's /proc files belong to root; a dumpable one's to its user (65534): \(st.st_uid)")
+    }
+
     @Test("packaging/plugboard.service passes systemd-analyze verify", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
     func unitVerifies() throws {
         // verify wants ExecStart's binary to exist: point a copy of the unit at the built one.

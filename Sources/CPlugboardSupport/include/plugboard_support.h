@@ -63,6 +63,8 @@ long pbs_resident_pages(void *base, size_t size);
 int pbs_memfd_seals(int fd);
 /* flock(fd, LOCK_EX | LOCK_NB): 0, or -1 with errno (Swift sees only the fcntl struct named flock). */
 int pbs_flock_exclusive_nonblocking(int fd);
+/* prctl(PR_SET_DUMPABLE, on): 0, or -1 with errno. */
+int pbs_set_dumpable(int on);
 /** Bit values of F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE (for tests and docs). */
 int pbs_seal_seal(void);
 int pbs_seal_shrink(void);

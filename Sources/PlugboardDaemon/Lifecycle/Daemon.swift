@@ -78,6 +78,15 @@ public enum Daemon {
     /// - Throws: when the host cannot start or the HTTP listener cannot bind.
     public static func run(host: HostAssembly, options: Options, version: String = "0.1.0") async throws -> ShutdownReport {
         let metrics = DaemonMetrics(version: version)
+        // Worker processes that run as the daemon's own user (a daemon that is not root, as under
+        // the unit's DynamicUser; or plugins.worker_user naming it) could otherwise ptrace it or
+        // write its memory, the ring's writable mapping included, through /proc/PID/mem.
+        if let uid = host.settings.isolation.policy.account?.uid ?? Optional(geteuid()), uid == geteuid() {
+            if LockDown.makeNonDumpable() {
+                options.logger.info("plugin worker processes run as the daemon's own user: the daemon is made non-dumpable, so they cannot ptrace it or reach its memory (docs/security.md)",
+                                    metadata: ["uid": "\(uid)"])
+            }
+        }
         if let stateFile = options.stateFile { metrics.recordLastShutdown(ShutdownRecord.read(from: stateFile)) }
         let state = DaemonState()
         let notifier = SystemdNotifier(environment: options.notify ? options.environment : [:])
