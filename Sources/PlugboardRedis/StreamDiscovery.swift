@@ -44,16 +44,7 @@ public enum StreamDiscovery {
         guard let text = reply.text else {
             throw RedisError(.unexpectedReply, server: url.redacted, "CLUSTER NODES: expected text, got \(reply.shape)")
         }
-        var out: [RedisURL] = []
-        // <id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count >= 8 else { continue }
-            let flags = f[2].split(separator: ",")
-            guard flags.contains("master"), !flags.contains("fail"), !flags.contains("noaddr"), !flags.contains("handshake"),
-                  let node = ClusterRedirect("MOVED 0 \(f[1].prefix { $0 != "@" })", like: url)?.node else { continue }
-            out.append(node)
-        }
+        let out = ClusterNodes.parse(text, like: url, mastersOnly: true)
         return out.isEmpty ? [url] : out
     }
 }
