@@ -264,6 +264,8 @@ public struct HostSettings: Sendable {
             r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
             try Self.applyRetention(config.redis, to: &r, effective: effective)
             r.maxBatch = config.redis.batch
+            r.waitReplicas = config.redis.waitReplicas
+            r.waitTimeout = config.redis.waitTimeout
             // One limit: a record publish accepted always fits what the publisher carries.
             r.pluginMaxRecord = maxRecordBytes + OutputQueue.maxTopicBytes + OutputQueue.maxNameBytes
             redis = r
@@ -306,6 +308,7 @@ public struct HostSettings: Sendable {
                 s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
             }
             s.append(("redis_batch", "\(redis.maxBatch)"))
+            if redis.waitReplicas > 0 { s.append(("redis_wait", "\(redis.waitReplicas) replica(s), \(redis.waitTimeout)")) }
             if let tls = redis.url.tls {
                 s.append(("redis_tls_ca_file", tls.caFile ?? "system store"))
                 s.append(("redis_tls_cert_file", tls.certFile ?? "none"))

@@ -121,7 +121,7 @@ struct ConfigTests {
     func everyKeyFromEnvironment() throws {
         let samples: [String: String] = [
             "source": "replay:/tmp/s.jsonl", "udev.receive_buffer": "1MiB", "redis.url": "redis://127.0.0.1:6390/2",
-            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.retention": "7d", "redis.batch": "3", "performance.debounce_ms": "0",
+            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.retention": "7d", "redis.batch": "3", "redis.wait_replicas": "1", "redis.wait_timeout": "250ms", "performance.debounce_ms": "0",
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
             "shutdown.state_file": "/var/lib/plugboard/last-shutdown", "performance.cpu_affinity": "3, 0-1",
@@ -155,6 +155,7 @@ struct ConfigTests {
         #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
         #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
         #expect(d.redis.retention == .age(.seconds(7 * 86400)))
+        #expect(d.redis.waitReplicas == 1 && d.redis.waitTimeout == .milliseconds(250))
         #expect(d.redis.tlsCAFile == "/etc/ssl/redis-ca.pem" && d.redis.tlsCertFile == "/etc/plugboard/client.pem"
                 && d.redis.tlsKeyFile == "/etc/plugboard/client.key" && d.redis.tlsServerName == "redis.internal")
         #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
