@@ -342,6 +342,17 @@ struct ConfigTests {
         #expect(settle?.key == "performance.settle_devices" && settle?.fix == "use an integer from 1 to 65536 (default 128)")
     }
 
+    @Test("redis.wait_replicas and redis.wait_timeout out of range name the key, the value and the fix")
+    func waitKeysOutOfRange() {
+        let n = problems(toml: "[redis]\nwait_replicas = 17\n").first
+        #expect(n?.key == "redis.wait_replicas" && n?.problem == "17 is out of range")
+        #expect(n?.fix == "use an integer from 0 to 16 (default 0)")
+        let t = problems(toml: "[redis]\nwait_timeout = \"10s\"\n").first
+        #expect(t?.key == "redis.wait_timeout" && t?.problem.contains("10s") == true, "\(String(describing: t))")
+        #expect(t?.fix.contains("4s") == true, "\(String(describing: t))")
+        #expect(problems(toml: "[redis]\nwait_replicas = 1\nwait_timeout = \"250ms\"\n").isEmpty)
+    }
+
     @Test("a bad duration or one out of range is an error")
     func badDuration() {
         #expect(problems(toml: "[shutdown]\ndeadline = \"5 parsecs\"\n").first?.problem == "\"5 parsecs\" is not a duration")
