@@ -141,7 +141,7 @@ let package = Package(
         .executableTarget(name: "bench-redis", dependencies: ["PlugboardRedis", "CPlugboard"]),
         // N `plugboard run` hosts, 6 redis-server cluster nodes, 3 `plugboard tail` consumers; kills a
         // master and a consumer mid-run and checks that nothing was lost (FleetBedTests, make bench-fleet).
-        .executableTarget(name: "plugboard-fleet-bed", dependencies: ["PlugboardRedis", "PlugboardTestSupport"]),
+        .executableTarget(name: "plugboard-fleet-bed", dependencies: ["PlugboardRedis"]),
         // Process mode against thread mode: ring throughput, latency, start-up, publish (make bench-isolation).
         .executableTarget(name: "bench-isolation", dependencies: ["PlugboardCore", "PlugboardSystem",
                                                                   .product(name: "Logging", package: "swift-log")]),

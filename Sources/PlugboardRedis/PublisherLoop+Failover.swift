@@ -81,9 +81,9 @@ extension PublisherLoop {
             let r = events.record(at: pos)
             var flags = RecordStore.flags(r.payload)
             if flags.contains(.streamSettled) && !flags.contains(.refused) && !flags.contains(.moved) {
+                if eventSettled(flags) { unsettled += 1 }  // counted as published when it settled
                 flags.remove(.streamSettled)
                 RecordStore.setFlags(r.payload, flags)
-                unsettled += 1
             }
             pos = r.next
         }

@@ -14,7 +14,6 @@
 // bed itself failed. The last line of stdout with --json is the report as one JSON object.
 import Foundation
 import PlugboardRedis
-import PlugboardTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -230,7 +229,7 @@ struct Bed {
 
     mutating func startCluster() throws {
         var ports = Set<Int>()
-        while ports.count < 6 { ports.insert(try LoopbackPort.free(clusterBus: true)) }
+        while ports.count < 6 { ports.insert(try Self.lowPortPair()) }
         for (i, p) in ports.sorted().enumerated() {
             let n = try Node(port: p, dir: "\(dir)/node-\(i + 1)", nodeTimeoutMs: o.nodeTimeoutMs)
             try n.start()
@@ -252,6 +251,30 @@ struct Bed {
                 && masters().count == 3 && masters().allSatisfy { replicaOnline($0) }
         }
         guard ready else { throw BedFailure("the cluster did not reach cluster_state:ok with a replica online per master") }
+    }
+
+    /// A port below the kernel's ephemeral range whose +10000 (the cluster bus) is free too: a
+    /// killed node is restarted on both, and an outgoing connection may have taken an ephemeral
+    /// port meanwhile.
+    static func lowPortPair() throws -> Int {
+        for _ in 0..<500 {
+            let p = Int.random(in: 12000...22000)
+            if bindable(p) && bindable(p + 10000) { return p }
+        }
+        throw BedFailure("no free port pair between 12000 and 32000")
+    }
+
+    static func bindable(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     /// `CLUSTER NODES` as seen by a live node: (port, flags, master port for replicas).
