@@ -53,11 +53,16 @@ extension PublisherLoop {
         guard let connection else { throw RedisError(.io, server: server, "not connected") }
         let reply = try connection.command(["EXISTS", keys.events])
         guard case .error(let e) = reply else { return nil }
-        if let node = Self.movedTarget(e, like: config.url), node != unreachableNode { return (node, e) }
-        let why = Self.movedTarget(e, like: config.url) != nil
-            ? "the stream's slot is still served by \(unreachableNode?.redacted ?? "?"), which is unreachable; waiting for the cluster to promote a replica (\(e))"
-            : e
-        throw RedisError(.unavailable, server: connection.url.redacted, "EXISTS \(keys.events): \(why)")
+        if let node = Self.movedTarget(e, like: config.url) {
+            if node != unreachableNode { return (node, e) }
+            throw RedisError(.unavailable, server: connection.url.redacted,
+                             "EXISTS \(keys.events): the stream's slot is still served by \(node.redacted), which is unreachable; waiting for the cluster to promote a replica (\(e))")
+        }
+        if e.hasPrefix("ASK ") || RedisError.unavailablePrefixes.contains(where: { e.hasPrefix($0) }) {
+            throw RedisError(.unavailable, server: connection.url.redacted, "EXISTS \(keys.events): \(e)")
+        }
+        // Anything else (an ACL without EXISTS: NOPERM) says nothing about the slot: the XADDs will.
+        return nil
     }
 
     /// Asks the node connected to for the cluster's nodes (`CLUSTER NODES`); keeps the old list when

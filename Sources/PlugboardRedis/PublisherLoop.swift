@@ -88,6 +88,7 @@ final class PublisherLoop {
         control.capacityBytes.store(UInt64(events.capacity), ordering: .relaxed)
         self.plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))
         self.backoff = Backoff(base: configuration.backoffBase, max: configuration.backoffMax)
+        self.knownNodes = configuration.clusterNodes
         let maxBatch = max(1, configuration.maxBatch)
         batch = .allocate(capacity: maxBatch)
         batch.initialize(repeating: nil, count: maxBatch)

@@ -54,6 +54,9 @@ public final class RedisPublisher: Sendable {
         /// "Redis Cluster").
         public var waitReplicas: Int = 0
         public var waitTimeout: Duration = .seconds(1)
+        /// Redis Cluster: more nodes to try when the one to connect to is unreachable, also at the
+        /// first connect; the publisher learns the others with `CLUSTER NODES` once connected.
+        public var clusterNodes: [RedisURL] = []
         /// Called on the publisher thread for every event Redis acknowledged, with CLOCK_MONOTONIC
         /// nanoseconds at acknowledgement. For benchmarks (latency); nil in production.
         public var ackObserver: (@Sendable (UnsafePointer<pb_event>, UInt64) -> Void)? = nil

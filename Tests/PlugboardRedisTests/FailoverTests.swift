@@ -46,6 +46,22 @@ struct FailoverTests {
         expectExactlyOnce(try readAll(replica.client(), "plugboard:{test-host}:events"), count: 3000, fieldStride: 97)
     }
 
+    @Test("the configured node is down at start: the publisher starts through clusterNodes (redis.cluster_nodes) and stores every event once")
+    func startsThroughAnotherSeed() throws {
+        let cluster = try RedisCluster()
+        defer { cluster.stop() }
+        let key = "plugboard:{test-host}:events"
+        let dead = RedisURL(endpoint: .tcp(host: "127.0.0.1", port: try RedisServer.freePort()))
+        var config = testConfiguration(dead)
+        config.clusterNodes = [cluster.nodes[1].url, cluster.nodes[2].url]
+        let publisher = RedisPublisher(configuration: config)
+        try publisher.start(events: GeneratedEventSource(total: 5000, gate: SourceGate(released: 5000)))
+        #expect(publisher.flush(timeout: .seconds(30)))
+        let stats = publisher.stop()
+        #expect(stats.published == 5000 && stats.rejected == 0, "\(stats)")
+        expectExactlyOnce(try readAll(cluster.owner(of: key).client(), key), count: 5000, fieldStride: 101)
+    }
+
     @Test("the master the publisher was seeded with dies with entries its replica lacks: the publisher finds the promoted replica and, with WAIT, loses nothing")
     func publisherSurvivesFailover() throws {
         let cluster = try RedisCluster(replicas: 1, nodeTimeoutMs: 1000)
