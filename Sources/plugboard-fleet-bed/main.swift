@@ -6,7 +6,8 @@
 // 1000 ms) on free loopback ports in a temporary directory; N `plugboard run --source synthetic:M
 // --redis-host fleet-K` processes, all seeded with the URL of the master that serves most of the
 // fleet's streams, with `redis.wait_replicas = 1`; and a consumer group of 3 `plugboard tail
-// --group fleet --claim-idle 2s` consumers writing JSON lines to files. Mid-run it SIGKILLs that
+// --group fleet --claim-idle 2s` consumers writing JSON lines to files (two name the hosts with
+// --host, the third finds them with --host-pattern 'fleet-*'; the first is seeded with that master). Mid-run it SIGKILLs that
 // master (its replica is promoted; the killed node is restarted and rejoins as the new master's
 // replica) and one consumer. At the end it checks that every (host, sequence) was consumed at least
 // once and stored exactly once, counts the duplicates and says where each comes from, and prints
@@ -369,21 +370,25 @@ struct Bed {
         chmod(plugins, 0o755)
         // Consumers: c1 is seeded with the victim (it must find the promoted replica itself); c2 is killed.
         let seeds = [victim] + masterPorts.filter { $0 != victim }
-        for k in 0..<o.consumers {
+        // Consumers 1 and 2 name the hosts (--host, creating the streams and the group); the last
+        // one finds them with --host-pattern once they exist (SCAN on every master).
+        func startConsumer(_ k: Int, _ selection: [String]) throws {
             let out = "\(dir)/consumer-\(k + 1).jsonl"
-            let c = try Child(o.plugboard, ["tail", "--redis", "redis://127.0.0.1:\(seeds[k % seeds.count])/0"]
-                                + hosts.flatMap { ["--host", $0] }
+            let c = try Child(o.plugboard, ["tail", "--redis", "redis://127.0.0.1:\(seeds[k % seeds.count])/0"] + selection
                                 + ["--from", "0", "--group", "fleet", "--consumer", "c\(k + 1)", "--claim-idle", o.claimIdle, "--json"],
                               stdout: out, stderr: "\(dir)/consumer-\(k + 1).log", name: "c\(k + 1)")
             consumers.append(c)
             outputs.append(ConsumerOutput(path: out))
         }
+        let byPattern = o.consumers >= 3 ? o.consumers - 1 : o.consumers
+        for k in 0..<byPattern { try startConsumer(k, hosts.flatMap { ["--host", $0] }) }
         // The groups exist before the first event (each tail creates its streams' group, MKSTREAM).
         guard eventually(30, { hosts.allSatisfy { h in
             let key = StreamKeys(host: h).events
             if case (.array(let g), _)? = clients.routed(key, ["XINFO", "GROUPS", key], first: victim) { return !g.isEmpty }
             return false
         } }) else { throw BedFailure("the consumers did not create their groups (see \(dir)/consumer-*.log)") }
+        for k in byPattern..<o.consumers { try startConsumer(k, ["--host-pattern", "fleet-*"]) }
 
         let t0 = now()
         // Publishers: every one seeded with the victim's URL (the worst case: the seed dies).
