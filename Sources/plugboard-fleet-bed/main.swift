@@ -176,11 +176,13 @@ final class ConsumerOutput {
     var readAt: [Double] = []
     init(path: String) { self.path = path }
 
-    func poll() {
+    /// Reads what was appended since the last call, up to `maxBytes` (so that one poll of a
+    /// consumer far ahead of the bed does not hold up its other checks, such as when to kill).
+    func poll(maxBytes: Int = 1 << 20) {
         guard let h = FileHandle(forReadingAtPath: path) else { return }
         defer { try? h.close() }
         try? h.seek(toOffset: offset)
-        let data = (try? h.readToEnd()) ?? Data()
+        let data = (try? h.read(upToCount: maxBytes)) ?? Data()
         offset += UInt64(data.count)
         partial.append(data)
         guard let lastNewline = partial.lastIndex(of: UInt8(ascii: "\n")) else { return }
@@ -461,7 +463,7 @@ struct Bed {
         }
         for c in consumers { c.signal(SIGINT) }
         for c in consumers { c.killNow() }
-        for out in outputs { out.poll() }
+        for out in outputs { out.poll(maxBytes: Int.max) }
 
         // The verdict.
         var consumedBy: [Int: [(consumer: Int, at: Double)]] = [:]  // key -> who printed it, when
