@@ -7,7 +7,8 @@
 // --redis-host fleet-K` processes, all seeded with the URL of the master that serves most of the
 // fleet's streams, with `redis.wait_replicas = 1`; and a consumer group of 3 `plugboard tail
 // --group fleet --claim-idle 2s` consumers writing JSON lines to files (two name the hosts with
-// --host, the third finds them with --host-pattern 'fleet-*'; the first is seeded with that master). Mid-run it SIGKILLs that
+// --host, the third finds them with --host-pattern 'fleet-*'; the first and the third are seeded
+// with that master). Mid-run it SIGKILLs that
 // master (its replica is promoted; the killed node is restarted and rejoins as the new master's
 // replica) and one consumer. At the end it checks that every (host, sequence) was consumed at least
 // once and stored exactly once, counts the duplicates and says where each comes from, and prints
@@ -370,13 +371,15 @@ struct Bed {
         let plugins = "\(dir)/plugins"
         try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
         chmod(plugins, 0o755)
-        // Consumers: c1 is seeded with the victim (it must find the promoted replica itself); c2 is killed.
-        let seeds = [victim] + masterPorts.filter { $0 != victim }
+        // Seeds: the first and the last consumer (the one with --host-pattern) are seeded with the
+        // master that will be killed; the second (killed itself) with another master.
+        let others = masterPorts.filter { $0 != victim }
+        func seed(_ k: Int) -> Int { k == 0 || k == o.consumers - 1 ? victim : others[k % others.count] }
         // Consumers 1 and 2 name the hosts (--host, creating the streams and the group); the last
         // one finds them with --host-pattern once they exist (SCAN on every master).
         func startConsumer(_ k: Int, _ selection: [String]) throws {
             let out = "\(dir)/consumer-\(k + 1).jsonl"
-            let c = try Child(o.plugboard, ["tail", "--redis", "redis://127.0.0.1:\(seeds[k % seeds.count])/0"] + selection
+            let c = try Child(o.plugboard, ["tail", "--redis", "redis://127.0.0.1:\(seed(k))/0"] + selection
                                 + ["--from", "0", "--group", "fleet", "--consumer", "c\(k + 1)", "--claim-idle", o.claimIdle, "--json"],
                               stdout: out, stderr: "\(dir)/consumer-\(k + 1).log", name: "c\(k + 1)")
             consumers.append(c)
