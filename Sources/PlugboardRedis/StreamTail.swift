@@ -30,6 +30,8 @@ public final class StreamTail {
         public var blockMs: Int = 1000
         /// With a group: claim entries pending for another consumer longer than this (ms); nil: never.
         public var claimIdleMs: Int?
+        /// Redis Cluster: more nodes to try when `url` is unreachable, also at start (`--cluster-node`).
+        public var clusterNodes: [RedisURL] = []
         /// Most entries one read asks for, asked before each read (nil: 100, or what `count` leaves).
         /// Several tails sharing one `--count` pass what is left of it.
         public var readLimit: (@Sendable () -> Int)?
@@ -64,8 +66,17 @@ public final class StreamTail {
         // A blocking read must not trip the socket timeout.
         connect.commandTimeout = .milliseconds(Int64(options.blockMs) + 5000)
         connectOptions = connect
-        connection = try RedisConnection(url: options.url, options: connect)
-        knownNodes = (try? ClusterNodes.ask(connection, like: options.url)) ?? []
+        knownNodes = options.clusterNodes
+        do {
+            connection = try RedisConnection(url: options.url, options: connect)
+        } catch let e as RedisError where Self.isConnectionLoss(e) && !options.clusterNodes.isEmpty {
+            // The configured node is down: another one given answers, and redirects as needed.
+            guard let (url, reached) = options.clusterNodes.lazy.compactMap({ url in
+                (try? RedisConnection(url: url, options: connect)).map { (url, $0) } }).first else { throw e }
+            connection = reached
+            node = url
+        }
+        if let nodes = try? ClusterNodes.ask(connection, like: options.url), !nodes.isEmpty { knownNodes = nodes }
         try joinGroup()
     }
 

@@ -62,6 +62,27 @@ struct FailoverTests {
         expectExactlyOnce(try readAll(cluster.owner(of: key).client(), key), count: 5000, fieldStride: 101)
     }
 
+    @Test("tail --redis <a node that is down> --cluster-node <a live one>: starts through it, with --host and --host-pattern, with a group")
+    func tailStartsThroughAnotherSeed() throws {
+        let cluster = try RedisCluster()
+        defer { cluster.stop() }
+        let publisher = RedisPublisher(configuration: testConfiguration(cluster.nodes[0].url, host: "seed-host"))
+        try publisher.start(events: GeneratedEventSource(total: 120, gate: SourceGate(released: 120)))
+        #expect(publisher.flush(timeout: .seconds(30)))
+        publisher.stop()
+        let dead = "redis://127.0.0.1:\(try RedisServer.freePort())/0"
+        let live = "127.0.0.1:\(cluster.nodes[2].port)"
+        let plain = try TailTests.tail(url: dead, ["--cluster-node", live, "--host", "seed-host", "--from", "0", "--count", "120"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.lines.filter { $0.hasPrefix("PLUGBOARD[") }.count == 120, "\(plain.stderr)")
+        let grouped = try TailTests.tail(url: dead, ["--cluster-node", live, "--host-pattern", "seed-*", "--from", "0",
+                                                      "--group", "g", "--consumer", "c", "--count", "120"])
+        #expect(grouped.status == 0, "\(grouped.stderr)")
+        #expect(grouped.lines.filter { $0.hasPrefix("PLUGBOARD[seed-host ") }.count == 120, "\(grouped.stderr)")
+        let bad = try TailTests.tail(url: dead, ["--cluster-node", "10.0.0.2", "--host", "seed-host"])
+        #expect(bad.status == 64 && bad.stderr.contains("--cluster-node '10.0.0.2' is not HOST:PORT"), "\(bad.stderr)")
+    }
+
     @Test("the master the publisher was seeded with dies with entries its replica lacks: the publisher finds the promoted replica and, with WAIT, loses nothing")
     func publisherSurvivesFailover() throws {
         let cluster = try RedisCluster(replicas: 1, nodeTimeoutMs: 1000)
