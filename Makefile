@@ -173,6 +173,17 @@ bench-batching: deps
 	$(SWIFT) build -c release --product plugboard-bench-batching
 	umask 022 && .build/release/plugboard-bench-batching --runs 5 --events 500000 --idle 1000
 
+## bench-fleet: a fleet of `plugboard run` hosts on a Redis Cluster of 3 masters + 3 replicas, read by
+## 3 `plugboard tail` consumers in one group; a master and a consumer killed mid-run (release build;
+## docs/benchmarks.md, "## Fleet"). FleetBedTests runs the same bed at 10 x 10,000 in `make test`.
+FLEET_HOSTS  ?= 20
+FLEET_EVENTS ?= 50000
+.PHONY: bench-fleet
+bench-fleet: deps
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product plugboard-fleet-bed
+	umask 022 && .build/release/plugboard-fleet-bed --plugboard .build/release/plugboard --hosts $(FLEET_HOSTS) --events $(FLEET_EVENTS) --timeout 900
+
 ## release: plugboard and plugboard-worker with the Swift runtime linked statically (they run on
 ## a Debian 12 machine without the toolchain), in .build-static/release.
 STATIC_BUILD := .build-static/release

@@ -53,6 +53,8 @@ let package = Package(
         .library(name: "PlugboardCore", targets: ["PlugboardCore"]),
         .library(name: "PlugboardUdev", targets: ["PlugboardUdev"]),
         .executable(name: "plugboard-demo-bed", targets: ["plugboard-demo-bed"]),
+        // A fleet of `plugboard run` hosts on a real Redis Cluster with a failover (make bench-fleet).
+        .executable(name: "plugboard-fleet-bed", targets: ["plugboard-fleet-bed"]),
         // Runs one plugin in a process of its own (isolation = "process"); started by the host.
         .executable(name: "plugboard-worker", targets: ["plugboard-worker"]),
         .library(name: "PlugboardManifest", targets: ["PlugboardManifest"]),
@@ -137,6 +139,9 @@ let package = Package(
         ]),
         // Publish-rate and latency benchmark against a real redis-server (Benchmarks/scripts/redis.sh).
         .executableTarget(name: "bench-redis", dependencies: ["PlugboardRedis", "CPlugboard"]),
+        // N `plugboard run` hosts, 6 redis-server cluster nodes, 3 `plugboard tail` consumers; kills a
+        // master and a consumer mid-run and checks that nothing was lost (FleetBedTests, make bench-fleet).
+        .executableTarget(name: "plugboard-fleet-bed", dependencies: ["PlugboardRedis"]),
         // Process mode against thread mode: ring throughput, latency, start-up, publish (make bench-isolation).
         .executableTarget(name: "bench-isolation", dependencies: ["PlugboardCore", "PlugboardSystem",
                                                                   .product(name: "Logging", package: "swift-log")]),

@@ -268,6 +268,14 @@ public struct HostSettings: Sendable {
             r.mode = RedisPublisher.Mode(rawValue: config.redis.mode) ?? .stream
             try Self.applyRetention(config.redis, to: &r, effective: effective)
             r.maxBatch = config.redis.batch
+            r.clusterNodes = try config.redis.clusterNodes.map { node in
+                guard let n = ClusterRedirect("MOVED 0 \(node)", like: url)?.node, !node.hasPrefix(":") else {
+                    throw HostStartError("redis.cluster_nodes (from \(effective.origin("redis.cluster_nodes"))): \"\(node)\" is not HOST:PORT (fix: list the other nodes of the cluster as \"10.0.0.2:6379\", \"[fd00::2]:6379\"; credentials and TLS come from redis.url)")
+                }
+                return n
+            }
+            r.waitReplicas = config.redis.waitReplicas
+            r.waitTimeout = config.redis.waitTimeout
             // One limit: a record publish accepted always fits what the publisher carries.
             r.pluginMaxRecord = maxRecordBytes + OutputQueue.maxTopicBytes + OutputQueue.maxNameBytes
             redis = r
@@ -314,6 +322,8 @@ public struct HostSettings: Sendable {
                 s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
             }
             s.append(("redis_batch", "\(redis.maxBatch)"))
+            if !redis.clusterNodes.isEmpty { s.append(("redis_cluster_nodes", redis.clusterNodes.map(\.redacted).joined(separator: ","))) }
+            if redis.waitReplicas > 0 { s.append(("redis_wait", "\(redis.waitReplicas) replica(s), \(redis.waitTimeout)")) }
             if let tls = redis.url.tls {
                 s.append(("redis_tls_ca_file", tls.caFile ?? "system store"))
                 s.append(("redis_tls_cert_file", tls.certFile ?? "none"))

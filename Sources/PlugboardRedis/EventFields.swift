@@ -11,6 +11,9 @@ public struct StreamKeys: Sendable, Equatable {
     public var channel: String { events }
     /// `plugboard:{HOST}:plugin:`: prefix of each plugin's output stream (append the plugin name).
     public var pluginPrefix: String { "plugboard:{\(host)}:plugin:" }
+    /// `plugboard:{HOST}:wait`: a small string the publisher sets at each connect when it waits for
+    /// replicas (`redis.wait_replicas`), so that `WAIT` covers entries a replay found already stored.
+    public var waitMark: String { "plugboard:{\(host)}:wait" }
     /// `plugboard:{HOST}:plugin:<name>`.
     public func plugin(_ name: String) -> String { pluginPrefix + name }
 

@@ -60,7 +60,8 @@ public final class MultiHostTail: Sendable {
     public func currentHosts() throws -> [String] {
         var hosts = options.hosts
         if let pattern = options.pattern {
-            for h in try StreamDiscovery.hosts(matching: pattern, url: options.base.url) where !hosts.contains(h) { hosts.append(h) }
+            for h in try StreamDiscovery.hosts(matching: pattern, url: options.base.url,
+                                                               alternatives: options.base.clusterNodes) where !hosts.contains(h) { hosts.append(h) }
         }
         return hosts
     }

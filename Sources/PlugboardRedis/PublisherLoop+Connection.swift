@@ -20,36 +20,37 @@ extension PublisherLoop {
     /// Connects (following cluster redirects), learns the ID epoch on the first connect, and
     /// rewinds both windows so everything unacknowledged is replayed with its IDs.
     func connect() throws {
-        // Redis Cluster: the node a MOVED named, else the configured one. A redirect target that
-        // cannot be reached is forgotten, so the next attempt asks the configured node again.
+        // Redis Cluster: the node a MOVED named, else the configured one; when that one is
+        // unreachable, another known node, which says (MOVED) where the stream is served now.
         for hop in 0...PublisherLoop.maxRedirects {
-            let target = clusterNode ?? config.url
-            do {
-                if let connection, connection.url == target {
-                    try connection.reconnect()
-                } else {
-                    connection = try RedisConnection(url: target, options: config.connect)
+            let fellBack = try reachNode(clusterNode ?? config.url)
+            if epochMs == nil {
+                switch try determineEpoch() {
+                case .epoch(let ms):
+                    epochMs = ms
+                case .moved(let node, let text):
+                    guard hop < PublisherLoop.maxRedirects else {
+                        throw RedisError(.server, server: server, "XINFO STREAM \(keys.events): \(text) (after \(hop) redirects)",
+                                         fix: "check the cluster's slot table (redis-cli --cluster check)")
+                    }
+                    if node == unreachableNode {
+                        throw RedisError(.unavailable, server: server, "XINFO STREAM \(keys.events): \(text): that node is unreachable; waiting for the cluster to promote a replica")
+                    }
+                    follow(node, because: text)
+                    continue
                 }
-            } catch let error as RedisError where clusterNode != nil && error.isTransient {
-                logger.warning("the Redis Cluster node the stream's slot moved to is unreachable; asking the configured node again",
-                               metadata: ["redis": "\(server)", "node": "\(target.redacted)", "error": "\(error)"])
-                clusterNode = nil
-                throw error
-            }
-            if epochMs != nil { break }
-            switch try determineEpoch() {
-            case .epoch(let ms):
-                epochMs = ms
-            case .moved(let node, let text):
+            } else if fellBack || !knownNodes.isEmpty, let redirect = try probeOwner() {
+                // A cluster: ask before replaying the window whether this node serves the stream.
                 guard hop < PublisherLoop.maxRedirects else {
-                    throw RedisError(.server, server: server, "XINFO STREAM \(keys.events): \(text) (after \(hop) redirects)",
-                                     fix: "check the cluster's slot table (redis-cli --cluster check)")
+                    throw RedisError(.unavailable, server: server, "EXISTS \(keys.events): \(redirect.text) (after \(hop) redirects)")
                 }
-                follow(node, because: text)
+                follow(redirect.node, because: redirect.text)
                 continue
             }
             break
         }
+        learnNodes()
+        try prepareWaitAfterConnect()
         let inFlight = eventWindow.unacknowledgedSent + pluginWindow.unacknowledgedSent
         if inFlight > 0 { control.replayed.add(inFlight, ordering: .relaxed) }
         eventWindow.rewindToAcked()

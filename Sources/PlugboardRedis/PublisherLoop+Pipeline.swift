@@ -37,7 +37,8 @@ extension PublisherLoop {
             if let redirect = pendingRedirect {
                 pendingRedirect = nil
                 follow(redirect.node, because: redirect.text)
-                nextAttemptNs = 0  // a redirect is not an outage: reconnect at once
+                // A redirect is not an outage: reconnect at once, unless to a node just found unreachable.
+                if redirect.node != unreachableNode { nextAttemptNs = 0 }
             }
         }
     }
@@ -83,19 +84,22 @@ extension PublisherLoop {
             pos = r.next
         }
         pluginWindow.didSend(count: UInt64(nP), next: pos)
-        batches.append(events: nE, plugins: nP, sentAt: monotonicNanos())
+        let wait = config.waitReplicas > 0
+        if wait { try appendWait() }
+        batches.append(events: nE, plugins: nP, sentAt: monotonicNanos(), wait: wait)
     }
 }
 
 /// The pipelined batches sent and not read yet, oldest first: a fixed ring of two, so the
 /// pipeline allocates nothing per batch.
 struct BatchesInFlight {
-    /// One batch: its record counts, and when it was handed to the socket (ns) for the
-    /// publish-latency histogram.
+    /// One batch: its record counts, when it was handed to the socket (ns) for the
+    /// publish-latency histogram, and whether a `WAIT` follows it.
     struct Batch {
         var events = 0
         var plugins = 0
         var sentAt: UInt64 = 0
+        var wait = false
     }
 
     static let capacity = 2
@@ -108,9 +112,9 @@ struct BatchesInFlight {
     /// The oldest batch in flight; only while `count > 0`.
     var oldest: Batch { ring[head] }
 
-    mutating func append(events: Int, plugins: Int, sentAt: UInt64) {
+    mutating func append(events: Int, plugins: Int, sentAt: UInt64, wait: Bool = false) {
         precondition(count < Self.capacity, "more than \(Self.capacity) batches in flight")
-        ring[(head + count) % Self.capacity] = Batch(events: events, plugins: plugins, sentAt: sentAt)
+        ring[(head + count) % Self.capacity] = Batch(events: events, plugins: plugins, sentAt: sentAt, wait: wait)
         count += 1
     }
 

@@ -67,11 +67,6 @@ extension PublisherLoop {
             }
             eventWindow.didRead(next: r.next)
         }
-        while eventWindow.hasAnsweredUnacked {
-            let r = events.record(at: eventWindow.acked.byte)
-            guard eventSettled(RecordStore.flags(r.payload)) else { break }
-            eventWindow.didAck(next: r.next)
-        }
         for _ in 0..<oldest.plugins {
             let r = plugins.record(at: pluginWindow.read.byte)
             var flags = RecordStore.flags(r.payload)
@@ -99,10 +94,20 @@ extension PublisherLoop {
             }
             pluginWindow.didRead(next: r.next)
         }
-        while pluginWindow.hasAnsweredUnacked {
-            let r = plugins.record(at: pluginWindow.acked.byte)
-            guard RecordStore.flags(r.payload).contains(.streamSettled) else { break }
-            pluginWindow.didAck(next: r.next)
+        // With WAIT, only a batch enough replicas have is acknowledged (and all before it); the
+        // records of a batch that fell short stay in the window, to be sent again.
+        let vouched = oldest.wait ? try readWaitReply() : true
+        if vouched {
+            while eventWindow.hasAnsweredUnacked {
+                let r = events.record(at: eventWindow.acked.byte)
+                guard eventSettled(RecordStore.flags(r.payload)) else { break }
+                eventWindow.didAck(next: r.next)
+            }
+            while pluginWindow.hasAnsweredUnacked {
+                let r = plugins.record(at: pluginWindow.acked.byte)
+                guard RecordStore.flags(r.payload).contains(.streamSettled) else { break }
+                pluginWindow.didAck(next: r.next)
+            }
         }
         // Round trip of the whole pipelined batch: queued for the socket → last reply read.
         control.publishLatency.record(monotonicNanos() &- oldest.sentAt)

@@ -13,6 +13,8 @@ import PlugboardSystem
 /// The state is declared here; the work is in the extensions, one idea per file:
 /// - `PublisherLoop+Connection.swift`: connecting, marking Redis down, reconnecting with backoff.
 /// - `PublisherLoop+Redirects.swift`: Redis Cluster `MOVED` redirects.
+/// - `PublisherLoop+Failover.swift`: Redis Cluster failover (another node when one is gone) and
+///   `WAIT` for replicas (`redis.wait_replicas`).
 /// - `PublisherLoop+Epochs.swift`: the ms part of the IDs, at connect and per record.
 /// - `PublisherLoop+Intake.swift`: events and plugin output into the stores (spilling while down).
 /// - `PublisherLoop+Pipeline.swift`: encoding batches and keeping two in flight.
@@ -51,6 +53,10 @@ final class PublisherLoop {
     var clusterNode: RedisURL?
     /// Set while reading replies when one was a MOVED: followed once every reply in flight is read.
     var pendingRedirect: (node: RedisURL, text: String)?
+    /// Redis Cluster: the nodes `CLUSTER NODES` listed at the last connect, tried in turn when the
+    /// node to connect to is unreachable (a killed master); and the last node found unreachable.
+    var knownNodes: [RedisURL] = []
+    var unreachableNode: RedisURL?
     var pluginSequence: UInt64 = 0
     /// The highest event sequence taken into the store (kept in the state file, `state.dir`).
     var lastStoredSequence: UInt64 = 0
@@ -93,6 +99,7 @@ final class PublisherLoop {
         }
         control.capacityBytes.store(UInt64(events.capacity), ordering: .relaxed)
         self.backoff = Backoff(base: configuration.backoffBase, max: configuration.backoffMax)
+        self.knownNodes = configuration.clusterNodes
         let maxBatch = max(1, configuration.maxBatch)
         batch = .allocate(capacity: maxBatch)
         batch.initialize(repeating: nil, count: maxBatch)

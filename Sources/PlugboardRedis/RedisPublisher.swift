@@ -48,6 +48,15 @@ public final class RedisPublisher: Sendable {
         /// First reconnect delay; doubles up to `backoffMax`, with jitter.
         public var backoffBase: Duration = .milliseconds(100)
         public var backoffMax: Duration = .seconds(10)
+        /// `WAIT waitReplicas waitTimeout` after each pipelined batch: its records count as
+        /// acknowledged only once that many replicas have them (an acknowledged entry then survives
+        /// the failover of its master); fewer is a retryable failure. 0: no WAIT (docs/redis.md,
+        /// "Redis Cluster").
+        public var waitReplicas: Int = 0
+        public var waitTimeout: Duration = .seconds(1)
+        /// Redis Cluster: more nodes to try when the one to connect to is unreachable, also at the
+        /// first connect; the publisher learns the others with `CLUSTER NODES` once connected.
+        public var clusterNodes: [RedisURL] = []
         /// Called on the publisher thread for every event Redis acknowledged, with CLOCK_MONOTONIC
         /// nanoseconds at acknowledgement. For benchmarks (latency); nil in production.
         public var ackObserver: (@Sendable (UnsafePointer<pb_event>, UInt64) -> Void)? = nil

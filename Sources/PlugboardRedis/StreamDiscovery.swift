@@ -5,12 +5,13 @@ public enum StreamDiscovery {
     /// The hosts whose event stream exists and whose name matches `pattern` (Redis glob: `*`, `?`,
     /// `[a-z]`, `\` to escape), sorted.
     /// - Throws: `RedisError` (connection, authentication, a refused SCAN).
-    public static func hosts(matching pattern: String, url: RedisURL,
+    /// - Parameter alternatives: Redis Cluster nodes to ask for the node list when `url` is unreachable.
+    public static func hosts(matching pattern: String, url: RedisURL, alternatives: [RedisURL] = [],
                              options: RedisConnectOptions = RedisConnectOptions()) throws -> [String] {
         let match = StreamKeys(host: pattern).events
         let prefix = "plugboard:{", suffix = "}:events"
         var found = Set<String>()
-        for node in try nodes(url: url, options: options) {
+        for node in try nodes(url: url, alternatives: alternatives, options: options) {
             let connection = try RedisConnection(url: node, options: options)
             var cursor = "0"
             repeat {
@@ -33,8 +34,16 @@ public enum StreamDiscovery {
 
     /// The servers to scan: every master of a cluster that is not failing, or the one server
     /// when it is not a cluster node. Each keeps `url`'s credentials, database and TLS settings.
-    public static func nodes(url: RedisURL, options: RedisConnectOptions = RedisConnectOptions()) throws -> [RedisURL] {
-        let connection = try RedisConnection(url: url, options: options)
+    /// When `url` cannot be reached, the first of `alternatives` that can is asked instead.
+    public static func nodes(url: RedisURL, alternatives: [RedisURL] = [],
+                             options: RedisConnectOptions = RedisConnectOptions()) throws -> [RedisURL] {
+        let connection: RedisConnection
+        do {
+            connection = try RedisConnection(url: url, options: options)
+        } catch let e as RedisError where e.isTransient && !alternatives.isEmpty {
+            guard let reached = alternatives.lazy.compactMap({ try? RedisConnection(url: $0, options: options) }).first else { throw e }
+            connection = reached
+        }
         let reply = try connection.command(["CLUSTER", "NODES"])
         if case .error(let e) = reply {
             // "ERR This instance has cluster support disabled": a single server.
@@ -44,16 +53,7 @@ public enum StreamDiscovery {
         guard let text = reply.text else {
             throw RedisError(.unexpectedReply, server: url.redacted, "CLUSTER NODES: expected text, got \(reply.shape)")
         }
-        var out: [RedisURL] = []
-        // <id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count >= 8 else { continue }
-            let flags = f[2].split(separator: ",")
-            guard flags.contains("master"), !flags.contains("fail"), !flags.contains("noaddr"), !flags.contains("handshake"),
-                  let node = ClusterRedirect("MOVED 0 \(f[1].prefix { $0 != "@" })", like: url)?.node else { continue }
-            out.append(node)
-        }
+        let out = ClusterNodes.parse(text, like: url, mastersOnly: true)
         return out.isEmpty ? [url] : out
     }
 }

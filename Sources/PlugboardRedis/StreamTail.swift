@@ -30,6 +30,8 @@ public final class StreamTail {
         public var blockMs: Int = 1000
         /// With a group: claim entries pending for another consumer longer than this (ms); nil: never.
         public var claimIdleMs: Int?
+        /// Redis Cluster: more nodes to try when `url` is unreachable, also at start (`--cluster-node`).
+        public var clusterNodes: [RedisURL] = []
         /// Most entries one read asks for, asked before each read (nil: 100, or what `count` leaves).
         /// Several tails sharing one `--count` pass what is left of it.
         public var readLimit: (@Sendable () -> Int)?
@@ -46,6 +48,9 @@ public final class StreamTail {
     private let connectOptions: RedisConnectOptions
     /// The cluster node a `MOVED` pointed at, when it is not the configured one.
     public private(set) var node: RedisURL?
+    /// Redis Cluster: the nodes `CLUSTER NODES` listed at the last connect, tried in turn after a
+    /// lost connection when neither the redirected-to nor the configured node answers (a killed master).
+    private var knownNodes: [RedisURL] = []
     /// Told of every redirect followed (for `tail`'s stderr).
     public var onRedirect: (ClusterRedirect) -> Void = { _ in }
     /// Redis Cluster redirects followed in a row before giving up (a slot table in flux).
@@ -61,7 +66,17 @@ public final class StreamTail {
         // A blocking read must not trip the socket timeout.
         connect.commandTimeout = .milliseconds(Int64(options.blockMs) + 5000)
         connectOptions = connect
-        connection = try RedisConnection(url: options.url, options: connect)
+        knownNodes = options.clusterNodes
+        do {
+            connection = try RedisConnection(url: options.url, options: connect)
+        } catch let e as RedisError where Self.isConnectionLoss(e) && !options.clusterNodes.isEmpty {
+            // The configured node is down: another one given answers, and redirects as needed.
+            guard let (url, reached) = options.clusterNodes.lazy.compactMap({ url in
+                (try? RedisConnection(url: url, options: connect)).map { (url, $0) } }).first else { throw e }
+            connection = reached
+            node = url
+        }
+        if let nodes = try? ClusterNodes.ask(connection, like: options.url), !nodes.isEmpty { knownNodes = nodes }
         try joinGroup()
     }
 
@@ -73,7 +88,12 @@ public final class StreamTail {
         var hops = 0
         while true {
             let reply = try connection.command(args)
-            guard case .error(let e) = reply, let redirect = ClusterRedirect(e, like: options.url) else { return reply }
+            guard case .error(let e) = reply else { return reply }
+            if Self.passingPrefixes.contains(where: { e.hasPrefix($0) }) {
+                // Cured by waiting and reconnecting: the run loop backs off, reconnects and rejoins.
+                throw RedisError(.unavailable, server: connection.url.redacted, "\(args.first ?? "") \(key): \(e)")
+            }
+            guard let redirect = ClusterRedirect(e, like: options.url) else { return reply }
             hops += 1
             guard hops <= Self.maxRedirects else {
                 throw RedisError(.unavailable, server: options.url.redacted,
@@ -92,18 +112,32 @@ public final class StreamTail {
         }
     }
 
+    /// Error replies that pass: a server loading or busy, a cluster failing over (`CLUSTERDOWN`,
+    /// `TRYAGAIN`, `MASTERDOWN`, a blocked read ended by the change: `UNBLOCKED`), and a group a
+    /// promoted replica does not have yet (`NOGROUP`: rejoined after the reconnect).
+    /// (`BUSY ` with its space: `BUSYGROUP` is the answer to joining a group that exists.)
+    static let passingPrefixes = ["LOADING", "BUSY ", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED", "READONLY", "NOGROUP"]
+
     /// A new connection after a loss: to the node a redirect named, else (or when that node
-    /// cannot be reached: it may have failed over) to the configured one, which redirects again.
+    /// cannot be reached: it may have failed over) to the configured one, else to any other node
+    /// of the cluster that answers; a node that does not serve the stream redirects again.
     private func reconnect() throws {
-        if let node {
+        var candidates = (node.map { [$0] } ?? []) + [options.url]
+        for n in knownNodes where !candidates.contains(n) { candidates.append(n) }
+        var firstError: RedisError?
+        for url in candidates {
             do {
-                connection = try RedisConnection(url: node, options: connectOptions)
-                return
+                connection = try RedisConnection(url: url, options: connectOptions)
             } catch let e as RedisError where Self.isConnectionLoss(e) {
-                self.node = nil
+                if url == node { node = nil }
+                firstError = firstError ?? e
+                continue
             }
+            if url != options.url && url != node { node = url }
+            if let nodes = try? ClusterNodes.ask(connection, like: options.url), !nodes.isEmpty { knownNodes = nodes }
+            return
         }
-        connection = try RedisConnection(url: options.url, options: connectOptions)
+        throw firstError ?? RedisError(.connect, server: options.url.redacted, "no node to connect to")
     }
 
     /// With a group: creates it (MKSTREAM) or joins it when it exists. Also after a reconnect,

@@ -19,7 +19,8 @@ struct TailCommand: ParsableCommand {
             --host may be given several times, and --host-pattern GLOB adds every host whose stream
             matches (found with SCAN on every node of a Redis Cluster, again every 5 s): each stream is
             read on a connection of its own, and lines name their host (PLUGBOARD[HOST ID], "host" in
-            --json). Against a Redis Cluster, MOVED and ASK redirects are followed.
+            --json). Against a Redis Cluster, MOVED and ASK redirects are followed, and when a node is
+            gone (a failover) the others are tried (--cluster-node names more, also for the start).
             URL forms: redis://[user:password@]host:port/db, rediss://[user:password@]host:port/db (TLS,
             with --tls-ca-file and, for servers that ask for one, --tls-cert-file/--tls-key-file),
             unix:///path/to/redis.sock?db=N.
@@ -27,6 +28,9 @@ struct TailCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("The Redis server.", valueName: "URL"))
     var redis: String = "redis://127.0.0.1:6379/0"
+
+    @Option(name: .customLong("cluster-node"), help: ArgumentHelp("Redis Cluster: another node to try when the --redis one is unreachable, also at start (repeatable; credentials and TLS from --redis). Once connected, tail learns every node with CLUSTER NODES.", valueName: "HOST:PORT"))
+    var clusterNode: [String] = []
 
     @Option(name: .customLong("tls-ca-file"), help: ArgumentHelp("rediss://: PEM CA file the server's certificate must chain to (default: the system's store).", valueName: "FILE"))
     var tlsCAFile: String?
@@ -85,6 +89,9 @@ struct TailCommand: ParsableCommand {
         if url.tls == nil, let (flag, _) = tlsFlags.first {
             throw ValidationError("\(flag) needs a rediss:// URL (--redis \(url.redacted) is without TLS)")
         }
+        for node in clusterNode where node.hasPrefix(":") || ClusterRedirect("MOVED 0 \(node)", like: url) == nil {
+            throw ValidationError("--cluster-node '\(node)' is not HOST:PORT: give another node of the cluster, such as 10.0.0.2:6379 or [fd00::2]:6379")
+        }
         if (tlsCertFile == nil) != (tlsKeyFile == nil) {
             throw ValidationError("--tls-cert-file and --tls-key-file go together: give both, the client certificate and its private key")
         }
@@ -106,6 +113,7 @@ struct TailCommand: ParsableCommand {
         options.group = group
         options.consumer = consumer
         options.count = count
+        options.clusterNodes = clusterNode.compactMap { ClusterRedirect("MOVED 0 \($0)", like: options.url)?.node }
         if let claimIdle {
             guard group != nil else { throw ValidationError("--claim-idle needs --group and --consumer") }
             guard let ms = Self.milliseconds(claimIdle) else {

@@ -121,7 +121,7 @@ struct ConfigTests {
     func everyKeyFromEnvironment() throws {
         let samples: [String: String] = [
             "source": "replay:/tmp/s.jsonl", "udev.receive_buffer": "1MiB", "redis.url": "redis://127.0.0.1:6390/2",
-            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.retention": "7d", "redis.batch": "3", "performance.debounce_ms": "0",
+            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.retention": "7d", "redis.batch": "3", "redis.wait_replicas": "1", "redis.cluster_nodes": "10.0.0.2:6379, 10.0.0.3:6379", "redis.wait_timeout": "250ms", "performance.debounce_ms": "0",
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
             "shutdown.state_file": "/var/lib/plugboard/last-shutdown", "performance.cpu_affinity": "3, 0-1",
@@ -156,6 +156,8 @@ struct ConfigTests {
         #expect(d.shutdownStateFile == "/var/lib/plugboard/last-shutdown")
         #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
         #expect(d.redis.retention == .age(.seconds(7 * 86400)))
+        #expect(d.redis.waitReplicas == 1 && d.redis.waitTimeout == .milliseconds(250))
+        #expect(d.redis.clusterNodes == ["10.0.0.2:6379", "10.0.0.3:6379"])
         #expect(d.redis.tlsCAFile == "/etc/ssl/redis-ca.pem" && d.redis.tlsCertFile == "/etc/plugboard/client.pem"
                 && d.redis.tlsKeyFile == "/etc/plugboard/client.key" && d.redis.tlsServerName == "redis.internal")
         #expect(d.plugins.manifests == false && d.plugins.registryCache == "/r")
@@ -188,6 +190,32 @@ struct ConfigTests {
         #expect(c.daemon.performance.cpuAffinity.cpus == [1])
         let settings = try HostSettings(config: c, environment: [:])
         #expect(settings.cpuAffinity.cpus == [1], "the daemon's host gets it")
+    }
+
+    @Test("redis.cluster_nodes and redis.wait_*: into the publisher with redis.url's credentials, in the summary; a bad node is refused naming it and the fix")
+    func redisClusterSettings() throws {
+        let dir = TempDir()
+        let file = dir.write("plugboard.toml", """
+            [redis]
+            url = "redis://:pw@10.0.0.1:7000/0"
+            cluster_nodes = ["10.0.0.2:7001", "[fd00::3]:7002"]
+            wait_replicas = 1
+            wait_timeout = "250ms"
+
+            """)
+        let settings = try HostSettings(config: ConfigLoader(searchPaths: [], environment: [:]).load(file: file), environment: [:])
+        let r = try #require(settings.redis)
+        #expect(r.clusterNodes.map(\.redacted) == ["redis://:***@10.0.0.2:7001/0", "redis://:***@[fd00::3]:7002/0"])
+        #expect(r.clusterNodes.allSatisfy { $0.password == "pw" })
+        #expect(r.waitReplicas == 1 && r.waitTimeout == .milliseconds(250))
+        #expect(settings.summary.contains { $0.key == "redis_wait" && $0.value == "1 replica(s), 0.25 seconds" })
+        #expect(settings.summary.contains { $0.key == "redis_cluster_nodes" && !$0.value.contains("pw") })
+        let bad = dir.write("bad.toml", "[redis]\nurl = \"redis://10.0.0.1:7000\"\ncluster_nodes = [\"10.0.0.2\"]\n")
+        #expect {
+            try HostSettings(config: ConfigLoader(searchPaths: [], environment: [:]).load(file: bad), environment: [:])
+        } throws: { error in
+            "\(error)".contains("redis.cluster_nodes (from ") && "\(error)".contains("\"10.0.0.2\" is not HOST:PORT (fix: ")
+        }
     }
 
     @Test("settle_ms = \"default\" takes performance.debounce_ms and performance.settle_devices; 0 there turns it off; a number is its own")
@@ -341,6 +369,17 @@ struct ConfigTests {
         #expect(problems(toml: "[udev]\nreceive_buffer = 1024\n").first?.key == "udev.receive_buffer")
         let settle = problems(toml: "[performance]\nsettle_devices = 0\n").first
         #expect(settle?.key == "performance.settle_devices" && settle?.fix == "use an integer from 1 to 65536 (default 128)")
+    }
+
+    @Test("redis.wait_replicas and redis.wait_timeout out of range name the key, the value and the fix")
+    func waitKeysOutOfRange() {
+        let n = problems(toml: "[redis]\nwait_replicas = 17\n").first
+        #expect(n?.key == "redis.wait_replicas" && n?.problem == "17 is out of range")
+        #expect(n?.fix == "use an integer from 0 to 16 (default 0)")
+        let t = problems(toml: "[redis]\nwait_timeout = \"10s\"\n").first
+        #expect(t?.key == "redis.wait_timeout" && t?.problem.contains("10s") == true, "\(String(describing: t))")
+        #expect(t?.fix.contains("4s") == true, "\(String(describing: t))")
+        #expect(problems(toml: "[redis]\nwait_replicas = 1\nwait_timeout = \"250ms\"\n").isEmpty)
     }
 
     @Test("a bad duration or one out of range is an error")

@@ -2,26 +2,56 @@ import Foundation
 import PlugboardRedis
 import Testing
 
-/// Three real redis-server nodes in cluster mode (`redis-cli --cluster create`), no replicas.
+/// Three real redis-server masters in cluster mode (`redis-cli --cluster create`), and with
+/// `replicas: 1` a replica each (`--cluster-replicas 1`), online before `init` returns.
 final class RedisCluster {
     let nodes: [RedisServer]
 
-    init() throws {
-        nodes = try (0..<3).map { _ in
+    init(replicas: Int = 0, nodeTimeoutMs: Int = 5000) throws {
+        nodes = try (0..<(3 * (1 + replicas))).map { _ in
             try RedisServer(extraArgs: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                        "--cluster-node-timeout", "5000"])
+                                        "--cluster-node-timeout", "\(nodeTimeoutMs)", "--repl-diskless-sync-delay", "0"])
         }
-        let p = RedisServer.tool("/usr/bin/redis-cli", ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"])
+        let p = RedisServer.tool("/usr/bin/redis-cli", ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" }
+                                 + ["--cluster-replicas", "\(replicas)", "--cluster-yes"])
         try p.run()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else { throw TestFailure("redis-cli --cluster create exited \(p.terminationStatus)") }
-        let ok = eventually(timeout: .seconds(20)) {
+        let ok = eventually(timeout: .seconds(30)) { [nodes] in
             nodes.allSatisfy { n in
                 guard case .string(let b)? = try? n.client().command(["CLUSTER", "INFO"]) else { return false }
-                return String(decoding: b, as: UTF8.self).contains("cluster_state:ok")
+                guard String(decoding: b, as: UTF8.self).contains("cluster_state:ok") else { return false }
+                guard replicas > 0, case .string(let r)? = try? n.client().command(["INFO", "replication"]) else { return true }
+                let info = String(decoding: r, as: UTF8.self)
+                return info.contains("role:slave") || info.contains("state=online")
             }
         }
-        guard ok else { throw TestFailure("the cluster did not reach cluster_state:ok") }
+        guard ok else { throw TestFailure("the cluster did not reach cluster_state:ok (with its replicas online)") }
+    }
+
+    /// The node `CLUSTER NODES` (asked of a running node) lists as `node`'s replica.
+    func replica(of node: RedisServer) throws -> RedisServer {
+        let lines = try clusterNodes()
+        guard let id = lines.first(where: { $0[1].hasPrefix("127.0.0.1:\(node.port)@") })?[0],
+              let line = lines.first(where: { $0[3] == id }) else { throw TestFailure("no replica of \(node.port)") }
+        guard let r = nodes.first(where: { line[1].hasPrefix("127.0.0.1:\($0.port)@") }) else { throw TestFailure("unknown node \(line[1])") }
+        return r
+    }
+
+    /// Whether a running node sees `node` as a master that is not failing.
+    func isMaster(_ node: RedisServer) -> Bool {
+        guard let line = try? clusterNodes().first(where: { $0[1].hasPrefix("127.0.0.1:\(node.port)@") }) else { return false }
+        let flags = line[2].split(separator: ",")
+        return flags.contains("master") && !flags.contains("fail") && !flags.contains("fail?")
+    }
+
+    /// `CLUSTER NODES` of the first running node, one array of fields per line.
+    func clusterNodes() throws -> [[Substring]] {
+        for n in nodes where n.isRunning {
+            guard case .string(let b)? = try? n.client().command(["CLUSTER", "NODES"]) else { continue }
+            return String(decoding: b, as: UTF8.self).split(separator: "\n").map { $0.split(separator: " ") }.filter { $0.count >= 8 }
+        }
+        throw TestFailure("no running node answers CLUSTER NODES")
     }
 
     func stop() { nodes.forEach { $0.stop() } }

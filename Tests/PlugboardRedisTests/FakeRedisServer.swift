@@ -95,11 +95,13 @@ final class FakeRedisServer: Sendable {
         return (args, i)
     }
 
-    /// Plausible answers for the connection set-up commands (PING, XINFO on a missing key).
+    /// Plausible answers for the connection set-up commands (PING, XINFO on a missing key, CLUSTER
+    /// NODES on a server without cluster support).
     static func setupReply(_ args: [String]) -> [UInt8]? {
         switch args.first?.uppercased() {
         case "PING": return Array("+PONG\r\n".utf8)
         case "XINFO": return Array("-ERR no such key\r\n".utf8)
+        case "CLUSTER": return Array("-ERR This instance has cluster support disabled\r\n".utf8)
         default: return nil
         }
     }

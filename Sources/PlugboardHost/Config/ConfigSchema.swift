@@ -88,6 +88,12 @@ public enum ConfigSchema {
                   help: "What the streams keep: a time (\"7d\", \"12h\", \"30m\": XADD MINID ~ now minus it, on the IDs' milliseconds) or an entry count (\"1000000\": MAXLEN ~); empty: redis.maxlen decides (docs/redis.md, \"Retention\")."),
         ConfigKey(path: "redis.batch", kind: .integer(1...10_000), defaultValue: .integer(1024),
                   help: "Most commands pipelined per round trip (also the unacknowledged window)."),
+        ConfigKey(path: "redis.cluster_nodes", kind: .stringList(minCount: 0), defaultValue: .stringList([]),
+                  help: "Redis Cluster: more nodes (\"HOST:PORT\", with redis.url's credentials and TLS) to try when the one to connect to is unreachable, also at start; the publisher learns the rest with CLUSTER NODES once connected."),
+        ConfigKey(path: "redis.wait_replicas", kind: .integer(0...16), defaultValue: .integer(0),
+                  help: "Redis replication: after each pipelined batch, WAIT until this many replicas have it; only then are its events acknowledged (fewer: the batch is sent again after a backoff), so an acknowledged event survives the failover of its master. 0: no WAIT, replication stays asynchronous (docs/redis.md, \"Redis Cluster\")."),
+        ConfigKey(path: "redis.wait_timeout", kind: .duration(.milliseconds(10)...(.seconds(4))), defaultValue: .duration(.seconds(1)),
+                  help: "With redis.wait_replicas: how long one WAIT may block for the replicas (below the 5 s command timeout); past it the batch counts as not replicated."),
 
         ConfigKey(path: "performance.debounce_ms", kind: .integer(0...10_000), defaultValue: .integer(25),
                   help: "Settle window (ms) of plugins whose manifest says settle_ms = \"default\": each device's events within it are coalesced for those plugins; 0: they get every event at once. Other plugins are never delayed."),

@@ -86,6 +86,11 @@ public struct DaemonConfig: Sendable, Equatable {
         public var tlsCertFile: String = ""
         public var tlsKeyFile: String = ""
         public var tlsServerName: String = ""
+        /// `redis.cluster_nodes`: more cluster nodes to try ("HOST:PORT").
+        public var clusterNodes: [String] = []
+        /// `redis.wait_replicas` (0: no WAIT) and `redis.wait_timeout`.
+        public var waitReplicas: Int = 0
+        public var waitTimeout: Duration = .seconds(1)
     }
     public struct Performance: Sendable, Equatable {
         /// The settle window of plugins whose manifest says `settle_ms = "default"`, ms.
@@ -204,6 +209,9 @@ public struct DaemonConfig: Sendable, Equatable {
                                        cpuAffinity: (try? CPUAffinity.parse(str("performance.cpu_affinity")).get()) ?? .none,
                                        settleDevices: int("performance.settle_devices"), maxDevices: int("performance.max_devices"))
         func duration(_ p: String) -> Duration { if case .duration(let d) = e.value(p) { return d }; preconditionFailure(p) }
+        self.redis.clusterNodes = list("redis.cluster_nodes")
+        self.redis.waitReplicas = int("redis.wait_replicas")
+        self.redis.waitTimeout = duration("redis.wait_timeout")
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen, tokenFile: str("monitoring.token_file"),
                                      protectMetrics: bool("monitoring.protect_metrics"),
                                      requestTimeout: duration("monitoring.request_timeout"))
