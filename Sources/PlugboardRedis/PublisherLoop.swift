@@ -93,6 +93,7 @@ final class PublisherLoop {
             pluginWindow = WindowPositions(acked: state.plugins.acked, stored: state.plugins.stored)
             lastStoredSequence = state.events.lastSequence
             pluginSequence = state.plugins.lastSequence
+            control.lapped.add(state.lostAtRecovery, ordering: .relaxed)
         } else {
             events = RecordStore(capacity: configuration.spillBytes)
             plugins = RecordStore(capacity: max(configuration.pluginBytes, 2 * (configuration.pluginMaxRecord + 64)))

@@ -23,6 +23,10 @@ public final class PublisherState: @unchecked Sendable {
     let plugins: StateFile
     /// Warnings for the log: files set aside, a size kept.
     public private(set) var warnings: [String] = []
+    /// Events the previous run's ring had published that `absorb` could no longer take (their
+    /// slots overwritten, or no room): counted by the publisher as lapped, so `/metrics` and
+    /// `run`'s exit status report them as not delivered.
+    public private(set) var lostAtRecovery: UInt64 = 0
 
     /// Opens (or creates) the two files of `host` in `directory`.
     /// - Throws: `PlugboardError` naming `state.dir` when the directory is unusable or another
@@ -68,6 +72,7 @@ public final class PublisherState: @unchecked Sendable {
             taken += 1
         }
         events.persist(window, lastSequence: ring.published)
+        lostAtRecovery += lost
         return (taken, lost)
     }
 }
