@@ -73,6 +73,7 @@ extension HostAssembly {
                                     publishLatency: redis.map { HistogramSnapshot($0.publisher.publishLatency) } ?? .empty)
                 r.heldBytes = $0.heldBytes
                 r.capacityBytes = $0.capacityBytes
+                r.lapped = $0.lapped
                 return r
             },
             startup: StartupTimings(manifestParse: [report.discovery], deviceEnumeration: nil,

@@ -203,6 +203,9 @@ public struct RedisStatus: Sendable {
     /// Bytes of the event store in use (unacknowledged window + spill) and its size.
     public var heldBytes: UInt64 = 0
     public var capacityBytes: UInt64 = 0
+    /// Events the ring overwrote before the publisher read them (with those a crashed daemon's
+    /// ring no longer held at recovery).
+    public var lapped: UInt64 = 0
     public init(connected: Bool, published: UInt64 = 0, spilled: UInt64 = 0, dropped: UInt64 = 0, reissued: UInt64 = 0,
                 redirects: UInt64 = 0, publishLatency: HistogramSnapshot = .empty) {
         self.connected = connected

@@ -154,6 +154,7 @@ public final class DaemonMetrics: Sendable {
         ("plugboard_redis_published_total", "counter", [], "Events acknowledged by Redis."),
         ("plugboard_redis_spilled_total", "counter", [], "Events held in the spill buffer while Redis was down."),
         ("plugboard_redis_dropped_total", "counter", [], "Events dropped because the spill buffer was full."),
+        ("plugboard_redis_lapped_total", "counter", [], "Events the ring overwrote before the Redis publisher read them (a live source, a publisher a whole ring behind), including those a crashed daemon's ring no longer held at recovery."),
         ("plugboard_redis_reissued_total", "counter", [], "Entries re-sent under a new ID epoch: Redis refused them with a retryable error after storing a later one."),
         ("plugboard_redis_redirects_total", "counter", [], "Redis Cluster MOVED redirects followed."),
         ("plugboard_plugin_metric_total", "counter", ["plugin", "name"], "A plugin's own counter (host API counter_add)."),
@@ -333,6 +334,8 @@ public final class DaemonMetrics: Sendable {
         if let r = s.redis { w.sample("plugboard_redis_dropped_total", [], Double(r.dropped)) }
         header("plugboard_redis_reissued_total")
         if let r = s.redis { w.sample("plugboard_redis_reissued_total", [], Double(r.reissued)) }
+        header("plugboard_redis_lapped_total")
+        if let r = s.redis { w.sample("plugboard_redis_lapped_total", [], Double(r.lapped)) }
         header("plugboard_redis_redirects_total")
         if let r = s.redis { w.sample("plugboard_redis_redirects_total", [], Double(r.redirects)) }
         let plugins = s.pluginMetrics.sorted { $0.key < $1.key }
