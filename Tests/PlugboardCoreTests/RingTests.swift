@@ -231,6 +231,23 @@ struct RingTests {
         #expect(slow.consumer.missed > 0)
     }
 
+    @Test("a consumer whose wait slept long sleeps at once next time, and spins again once an event is there before it sleeps")
+    func adaptiveSpin() throws {
+        let ring = try EventRing(slotCount: 16)
+        let producer = ring.makeProducer()
+        let consumer = ring.makeConsumer(name: "c")
+        #expect(consumer.nextSpins == consumer.spinLimit, "a new consumer spins")
+        consumer.wait(timeoutNanoseconds: 2_000_000)  // nothing comes: spins, then sleeps 2 ms
+        #expect(consumer.nextSpins == 0, "after a long sleep the next wait sleeps at once")
+        consumer.wait(timeoutNanoseconds: 2_000_000)
+        #expect(consumer.nextSpins == 0)
+        producer.publish(fillChecked)
+        consumer.wait(timeoutNanoseconds: 2_000_000)  // returns at once: the event is there
+        #expect(consumer.nextSpins == consumer.spinLimit, "events come fast: spinning resumes")
+        consumer.spinLimit = 0  // pinned to the producer's CPU: never spins
+        #expect(consumer.nextSpins == 0)
+    }
+
     @Test("the producer counts events by action")
     func eventsByAction() throws {
         let ring = try EventRing(slotCount: 16)
