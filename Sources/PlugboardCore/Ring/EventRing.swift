@@ -449,15 +449,19 @@ public final class RingConsumer: @unchecked Sendable {
     public private(set) var missed: UInt64 = 0
     /// Most spins before sleeping on the futex (0: sleep at once).
     public var spinLimit = 256
-    /// Spins the next `wait` makes: `spinLimit` while spinning pays, 0 after a spin found nothing
-    /// and the sleep that followed was long (see `wait`). Used by the consumer's thread only.
-    var spinBudget = Int.max
+    /// Waits in a row that spun for nothing and then slept long (see `wait`). Used by the
+    /// consumer's thread only.
+    var longSleeps = 0
     /// A sleep shorter than this means the producer publishes often enough for a spin to catch
-    /// the next event: spinning resumes. Longer sleeps (a paced source: udev events 100 µs or
-    /// more apart) keep it off, so an idle consumer costs one futex sleep per event, not a spin.
+    /// the next event. Longer sleeps (a paced source: udev events 100 µs or more apart) mean
+    /// the spin was wasted.
     static let shortSleepNanoseconds: UInt64 = 50_000
+    /// After this many long sleeps in a row the consumer stops spinning, so an idle consumer
+    /// costs one futex sleep per event, not a spin. Not after one: on a busy machine a consumer
+    /// of a hot ring also sleeps long now and then (descheduled), and it must keep spinning.
+    static let longSleepsBeforeNoSpin = 8
     /// The spins the next `wait` will make before sleeping (for tests and `/debug`).
-    public var nextSpins: Int { min(spinLimit, spinBudget) }
+    public var nextSpins: Int { longSleeps >= Self.longSleepsBeforeNoSpin ? 0 : spinLimit }
     /// The cursor, published for the producer's flow control and for lag metrics.
     let sharedCursor = Atomic<UInt64>(0)
     /// Raised while this consumer sleeps on the futex (the producer wakes only when one is up).
@@ -552,13 +556,13 @@ public final class RingConsumer: @unchecked Sendable {
     /// The spin is adaptive: it pays only when the producer publishes within it (a hot ring:
     /// synthetic or replay sources, bursts), and otherwise costs a few microseconds of CPU per
     /// event for nothing (profiled on a paced udev burst: the spin was the top symbol of every
-    /// consumer). So after a spin that found nothing, later waits sleep at once, until a sleep
-    /// ends within `shortSleepNanoseconds`, which means events come fast again.
+    /// consumer). So after `longSleepsBeforeNoSpin` waits in a row that spun for nothing and
+    /// then slept long, later waits sleep at once, until a sleep ends within
+    /// `shortSleepNanoseconds` or an event is there before the sleep: events come fast again.
     public func wait(timeoutNanoseconds: UInt64 = 0) {
-        let spins = min(spinLimit, spinBudget)
-        for _ in 0..<spins {
+        for _ in 0..<nextSpins {
             if ring.published != cursor || ring.isClosed {
-                spinBudget = spinLimit
+                longSleeps = 0
                 return
             }
             pbs_cpu_relax()
@@ -569,10 +573,14 @@ public final class RingConsumer: @unchecked Sendable {
             // Any outcome (woken, timed out, a signal) sends the caller back to poll.
             let slept = pbs_monotonic_ns()
             Futex.wait(ring.futexPointer, expected: word, timeoutNanoseconds: timeoutNanoseconds)
-            spinBudget = pbs_monotonic_ns() &- slept < Self.shortSleepNanoseconds ? spinLimit : 0
+            if pbs_monotonic_ns() &- slept < Self.shortSleepNanoseconds {
+                longSleeps = 0
+            } else if longSleeps < Self.longSleepsBeforeNoSpin {
+                longSleeps += 1
+            }
         } else {
-            // Published between the spin and the sleep: events come fast; keep spinning.
-            spinBudget = spinLimit
+            // Published between the spin and the sleep: events come fast; spin again.
+            longSleeps = 0
         }
         _ = pbs_fetch_sub_u32(sleepWord, 1)
     }
