@@ -14,6 +14,8 @@
 # loopback port (no persistence) and always stops it.
 #
 #   Benchmarks/scripts/udev-burst.sh burst|cpu|both   # env: EVENTS=20000 CPU_EVENTS=4000 ROUNDS=3 PACE_US=100
+#   BEFORE=/path/to/other/plugboard LISTENERS="drain before plugboard ..." adds another build (its
+#   plugboard-worker beside it) as listeners "before" and "before-thread", for same-run before/after.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WHAT=${1:-both}
@@ -47,14 +49,16 @@ for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; slee
 BED=.build/release/plugboard-demo-bed
 # One measurement: prints the bed's `result ...` line (overflow=yes when umockdev's sender gave up).
 one() {  # listener events pace
-    local l=$1 kind=$1 extra=()
+    local l=$1 kind=$1 extra=() pb=.build/release/plugboard
     case "$l" in
         plugboard) extra=(-- --set plugins.worker_user=root) ;;
         plugboard-thread) kind=plugboard; extra=(-- --set plugins.isolation=thread) ;;
+        before) kind=plugboard; pb=$BEFORE; extra=(-- --set plugins.worker_user=root) ;;
+        before-thread) kind=plugboard; pb=$BEFORE; extra=(-- --set plugins.isolation=thread) ;;
     esac
     redis-cli -p "$PORT" flushall >/dev/null
     umockdev-wrapper "$BED" burst-bench --listener "$kind" --events "$2" --pace-us "$3" --redis-port "$PORT" \
-        --plugboard .build/release/plugboard --plugins "$PLUGINS" --script Benchmarks/scripts/pyudev-to-redis.py \
+        --plugboard "$pb" --plugins "$PLUGINS" --script Benchmarks/scripts/pyudev-to-redis.py \
         "${extra[@]}" 2>"$DIR/bed.err" | grep '^result' | sed "s/listener=$kind/listener=$l/" || true
     grep -v '^$' "$DIR/bed.err" | grep -q 'sendmsg failed' && echo "  ($l: umockdev: $(grep -m1 'sendmsg failed' "$DIR/bed.err"))" >&2 || true
 }
