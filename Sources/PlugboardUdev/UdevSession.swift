@@ -31,6 +31,11 @@ final class UdevSession {
     var consecutiveErrors = 0
     /// Events published since the last wake-up of the consumers, within one read batch.
     var unwoken = 0
+    /// True when an event was published without waking the consumers since the last wake-up:
+    /// the batch's end must wake them. (A second wake right after the per-event one is not free:
+    /// a worker process woken a moment ago still shows as sleeping until it runs, so it would
+    /// cost another futex call per event.)
+    var owesWake = false
     var lastOverflowNs: UInt64 = 0
     var backoffMs = 0
 
@@ -129,7 +134,8 @@ final class UdevSession {
     private func readBatch() throws {
         unwoken = 0
         defer {
-            context.producer.flush()
+            if owesWake { context.producer.flush() }
+            owesWake = false
             unwoken = 0
         }
         for _ in 0..<max(1, options.batch) {
@@ -176,6 +182,7 @@ final class UdevSession {
     /// Whether the event about to be published wakes sleeping consumers now (see `readBatch`).
     @inline(__always) func wakeNow() -> Bool {
         defer { unwoken = unwoken == Self.wakeEvery - 1 ? 0 : unwoken + 1 }
+        owesWake = unwoken != 0
         return unwoken == 0
     }
 
