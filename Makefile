@@ -86,6 +86,23 @@ bench-udev: deps
 	umockdev-wrapper .build/release/plugboard-demo-bed --measure 5000 --gap-us 2000 --plugboard .build/release/plugboard \
 	  --plugins build/bench-plugins --latency-output build/latency-probe.txt -- --set plugins.isolation=process --set plugins.worker_user=root
 
+## bench-deps: what the benchmarks need beyond `deps` (the pyudev + redis-py baseline script).
+BENCH_APT_PACKAGES := python3-pyudev python3-redis
+.PHONY: bench-deps bench-udev-burst bench-udev-cpu
+bench-deps: deps
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_APT_PACKAGES)"
+
+## bench-udev-burst: 20,000 add/remove uevents back to back from umockdev into a drain-only listener
+## (the emitter alone), the release `plugboard run --source udev --redis` with the sample plugins
+## (process and thread isolation) and a pyudev + redis-py script, same run, interleaved, medians of 3:
+## events/s received, ratio to the emitter alone, overflows (docs/benchmarks.md, "udev intake").
+bench-udev-burst: bench-deps
+	Benchmarks/scripts/udev-burst.sh burst
+## bench-udev-cpu: the same listeners on a paced burst (one uevent every 100 µs): CPU time per event of
+## each listener's whole process tree, and the ratio to the script.
+bench-udev-cpu: bench-deps
+	Benchmarks/scripts/udev-burst.sh cpu
+
 ## bench: benchmarks (nested package in Benchmarks/), printed as tables with same-run baselines.
 bench: build
 	cd Benchmarks && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress --format markdown

@@ -115,6 +115,7 @@ extension UdevSession {
             w.event.pointee.kernel_seqnum = 0
         }.sequence
         context.resynced.add(1, ordering: .relaxed)
+        owesWake = true
         source.onEvent?(seq, nil)
     }
 }

@@ -29,6 +29,13 @@ final class UdevSession {
     /// Room for decoding udev's `\xNN`-escaped strings. Allocated once.
     let decodeBuffer: UnsafeMutableRawBufferPointer
     var consecutiveErrors = 0
+    /// Events published since the last wake-up of the consumers, within one read batch.
+    var unwoken = 0
+    /// True when an event was published without waking the consumers since the last wake-up:
+    /// the batch's end must wake them. (A second wake right after the per-event one is not free:
+    /// a worker process woken a moment ago still shows as sleeping until it runs, so it would
+    /// cost another futex call per event.)
+    var owesWake = false
     var lastOverflowNs: UInt64 = 0
     var backoffMs = 0
 
@@ -119,11 +126,18 @@ final class UdevSession {
         }
     }
 
-    /// Reads up to `options.batch` messages. Each live event wakes sleeping consumers as soon as
-    /// it is published (a wake costs a futex call only when a consumer sleeps, so a burst read
-    /// by busy workers pays nothing); the final flush covers the resync paths.
+    /// Reads up to `options.batch` messages. The first event of a batch wakes sleeping consumers
+    /// at once (an idle system's latency is one event's), later ones only every
+    /// `wakeEvery` events and at the end of the batch: under a burst, a consumer woken per event
+    /// costs a futex wake, two context switches and its own poll per event, which is what made
+    /// CPU per event grow with the plugins (docs/benchmarks.md, "udev intake").
     private func readBatch() throws {
-        defer { context.producer.flush() }
+        unwoken = 0
+        defer {
+            if owesWake { context.producer.flush() }
+            owesWake = false
+            unwoken = 0
+        }
         for _ in 0..<max(1, options.batch) {
             let dev: OpaquePointer?
             if let faults = source.faults, faults.take(faults.receiveErrors) {
@@ -160,6 +174,16 @@ final class UdevSession {
         if consecutiveErrors >= 64 {
             try reopenMonitor(reason: "64 receive errors in a row, last: \(errnoText(err))")
         }
+    }
+
+    /// Most events published in one batch before the consumers are woken again.
+    static let wakeEvery = 16
+
+    /// Whether the event about to be published wakes sleeping consumers now (see `readBatch`).
+    @inline(__always) func wakeNow() -> Bool {
+        defer { unwoken = unwoken == Self.wakeEvery - 1 ? 0 : unwoken + 1 }
+        owesWake = unwoken != 0
+        return unwoken == 0
     }
 
     /// Reads what is already queued when a stop is requested (bounded in time), so events

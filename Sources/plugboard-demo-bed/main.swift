@@ -3,6 +3,7 @@
 //
 //   umockdev-wrapper plugboard-demo-bed --plugboard .build/debug/plugboard --plugins build/plugins
 //   umockdev-wrapper plugboard-demo-bed --measure 2000 --plugboard ... --plugins DIR --latency-output FILE
+//   umockdev-wrapper plugboard-demo-bed burst-bench --listener drain|plugboard|script ...  (BurstBench.swift)
 //
 // The bed creates the testbed (so it must run under umockdev's preload), starts plugboard as
 // its child (which inherits the preload and the testbed), sends the session's uevents, then
@@ -126,6 +127,9 @@ func device(port: String, devnum: Int, vid: UInt16, pid: UInt16, bcd: UInt16 = 0
     return d
 }
 
+if CommandLine.arguments.dropFirst().first == "burst-bench" {
+    runBurstBench(BurstArguments(CommandLine.arguments.dropFirst(2)))
+}
 let args = Arguments()
 raiseDatagramQueue()
 let bed: Testbed

@@ -231,6 +231,25 @@ struct RingTests {
         #expect(slow.consumer.missed > 0)
     }
 
+    @Test("a consumer whose waits slept long 8 times in a row sleeps at once, and spins again once an event is there before it sleeps")
+    func adaptiveSpin() throws {
+        let ring = try EventRing(slotCount: 16)
+        let producer = ring.makeProducer()
+        let consumer = ring.makeConsumer(name: "c")
+        #expect(consumer.nextSpins == consumer.spinLimit, "a new consumer spins")
+        for _ in 0..<7 { consumer.wait(timeoutNanoseconds: 1_000_000) }  // nothing comes: spins, then sleeps 1 ms
+        #expect(consumer.nextSpins == consumer.spinLimit, "a few long sleeps (a descheduled consumer of a hot ring) keep the spin")
+        consumer.wait(timeoutNanoseconds: 1_000_000)
+        #expect(consumer.nextSpins == 0, "after 8 long sleeps in a row the next wait sleeps at once")
+        consumer.wait(timeoutNanoseconds: 1_000_000)
+        #expect(consumer.nextSpins == 0)
+        producer.publish(fillChecked)
+        consumer.wait(timeoutNanoseconds: 2_000_000)  // returns at once: the event is there
+        #expect(consumer.nextSpins == consumer.spinLimit, "events come fast: spinning resumes")
+        consumer.spinLimit = 0  // pinned to the producer's CPU: never spins
+        #expect(consumer.nextSpins == 0)
+    }
+
     @Test("the producer counts events by action")
     func eventsByAction() throws {
         let ring = try EventRing(slotCount: 16)
