@@ -248,4 +248,34 @@ struct CrashSafetyTests {
         let seqs = try readAll(server.client(), "plugboard:{kept}:events").compactMap { UInt64($0["sequence"] ?? "") }
         #expect(seqs.count == 2020 && seqs.suffix(10) == Array(2511...2520), "\(seqs.suffix(12))")
     }
+
+    @Test("plugin records too: a plugin's output Redis did not take (Redis down, exit 3) is kept and published by the next run, each record once")
+    func pluginRecordsKeptAcrossRuns() throws {
+        let server = try RedisServer(start: false)
+        defer { server.stop() }
+        let dirs = try Dirs()
+        defer { dirs.remove() }
+        let bed = try IsolationBed(misbehave: nil)
+        defer { bed.remove() }
+        func args(_ n: Int, deadline: String) -> [String] {
+            var a = dirs.arguments("synthetic:\(n)", redis: server.port, host: "records")
+            a[a.firstIndex(of: "--plugins")! + 1] = bed.dir
+            a[a.firstIndex(of: "--shutdown-deadline")! + 1] = deadline
+            return a + ["--registry-cache", "none", "--plugin-config", "recorder.publish=1"]
+        }
+        var r = try TestProcess.run(plugboard, args(1000, deadline: "1"))
+        #expect(r.status == 3, "\(r.output.suffix(2000))")
+        #expect(r.output.contains("and 1000 plugin records"), "\(r.output.suffix(2000))")
+        try server.start()
+        r = try TestProcess.run(plugboard, args(10, deadline: "60"))
+        #expect(r.status == 0, "\(r.output.suffix(2000))")
+        #expect(r.output.contains("plugin_records=1000"), "\(r.output.suffix(2000))")
+        let records = try readAll(server.client(), "plugboard:{records}:plugin:recorder")
+        let seen = records.compactMap { $0["topic"] == "seen" ? UInt64($0["data"] ?? "") : nil }
+        #expect(seen.count == records.count && seen.count == 1010, "\(records.count) records")
+        #expect(Set(seen) == Set(1...1010), "every event's record once: \(Set(1...1010).subtracting(seen).count) missing")
+        var increasing = true
+        for (a, b) in zip(records, records.dropFirst()) where !(a.streamID! < b.streamID!) { increasing = false }
+        #expect(increasing, "plugin stream IDs strictly increasing across the two runs")
+    }
 }
