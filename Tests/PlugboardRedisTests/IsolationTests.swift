@@ -265,8 +265,10 @@ struct IsolationTests {
                                    misbehaveWorker: "deadline_ms = 300")
         defer { bed.remove() }
         let host = "iso-ring-file"
-        let state = bed.dir + "/state"
+        // A tmpfs, as /run/plugboard is in production.
+        let state = "/dev/shm/pb-iso-state-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) }
         let serve = try ServeProcess(bed: bed, redisPort: server.port, host: host,
                                      extra: "[state]\nring_dir = \"\(state)\"\ndir = \"\(state)\"")
         let client = try server.client()
