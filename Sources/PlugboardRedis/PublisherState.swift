@@ -159,12 +159,7 @@ final class StateFile {
     }
 
     static func checksum(_ p: UnsafeRawPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for i in 0..<fixedPart {
-            h ^= UInt64(p.load(fromByteOffset: i, as: UInt8.self))
-            h = h &* 0x100_0000_01b3
-        }
-        return h
+        FNV1a.hash(UnsafeRawBufferPointer(start: p, count: fixedPart))
     }
 
     static func stateError(_ path: String, _ what: String, _ error: Errno) -> PlugboardError {

@@ -134,13 +134,8 @@ public final class SettleWindow {
 
     /// FNV-1a of the syspath, else of bus and device number.
     @inline(__always) static func key(_ e: UnsafePointer<pb_event>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        if let p = syspath(e) {
-            for b in p { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        } else {
-            h = (h ^ (UInt64(e.pointee.busnum) << 16 | UInt64(e.pointee.devnum) | 1 << 40)) &* 0x0000_0100_0000_01b3
-        }
-        return h
+        if let p = syspath(e) { return FNV1a.hash(p) }
+        return (FNV1a.offsetBasis ^ (UInt64(e.pointee.busnum) << 16 | UInt64(e.pointee.devnum) | 1 << 40)) &* FNV1a.prime
     }
 
     @inline(__always) static func sameDevice(_ a: UnsafePointer<pb_event>, _ b: UnsafePointer<pb_event>) -> Bool {
