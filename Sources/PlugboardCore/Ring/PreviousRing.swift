@@ -1,7 +1,10 @@
 import CPlugboard
 import CPlugboardSupport
-import Foundation
 import PlugboardSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The ring file a previous daemon left in `state.ring_dir` (it crashed, was killed, or stopped),
 /// mapped read-only: what it published, for the next daemon to continue its sequences and to
@@ -117,11 +120,14 @@ public final class PreviousRing: @unchecked Sendable {
 /// text of the warning the caller logs. Never throws: if even the rename fails, the warning says
 /// that the file is ignored.
 public func setAside(_ path: String, why: String, what: String) -> String {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "UTC")
-    f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-    let aside = "\(path).corrupt-\(f.string(from: Date()))"
+    // gmtime_r, not Foundation: PlugboardCore is linked into plugboard-worker, which stays free
+    // of Foundation (its load was most of a worker process's start).
+    var now = time(nil)
+    var tm = tm()
+    gmtime_r(&now, &tm)
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    let stamp = "\(tm.tm_year + 1900)\(two(tm.tm_mon + 1))\(two(tm.tm_mday))T\(two(tm.tm_hour))\(two(tm.tm_min))\(two(tm.tm_sec))Z"
+    let aside = "\(path).corrupt-\(stamp)"
     do throws(Errno) {
         try FileSystem.rename(path, to: aside)
         return "\(path): the \(what) file left by the previous run is not usable: \(why). It was set aside as \(aside) and a new one started; events only it held are not recovered (fix: nothing to do; keep the set-aside file to inspect it, or delete it)"
