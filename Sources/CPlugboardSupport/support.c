@@ -193,18 +193,30 @@ int pbs_reap(int32_t pid, int *code, int *signaled) {
 const char *pbs_signal_name(int sig) { return sigabbrev_np(sig); }
 const char *pbs_signal_description(int sig) { return strsignal(sig); }
 
+/* Set in a fork server once it emptied its ambient and bounding sets; its copies inherit both. */
+static int pbs_inherited_sets_empty;
+
+int pbs_drop_inherited_capabilities(void) {
+    /* No capability for plugin code, whatever the daemon holds (a unit granting CAP_NET_ADMIN for
+     * the netlink receive buffer passes it on as an ambient capability): the ambient set first,
+     * then the bounding set while CAP_SETPCAP may still be held (EPERM: the daemon never had it).
+     * Neither touches the permitted and effective sets: a fork server keeps CAP_SETUID for its
+     * copies' drop to plugins.worker_user. */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+    for (int cap = 0; cap < 64; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break; /* past the last capability */
+    }
+    return 0;
+}
+
+void pbs_mark_inherited_capabilities_dropped(void) { pbs_inherited_sets_empty = 1; }
+
 int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step) {
     pid_t parent = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) { *step = "prctl(PR_SET_PDEATHSIG)"; return errno; }
-    /* No capability for plugin code, whatever the daemon holds (a unit granting CAP_NET_ADMIN for
-     * the netlink receive buffer passes it on as an ambient capability): the ambient set first,
-     * then the bounding set while CAP_SETPCAP may still be held (EPERM: the daemon never had it). */
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
-        *step = "prctl(PR_CAP_AMBIENT_CLEAR_ALL)";
-        return errno;
-    }
-    for (int cap = 0; cap < 64; cap++) {
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break; /* past the last capability */
+    if (!pbs_inherited_sets_empty) {
+        int r = pbs_drop_inherited_capabilities();
+        if (r) { *step = "prctl(PR_CAP_AMBIENT_CLEAR_ALL)"; return r; }
     }
     if (uid != (uint32_t)-1 && geteuid() == 0) {
         if (setgroups(0, NULL) != 0) { *step = "setgroups"; return errno; }
@@ -322,5 +334,192 @@ int pbs_crash_recorder_install(uint64_t *peak_word) {
     sa.sa_flags = SA_ONSTACK;
     for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
         if (sigaction(crash_signals[i], &sa, NULL) != 0) return errno;
+    return 0;
+}
+
+/* ---- Fork server: plugboard-worker --zygote (docs/architecture.md, "Starting a worker process") ---- */
+
+/* The process title area: [arg_start, room_end) of this process's own argv (and, when the
+ * first environment string is the PLUGBOARD_TITLE_ROOM padding, that string too). */
+static char *pbs_title_start;
+static size_t pbs_title_room;
+
+static void pbs_zygote_find_title_area(void) {
+    char buf[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = 0;
+    /* Fields after the command's closing parenthesis: field 3 is the state; arg_start,
+     * arg_end, env_start and env_end are fields 48 to 51. */
+    char *p = strrchr(buf, ')');
+    if (!p) return;
+    p++;
+    while (*p == ' ') p++;
+    if (!*p) return;
+    p++; /* field 3, the state: one letter */
+    unsigned long long f[52];
+    int field = 3;
+    while (*p && field < 51) {
+        while (*p == ' ') p++;
+        field++;
+        f[field] = strtoull(p, &p, 10);
+    }
+    if (field < 51) return;
+    char *arg_start = (char *)(uintptr_t)f[48], *arg_end = (char *)(uintptr_t)f[49];
+    char *env_start = (char *)(uintptr_t)f[50], *env_end = (char *)(uintptr_t)f[51];
+    if (!arg_start || arg_end <= arg_start) return;
+    pbs_title_start = arg_start;
+    pbs_title_room = (size_t)(arg_end - arg_start);
+    static const char pad[] = "PLUGBOARD_TITLE_ROOM=";
+    if (env_start == arg_end && env_end > env_start && strncmp(env_start, pad, sizeof pad - 1) == 0)
+        pbs_title_room += strlen(env_start) + 1;
+}
+
+/* setproctitle: writes "title" from arg_start, spaces to the end of the argv area when it is
+ * shorter (the kernel then reads /proc/PID/cmdline as one string up to its NUL). */
+static void pbs_zygote_set_title(const char *a, const char *b) {
+    if (!pbs_title_start || pbs_title_room < 2) return;
+    size_t room = pbs_title_room - 1, at = 0;
+    for (const char *s = a; *s && at < room; s++) pbs_title_start[at++] = *s;
+    if (at < room) pbs_title_start[at++] = ' ';
+    for (const char *s = b; *s && at < room; s++) pbs_title_start[at++] = *s;
+    memset(pbs_title_start + at, 0, pbs_title_room - at);
+}
+
+int pbs_zygote_serve(int sock, const char *argv0, char *name, size_t name_max, int *out_fds, int nfds) {
+    pbs_zygote_find_title_area();
+    /* The zygote runs no plugin code, but workers of the same user must not be able to ptrace
+     * the process every later worker is copied from. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) return -1;
+    /* The greeting the daemon waits for before its first request (an executable that is not a
+     * fork server, or an older one, never sends it, and workers are then spawned). */
+    static const char hello[] = PBS_ZYGOTE_HELLO;
+    if (send(sock, hello, sizeof hello - 1, MSG_NOSIGNAL) < 0) return -1;
+    for (;;) {
+        char data[256];
+        union { char buf[CMSG_SPACE(sizeof(int) * 16)]; struct cmsghdr align; } control;
+        struct iovec iov = {data, sizeof data - 1};
+        struct msghdr msg = {0};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1; /* the daemon closed its end: it is gone or shutting down */
+        data[n] = 0;
+        int fds[16], got = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < k && got < 16; i++) memcpy(&fds[got++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        }
+        int32_t reply;
+        if (got != nfds || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
+            reply = -EINVAL;
+        } else {
+            /* A sibling, not a child: CLONE_PARENT makes the daemon its parent, so the daemon
+             * waits for it, gets its exit status and its SIGCHLD, exactly as for a spawned one. */
+            long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
+            if (pid == 0) {
+                close(sock);
+                setpgid(0, 0);
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                for (int s = 1; s < NSIG; s++) {
+                    if (s == SIGKILL || s == SIGSTOP) continue;
+                    signal(s, SIG_DFL);
+                }
+                prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+                for (int i = 0; i < nfds; i++) out_fds[i] = fds[i];
+                size_t len = strlen(data);
+                if (len >= name_max) len = name_max - 1;
+                memcpy(name, data, len);
+                name[len] = 0;
+                pbs_zygote_set_title(argv0, name);
+                return 0;
+            }
+            reply = pid > 0 ? (int32_t)pid : -errno;
+        }
+        for (int i = 0; i < got; i++) close(fds[i]);
+        while (send(sock, &reply, sizeof reply, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
+    }
+}
+
+int pbs_zygote_greeting(int sock) {
+    char buf[64];
+    ssize_t n;
+    do { n = recv(sock, buf, sizeof buf, 0); } while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? ETIMEDOUT : errno;
+    if (n != (ssize_t)sizeof PBS_ZYGOTE_HELLO - 1 || memcmp(buf, PBS_ZYGOTE_HELLO, (size_t)n) != 0) return EPROTO;
+    return 0;
+}
+
+int pbs_is_child(int32_t pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int r;
+    do { r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT); } while (r < 0 && errno == EINTR);
+    return r == 0;
+}
+
+int pbs_zygote_request(int sock, const char *name, const int *fds, int nfds, int32_t *pid) {
+    union { char buf[CMSG_SPACE(sizeof(int) * 16)]; struct cmsghdr align; } control;
+    if (nfds > 16) return EINVAL;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {(void *)name, strlen(name)};
+    if (iov.iov_len == 0 || iov.iov_len > 255) return EINVAL;
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    if (n < 0) return errno == EAGAIN ? ETIMEDOUT : errno; /* EPIPE: the zygote was gone before the request */
+    int32_t reply = 0;
+    do { n = recv(sock, &reply, sizeof reply, 0); } while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? ETIMEDOUT : errno;
+    if (n != sizeof reply) return ECONNABORTED; /* it ended after taking the request */
+    if (reply < 0) return -reply;
+    *pid = reply;
+    return 0;
+}
+
+static void *pbs_thread_trampoline(void *arg) {
+    void (**fn)(void) = arg;
+    (*fn)();
+    return NULL;
+}
+
+int pbs_run_on_thread(void (*fn)(void)) {
+    pthread_t t;
+    int r = pthread_create(&t, NULL, pbs_thread_trampoline, &fn);
+    if (r) return r;
+    return pthread_join(t, NULL);
+}
+
+int pbs_seqpacket_pair(int fds[2]) { return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds); }
+
+int pbs_arrange_descriptors(const int *fds, int nfds, int stdout_fd, int stderr_fd) {
+    if (stdout_fd >= 0 && dup2(stdout_fd, 1) < 0) return errno;
+    if (stderr_fd >= 0 && dup2(stderr_fd, 2) < 0) return errno;
+    int base = 3 + nfds;
+    for (int i = 0; i < nfds; i++) if (fds[i] >= base) base = fds[i] + 1;
+    for (int i = 0; i < nfds; i++) if (dup2(fds[i], base + i) < 0) return errno;
+    for (int i = 0; i < nfds; i++) if (dup2(base + i, 3 + i) < 0) return errno;
+    pbs_close_from(3 + nfds);
     return 0;
 }

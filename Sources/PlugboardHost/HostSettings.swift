@@ -248,6 +248,7 @@ public struct HostSettings: Sendable {
         policy.cpuSeconds = UInt64(p.cpuLimit)
         policy.openFiles = UInt64(p.openFilesLimit)
         policy.prewarm = p.prewarm
+        policy.forkServer = p.forkServer
         if p.recycleAfterEvents > 0 || p.recycleAfterSeconds > 0 {
             recycle = RecyclePolicy(afterEvents: UInt64(p.recycleAfterEvents),
                                     afterTime: p.recycleAfterSeconds > 0 ? .seconds(p.recycleAfterSeconds) : nil,

@@ -90,6 +90,23 @@ public final class ChildProcess: Sendable {
         return ChildProcess(pid: pid, pidfd: FileDescriptor(rawValue: raw), path: path)
     }
 
+    /// A child of this process started some other way (a fork server's `CLONE_PARENT` copy),
+    /// watched from now on through a pidfd. The pid cannot be recycled before this process reaps it.
+    /// - Throws: `Errno` of `pidfd_open` (then the child is killed and reaped).
+    public static func adopt(pid: Int32, path: String) throws(Errno) -> ChildProcess {
+        // Never another process: a pid that is not this process's child is refused untouched.
+        guard pid > 0, pbs_is_child(pid) != 0 else { throw Errno(code: ECHILD, call: "waitid", detail: "pid \(pid) is not a child of this process") }
+        let raw = pbs_pidfd_open(pid)
+        if raw < 0 {
+            let e = Errno.current("pidfd_open")
+            kill(pid, SIGKILL)
+            var code: CInt = 0, sig: CInt = 0
+            while pbs_reap(pid, &code, &sig) == 0 { usleep(1000) }
+            throw e
+        }
+        return ChildProcess(pid: pid, pidfd: FileDescriptor(rawValue: raw), path: path)
+    }
+
     /// Sends `signal` to exactly this process (`pidfd_send_signal`); a process that already
     /// exited is not an error.
     public func signal(_ signal: Int32) {
@@ -132,6 +149,14 @@ public enum OutputPipe {
 }
 
 public enum SocketPair {
+    /// The corresponding C function is `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`:
+    /// messages keep their bounds, and descriptors passed with one arrive with it.
+    public static func seqpacket() throws(Errno) -> (FileDescriptor, FileDescriptor) {
+        var fds: [CInt] = [0, 0]
+        if pbs_seqpacket_pair(&fds) != 0 { throw Errno.current("socketpair") }
+        return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+
     /// The corresponding C function is `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
     public static func stream() throws(Errno) -> (FileDescriptor, FileDescriptor) {
         var fds: [CInt] = [0, 0]

@@ -120,8 +120,9 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         if !setup.expectedName.isEmpty && plugin.name != setup.expectedName {
             return refuse("skipped", "\(path): skipped: the plugin calls itself \"\(plugin.name)\" but its manifest says \"\(setup.expectedName)\" (fix: make plugin.name in plugin.toml match pb_plugin_api.name and pack again)")
         }
-        var logger = Logger(label: "plugboard-worker")
-        logger.logLevel = .critical
+        // The plugin's log calls go to the host through the queue (RemoteHost), never to this
+        // logger: no handler, nothing to format.
+        let logger = Logger(label: "plugboard-worker") { _ in SwiftLogNoOpLogHandler() }
         let configuration = setup.byName[plugin.name] ?? setup.pluginConfiguration
         let context = PluginContext(name: plugin.name, configuration: configuration, outputQueue: OutputQueue(maxRecords: 1),
                                     deviceTable: devices, logger: logger, remote: self)

@@ -136,7 +136,7 @@ struct ConfigTests {
             "redis.tls_key_file": "/etc/plugboard/client.key", "redis.tls_server_name": "redis.internal",
             "plugins.require_signature": "true", "plugins.trusted_keys_dir": "/k", "performance.settle_devices": "7",
             "control.socket": "/run/pb/ctl.sock", "control.group": "adm",
-            "plugins.recycle_after_events": "100000", "plugins.recycle_after_seconds": "3600", "plugins.recycle": "a, b", "plugins.prewarm": "true",
+            "plugins.recycle_after_events": "100000", "plugins.recycle_after_seconds": "3600", "plugins.recycle": "a, b", "plugins.prewarm": "true", "plugins.fork_server": "false",
             "performance.max_devices": "9", "plugins.output_queue_records": "32",
             "state.dir": "/var/lib/pb", "state.ring_dir": "/run/pb",
         ]
@@ -167,6 +167,7 @@ struct ConfigTests {
         #expect(d.performance.settleDevices == 7 && d.performance.debounceMilliseconds == 0)
         #expect(d.performance.maxDevices == 9 && d.plugins.outputQueueRecords == 32)
         #expect(d.stateDir == "/var/lib/pb" && d.stateRingDir == "/run/pb")
+        #expect(d.plugins.prewarm && d.plugins.forkServer == false)
     }
 
     @Test("performance.cpu_affinity takes a CPU list or a bare integer; a bad list names the key and the fix", arguments: [

@@ -125,6 +125,48 @@ int pbs_seal_future_write(void);
  */
 int pbs_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
               int stdout_fd, int stderr_fd, int new_group, int32_t *pid);
+/**
+ * The fork server's loop (`plugboard-worker --zygote`; docs/architecture.md, "Starting a worker
+ * process"). Makes itself non-dumpable and dies with the daemon; then, for each request on
+ * `sock` (a SOCK_SEQPACKET socket: the plugin's name, `nfds` descriptors), clones a copy of
+ * itself with CLONE_PARENT, so the new worker is the daemon's child, not the zygote's, and
+ * answers its pid (or -errno). Returns 0 in the new worker, with the name in `name` and the
+ * descriptors in `out_fds` (signals reset, a process group of its own, the process title
+ * "argv0 name"); -1 in the zygote when the daemon closed its end.
+ */
+#define PBS_ZYGOTE_HELLO "plugboard-zygote 1"
+int pbs_zygote_serve(int sock, const char *argv0, char *name, size_t name_max, int *out_fds, int nfds);
+/**
+ * The daemon's side: sends `name` and `fds` to the zygote on `sock` and waits for its answer
+ * (the socket's SO_RCVTIMEO bounds the wait). 0 and the new worker's pid, or an errno value:
+ * EPIPE or ECONNRESET, the zygote was gone before the request (nothing was started);
+ * ECONNABORTED, it ended after taking it, or ETIMEDOUT, it did not answer in time (a copy may
+ * have been started with the request's descriptors).
+ */
+int pbs_zygote_request(int sock, const char *name, const int *fds, int nfds, int32_t *pid);
+/**
+ * Empties the ambient and bounding capability sets (a worker's lock-down does it; a fork server
+ * does it once for all its copies, then calls pbs_mark_inherited_capabilities_dropped so they
+ * skip it). 0, or an errno value of prctl(PR_CAP_AMBIENT_CLEAR_ALL).
+ */
+int pbs_drop_inherited_capabilities(void);
+void pbs_mark_inherited_capabilities_dropped(void);
+/** Runs fn on a new thread and joins it (pthread_create, pthread_join): 0, or an errno value. */
+int pbs_run_on_thread(void (*fn)(void));
+/**
+ * Waits for the zygote's greeting (PBS_ZYGOTE_HELLO) on `sock`: 0; ETIMEDOUT (SO_RCVTIMEO
+ * passed), EPROTO (something else arrived: not a fork server), or the errno of recv.
+ */
+int pbs_zygote_greeting(int sock);
+/** Whether `pid` is a child of this process (waitid WNOWAIT: nothing is reaped). */
+int pbs_is_child(int32_t pid);
+/** socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC): 0, or -1 with errno. */
+int pbs_seqpacket_pair(int fds[2]);
+/**
+ * In a new worker: `stdout_fd` and `stderr_fd` (if >= 0) become 1 and 2, `fds[i]` becomes
+ * 3 + i, every descriptor above is closed. 0, or an errno value.
+ */
+int pbs_arrange_descriptors(const int *fds, int nfds, int stdout_fd, int stderr_fd);
 /** pipe2(fds, O_CLOEXEC), the read end then O_NONBLOCK: 0, or -1 with errno. */
 int pbs_output_pipe(int fds[2]);
 /** pidfd_open(pid, 0): a descriptor that becomes readable when the process exits, or -1 with errno. */

@@ -36,6 +36,9 @@ public struct ProcessPolicy: Sendable {
     /// StartLimitBurst / StartLimitIntervalSec).
     public var crashBurst: Int = 5
     public var crashInterval: Duration = .seconds(60)
+    /// Start workers as copies of a fork server (`plugboard-worker --zygote`, `ForkServer`)
+    /// instead of spawning the executable each time (`plugins.fork_server`).
+    public var forkServer = true
 
     public init(workerExecutable: String) { self.workerExecutable = workerExecutable }
 }
@@ -387,11 +390,16 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // An empty environment but for one setting: the Swift runtime's crash backtracer, which
             // would spend seconds symbolicating a plugin's crash before the process ends (the
             // host names the crash itself).
-            process = try Spawner.shared.spawn(policy.workerExecutable, arguments: [spec.name],
-                                             environment: ["SWIFT_BACKTRACE=enable=no"],
-                                             descriptors: [pair.1.rawValue, ringRO.rawValue, control.file.rawValue,
-                                                           q.memoryFile.rawValue, queue.wakeup.rawValue],
-                                             output: stdout.write, errors: stderr.write)
+            let descriptors = [pair.1.rawValue, ringRO.rawValue, control.file.rawValue, q.memoryFile.rawValue, queue.wakeup.rawValue]
+            if policy.forkServer {
+                process = try ForkServer.shared(for: policy.workerExecutable).spawn(
+                    name: spec.name, descriptors: descriptors, output: stdout.write, errors: stderr.write,
+                    environment: ["SWIFT_BACKTRACE=enable=no"])
+            } else {
+                process = try Spawner.shared.spawn(policy.workerExecutable, arguments: [spec.name],
+                                                 environment: ["SWIFT_BACKTRACE=enable=no"], descriptors: descriptors,
+                                                 output: stdout.write, errors: stderr.write)
+            }
             try? pair.1.close()
         } catch {
             return .failure(PluginLoadError(file: spec.path, kind: .isolated(code: "worker",

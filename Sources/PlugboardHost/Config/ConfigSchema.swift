@@ -174,6 +174,8 @@ public enum ConfigSchema {
                   help: "The plugins plugins.recycle_after_* apply to; empty: every process plugin."),
         ConfigKey(path: "plugins.prewarm", kind: .bool, defaultValue: .bool(false),
                   help: "Keep a spare worker process initialised for each process plugin, so a crash restart adopts it instead of waiting for spawn, dlopen and init (one more process per plugin)."),
+        ConfigKey(path: "plugins.fork_server", kind: .bool, defaultValue: .bool(true),
+                  help: "Start worker processes as copies of one fork server (plugboard-worker --zygote) instead of executing plugboard-worker for each: a clone instead of exec, dynamic linking and the Swift runtime's start. false: posix_spawn each."),
 
         ConfigKey(path: "control.socket", kind: .string, defaultValue: .string("/run/plugboard/control.sock"),
                   help: "Unix socket of `plugboard ctl` (serve only); empty serves none. Left at its default, a socket that cannot be created is a warning; set explicitly, an error."),

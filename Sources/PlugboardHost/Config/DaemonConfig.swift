@@ -147,6 +147,7 @@ public struct DaemonConfig: Sendable, Equatable {
         public var recycleAfterSeconds: Int = 0
         public var recycle: [String] = []
         public var prewarm = false
+        public var forkServer = true
         /// Most records in the plugin output queue.
         public var outputQueueRecords: Int = 4096
 
@@ -228,7 +229,7 @@ public struct DaemonConfig: Sendable, Equatable {
                                maxRecordBytes: int("plugins.max_record_bytes"), logRate: int("plugins.log_rate"),
                                recycleAfterEvents: int("plugins.recycle_after_events"),
                                recycleAfterSeconds: int("plugins.recycle_after_seconds"), recycle: list("plugins.recycle"),
-                               prewarm: bool("plugins.prewarm"),
+                               prewarm: bool("plugins.prewarm"), forkServer: bool("plugins.fork_server"),
                                outputQueueRecords: int("plugins.output_queue_records"))
         self.shutdownDeadline = deadline
         self.replayPace = str("replay.pace")
