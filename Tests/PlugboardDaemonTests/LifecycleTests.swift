@@ -184,6 +184,17 @@ struct DaemonProcessTests {
         }
     }
 
+    static func commandLine(_ pid: Int32) -> String {
+        (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+    }
+
+    static func children(of parent: Int32) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+            guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+            return s.contains("PPid:\t\(parent)\n")
+        }
+    }
+
     @Test("a SIGKILLed daemon takes its worker processes with it, also after they dropped to an unprivileged user")
     func killedDaemonLeavesNoWorker() async throws {
         try await onTestThread {
@@ -199,18 +210,29 @@ struct DaemonProcessTests {
             let port = try d.port()
             var pid = 0
             try d.waitFor("the worker process") {
-                let list = try JSONSerialization.jsonObject(with: Data(try httpGetBlocking(port: port, path: "/plugins").body.utf8)) as? [[String: Any]]
+                let body: String
+                do { body = try httpGetBlocking(port: port, path: "/plugins").body } catch { throw TestFailure("GET /plugins: \(error); daemon running: \(d.process.isRunning); stderr: \(d.stderr)") }
+                let list = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [[String: Any]]
                 pid = list?.first?["pid"] as? Int ?? 0
                 return pid > 0
             }
             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
             #expect(status.contains("Uid:\t65534"), "the worker dropped to nobody: \(status)")
+            // The worker is a copy of the fork server (plugins.fork_server, on by default), and
+            // both are the daemon's children.
+            let daemon = d.process.processIdentifier
+            #expect(status.contains("PPid:\t\(daemon)\n"), "the daemon's child: \(status)")
+            let zygotes = Self.children(of: daemon).filter { Self.commandLine($0).contains("\u{0}--zygote") }
+            #expect(zygotes.count == 1, "one fork server among the daemon's children")
             d.signal(SIGKILL)
             _ = d.waitForExit()
-            // The parent-death signal survives the drop to nobody: the worker goes with the daemon.
-            try d.waitFor("the worker to end") {
-                guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return true }
-                return s.contains("State:\tZ")
+            // The parent-death signal survives the drop to nobody: the worker goes with the daemon,
+            // and so does the fork server it was copied from.
+            for (what, p) in [("the worker", pid)] + zygotes.map({ ("the fork server", Int($0)) }) {
+                try d.waitFor("\(what) to end") {
+                    guard let s = try? String(contentsOfFile: "/proc/\(p)/status", encoding: .utf8) else { return true }
+                    return s.contains("State:\tZ")
+                }
             }
         }
     }
