@@ -32,6 +32,8 @@ let runs = option("--runs", 5)
 let events = option("--events", 500_000)
 let startPlugins = option("--plugins", 16)
 let gapMicroseconds = option("--gap-us", 200)
+/// `--only start`: only the start-up figures.
+let only = args.firstIndex(of: "--only").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
 
 let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -87,13 +89,14 @@ let logger: Logger = {
     return l
 }()
 
-func runtime(_ mode: Isolation, ringSlots: Int = 4096) -> Runtime {
+func runtime(_ mode: Isolation, ringSlots: Int = 4096, forkServer: Bool = true) -> Runtime {
     var o = RuntimeOptions()
     o.ringSlots = ringSlots
     o.batchSize = 64
     o.outputQueueRecords = 4 << 20
     var policy = ProcessPolicy(workerExecutable: workerExecutable)
     policy.account = nil  // keep the bench's user: the figures are about the boundary, not the uid
+    policy.forkServer = forkServer
     o.processPolicy = policy
     return try! Runtime(options: o, logger: logger)
 }
@@ -171,8 +174,8 @@ func latency(_ mode: Isolation) -> (p50: Double, p99: Double) {
 }
 
 /// Wall time of starting `startPlugins` plugins at once, per plugin, µs.
-func startCost(_ mode: Isolation) -> Double {
-    let rt = runtime(mode, ringSlots: 64)
+func startCost(_ mode: Isolation, forkServer: Bool = true) -> Double {
+    let rt = runtime(mode, ringSlots: 64, forkServer: forkServer)
     let t0 = clock.now
     for i in 0..<startPlugins { add(rt, mode, i) }
     precondition(rt.startWorkers() == startPlugins, "\(rt.failures)")
@@ -190,7 +193,10 @@ print("|---|---|---|---|")
 func row(_ name: String, _ unit: String, _ t: Double, _ p: Double, digits: Int = 0) {
     print("| \(name) | \(String(format: "%.\(digits)f", t)) \(unit) | \(String(format: "%.\(digits)f", p)) \(unit) | \(String(format: "%.2f", p / t)) |")
 }
-for consumers in [1, 4] {
+// The fork server starts with the first process plugin and serves the daemon's whole life: its
+// own start (one exec of plugboard-worker) is measured here, once, apart from the per-plugin cost.
+let firstStart = startCost(.process)
+for consumers in only == nil ? [1, 4] : [] {
     var t: [Double] = [], p: [Double] = []
     for _ in 0..<runs {
         t.append(throughput(.thread, consumers: consumers))
@@ -198,7 +204,7 @@ for consumers in [1, 4] {
     }
     row("ring throughput 1 -> \(consumers)", "ev/s", median(t), median(p))
 }
-do {
+if only == nil {
     var t50: [Double] = [], t99: [Double] = [], p50: [Double] = [], p99: [Double] = []
     for _ in 0..<max(1, runs / 2) {
         let a = latency(.thread), b = latency(.process)
@@ -214,8 +220,13 @@ do {
         p.append(startCost(.process))
     }
     row("start-up per plugin (\(startPlugins) at once)", "µs", median(t), median(p))
+    var spawned: [Double] = []
+    for _ in 0..<(args.contains("--no-spawn") ? 0 : runs) { spawned.append(startCost(.process, forkServer: false)) }
+    if !spawned.isEmpty { print("  (process mode with posix_spawn per worker, plugins.fork_server = false: \(Int(median(spawned))) µs per plugin, "
+          + "\(String(format: "%.2f", median(spawned) / median(t)))× thread mode; the first start, the fork server's own start "
+          + "included: \(Int(firstStart)) µs per plugin)") }
 }
-do {
+if only == nil {
     var t: [Double] = [], p: [Double] = []
     for _ in 0..<runs {
         let t0 = 1 / throughput(.thread, consumers: 1), t1 = 1 / throughput(.thread, consumers: 1, publish: true)
