@@ -234,8 +234,12 @@ int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step) {
     memset(none, 0, sizeof none);
     if (syscall(SYS_capset, &header, none) != 0) { *step = "capset"; return errno; }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) { *step = "prctl(PR_SET_NO_NEW_PRIVS)"; return errno; }
-    /* Dropping uid clears the dumpable flag's effect on /proc ownership; keep the worker
-     * inspectable by its owner (the host reads /proc/PID for status). */
+    /* Non-dumpable: another plugin's worker running as the same user (plugins.worker_user, or
+     * the daemon's own user under DynamicUser) can neither ptrace this one nor open its
+     * /proc/PID/mem to forge what it publishes. A drop from root already cleared the flag; a
+     * worker that stays the daemon's user would keep it. The host reads nothing of a worker's
+     * /proc but its status, which stays readable. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) { *step = "prctl(PR_SET_DUMPABLE)"; return errno; }
     return 0;
 }
 
@@ -437,7 +441,7 @@ int pbs_zygote_serve(int sock, const char *argv0, char *name, size_t name_max, i
                     if (s == SIGKILL || s == SIGSTOP) continue;
                     signal(s, SIG_DFL);
                 }
-                prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+                /* Still non-dumpable, as the zygote is: the worker's lock-down keeps it so. */
                 for (int i = 0; i < nfds; i++) out_fds[i] = fds[i];
                 size_t len = strlen(data);
                 if (len >= name_max) len = name_max - 1;

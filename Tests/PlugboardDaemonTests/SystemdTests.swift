@@ -93,6 +93,8 @@ struct SystemdTests {
         let plugins = dir.path + "/plugins"
         try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
         chmod(dir.path, 0o755)
+        // A plugin in a worker process (the default), which shares the daemon's user here.
+        try buildRecorderPlugin(named: "sameuser", into: plugins)
         let binary = try #require(productBinary("plugboard"))
         let log = dir.path + "/run.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -101,7 +103,9 @@ struct SystemdTests {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         // setpriv execs the daemon: same pid.
         p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "--", binary, "run", "--plugins", plugins,
-                       "--registry-cache", "none", "--source", "synthetic:1000000000", "--log-level", "info"]
+                       "--registry-cache", "none", "--source", "synthetic:1000000000", "--log-level", "info",
+                       "--set", "plugins.manifests=false", "--set", "plugins.isolation=process", "--lossy",
+                       "--plugin-config", "sameuser.output=/dev/null", "--plugin-config", "sameuser.delay_us=1000"]
         p.environment = [:]
         p.standardOutput = out
         p.standardError = out
@@ -117,6 +121,23 @@ struct SystemdTests {
         var st = stat()
         #expect(stat("/proc/\(p.processIdentifier)/status", &st) == 0)
         #expect(st.st_uid == 0, "a non-dumpable process's /proc files belong to root; a dumpable one's to its user (65534): \(st.st_uid)")
+        // Its worker and the fork server the worker was copied from are non-dumpable too: one
+        // plugin's worker cannot ptrace another's, though they share the user.
+        let daemon = p.processIdentifier
+        var children: [Int32] = []
+        for _ in 0..<600 where children.count < 2 {
+            children = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter {
+                ((try? String(contentsOfFile: "/proc/\($0)/status", encoding: .utf8)) ?? "").contains("PPid:\t\(daemon)\n")
+            }
+            if children.count < 2 { usleep(10_000) }
+        }
+        #expect(children.count == 2, "the fork server and the worker: \(children); \(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").suffix(2000))")
+        for child in children {
+            let status = (try? String(contentsOfFile: "/proc/\(child)/status", encoding: .utf8)) ?? ""
+            #expect(status.contains("Uid:\t65534"), "\(status)")
+            var cs = stat()
+            #expect(stat("/proc/\(child)/status", &cs) == 0 && cs.st_uid == 0, "\(child) is non-dumpable: \(cs.st_uid)")
+        }
     }
 
     @Test("packaging/plugboard.service passes systemd-analyze verify", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))

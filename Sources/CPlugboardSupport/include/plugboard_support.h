@@ -198,7 +198,8 @@ const char *pbs_signal_description(int sig);
 /**
  * In a worker process, before any plugin code is loaded: sets PR_SET_NO_NEW_PRIVS and
  * PR_SET_PDEATHSIG (SIGKILL when the host dies), then, when `uid` is not (uint32_t)-1 and
- * the process runs as root, drops to uid/gid with no supplementary groups. Returns 0, or
+ * the process runs as root, drops to uid/gid with no supplementary groups; empties the
+ * capability sets and makes the process non-dumpable (no ptrace by same-user processes). Returns 0, or
  * an errno value with *step naming the call that failed.
  */
 int pbs_lock_down(uint32_t uid, uint32_t gid, const char **step);
