@@ -62,6 +62,9 @@ struct ConfigCommand: ParsableCommand {
                     print(effective.render())
                     print("# host settings (what run, serve and monitor start with)")
                     print("host settings: \(settings.summaryLine)")
+                    // stdout is block-buffered into a pipe: flushed first, the warnings below
+                    // cannot land in the middle of a line of it (`2>&1`, a test reading both).
+                    fflush(nil)  // every output stream; `stdout` itself is not concurrency-safe to name
                     for warning in warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
                     if !problems.isEmpty {
                         FileHandle.standardError.write(Data((ConfigError(problems: problems).description + "\n").utf8))
