@@ -151,6 +151,15 @@ bench-signatures:
 	$(SWIFT) build -c release --product plugboard-worker
 	umask 022 && .build/release/plugboard-bench-manifests --signatures
 
+## bench-startup: the whole process start -> exit with 100 plugins, warm registry (thread, process,
+## process without the fork server), against a C program dlopen-ing the same files, same run.
+.PHONY: bench-startup
+bench-startup:
+	$(SWIFT) build -c release --product plugboard-bench-manifests
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product plugboard-worker
+	umask 022 && .build/release/plugboard-bench-manifests --startup
+
 clean:
 	rm -rf .build build Benchmarks/.build .build-fuzz
 

@@ -26,33 +26,9 @@ func signatureBenchmark(plugins count: Int, iterations: Int) throws {
     for d in [dir, trusted, work + "/src"] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
     defer { try? FileManager.default.removeItem(atPath: work) }
 
-    // Each plugin compiled under its own name (the host checks the name against the manifest).
-    let source = """
-        #include <plugboard.h>
-        static pb_status events(void *s, const pb_event *const *ev, uint32_t n) { (void)s; (void)ev; (void)n; return PB_OK; }
-        static const pb_plugin_api table = { sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), NAME, "1.0.0",
-                                             NULL, events, NULL, NULL, NULL, NULL };
-        PB_PLUGIN_ENTRY(in, out) { return pb_negotiate_default(in, out, &table); }
-        """
-    try source.write(toFile: work + "/src/p.c", atomically: true, encoding: .utf8)
     let key = SigningKey.generate()
     try key.write(privateTo: work + "/bench.key", publicTo: trusted + "/bench.pub", comment: "bench")
-    for i in 0..<count {
-        let name = "sig\(i)"
-        let lib = "\(dir)/lib\(name).so"
-        let cc = Process()
-        cc.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
-        cc.arguments = ["-std=gnu11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-I", root + "/SDK/include",
-                        "-DNAME=\"\(name)\"", work + "/src/p.c", "-o", lib]
-        try cc.run()
-        cc.waitUntilExit()
-        precondition(cc.terminationStatus == 0, "cc failed")
-        let toml = "\(work)/src/\(name).toml"
-        try "[plugin]\nname = \"\(name)\"\nversion = \"1.0.0\"\nlibrary = \"lib\(name).so\"\n\n[[match]]\nsubsystem = \"usb\"\n"
-            .write(toFile: toml, atomically: true, encoding: .utf8)
-        _ = try Packer.pack(tomlPath: toml, libraryPath: lib, output: "\(dir)/\(name).pbm")
-        try PluginSignature.sign(manifestAt: "\(dir)/\(name).pbm", with: key)
-    }
+    try makeBenchPlugins(count: count, into: dir, work: work, root: root, prefix: "sig", signedWith: key)
     let cache = work + "/registry.pbr"
     _ = PluginCatalog.discover(dirs: [dir], registry: ManifestRegistry(cachePath: cache))  // warm it
 
@@ -123,4 +99,35 @@ func signatureBenchmark(plugins count: Int, iterations: Int) throws {
     let t = now()
     for _ in 0..<1000 { precondition(keys.verify(manifestAt: "\(dir)/sig0.pbm", bytes: bytes) != .missing) }
     print("\none signature check (stat + read the .sig + Ed25519 verify): \(fmt(Double(now() - t) / 1e6, 1)) µs")
+}
+
+/// `count` small C plugins (`PREFIXi`, each compiled under its own name: the host checks the name
+/// against the manifest) packed into `dir`, each signed with `key` when one is given.
+func makeBenchPlugins(count: Int, into dir: String, work: String, root: String, prefix: String,
+                      signedWith key: SigningKey?) throws {
+    try FileManager.default.createDirectory(atPath: work + "/src", withIntermediateDirectories: true)
+    let source = """
+        #include <plugboard.h>
+        static pb_status events(void *s, const pb_event *const *ev, uint32_t n) { (void)s; (void)ev; (void)n; return PB_OK; }
+        static const pb_plugin_api table = { sizeof(pb_plugin_api), PB_ABI_VERSION(PB_ABI_MAJOR, PB_ABI_MINOR), NAME, "1.0.0",
+                                             NULL, events, NULL, NULL, NULL, NULL };
+        PB_PLUGIN_ENTRY(in, out) { return pb_negotiate_default(in, out, &table); }
+        """
+    try source.write(toFile: work + "/src/p.c", atomically: true, encoding: .utf8)
+    for i in 0..<count {
+        let name = "\(prefix)\(i)"
+        let lib = "\(dir)/lib\(name).so"
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+        cc.arguments = ["-std=gnu11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-I", root + "/SDK/include",
+                        "-DNAME=\"\(name)\"", work + "/src/p.c", "-o", lib]
+        try cc.run()
+        cc.waitUntilExit()
+        precondition(cc.terminationStatus == 0, "cc failed")
+        let toml = "\(work)/src/\(name).toml"
+        try "[plugin]\nname = \"\(name)\"\nversion = \"1.0.0\"\nlibrary = \"lib\(name).so\"\n\n[[match]]\nsubsystem = \"usb\"\n"
+            .write(toFile: toml, atomically: true, encoding: .utf8)
+        _ = try Packer.pack(tomlPath: toml, libraryPath: lib, output: "\(dir)/\(name).pbm")
+        if let key { try PluginSignature.sign(manifestAt: "\(dir)/\(name).pbm", with: key) }
+    }
 }
