@@ -183,6 +183,13 @@ bench-isolation: deps
 	$(SWIFT) build -c release --product plugboard-worker
 	$(SWIFT) build -c release --product plugboard-bench-isolation
 	.build/release/plugboard-bench-isolation --runs 5 --events 500000 --plugins 16 --gap-us 200
+## bench-scaling: time per event per plugin with 1, 4, 16 and 64 plugins, thread and process mode,
+## against the 1-plugin figure of the same run (docs/benchmarks.md, "Cost per plugin from 1 to 64").
+.PHONY: bench-scaling
+bench-scaling: deps
+	$(SWIFT) build -c release --product plugboard-worker
+	$(SWIFT) build -c release --product plugboard-bench-isolation
+	.build/release/plugboard-bench-isolation --only scaling --runs 3 --events 200000 --batch 20
 ## bench-settle: the settle window's cost per event, and a plugin without one beside it, against a
 ## plugin without one in the same run (docs/benchmarks.md, "## Settle window").
 .PHONY: bench-settle

@@ -32,6 +32,8 @@ let runs = option("--runs", 5)
 let events = option("--events", 500_000)
 let startPlugins = option("--plugins", 16)
 let gapMicroseconds = option("--gap-us", 200)
+/// Events per batch handed to a plugin (64 unless given; the daemon's default, performance.batch_size, is 20).
+let batch = option("--batch", 64)
 /// `--only start`: only the start-up figures.
 let only = args.firstIndex(of: "--only").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
 
@@ -80,7 +82,10 @@ func build(_ name: String) -> String {
     precondition(p.terminationStatus == 0, "cc failed for \(name)")
     return out
 }
-let maxPlugins = max(4, startPlugins)
+/// `--only scaling`: the time per event per plugin with 1, 4, 16 and 64 plugins (issue 16's row
+/// "cost per plugin flat from 1 to 64 plugins"), both modes.
+let scalingCounts = [1, 4, 16, 64]
+let maxPlugins = max(4, startPlugins, only == "scaling" ? scalingCounts.max()! : 0)
 let libraries = (0..<maxPlugins).map { build("count\($0)") }
 
 let logger: Logger = {
@@ -92,7 +97,7 @@ let logger: Logger = {
 func runtime(_ mode: Isolation, ringSlots: Int = 4096, forkServer: Bool = true) -> Runtime {
     var o = RuntimeOptions()
     o.ringSlots = ringSlots
-    o.batchSize = 64
+    o.batchSize = batch
     o.outputQueueRecords = 4 << 20
     var policy = ProcessPolicy(workerExecutable: workerExecutable)
     policy.account = nil  // keep the bench's user: the figures are about the boundary, not the uid
@@ -105,10 +110,10 @@ func add(_ rt: Runtime, _ mode: Isolation, _ i: Int, publish: Bool = false) {
     let config: PluginConfiguration = publish ? ["publish": "1"] : [:]
     switch mode {
     case .thread:
-        rt.addPlugin(try! PluginLoader.open(libraries[i]), configuration: config, batchSize: 64)
+        rt.addPlugin(try! PluginLoader.open(libraries[i]), configuration: config, batchSize: batch)
     case .process:
         rt.addProcessPlugin(ProcessPluginSpec(path: libraries[i], name: "count\(i)", version: "1.0.0", configuration: config,
-                                              batchSize: 64, deadline: nil, manifest: []))
+                                              batchSize: batch, deadline: nil, manifest: []))
     }
 }
 
@@ -187,6 +192,33 @@ func startCost(_ mode: Isolation, forkServer: Bool = true) -> Double {
 }
 
 print("plugboard-bench-isolation: \(runs) runs, \(events) events, \(startPlugins) plugins at start, paced gap \(gapMicroseconds) µs")
+if only == "scaling" {
+    // The synthetic source at full speed with flow control (no loss), N counting plugins: wall
+    // time / (events × N). The baseline is the same figure with one plugin, in the same run; the
+    // host's voluntary context switches (getrusage) per 100,000 events say how often its threads slept.
+    print("")
+    print("| plugins | thread: ns per event per plugin | × 1 plugin | host voluntary switches / 100k events | process: ns per event per plugin | × 1 plugin |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    var base: [Isolation: Double] = [:]
+    for n in scalingCounts {
+        var per: [Isolation: [Double]] = [:], switches: [Double] = []
+        for _ in 0..<runs {
+            for mode in [Isolation.thread, .process] {
+                var before = rusage(), after = rusage()
+                getrusage(RUSAGE_SELF.rawValue, &before)
+                let rate = throughput(mode, consumers: n)
+                getrusage(RUSAGE_SELF.rawValue, &after)
+                per[mode, default: []].append(1e9 / rate / Double(n))
+                if mode == .thread { switches.append(Double(after.ru_nvcsw - before.ru_nvcsw) * 100_000 / Double(events)) }
+            }
+        }
+        let t = median(per[.thread]!), p = median(per[.process]!)
+        if n == scalingCounts[0] { base = [.thread: t, .process: p] }
+        print("| \(n) | \(String(format: "%.1f", t)) | \(String(format: "%.2f", t / base[.thread]!)) | \(Int(median(switches))) "
+              + "| \(String(format: "%.1f", p)) | \(String(format: "%.2f", p / base[.process]!)) |")
+    }
+    exit(0)
+}
 print("")
 print("| figure | thread mode | process mode | process / thread |")
 print("|---|---|---|---|")
