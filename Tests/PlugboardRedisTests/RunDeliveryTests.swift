@@ -84,7 +84,11 @@ struct RunDeliveryTests {
         server.kill()
         let status = run.wait()
         #expect(status == 3, "\(run.output.suffix(2000))")
-        #expect(run.output.contains("1 events not stored in \(key) (1 not acknowledged by Redis when the publisher stopped)"),
+        // The first entry is in the stream, but Redis may be killed before the publisher read its
+        // reply (seen on a loaded machine): an entry never acknowledged counts as not stored
+        // (at least once), so the run names 1 or both, never none.
+        #expect(run.output.contains("1 events not stored in \(key) (1 not acknowledged by Redis when the publisher stopped)")
+                || run.output.contains("2 events not stored in \(key) (2 not acknowledged by Redis when the publisher stopped)"),
                 "\(run.output.suffix(2000))")
     }
 
