@@ -79,6 +79,11 @@ public final class ChildProcess: Sendable {
             }
         }
         if r != 0 { throw Errno(code: r, call: "posix_spawn", path: path) }
+        return try watching(pid, path: path)
+    }
+
+    /// The child `pid`, watched through a pidfd; if none can be opened it is killed and reaped.
+    private static func watching(_ pid: Int32, path: String) throws(Errno) -> ChildProcess {
         let raw = pbs_pidfd_open(pid)
         if raw < 0 {
             let e = Errno.current("pidfd_open")
@@ -96,15 +101,7 @@ public final class ChildProcess: Sendable {
     public static func adopt(pid: Int32, path: String) throws(Errno) -> ChildProcess {
         // Never another process: a pid that is not this process's child is refused untouched.
         guard pid > 0, pbs_is_child(pid) != 0 else { throw Errno(code: ECHILD, call: "waitid", detail: "pid \(pid) is not a child of this process") }
-        let raw = pbs_pidfd_open(pid)
-        if raw < 0 {
-            let e = Errno.current("pidfd_open")
-            kill(pid, SIGKILL)
-            var code: CInt = 0, sig: CInt = 0
-            while pbs_reap(pid, &code, &sig) == 0 { usleep(1000) }
-            throw e
-        }
-        return ChildProcess(pid: pid, pidfd: FileDescriptor(rawValue: raw), path: path)
+        return try watching(pid, path: path)
     }
 
     /// Sends `signal` to exactly this process (`pidfd_send_signal`); a process that already

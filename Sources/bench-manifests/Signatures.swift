@@ -13,13 +13,7 @@ import PlugboardManifestTools
 import PlugboardSigning
 
 func signatureBenchmark(plugins count: Int, iterations: Int) throws {
-    let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    let plugboard = binDir + "/plugboard"
-    guard access(plugboard, X_OK) == 0, access(binDir + "/plugboard-worker", X_OK) == 0 else {
-        print("build plugboard and plugboard-worker next to this tool first (`make bench-signatures`)")
-        exit(1)
-    }
+    let (plugboard, root) = builtDaemon(target: "bench-signatures")
     umask(0o022)
     let work = "/tmp/plugboard-bench-signatures-\(getpid())"
     let dir = work + "/plugins", trusted = work + "/trusted.d"
@@ -99,6 +93,18 @@ func signatureBenchmark(plugins count: Int, iterations: Int) throws {
     let t = now()
     for _ in 0..<1000 { precondition(keys.verify(manifestAt: "\(dir)/sig0.pbm", bytes: bytes) != .missing) }
     print("\none signature check (stat + read the .sig + Ed25519 verify): \(fmt(Double(now() - t) / 1e6, 1)) µs")
+}
+
+/// The release `plugboard` beside this tool (with its `plugboard-worker`), and the package root;
+/// exits naming the make target that builds them when they are missing.
+func builtDaemon(target: String) -> (plugboard: String, root: String) {
+    let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    guard access(binDir + "/plugboard", X_OK) == 0, access(binDir + "/plugboard-worker", X_OK) == 0 else {
+        print("build plugboard and plugboard-worker next to this tool first (`make \(target)`)")
+        exit(1)
+    }
+    return (binDir + "/plugboard", root)
 }
 
 /// `count` small C plugins (`PREFIXi`, each compiled under its own name: the host checks the name

@@ -13,13 +13,7 @@
 import Foundation
 
 func startupBenchmark(plugins count: Int, iterations: Int) throws {
-    let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    let plugboard = binDir + "/plugboard"
-    guard access(plugboard, X_OK) == 0, access(binDir + "/plugboard-worker", X_OK) == 0 else {
-        print("build plugboard and plugboard-worker next to this tool first (`make bench-startup`)")
-        exit(1)
-    }
+    let (plugboard, root) = builtDaemon(target: "bench-startup")
     umask(0o022)
     let work = "/tmp/plugboard-bench-startup-\(getpid())"
     let dir = work + "/plugins", empty = work + "/none"
