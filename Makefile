@@ -184,12 +184,16 @@ bench-isolation: deps
 	$(SWIFT) build -c release --product plugboard-bench-isolation
 	.build/release/plugboard-bench-isolation --runs 5 --events 500000 --plugins 16 --gap-us 200
 ## bench-scaling: time per event per plugin with 1, 4, 16 and 64 plugins, thread and process mode,
-## against the 1-plugin figure of the same run (docs/benchmarks.md, "Cost per plugin from 1 to 64").
+## against the 1-plugin figure of the same run, in the runtime and through the whole `plugboard run`
+## (docs/benchmarks.md, "Cost per plugin from 1 to 64").
 .PHONY: bench-scaling
 bench-scaling: deps
 	$(SWIFT) build -c release --product plugboard-worker
 	$(SWIFT) build -c release --product plugboard-bench-isolation
 	.build/release/plugboard-bench-isolation --only scaling --runs 3 --events 200000 --batch 20
+	$(SWIFT) build -c release --product plugboard
+	$(SWIFT) build -c release --product plugboard-bench-manifests
+	umask 022 && .build/release/plugboard-bench-manifests --scaling
 ## bench-settle: the settle window's cost per event, and a plugin without one beside it, against a
 ## plugin without one in the same run (docs/benchmarks.md, "## Settle window").
 .PHONY: bench-settle

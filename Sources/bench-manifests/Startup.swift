@@ -44,32 +44,8 @@ func startupBenchmark(plugins count: Int, iterations: Int) throws {
 
     let cache = work + "/registry.pbr"
     let user = String(cString: getpwuid(geteuid())!.pointee.pw_name)
-    /// Wall time of one command, start to exit, ms; it must exit 0 and (for runs) load every plugin.
-    /// `posix_spawn` and `waitpid` directly: Foundation's `Process` added ~50 ms to every launch.
     func time(_ path: String, _ arguments: [String], expect plugins: Int? = nil) -> Double {
-        let output = work + "/out.txt"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let t = now()
-        let r = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        precondition(r == 0, "posix_spawn \(path): \(r)")
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let ms = Double(now() - t) / 1e6
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        precondition(status == 0 && !text.contains("rejected"), "\(path) \(arguments) failed (\(status)): \(text.suffix(800))")
-        if let plugins {
-            // `run` prints a summary line per plugin ("NAME  stopped  EVENTS ..."): all ran.
-            let ran = text.split(separator: "\n").filter { $0.hasPrefix("start") && $0.contains(" stopped ") }.count
-            precondition(ran == plugins, "expected \(plugins) plugins in the summary, found \(ran): \(text.suffix(800))")
-        }
-        return ms
+        timeCommand(path, arguments, output: work + "/out.txt", expectPlugins: plugins)
     }
     func run(_ plugins: String, _ extra: [String]) -> [String] {
         ["run", "--plugins", plugins, "--source", "synthetic:1", "--registry-cache", cache, "--log-level", "error",
@@ -101,4 +77,77 @@ func startupBenchmark(plugins count: Int, iterations: Int) throws {
         print("\(mode): whole \(fmt(m[i], 2)) ms = \(fmt(m[i] / m[2], 2))x the floor (goal <= 2x); "
               + "per extra plugin \(fmt(per, 1)) µs = \(fmt(per / floorPer, 2))x dlopen (goal <= 1.5x)")
     }
+}
+
+/// `plugboard-bench-manifests --scaling`: issue 16's row "synthetic source, time per event per
+/// plugin, 16 → 64 plugins" through the whole daemon (`plugboard run --source synthetic:E`, default
+/// settings, flow control: nothing lost), 1, 16 and 64 plugins, thread and process isolation. The
+/// figure: (run with N plugins − run with none) / (E × N); the baseline is the 1-plugin figure of
+/// the same run. Round-robin, medians.
+func daemonScalingBenchmark(events: Int, iterations: Int) throws {
+    let (plugboard, root) = builtDaemon(target: "bench-scaling")
+    umask(0o022)
+    let work = "/tmp/plugboard-bench-scaling-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: work) }
+    let counts = [0, 1, 16, 64]
+    for n in counts {
+        try FileManager.default.createDirectory(atPath: "\(work)/p\(n)", withIntermediateDirectories: true)
+        try makeBenchPlugins(count: n, into: "\(work)/p\(n)", work: "\(work)/build\(n)", root: root, prefix: "start", signedWith: nil)
+    }
+    let user = String(cString: getpwuid(geteuid())!.pointee.pw_name)
+    func run(_ n: Int, _ isolation: String) -> Double {
+        let args = ["run", "--plugins", "\(work)/p\(n)", "--source", "synthetic:\(events)", "--registry-cache", "\(work)/registry\(n).pbr",
+                    "--log-level", "error", "--set", "plugins.isolation=\(isolation)", "--set", "plugins.worker_user=\(user)"]
+        return timeCommand(plugboard, args, output: work + "/out.txt", expectPlugins: n)
+    }
+    var samples: [String: [Double]] = [:]
+    for isolation in ["thread", "process"] { for n in counts { _ = run(n, isolation) } }  // warm caches
+    for _ in 0..<iterations {
+        for isolation in ["thread", "process"] {
+            for n in counts { samples["\(isolation)\(n)", default: []].append(run(n, isolation)) }
+        }
+    }
+    print("## time per event per plugin through `plugboard run --source synthetic:\(events)` (\(iterations) rounds, medians)\n")
+    print("| plugins | thread: run ms | ns per event per plugin | × 1 plugin | process: run ms | ns per event per plugin | × 1 plugin |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    var base: [String: Double] = [:]
+    for n in counts {
+        var cells: [String] = []
+        for isolation in ["thread", "process"] {
+            let ms = percentile(samples["\(isolation)\(n)"]!, 0.5), none = percentile(samples["\(isolation)0"]!, 0.5)
+            guard n > 0 else { cells += [fmt(ms, 1), "—", "—"]; continue }
+            let per = (ms - none) * 1e6 / Double(events * n)
+            if n == 1 { base[isolation] = per }
+            cells += [fmt(ms, 1), fmt(per, 1), fmt(per / base[isolation]!, 2)]
+        }
+        print("| \(n) | " + cells.joined(separator: " | ") + " |")
+    }
+}
+
+/// Wall time of one command, start to exit, ms; it must exit 0 and, given `expectPlugins`, show
+/// that many plugins (named `start…`) in `run`'s summary. `posix_spawn` and `waitpid` directly:
+/// Foundation's `Process` added ~50 ms to every launch.
+func timeCommand(_ path: String, _ arguments: [String], output: String, expectPlugins plugins: Int? = nil) -> Double {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let t = now()
+    let r = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    precondition(r == 0, "posix_spawn \(path): \(r)")
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let ms = Double(now() - t) / 1e6
+    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+    precondition(status == 0 && !text.contains("rejected"), "\(path) \(arguments) failed (\(status)): \(text.suffix(800))")
+    if let plugins {
+        // `run` prints a summary line per plugin ("NAME  stopped  EVENTS ..."): all ran.
+        let ran = text.split(separator: "\n").filter { $0.hasPrefix("start") && $0.contains(" stopped ") }.count
+        precondition(ran == plugins, "expected \(plugins) plugins in the summary, found \(ran): \(text.suffix(800))")
+    }
+    return ms
 }

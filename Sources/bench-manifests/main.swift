@@ -3,6 +3,7 @@
 //   plugboard-bench-manifests [--so PATH] [--plugins N] [--iterations N]
 //   plugboard-bench-manifests --signatures [--iterations N]   (Signatures.swift; `make bench-signatures`)
 //   plugboard-bench-manifests --startup [--iterations N]      (Startup.swift; `make bench-startup`)
+//   plugboard-bench-manifests --scaling [--iterations N]      (Startup.swift; `make bench-scaling`)
 //
 // 1. Start-up with N plugins (default 100): cold (no registry cache: read + validate every .pbm, hash
 //    every .so, write the cache), warm (valid cache: stat + one mmap'd file), and the baseline of a host
@@ -28,6 +29,11 @@ func percentile(_ xs: [Double], _ p: Double) -> Double {
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
+if CommandLine.arguments.contains("--scaling") {
+    let i = CommandLine.arguments.firstIndex(of: "--iterations").map { $0 + 1 }
+    try daemonScalingBenchmark(events: 200_000, iterations: i.flatMap { Int(CommandLine.arguments[$0]) } ?? 5)
+    exit(0)
+}
 if CommandLine.arguments.contains("--startup") {
     let i = CommandLine.arguments.firstIndex(of: "--iterations").map { $0 + 1 }
     try startupBenchmark(plugins: 100, iterations: i.flatMap { Int(CommandLine.arguments[$0]) } ?? 15)
