@@ -1,5 +1,6 @@
 import CPlugboardSupport
 import Foundation
+import Logging
 import PlugboardCore
 import PlugboardSystem
 import PlugboardTestSupport
@@ -23,7 +24,15 @@ struct ForkServerTests {
         return link
     }
 
-    static func runtime(worker: String, forkServer: Bool = true) throws -> Runtime {
+    /// Log lines of the runtimes made with `log:`, for the operator-facing messages.
+    final class Lines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var text: String { lock.withLock { lines.joined(separator: "\n") } }
+    }
+
+    static func runtime(worker: String, forkServer: Bool = true, log: Lines? = nil) throws -> Runtime {
         var options = RuntimeOptions()
         options.ringSlots = 256
         options.outputQueueRecords = 20_000
@@ -31,7 +40,8 @@ struct ForkServerTests {
         policy.restartBackoff = .milliseconds(5)
         policy.forkServer = forkServer
         options.processPolicy = policy
-        return try Runtime(options: options, logger: TestSupport.logger)
+        let logger = log.map { lines in Logger(label: "fork-server-test") { _ in TestSupport.TraceHandler(sink: { lines.append($0) }) } }
+        return try Runtime(options: options, logger: logger ?? TestSupport.logger)
     }
 
     static func add(_ rt: Runtime, _ name: String, dir: String) throws {
@@ -149,13 +159,18 @@ struct ForkServerTests {
         kill(zygote, SIGKILL)
         #expect(Self.until(.seconds(10)) { Self.ended(zygote) })
 
-        let second = try Self.runtime(worker: worker)
+        let log = Lines()
+        let second = try Self.runtime(worker: worker, log: log)
         try Self.add(second, "rec-b", dir: dir)
         #expect(second.startWorkers() == 1, "\(second.failures.map(\.description))")
         let replacement = try #require(server.pid)
         #expect(replacement != zygote)
         #expect(server.status.started == 2 && server.status.lastFailure?.contains("had ended before a request") == true,
                 "\(server.status)")
+        // The operator is told, in the log, that it died and was replaced.
+        #expect(log.text.contains("warning fork server \(worker) --zygote (pid \(zygote)) had ended before a request; a new one starts with the next worker"),
+                "\(log.text)")
+        #expect(log.text.contains("info fork server started") && log.text.contains("pid=\(replacement)"), "\(log.text)")
         let b = try #require(second.workers.first as? ProcessWorker).pid
         #expect(Self.stat(b)[1] == "\(getpid())")
         #expect(!Self.ended(a), "rec-a's worker outlived the zygote it was copied from")
@@ -193,13 +208,15 @@ struct ForkServerTests {
         try "#!/bin/sh\n[ \"$1\" = --zygote ] && echo $$ > '\(dir)/silent.pid' && exec sleep 60\nexec '\(ProcessWorkerCoreTests.worker)' \"$@\"\n"
             .write(toFile: wrapper, atomically: true, encoding: .utf8)
         chmod(wrapper, 0o755)
-        let rt = try Self.runtime(worker: wrapper)
+        let log = Lines()
+        let rt = try Self.runtime(worker: wrapper, log: log)
         try Self.add(rt, "rec-a", dir: dir)
         try Self.add(rt, "rec-b", dir: dir)
         #expect(rt.startWorkers() == 2, "\(rt.failures.map(\.description))")
         let server = ForkServer.shared(for: wrapper)
         #expect(server.pid == nil && server.status.started == 1, "one attempt, then never again: \(server.status)")
         #expect(server.status.lastFailure?.contains("did not greet") == true, "\(server.status)")
+        #expect(log.text.contains("did not greet") && log.text.contains("workers are spawned from now on"), "\(log.text)")
         let silent = Int32(try String(contentsOfFile: "\(dir)/silent.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         #expect(silent > 0 && Self.stat(silent).isEmpty, "the silent one was killed and reaped")
         rt.start(source: SyntheticSource(count: 500))

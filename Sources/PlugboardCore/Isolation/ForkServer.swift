@@ -1,4 +1,5 @@
 import CPlugboardSupport
+import Logging
 import PlugboardSystem
 import Synchronization
 
@@ -58,14 +59,14 @@ public final class ForkServer: Sendable {
     /// `output` / `errors` as its standard output and error.
     /// - Throws: `Errno` of `clone` (from the zygote) or of `posix_spawn` (the fallback).
     public func spawn(name: String, descriptors: [CInt], output: FileDescriptor, errors: FileDescriptor,
-                      environment: [String]) throws(Errno) -> ChildProcess {
+                      environment: [String], logger: Logger) throws(Errno) -> ChildProcess {
         let fds = descriptors + [output.rawValue, errors.rawValue]
         // One request at a time: the zygote answers in order, and the clone itself is the
         // short part (the copy then loads and initialises on its own).
         let attempt: Result<ChildProcess, Errno>? = state.withLock { s in
             for _ in 0..<2 {
                 if s.unsupported { return nil }
-                if s.socket == nil { start(&s, environment: environment) }
+                if s.socket == nil { start(&s, environment: environment, logger: logger) }
                 guard let socket = s.socket else { return nil }
                 var pid: Int32 = 0
                 let r = fds.withUnsafeBufferPointer { pbs_zygote_request(socket.rawValue, name, $0.baseAddress, CInt($0.count), &pid) }
@@ -75,12 +76,12 @@ public final class ForkServer: Sendable {
                 case EPIPE, ECONNRESET, ECONNREFUSED:
                     // Gone before this request (killed, or it failed to start): nothing was
                     // started with these descriptors; a new zygote takes the request.
-                    stop(&s, reason: "had ended before a request")
+                    stop(&s, reason: "had ended before a request", logger: logger)
                 case ECONNABORTED, ETIMEDOUT:
                     // It took the request and then ended or hung: a copy may hold these
                     // descriptors, so they must not go to another process. This start fails;
                     // the next one starts a new zygote.
-                    stop(&s, reason: r == ETIMEDOUT ? "did not answer within 2 s" : "ended while starting a worker")
+                    stop(&s, reason: r == ETIMEDOUT ? "did not answer within 2 s" : "ended while starting a worker", logger: logger)
                     return .failure(Errno(code: r, call: "the fork server (plugboard-worker --zygote)", path: executable))
                 default:
                     return .failure(Errno(code: r, call: "clone", path: executable))
@@ -94,7 +95,7 @@ public final class ForkServer: Sendable {
                                         descriptors: descriptors, output: output, errors: errors)
     }
 
-    private func start(_ s: inout State, environment: [String]) {
+    private func start(_ s: inout State, environment: [String], logger: Logger) {
         do throws(Errno) {
             let pair = try SocketPair.seqpacket()
             // The zygote's end is closed here exactly once, right after the spawn (or its
@@ -126,16 +127,23 @@ public final class ForkServer: Sendable {
             if greeting != 0 {
                 // Not a fork server (another program as plugins.worker_executable, an older
                 // plugboard-worker) or a broken one: its workers are spawned, as without one.
-                stop(&s, reason: greeting == EPROTO ? "is not a fork server (no greeting)" : "did not greet: \(Errno(code: greeting, call: "recv"))")
                 s.unsupported = greeting == EPROTO || greeting == ETIMEDOUT
+                stop(&s, reason: greeting == EPROTO ? "is not a fork server (no greeting)" : "did not greet: \(Errno(code: greeting, call: "recv"))",
+                     logger: logger)
+            } else {
+                logger.info("fork server started: worker processes are copies of it", metadata: ["pid": "\(process.pid)", "executable": "\(executable)"])
             }
         } catch {
             s.lastFailure = "could not start \(executable) --zygote: \(error)"
+            logger.warning("\(s.lastFailure!); this worker is spawned instead")
         }
     }
 
-    private func stop(_ s: inout State, reason: String) {
+    private func stop(_ s: inout State, reason: String, logger: Logger) {
         s.lastFailure = "the zygote (pid \(s.process?.pid ?? 0)) \(reason)"
+        let next = s.unsupported ? "workers are spawned from now on (plugins.fork_server = false skips this check)"
+                                 : "a new one starts with the next worker"
+        logger.warning("fork server \(executable) --zygote (pid \(s.process?.pid ?? 0)) \(reason); \(next)")
         try? s.socket?.close()
         s.socket = nil
         if let p = s.process {
@@ -143,15 +151,5 @@ public final class ForkServer: Sendable {
             _ = p.wait(timeout: .seconds(1))
         }
         s.process = nil
-    }
-
-    /// Ends the zygote (the daemon's shutdown; workers it made are not affected).
-    public func shutdown() {
-        state.withLock { s in
-            try? s.socket?.close()
-            s.socket = nil
-            if let p = s.process { _ = p.wait(timeout: .seconds(1)) }
-            s.process = nil
-        }
     }
 }

@@ -394,7 +394,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             if policy.forkServer {
                 process = try ForkServer.shared(for: policy.workerExecutable).spawn(
                     name: spec.name, descriptors: descriptors, output: stdout.write, errors: stderr.write,
-                    environment: ["SWIFT_BACKTRACE=enable=no"])
+                    environment: ["SWIFT_BACKTRACE=enable=no"], logger: logger)
             } else {
                 process = try Spawner.shared.spawn(policy.workerExecutable, arguments: [spec.name],
                                                  environment: ["SWIFT_BACKTRACE=enable=no"], descriptors: descriptors,
