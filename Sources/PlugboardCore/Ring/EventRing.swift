@@ -353,8 +353,20 @@ public final class RingProducer: @unchecked Sendable {
     }
 
     /// Blocks until writing `seq` overwrites nothing a registered consumer has yet to read.
+    ///
+    /// Sleeping consumers are woken once, on entry: what was published without a wake
+    /// (`publishWithoutWake`) must reach the slowest before the producer waits for it, and
+    /// nothing is published while it waits, so a consumer that goes to sleep later sees the
+    /// same `published` and does not sleep (the waiter's check in `RingConsumer.wait`). Waking
+    /// on every turn of the loop instead (as before) woke every consumer that was already done
+    /// (the fast plugins' workers) thousands of times a second for nothing while the producer
+    /// waited for the slowest (the Redis publisher): a `futex` wake per turn here, and a wake-up,
+    /// a spin and a sleep in each of them (docs/benchmarks.md, "The whole daemon with the sample
+    /// plugins"). Once the wait sleeps, the wake is repeated now and then, as a safety net that
+    /// costs nothing measurable.
     @usableFromInline
     func waitForRoom(_ seq: UInt64) {
+        ring.wakeIfWaiting()
         var spins = 0
         while !abandonFlowControl.load(ordering: .relaxed) {
             guard let slowest = ring.minimumConsumerCursor() else {
@@ -366,10 +378,12 @@ public final class RingProducer: @unchecked Sendable {
                 roomUntil = slowest &+ UInt64(ring.capacity) &- 1
                 return
             }
-            ring.wakeIfWaiting()
             spins += 1
             if spins < 64 { pbs_cpu_relax() } else { sched_yield() }
-            if spins > 10_000 { usleepShort() }
+            if spins > 10_000 {
+                if spins % 64 == 0 { ring.wakeIfWaiting() }
+                usleepShort()
+            }
         }
         roomUntil = seq
     }
