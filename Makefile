@@ -177,6 +177,11 @@ bench-redis: deps
 .PHONY: bench-redis-state
 bench-redis-state: deps
 	Benchmarks/scripts/redis-state.sh
+## bench-redis-plugins: the whole daemon (plugboard run --source synthetic:500000 --redis) with no plugins,
+## the sample plugins in process and in thread mode, against redis-benchmark -P 64 XADD, same run (issue 16).
+.PHONY: bench-redis-plugins
+bench-redis-plugins: deps
+	Benchmarks/scripts/redis-plugins.sh
 ## bench-isolation: process mode against thread mode, same run (docs/benchmarks.md, "## Isolation").
 .PHONY: bench-isolation
 bench-isolation: deps

@@ -265,10 +265,25 @@ public final class EventRing: Sendable {
 
     /// The cursor of the slowest registered consumer, or nil when there is none.
     func minimumConsumerCursor() -> UInt64? {
-        let local = consumers.withLock { $0.values.map { $0.sharedCursor.load(ordering: .acquiring) }.min() }
+        // No array per call: the producer asks this on every turn of its wait for room.
+        let local = consumers.withLock { d -> UInt64? in
+            var m: UInt64?
+            for c in d.values {
+                let v = c.sharedCursor.load(ordering: .acquiring)
+                if m == nil || v < m! { m = v }
+            }
+            return m
+        }
         guard remoteCount.load(ordering: .relaxed) > 0 else { return local }
         let head = published
-        let remote = remotes.withLock { $0.values.map { $0.cursor(head: head) }.min() }
+        let remote = remotes.withLock { d -> UInt64? in
+            var m: UInt64?
+            for r in d.values {
+                let v = r.cursor(head: head)
+                if m == nil || v < m! { m = v }
+            }
+            return m
+        }
         switch (local, remote) {
         case let (l?, r?): return min(l, r)
         default: return local ?? remote
@@ -353,9 +368,29 @@ public final class RingProducer: @unchecked Sendable {
     }
 
     /// Blocks until writing `seq` overwrites nothing a registered consumer has yet to read.
+    ///
+    /// Sleeping consumers are woken once, on entry: what was published without a wake
+    /// (`publishWithoutWake`) must reach the slowest before the producer waits for it, and
+    /// nothing is published while it waits, so a consumer that goes to sleep later sees the
+    /// same `published` and does not sleep (the waiter's check in `RingConsumer.wait`). Waking
+    /// on every turn of the loop instead (as before) woke every consumer that was already done
+    /// (the fast plugins' workers) thousands of times a second for nothing while the producer
+    /// waited for the slowest (the Redis publisher): a `futex` wake per turn here, and a wake-up,
+    /// a spin and a sleep in each of them (docs/benchmarks.md, "The whole daemon with the sample
+    /// plugins"). Once the wait sleeps, the wake is repeated now and then, as a safety net that
+    /// costs nothing measurable.
+    ///
+    /// The wait spins briefly, yields a few times, then sleeps `roomSleep` per turn. It used to
+    /// yield for 10,000 turns before sleeping: while the Redis publisher (the slowest) drained a
+    /// full ring, the producer's `sched_yield` loop took a third of the daemon's CPU, on two
+    /// cores shared with redis-server. A sleep costs no throughput: when it starts the ring is
+    /// full, so the slowest consumer has `capacity` events to work through, far more than it
+    /// takes in one sleep.
     @usableFromInline
     func waitForRoom(_ seq: UInt64) {
-        var spins = 0
+        ring.wakeIfWaiting()
+        var turns = 0
+        var sleepMicroseconds: Int64 = 50
         while !abandonFlowControl.load(ordering: .relaxed) {
             guard let slowest = ring.minimumConsumerCursor() else {
                 roomUntil = seq &+ UInt64(ring.capacity / 2)
@@ -366,13 +401,27 @@ public final class RingProducer: @unchecked Sendable {
                 roomUntil = slowest &+ UInt64(ring.capacity) &- 1
                 return
             }
-            ring.wakeIfWaiting()
-            spins += 1
-            if spins < 64 { pbs_cpu_relax() } else { sched_yield() }
-            if spins > 10_000 { usleepShort() }
+            turns += 1
+            if turns < Self.roomSpins {
+                pbs_cpu_relax()
+            } else if turns < Self.roomSpins + Self.roomYields {
+                sched_yield()
+            } else {
+                if turns % 64 == 0 { ring.wakeIfWaiting() }
+                sleepThread(for: .microseconds(sleepMicroseconds))
+                sleepMicroseconds = min(sleepMicroseconds * 2, Self.roomSleepMaxMicroseconds)
+            }
         }
         roomUntil = seq
     }
+
+    /// The wait for room (`waitForRoom`): spins, then yields, then sleeps from 50 µs, doubling
+    /// while no room appears, up to `roomSleepMaxMicroseconds`. Each sleep is a timer and two
+    /// context switches (about 8 % of the daemon's CPU at a fixed 50 µs). The sleeps grow only
+    /// while the slowest consumer commits nothing, and it still has most of a ring to read then.
+    static let roomSpins = 64
+    static let roomYields = 16
+    static let roomSleepMaxMicroseconds: Int64 = 400
 
     /// The sequence the next published event will get.
     public var nextSequence: UInt64 { next }
