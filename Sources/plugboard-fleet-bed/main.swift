@@ -82,12 +82,10 @@ final class Child {
         self.name = name
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
-        _ = FileManager.default.createFile(atPath: stdout, contents: nil)
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
+        let out = try Self.output(stdout)
         process.standardOutput = out
         if let stderr {
-            _ = FileManager.default.createFile(atPath: stderr, contents: nil)
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+            process.standardError = try Self.output(stderr)
         } else {
             process.standardError = out
         }
@@ -95,6 +93,14 @@ final class Child {
         env["LD_PRELOAD"] = nil
         process.environment = env
         try process.run()
+    }
+    /// `path` opened for writing, created or truncated in place. Not `FileManager.createFile`:
+    /// it writes a temporary file and renames it over the path, which turned /dev/null (the
+    /// redis-servers' output) into a regular file for the whole machine.
+    static func output(_ path: String) throws -> FileHandle {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw BedFailure("cannot open \(path) for writing: \(String(cString: strerror(errno)))") }
+        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
     var running: Bool { process.isRunning }
     func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }

@@ -201,5 +201,9 @@ struct FleetBedTests {
         #expect(r["failover"] as? Bool == true && r["killed_replica_rejoined"] as? Bool == true, "a replica became master: \(stdout)")
         #expect(r["duplicates_unexplained"] as? Int == 0, "\(stdout)")
         #expect((r["publisher_exit_codes"] as? [Int]) == Array(repeating: 0, count: 10), "\(stdout)")
+        // The bed sends its redis-servers' output to /dev/null: it must still be the device after
+        // (an atomic "create file" once replaced it with a regular file for the whole machine).
+        var st = stat()
+        #expect(stat("/dev/null", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR, "/dev/null is still a character device")
     }
 }
