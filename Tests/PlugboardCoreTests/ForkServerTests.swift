@@ -225,4 +225,43 @@ struct ForkServerTests {
             #expect(try String(contentsOfFile: "\(dir)/\(name).txt", encoding: .utf8).split(separator: "\n").count == 501)
         }
     }
+
+    @Test("a fork server that dies or hangs after taking a request: that start is made again with new descriptors by a new fork server, the broken one is killed",
+          arguments: ["exit", "hang"])
+    func brokenMidRequest(mode: String) throws {
+        let dir = try TestSupport.tempDir("zygote-\(mode)")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The first fork server greets, takes the first request (its descriptors arrive and are
+        // closed) and then exits or sits there; the next one is the real fork server.
+        let wrapper = "\(dir)/worker-wrapper"
+        let broken = mode == "exit" ? "exit 0" : "exec sleep 60"
+        try """
+            #!/bin/sh
+            if [ "$1" = --zygote ] && [ ! -e '\(dir)/broken.pid' ]; then
+              echo $$ > '\(dir)/broken.pid'
+              printf 'plugboard-zygote 1' >&3
+              dd bs=4096 count=1 <&3 of=/dev/null 2>/dev/null
+              \(broken)
+            fi
+            exec '\(ProcessWorkerCoreTests.worker)' "$@"
+
+            """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let log = Lines()
+        let rt = try Self.runtime(worker: wrapper, log: log)
+        try Self.add(rt, "rec-a", dir: dir)
+        #expect(rt.startWorkers() == 1, "\(rt.failures.map(\.description))")
+        let server = ForkServer.shared(for: wrapper)
+        let reason = mode == "exit" ? "ended while starting a worker" : "did not answer within 2 s"
+        #expect(server.status.started == 2 && server.status.lastFailure?.contains(reason) == true, "\(server.status)")
+        #expect(log.text.contains("warning fork server \(wrapper) --zygote") && log.text.contains(reason), "\(log.text)")
+        let brokenPid = Int32(try String(contentsOfFile: "\(dir)/broken.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(brokenPid > 0 && Self.until(.seconds(10)) { Self.stat(brokenPid).isEmpty }, "the broken fork server was killed and reaped")
+        // The worker the second one made is the host's child and gets every event.
+        let pid = try #require(rt.workers.first as? ProcessWorker).pid
+        #expect(Self.stat(pid)[1] == "\(getpid())")
+        rt.start(source: SyntheticSource(count: 500))
+        rt.waitUntilDrained()
+        #expect(try String(contentsOfFile: "\(dir)/rec-a.txt", encoding: .utf8).split(separator: "\n").count == 501)
+    }
 }

@@ -19,8 +19,9 @@ import Glibc
 /// worker process"; docs/security.md).
 ///
 /// A zygote found gone at a request is replaced at once; one that ends or hangs (2 s) while
-/// handling a request fails that start (a copy of it may hold the request's descriptors) and is
-/// replaced at the next. When no zygote can be started, workers are spawned as without one.
+/// handling a request fails that start (a copy of it may hold the request's descriptors;
+/// `lostRequest`: the caller starts again with new ones) and is replaced at the next. When no
+/// zygote can be started, workers are spawned as without one.
 public final class ForkServer: Sendable {
     private struct State {
         var socket: FileDescriptor?
@@ -48,6 +49,12 @@ public final class ForkServer: Sendable {
     }
 
     init(executable: String) { self.executable = executable }
+
+    private static let lostRequestCall = "the fork server (plugboard-worker --zygote)"
+
+    /// The fork server ended or hung after taking the request: this start failed, and a
+    /// half-made copy may hold its descriptors. Starting again with new descriptors is safe.
+    public static func lostRequest(_ error: Errno) -> Bool { error.call == lostRequestCall }
 
     /// The zygote's pid while one runs.
     public var pid: Int32? { state.withLock { $0.process?.pid } }
@@ -82,7 +89,7 @@ public final class ForkServer: Sendable {
                     // descriptors, so they must not go to another process. This start fails;
                     // the next one starts a new zygote.
                     stop(&s, reason: r == ETIMEDOUT ? "did not answer within 2 s" : "ended while starting a worker", logger: logger)
-                    return .failure(Errno(code: r, call: "the fork server (plugboard-worker --zygote)", path: executable))
+                    return .failure(Errno(code: r, call: Self.lostRequestCall, path: executable))
                 default:
                     return .failure(Errno(code: r, call: "clone", path: executable))
                 }

@@ -371,15 +371,15 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     /// still uses it.
     func spawnReady(spare: Bool) -> Result<Launched, PluginLoadError> {
         let t0 = pbs_monotonic_ns()
-        let pair: (FileDescriptor, FileDescriptor)
-        let process: ChildProcess
-        let queue: SharedQueue.Consumer
-        let outputs: [CapturedStream]
-        do throws(Errno) {
+        /// The worker's descriptors, made afresh for each attempt, and the process holding them.
+        func launch() throws(Errno) -> (pair: (FileDescriptor, FileDescriptor), process: ChildProcess,
+                                         queue: SharedQueue.Consumer, outputs: [CapturedStream]) {
             let q = try SharedQueue.create(capacity: 256 * 1024)
-            queue = q.consumer
             defer { try? q.memoryFile.close() }
-            pair = try SocketPair.stream()
+            let pair = try SocketPair.stream()
+            var handedOver = false
+            defer { if !handedOver { try? pair.0.close() } }
+            defer { try? pair.1.close() }
             // The ring goes over as a read-only descriptor of the sealed memfd (its seals already
             // refuse any writable mapping; this refuses write(2) too).
             let ringRO = try FileDescriptor.open("/proc/self/fd/\(ring.fd)", .readOnly)
@@ -389,11 +389,13 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // both escaped, so neither can write the daemon's log or terminal directly.
             let stdout = try OutputPipe.make(), stderr = try OutputPipe.make()
             defer { try? stdout.write.close(); try? stderr.write.close() }
-            outputs = [CapturedStream(fd: stdout.read, kind: .output), CapturedStream(fd: stderr.read, kind: .errors)]
+            defer { if !handedOver { try? stdout.read.close(); try? stderr.read.close() } }
+            let outputs = [CapturedStream(fd: stdout.read, kind: .output), CapturedStream(fd: stderr.read, kind: .errors)]
             // An empty environment but for one setting: the Swift runtime's crash backtracer, which
             // would spend seconds symbolicating a plugin's crash before the process ends (the
             // host names the crash itself).
-            let descriptors = [pair.1.rawValue, ringRO.rawValue, control.file.rawValue, q.memoryFile.rawValue, queue.wakeup.rawValue]
+            let descriptors = [pair.1.rawValue, ringRO.rawValue, control.file.rawValue, q.memoryFile.rawValue, q.consumer.wakeup.rawValue]
+            let process: ChildProcess
             if policy.forkServer {
                 process = try ForkServer.shared(for: policy.workerExecutable).spawn(
                     name: spec.name, descriptors: descriptors, output: stdout.write, errors: stderr.write,
@@ -403,11 +405,24 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                                                  environment: ["SWIFT_BACKTRACE=enable=no"], descriptors: descriptors,
                                                  output: stdout.write, errors: stderr.write)
             }
-            try? pair.1.close()
+            handedOver = true
+            return (pair, process, q.consumer, outputs)
+        }
+        let launched: (pair: (FileDescriptor, FileDescriptor), process: ChildProcess, queue: SharedQueue.Consumer, outputs: [CapturedStream])
+        do throws(Errno) {
+            do {
+                launched = try launch()
+            } catch where ForkServer.lostRequest(error) {
+                // The fork server ended or hung while making this worker (logged; a new one
+                // is started): a half-made copy may hold that attempt's descriptors, so the
+                // worker is started again with new ones, once.
+                launched = try launch()
+            }
         } catch {
             return .failure(PluginLoadError(file: spec.path, kind: .isolated(code: "worker",
                 message: "\(spec.path): cannot start the worker process: \(error) (fix: check plugins.worker_executable, or set isolation = \"thread\")")))
         }
+        let (pair, process, queue, outputs) = launched
         // A worker that leaves a frame half-sent must not hold this thread.
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         _ = setsockopt(pair.0.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
