@@ -29,6 +29,7 @@ public struct RedisConnectOptions: Sendable, Equatable {
 /// Not thread-safe and not Sendable: one thread owns it (the publisher thread, or `tail`).
 /// Uses only the hiredis 0.14.1 API: `redisConnectWithTimeout`/`redisConnectUnixWithTimeout`,
 /// `redisConnectFd` (TLS), `redisSetTimeout`, `redisEnableKeepAlive`, `redisReconnect`, `redisAppendCommandArgv`,
+/// `redisAppendFormattedCommand`,
 /// `redisGetReply`.
 public final class RedisConnection {
     public let url: RedisURL
@@ -37,6 +38,9 @@ public final class RedisConnection {
     /// rediss:// only. Released after `context` (deinit frees the context first, closing
     /// hiredis' end, then the bridge's pump is stopped and joined).
     private var bridge: TLSBridge?
+    /// Where `append` formats each command before hiredis copies it (`pb_redis_append_argv`).
+    private let formatBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: RedisConnection.formatCapacity)
+    public static let formatCapacity = 64 * 1024
 
     /// Connects, then applies timeouts and keepalive, AUTH and SELECT.
     /// - Throws: `RedisError` (`.connect`, `.tls`, `.authentication`, `.select`, `.io`).
@@ -58,6 +62,7 @@ public final class RedisConnection {
 
     deinit {
         if let context { redisFree(context) }
+        formatBuffer.deallocate()
     }
 
     /// A new TLS bridge and a hiredis context on its plain end (`redisConnectFd`).
@@ -101,11 +106,17 @@ public final class RedisConnection {
 
     // MARK: Pipelining
 
-    /// Queues one command in hiredis' output buffer (`redisAppendCommandArgv`); nothing is sent
-    /// until `withNextReply` (or `flush`) runs. `argv`/`lengths` need only live for the call.
+    /// Queues one command in hiredis' output buffer; nothing is sent until `withNextReply` (or
+    /// `flush`) runs. `argv`/`lengths` need only live for the call. The command is formatted here
+    /// (`pb_redis_append_argv`, one pass, no allocation) and copied once by
+    /// `redisAppendFormattedCommand`; hiredis' own `redisAppendCommandArgv` is kept for commands
+    /// larger than the buffer.
     public func append(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafePointer<CChar>?>, _ lengths: UnsafePointer<Int>) throws {
         guard let context else { throw RedisError(.io, server: url.redacted, "not connected") }
-        if redisAppendCommandArgv(context, argc, argv, lengths) != REDIS_OK {
+        let status = lengths.withMemoryRebound(to: size_t.self, capacity: Int(argc)) { lens in
+            pb_redis_append_argv(context, argc, argv, lens, formatBuffer, RedisConnection.formatCapacity)
+        }
+        if status != REDIS_OK {
             throw ioError(doing: "queueing a command")
         }
     }

@@ -114,6 +114,28 @@ struct ConnectionTests {
         #expect(error?.fix?.contains("127.0.0.1:\(port)") == true)
     }
 
+    @Test("commands are formatted binary-safe by the host (CR LF, NUL, empty, many arguments), and one larger than the format buffer still goes through")
+    func formattedCommandsAreBinarySafe() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let conn = try RedisConnection(url: server.url)
+        let awkward: [UInt8] = [0x24, 0x31, 0x0d, 0x0a, 0x00, 0x2a, 0x33, 0x0d, 0x0a, 0xff]   // "$1\r\n\0*3\r\n\xff"
+        let big = (0..<(RedisConnection.formatCapacity + 1000)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let values: [[UInt8]] = [awkward, [], Array("x".utf8), big, Array(repeating: 0x0a, count: 1_000)]
+        for (i, v) in values.enumerated() {
+            #expect(try conn.command(bytes: [Array("SET".utf8), Array("k\(i)".utf8), v]) == .status("OK"))
+        }
+        for (i, v) in values.enumerated() {
+            #expect(try conn.command(bytes: [Array("GET".utf8), Array("k\(i)".utf8)]) == .string(v), "value \(i)")
+        }
+        // Many arguments (the XADD of an event has about 40): all arrive, in order.
+        var args: [[UInt8]] = [Array("RPUSH".utf8), Array("list".utf8)]
+        args += (0..<200).map { Array("item-\($0)\r\n".utf8) }
+        #expect(try conn.command(bytes: args) == .integer(200))
+        let back = try conn.command(["LRANGE", "list", "0", "-1"])
+        #expect(back == .array((0..<200).map { .string(Array("item-\($0)\r\n".utf8)) }))
+    }
+
     @Test("reconnect re-applies AUTH and SELECT")
     func reconnectReappliesAuthAndSelect() throws {
         let server = try RedisServer(extraArgs: ["--requirepass", "pw"], password: "pw")
