@@ -154,7 +154,8 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
             setup.singleUntil = singleUntil
             setup.skip = skip
         }
-        let consumer = ring.makeConsumer(name: plugin.name, sleepWord: control.sleepingWord, startingAt: cursor)
+        let consumer = ring.makeConsumer(name: plugin.name, sleepWord: control.sleepingWord, wakeAtWord: control.wakeAtWord,
+                                         startingAt: cursor)
         control.cursor = consumer.cursor
         let end = loop(ring: ring, consumer: consumer, plugin: plugin, control: control, setup: setup, filter: filter)
         switch end {

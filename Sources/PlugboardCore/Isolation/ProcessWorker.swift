@@ -224,7 +224,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                                 deviceTable: deviceTable, logger: logger, logLimits: logLimits)
         control = try WorkerControl.create(name: spec.name)
         control.cursor = ring.published
-        remote = ring.registerRemote(name: spec.name, cursor: control.cursorWord, sleeping: control.sleepingWord)
+        remote = ring.registerRemote(name: spec.name, cursor: control.cursorWord, sleeping: control.sleepingWord,
+                                     wakeAt: control.wakeAtWord)
         st = Mutex(State(name: spec.name, version: spec.version))
     }
 

@@ -29,6 +29,8 @@ import Glibc
 ///                                    and cursor), then a mark in the host-call queue after every
 ///                                    batch, until the token is 0 again (a canary's comparison)
 ///     188   markLost          (u32)  worker -> host: a mark could not be queued
+///     192   wakeAt            (u64)  worker -> host: while sleeping, the sequence worth waking it
+///                                    for in the middle of a burst (0: any; `EventRing.wakeIfDue`)
 ///     832   batch sizes       (u64 × 16) `BatchSizes`: the sizes of the batches handed to the plugin
 ///     960   peakAddressSpace  (u64)  worker -> host: the process's VmPeak in bytes, written by its
 ///                                    crash handler as it dies (0: none); see `MemoryLimitReport`
@@ -91,6 +93,7 @@ public final class WorkerControl: @unchecked Sendable {
 
     public var cursorWord: UnsafeMutablePointer<UInt64> { u64(8) }
     public var sleepingWord: UnsafeMutablePointer<UInt32> { u32(16) }
+    public var wakeAtWord: UnsafeMutablePointer<UInt64> { u64(192) }
 
     public var cursor: UInt64 {
         get { pbs_load_acquire_u64(cursorWord) }
@@ -162,6 +165,7 @@ public final class WorkerControl: @unchecked Sendable {
         // A crashed worker may have scribbled anywhere on its page, the magic included.
         base.storeBytes(of: Self.magic, as: UInt64.self)
         pbs_store_release_u32(sleepingWord, 0)
+        pbs_store_release_u64(wakeAtWord, 0)
         leaveCallback()
         activity = .idle
         command = .none

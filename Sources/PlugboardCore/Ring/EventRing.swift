@@ -65,6 +65,9 @@ public final class EventRing: Sendable {
     /// Consumers in other processes: where each keeps its cursor and its sleeping flag.
     let remotes = Mutex<[ObjectIdentifier: RemoteCursor]>([:])
     let remoteCount = Atomic<Int>(0)
+    /// The lowest sequence a sleeping consumer of this process asked to be woken for mid-burst
+    /// (`RingConsumer.wakeBatch`); `.max` when none. Reset by every wake. See `wakeIfDue`.
+    let wakeAt = Atomic<UInt64>(.max)
 
     // The mapping is written only by the single producer (slots, `published`,
     // `closed`) and through atomics (waiters, futex word); consumers only read
@@ -255,10 +258,13 @@ public final class EventRing: Sendable {
     /// `waiters` count by default; a worker process passes a word of its own writable page).
     /// `startingAt` places the cursor elsewhere (a restarted worker process reading on from where
     /// its predecessor stopped); a cursor a whole ring behind is lapped at the first poll.
+    /// `wakeAtWord`, beside a `sleepWord` of its own: where it says which sequence is worth
+    /// waking it for mid-burst (`wakeIfDue`).
     public func makeConsumer(name: String, sleepWord: UnsafeMutablePointer<UInt32>? = nil,
+                             wakeAtWord: UnsafeMutablePointer<UInt64>? = nil,
                              startingAt: UInt64? = nil) -> RingConsumer {
         let c = RingConsumer(ring: self, name: name, cursor: min(startingAt ?? published, published),
-                             sleepWord: sleepWord ?? waitersPointer)
+                             sleepWord: sleepWord ?? waitersPointer, wakeAtWord: wakeAtWord)
         consumers.withLock { $0[ObjectIdentifier(c)] = c }
         return c
     }
@@ -301,8 +307,9 @@ public final class EventRing: Sendable {
     /// can write (never in the ring). Its cursor counts for flow control and lag like a local
     /// one's, read defensively (see `RemoteCursor`). Deregister it when the process is gone.
     public func registerRemote(name: String, cursor: UnsafeMutablePointer<UInt64>,
-                               sleeping: UnsafeMutablePointer<UInt32>) -> RemoteCursor {
-        let r = RemoteCursor(ring: self, name: name, cursor: cursor, sleeping: sleeping)
+                               sleeping: UnsafeMutablePointer<UInt32>,
+                               wakeAt: UnsafeMutablePointer<UInt64>? = nil) -> RemoteCursor {
+        let r = RemoteCursor(ring: self, name: name, cursor: cursor, sleeping: sleeping, wakeAt: wakeAt)
         remotes.withLock { $0[ObjectIdentifier(r)] = r }
         remoteCount.add(1, ordering: .relaxed)
         return r
@@ -311,6 +318,17 @@ public final class EventRing: Sendable {
     /// True when a consumer in another process said it sleeps on the futex.
     @usableFromInline func remoteSleeping() -> Bool {
         remotes.withLock { $0.values.contains { pbs_load_seqcst_u32($0.sleeping) != 0 } }
+    }
+
+    /// True when a consumer in another process sleeps and `head` reached the sequence it asked to
+    /// be woken for (any, when it names none). What it wrote there is its own business: a worker
+    /// that asks for too much only sleeps longer itself, until the burst's `flush()`.
+    @usableFromInline func remoteDue(head: UInt64) -> Bool {
+        remotes.withLock {
+            $0.values.contains { r in
+                pbs_load_seqcst_u32(r.sleeping) != 0 && (r.wakeAt.map { pbs_load_seqcst_u64($0) <= head } ?? true)
+            }
+        }
     }
 
     /// Wakes every waiting consumer. Called by the producer after publishing when someone sleeps.
@@ -323,7 +341,40 @@ public final class EventRing: Sendable {
         }
     }
 
+    /// The mid-burst wake (`RingProducer.flushIfDue`): like `wakeIfWaiting`, but a consumer of
+    /// this process sleeping on the ring is woken only once the events it asked for are there
+    /// (`wakeAt`: its cursor plus its `wakeBatch`), not for every few events the producer
+    /// writes. With 64 plugin threads on two cores, a wake every 32 events of the synthetic
+    /// source woke each thread for one short batch: two context switches per event in all, and
+    /// the cost per plugin per event 1.8 × that of one plugin (docs/benchmarks.md, "Cost per
+    /// plugin from 1 to 64 plugins"). The producer's end-of-burst `flush()` still wakes everyone,
+    /// so an idle ring's latency does not change. A sleeping consumer in another process is
+    /// the same way through the word it keeps in its own control page (`WorkerControl.wakeAtWord`:
+    /// the ring is read-only to it).
+    @usableFromInline func wakeIfDue() {
+        pbs_fence_seqcst()
+        let head = pbs_load_seqcst_u64(publishedPointer)
+        if pbs_load_seqcst_u32(waitersPointer) != 0 && head >= wakeAt.load(ordering: .sequentiallyConsistent) {
+            wakeAll()
+        } else if remoteCount.load(ordering: .relaxed) > 0 && remoteDue(head: head) {
+            wakeAll()
+        }
+    }
+
+    /// Lowers `wakeAt` to `seq` (a consumer about to sleep mid-burst).
+    func requestWake(at seq: UInt64) {
+        var current = wakeAt.load(ordering: .sequentiallyConsistent)
+        while seq < current {
+            let (exchanged, original) = wakeAt.compareExchange(expected: current, desired: seq, ordering: .sequentiallyConsistent)
+            if exchanged { return }
+            current = original
+        }
+    }
+
     func wakeAll() {
+        // Before the futex word changes: a consumer that asks for a wake after this keeps its
+        // request; one that asked before reads the new word and does not sleep on the old one.
+        wakeAt.store(.max, ordering: .sequentiallyConsistent)
         _ = pbs_fetch_add_u32(futexPointer, 1)
         // Can fail only with a bad address (a bug): nothing to recover.
         _ = try? Futex.wake(futexPointer, count: .max)
@@ -458,8 +509,15 @@ public final class RingProducer: @unchecked Sendable {
         return seq
     }
 
-    /// Wakes consumers sleeping on the ring (after `publishWithoutWake`).
+    /// Wakes consumers sleeping on the ring (after `publishWithoutWake`). Call it before the
+    /// producer stops publishing for a while (the end of a burst, before blocking on input).
     public func flush() { ring.wakeIfWaiting() }
+
+    /// A wake in the middle of a burst, when the producer will publish more at once: wakes a
+    /// sleeping consumer only when it has a batch worth waking for (`EventRing.wakeIfDue`). It
+    /// must be followed by a `flush()` when the burst ends, or a consumer may sleep on events
+    /// until its wait times out.
+    public func flushIfDue() { ring.wakeIfDue() }
 
     /// Marks the end of a finite stream: consumers drain what is published, then finish.
     public func close() {
@@ -515,11 +573,21 @@ public final class RingConsumer: @unchecked Sendable {
     let sharedCursor = Atomic<UInt64>(0)
     /// Raised while this consumer sleeps on the futex (the producer wakes only when one is up).
     let sleepWord: UnsafeMutablePointer<UInt32>
+    /// How many events a sleeping consumer waits for when the producer is mid-burst
+    /// (`RingProducer.flushIfDue`); the end of a burst (`flush`) wakes it for any number.
+    /// The default, 256 (at most a quarter of the ring), is 13 of the daemon's default batches
+    /// of 20.
+    public var wakeBatch: UInt64
+    /// A consumer in another process: where it tells the producer its `cursor + wakeBatch`.
+    let wakeAtWord: UnsafeMutablePointer<UInt64>?
 
-    init(ring: EventRing, name: String, cursor: UInt64, sleepWord: UnsafeMutablePointer<UInt32>) {
+    init(ring: EventRing, name: String, cursor: UInt64, sleepWord: UnsafeMutablePointer<UInt32>,
+         wakeAtWord: UnsafeMutablePointer<UInt64>? = nil) {
         self.ring = ring
         self.name = name
         self.sleepWord = sleepWord
+        self.wakeAtWord = wakeAtWord
+        self.wakeBatch = UInt64(max(1, min(256, ring.capacity / 4)))
         self.cursor = cursor
         self.pendingEnd = cursor
         sharedCursor.store(cursor, ordering: .relaxed)
@@ -617,6 +685,12 @@ public final class RingConsumer: @unchecked Sendable {
             pbs_cpu_relax()
         }
         let word = pbs_load_seqcst_u32(ring.futexPointer)
+        // Before the sleeping flag goes up: a producer that sees the flag sees the request.
+        if sleepWord == ring.waitersPointer {
+            ring.requestWake(at: cursor &+ wakeBatch)
+        } else if let wakeAtWord {
+            pbs_store_release_u64(wakeAtWord, cursor &+ wakeBatch)
+        }
         _ = pbs_fetch_add_u32(sleepWord, 1)
         if pbs_load_seqcst_u64(ring.publishedPointer) == cursor && !ring.isClosed {
             // Any outcome (woken, timed out, a signal) sends the caller back to poll.
@@ -646,13 +720,17 @@ public final class RemoteCursor: @unchecked Sendable {
     unowned let ring: EventRing
     let cursorWord: UnsafeMutablePointer<UInt64>
     let sleeping: UnsafeMutablePointer<UInt32>
+    /// Where it says which sequence is worth waking it for mid-burst (nil: any).
+    let wakeAt: UnsafeMutablePointer<UInt64>?
     private let highest = Mutex<UInt64>(0)
 
-    init(ring: EventRing, name: String, cursor: UnsafeMutablePointer<UInt64>, sleeping: UnsafeMutablePointer<UInt32>) {
+    init(ring: EventRing, name: String, cursor: UnsafeMutablePointer<UInt64>, sleeping: UnsafeMutablePointer<UInt32>,
+         wakeAt: UnsafeMutablePointer<UInt64>? = nil) {
         self.ring = ring
         self.name = name
         self.cursorWord = cursor
         self.sleeping = sleeping
+        self.wakeAt = wakeAt
         highest.withLock { $0 = pbs_load_acquire_u64(cursor) }
     }
 

@@ -43,7 +43,7 @@ public struct SyntheticSource: EventSource {
                 }
             }
             i += 1
-            if i & 31 == 0 { producer.flush() }
+            if i & 31 == 0 { producer.flushIfDue() }
         }
         producer.flush()
         context.published.add(i, ordering: .relaxed)
