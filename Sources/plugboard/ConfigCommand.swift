@@ -14,6 +14,7 @@ struct ConfigCommand: ParsableCommand {
     /// `plugboard config check [FILE]`: validates and prints the effective configuration.
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Validate the configuration and print the effective values with where each came from.",
             discussion: """
                 Reads FILE, else $PLUGBOARD_CONFIG, else /etc/plugboard/plugboard.toml, else ./plugboard.toml;

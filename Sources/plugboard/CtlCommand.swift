@@ -82,25 +82,26 @@ struct CtlCommand: ParsableCommand {
     }
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Version, uptime, readiness, source, plugin and device counts, Redis.")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Version, uptime, readiness, source, plugin and device counts, Redis.")
         @OptionGroup var connection: Connection
         func run() throws { try connection.send(["command": "status"]) }
     }
 
     struct Plugins: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every plugin: state, isolation, pid, events, errors, restarts, lag (--json: as GET /plugins).")
+        static let configuration = CommandConfiguration(commandName: "plugins", abstract: "Every plugin: state, isolation, pid, events, errors, restarts, lag (--json: as GET /plugins).")
         @OptionGroup var connection: Connection
         func run() throws { try connection.send(["command": "plugins"]) }
     }
 
     struct Devices: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The devices present (--json: as GET /devices, the event schema's fields).")
+        static let configuration = CommandConfiguration(commandName: "devices", abstract: "The devices present (--json: as GET /devices, the event schema's fields).")
         @OptionGroup var connection: Connection
         func run() throws { try connection.send(["command": "devices"]) }
     }
 
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "reload",
             abstract: "Replace a plugin with the build its plugin directory holds now, nothing lost.",
             discussion: """
                 The new .so and .pbm are checked as at start (manifest, hash, signature, file trust);
@@ -145,10 +146,11 @@ struct CtlCommand: ParsableCommand {
     }
 
     struct Quarantine: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Quarantined plugins.", subcommands: [Release.self])
+        static let configuration = CommandConfiguration(commandName: "quarantine", abstract: "Quarantined plugins.", subcommands: [Release.self])
 
         struct Release: ParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "release",
                 abstract: "Give a quarantined plugin a new worker process; it reads from the newest event.")
             @OptionGroup var connection: Connection
             @Argument(help: "The plugin's name.")
@@ -159,6 +161,7 @@ struct CtlCommand: ParsableCommand {
 
     struct Call: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "call",
             abstract: "Call a function the plugin exports ([exports] of its manifest), in a process of its own.")
         @OptionGroup var connection: Connection
         @Argument(help: "The plugin's name.")

@@ -1,3 +1,4 @@
+import CPlugboard
 import CPlugboardSupport
 import Foundation
 import PlugboardCore
@@ -128,5 +129,30 @@ struct RingMemoryTests {
         defer { munmap(p, size) }
         let pages = (size + Int(getpagesize()) - 1) / Int(getpagesize())
         #expect(pbs_resident_pages(p, size) == pages)
+        #expect(ring.isPrefaulted)
+    }
+
+    @Test("a ring backed in the background (the daemon's) is resident in full once it says so, and works meanwhile")
+    func prefaultedInBackground() throws {
+        let ring = try EventRing(slotCount: 4096, prefault: .background)
+        // Publishing and reading while the pages are being backed.
+        let producer = ring.makeProducer()
+        let consumer = ring.makeConsumer(name: "c")
+        for _ in 0..<100 { producer.publish(fillChecked) }
+        let buffer = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: 100)
+        defer { buffer.deallocate() }
+        #expect(consumer.poll(max: 100, into: buffer) == .events(100))
+        #expect((0..<100).allSatisfy { isIntact(buffer[$0]!) })
+        #expect(consumer.commit())
+        var waited = 0
+        while !ring.isPrefaulted && waited < 10_000 { usleep(1_000); waited += 1 }
+        #expect(ring.isPrefaulted)
+        var st = stat()
+        #expect(fstat(ring.fd, &st) == 0)
+        let size = Int(st.st_size)
+        let p = try #require(mmap(nil, size, PROT_READ, MAP_SHARED, ring.fd, 0))
+        #expect(p != MAP_FAILED)
+        defer { munmap(p, size) }
+        #expect(pbs_resident_pages(p, size) == (size + Int(getpagesize()) - 1) / Int(getpagesize()))
     }
 }

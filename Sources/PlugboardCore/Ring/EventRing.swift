@@ -65,6 +65,11 @@ public final class EventRing: Sendable {
     /// Consumers in other processes: where each keeps its cursor and its sleeping flag.
     let remotes = Mutex<[ObjectIdentifier: RemoteCursor]>([:])
     let remoteCount = Atomic<Int>(0)
+    /// When the ring's pages get backed (`init`'s `prefault`).
+    public enum Prefault: Sendable { case now, background }
+    private let prefaulted = Atomic<Bool>(false)
+    /// True once every page of the ring is backed (at once for `.now`).
+    public var isPrefaulted: Bool { prefaulted.load(ordering: .acquiring) }
     /// The lowest sequence a sleeping consumer of this process asked to be woken for mid-burst
     /// (`RingConsumer.wakeBatch`); `.max` when none. Reset by every wake. See `wakeIfDue`.
     let wakeAt = Atomic<UInt64>(.max)
@@ -90,9 +95,13 @@ public final class EventRing: Sendable {
     /// only the daemon's user may open it (mode 0600). It is made under a temporary name, locked
     /// (`flock`, held while this ring lives) and renamed into place once its header is written.
     /// - Parameter firstSequence: the sequence of the first event (1, or one past the previous run's).
+    /// - Parameter prefault: back every page now (before `init` returns) or on a thread of its own
+    ///   (the daemon: 6 ms for the default 8 MiB ring, a fifth of `run`'s start, is then spent
+    ///   beside the rest of the start instead of before it; a page the producer writes first is
+    ///   simply faulted in then). `isPrefaulted` says when it is done.
     /// - Throws: `PlugboardError` when the memfd or file cannot be created, sealed or mapped.
     public init(slotCount: Int, slotSize: Int = EventLayout.maxSize, file: String? = nil,
-                firstSequence: UInt64 = 1) throws {
+                firstSequence: UInt64 = 1, prefault: Prefault = .now) throws {
         precondition(slotCount > 0 && slotSize >= EventLayout.headerSize && slotSize % 64 == 0 && firstSequence >= 1)
         var n = 1
         while n < slotCount { n <<= 1 }
@@ -146,11 +155,21 @@ public final class EventRing: Sendable {
         memoryFile = fd
         base = region.baseAddress
         readBase = UnsafeRawPointer(slotRegion.baseAddress)
-        let p = base
-        // Every slot backed now: otherwise each first write to a page (one per two slots, until
+        // Every slot backed: otherwise each first write to a page (one per two slots, until
         // the ring wraps, which in a quiet daemon takes days) page-faults on the way to the
-        // plugins (docs/benchmarks.md, "## udev").
-        _ = pbs_prefault(p, mappedSize)
+        // plugins (docs/benchmarks.md, "## udev"). Populating does not change what the pages
+        // hold, so it may run while the producer writes.
+        switch prefault {
+        case .now:
+            _ = pbs_prefault(base, mappedSize)
+            prefaulted.store(true, ordering: .releasing)
+        case .background:
+            let ring = self  // kept alive (and mapped) until the thread is done
+            _ = NativeThread(name: "pb-ring-fault") {
+                _ = pbs_prefault(ring.base, ring.mappedSize)
+                ring.prefaulted.store(true, ordering: .releasing)
+            }
+        }
         base.storeBytes(of: Self.magic, toByteOffset: 0, as: UInt64.self)
         base.storeBytes(of: UInt32(1), toByteOffset: 8, as: UInt32.self)
         base.storeBytes(of: UInt32(slotSize), toByteOffset: 12, as: UInt32.self)

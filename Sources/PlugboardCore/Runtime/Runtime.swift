@@ -96,7 +96,8 @@ public final class Runtime: Sendable {
         try options.cpuAffinity.validate()
         self.options = options
         self.logger = logger
-        ring = try EventRing(slotCount: options.ringSlots, file: options.ringFile, firstSequence: options.firstSequence)
+        ring = try EventRing(slotCount: options.ringSlots, file: options.ringFile, firstSequence: options.firstSequence,
+                             prefault: .background)
         producer = ring.makeProducer()
         deviceTable = DeviceTable(maxDevices: options.maxDevices)
         outputQueue = OutputQueue(maxRecords: options.outputQueueRecords, maxRecordBytes: options.maxRecordBytes) { [logger] records, bytes in
