@@ -26,7 +26,7 @@ extension UdevSession {
         case .add: handleAdd(dev, syspath: syspath, receipt: receipt)
         default:
             let known = context.deviceTable.lookup(syspath: String(cString: syspath))
-            let seq = context.publishDeviceEvent(wake: wakeNow()) { w in
+            let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
                 if let known {
                     known.withEvent { fill(&w, dev, action: action, flags: [], receipt: receipt, known: $0) }
                 } else {
@@ -49,7 +49,7 @@ extension UdevSession {
             return
         }
         let seqnum = udev_device_get_seqnum(dev)
-        let seq = context.publishDeviceEvent(wake: wakeNow()) { w in
+        let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .remove, flags: .fromTable, receipt: receipt) }
             w.event.pointee.kernel_seqnum = seqnum
         }.sequence
@@ -62,7 +62,7 @@ extension UdevSession {
     private func handleAdd(_ dev: OpaquePointer, syspath: UnsafePointer<CChar>, receipt: UInt64) {
         let key = String(cString: syspath)
         guard let known = context.deviceTable.lookup(syspath: key) else {
-            let seq = context.publishDeviceEvent(wake: wakeNow()) { w in
+            let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
                 fill(&w, dev, action: .add, flags: [], receipt: receipt)
             }.sequence
             source.onEvent?(seq, UdevDeviceView(raw: dev))
@@ -77,7 +77,7 @@ extension UdevSession {
         }
         counters.replacedDevices.add(1, ordering: .relaxed)
         publishResyncRemove(known, receipt: receipt)
-        let seq = context.publishDeviceEvent(wake: wakeNow()) { w in
+        let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
             Self.writeFromRecord(&w, fresh, action: .add, flags: [], receipt: receipt)
             w.event.pointee.kernel_seqnum = fresh.pointee.kernel_seqnum
         }.sequence
@@ -101,7 +101,7 @@ extension UdevSession {
         }
         if useless { return }
         let seqnum = udev_device_get_seqnum(dev)
-        let seq = context.publishDeviceEvent(wake: wakeNow()) { w in
+        let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .change, flags: .fromTable, receipt: receipt) }
             w.event.pointee.kernel_seqnum = seqnum
             w.appendInterface(class: t.0, subclass: t.1, protocol: t.2)

@@ -36,6 +36,8 @@ final class UdevSession {
     /// a worker process woken a moment ago still shows as sleeping until it runs, so it would
     /// cost another futex call per event.)
     var owesWake = false
+    /// True until the first event of a read batch is published.
+    var firstOfBatch = true
     var lastOverflowNs: UInt64 = 0
     var backoffMs = 0
 
@@ -128,11 +130,13 @@ final class UdevSession {
 
     /// Reads up to `options.batch` messages. The first event of a batch wakes sleeping consumers
     /// at once (an idle system's latency is one event's), later ones only every
-    /// `wakeEvery` events and at the end of the batch: under a burst, a consumer woken per event
+    /// `wakeEvery` events, and then only consumers whose batch is due (`wakeNow`), and at the
+    /// end of the batch: under a burst, a consumer woken per event
     /// costs a futex wake, two context switches and its own poll per event, which is what made
     /// CPU per event grow with the plugins (docs/benchmarks.md, "udev intake").
     private func readBatch() throws {
         unwoken = 0
+        firstOfBatch = true
         defer {
             if owesWake { context.producer.flush() }
             owesWake = false
@@ -179,11 +183,21 @@ final class UdevSession {
     /// Most events published in one batch before the consumers are woken again.
     static let wakeEvery = 16
 
-    /// Whether the event about to be published wakes sleeping consumers now (see `readBatch`).
-    @inline(__always) func wakeNow() -> Bool {
-        defer { unwoken = unwoken == Self.wakeEvery - 1 ? 0 : unwoken + 1 }
-        owesWake = unwoken != 0
-        return unwoken == 0
+    /// How the event about to be published wakes sleeping consumers (see `readBatch`): the
+    /// batch's first at once; every `wakeEvery`th after it only a consumer whose batch is due
+    /// (`RingProducer.flushIfDue`: more of this burst is on its way); the rest not, and the
+    /// batch's end wakes everyone.
+    @inline(__always) func wakeNow() -> SourceContext.Wake {
+        defer {
+            unwoken = unwoken == Self.wakeEvery - 1 ? 0 : unwoken + 1
+            firstOfBatch = false
+        }
+        if firstOfBatch {
+            owesWake = false
+            return .now
+        }
+        owesWake = true
+        return unwoken == 0 ? .ifDue : .later
     }
 
     /// Reads what is already queued when a stop is requested (bounded in time), so events

@@ -72,6 +72,18 @@ public final class SourceContext: Sendable {
     public func publishDeviceEvent(wake: Bool = true, _ fill: (inout EventWriter) throws -> Void) rethrows
         -> (sequence: UInt64, change: DeviceTable.Change)
     {
+        try publishDeviceEvent(wakeMode: wake ? .now : .later, fill)
+    }
+
+    /// How a published event wakes sleeping consumers: `.now` (`RingProducer.flush`), `.ifDue`
+    /// (in the middle of a burst: `RingProducer.flushIfDue`), or `.later` (the source flushes).
+    public enum Wake: Sendable { case now, ifDue, later }
+
+    /// `publishDeviceEvent(wake:_:)` with the wake chosen among `Wake`'s three.
+    @discardableResult
+    public func publishDeviceEvent(wakeMode: Wake, _ fill: (inout EventWriter) throws -> Void) rethrows
+        -> (sequence: UInt64, change: DeviceTable.Change)
+    {
         var change = DeviceTable.Change.updated
         var refusedSyspath = ""
         let seq = try producer.publishWithoutWake { w in
@@ -100,7 +112,11 @@ public final class SourceContext: Sendable {
                            metadata: ["max_devices": "\(deviceTable.maxDevices)", "syspath": "\(refusedSyspath)"])
         }
         published.add(1, ordering: .relaxed)
-        if wake { producer.flush() }
+        switch wakeMode {
+        case .now: producer.flush()
+        case .ifDue: producer.flushIfDue()
+        case .later: break
+        }
         return (seq, change)
     }
 }
