@@ -120,16 +120,20 @@ struct RingMemoryTests {
     @Test("a new ring is backed in full at creation, so no publish takes a page fault")
     func prefaulted() throws {
         let ring = try EventRing(slotCount: 1024)
+        #expect(try Self.fullyResident(ring))
+        #expect(ring.isPrefaulted)
+    }
+
+    /// Whether every page of the ring's memfd is backed: a second mapping of it has its pages
+    /// resident only if the ring's were allocated.
+    static func fullyResident(_ ring: EventRing) throws -> Bool {
         var st = stat()
         #expect(fstat(ring.fd, &st) == 0)
         let size = Int(st.st_size)
-        // A second mapping of the memfd: its pages are resident only if the ring's were allocated.
         let p = try #require(mmap(nil, size, PROT_READ, MAP_SHARED, ring.fd, 0))
         #expect(p != MAP_FAILED)
         defer { munmap(p, size) }
-        let pages = (size + Int(getpagesize()) - 1) / Int(getpagesize())
-        #expect(pbs_resident_pages(p, size) == pages)
-        #expect(ring.isPrefaulted)
+        return pbs_resident_pages(p, size) == (size + Int(getpagesize()) - 1) / Int(getpagesize())
     }
 
     @Test("a ring backed in the background (the daemon's) is resident in full once it says so, and works meanwhile")
@@ -147,12 +151,6 @@ struct RingMemoryTests {
         var waited = 0
         while !ring.isPrefaulted && waited < 10_000 { usleep(1_000); waited += 1 }
         #expect(ring.isPrefaulted)
-        var st = stat()
-        #expect(fstat(ring.fd, &st) == 0)
-        let size = Int(st.st_size)
-        let p = try #require(mmap(nil, size, PROT_READ, MAP_SHARED, ring.fd, 0))
-        #expect(p != MAP_FAILED)
-        defer { munmap(p, size) }
-        #expect(pbs_resident_pages(p, size) == (size + Int(getpagesize()) - 1) / Int(getpagesize()))
+        #expect(try Self.fullyResident(ring))
     }
 }
