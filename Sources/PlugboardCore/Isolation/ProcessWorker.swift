@@ -715,6 +715,13 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             // 100 idle plugins cost 2,000 wake-ups a second, not 10,000.
             _ = try? Poll.wait(&fds, timeoutMilliseconds: idle ? 50 : 0)
             queue.awake()
+            if idle && fds[0].revents == 0 && fds[1].revents == 0 && fds[2].revents == 0
+                && fds[3...].contains(where: { $0.revents != 0 }) {
+                // Only the plugin's output woke this thread: let a millisecond's lines gather
+                // first. A plugin that prints a line per event (usb-logger) otherwise wakes it
+                // once per line; the pipe holds 64 KiB, and anything else is seen at the next poll.
+                sleepThread(for: Self.outputGather)
+            }
             drainOutput()
             if !drain(queue) { kill(process, label: "protocol", text: "corrupted its host-call queue (\(queue.corruption ?? "?"))") }
             if channelOpen && fds[0].revents != 0 {
@@ -779,6 +786,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     /// most): stdout lines go to the daemon's stdout, stderr lines are logged as the plugin's
     /// messages (labelled, rate-limited); both escaped like a log record. `final`: the process
     /// ended, so a last line without its newline is taken too.
+    /// How long the monitor waits, when only output woke it, before reading it (see `watch`).
+    static let outputGather: Duration = .milliseconds(1)
+
     func drainOutput(final: Bool = false) { drainOutput(outputs, final: final) }
 
     func drainOutput(_ outputs: [CapturedStream], final: Bool = false) {
