@@ -365,11 +365,11 @@ public final class EventRing: Sendable {
     /// (`wakeAt`: its cursor plus its `wakeBatch`), not for every few events the producer
     /// writes. With 64 plugin threads on two cores, a wake every 32 events of the synthetic
     /// source woke each thread for one short batch: two context switches per event in all, and
-    /// the cost per plugin per event 1.8 × that of one plugin (docs/benchmarks.md, "Cost per
-    /// plugin from 1 to 64 plugins"). The producer's end-of-burst `flush()` still wakes everyone,
-    /// so an idle ring's latency does not change. A sleeping consumer in another process is
-    /// the same way through the word it keeps in its own control page (`WorkerControl.wakeAtWord`:
-    /// the ring is read-only to it).
+    /// the cost per plugin per event about twice that of one plugin (docs/benchmarks.md, "Cost
+    /// per plugin from 1 to 64 plugins"). The producer's end-of-burst `flush()` still wakes
+    /// everyone, so an idle ring's latency does not change. A consumer in another process asks
+    /// the same way, through a word in its own control page (`WorkerControl.wakeAtWord`: the ring
+    /// is read-only to it).
     @usableFromInline func wakeIfDue() {
         pbs_fence_seqcst()
         let head = pbs_load_seqcst_u64(publishedPointer)
