@@ -118,4 +118,43 @@ struct RingWakeTests {
         #expect(second.thread.join(timeout: .seconds(10)))
         eager.deregister()
     }
+
+    @Test("a worker that writes a sequence far ahead in its wake-at word delays only itself: another consumer's due wake and the burst's end still come")
+    func hostileWakeAtDelaysOnlyItself() throws {
+        let ring = try EventRing(slotCount: 1024)
+        let producer = ring.makeProducer()
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        page.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+        defer { page.deallocate() }
+        let cursor = page.assumingMemoryBound(to: UInt64.self)
+        let sleeping = (page + 8).assumingMemoryBound(to: UInt32.self)
+        let wakeAt = (page + 16).assumingMemoryBound(to: UInt64.self)
+        let remote = ring.registerRemote(name: "hostile", cursor: cursor, sleeping: sleeping, wakeAt: wakeAt)
+        defer { remote.deregister() }
+        // The worker's consumer, and a well-behaved thread of the host asking for 4 events.
+        let hostile = ring.makeConsumer(name: "hostile", sleepWord: sleeping, wakeAtWord: wakeAt)
+        let honest = ring.makeConsumer(name: "honest")
+        honest.wakeBatch = 4
+        let hostileSleeper = Sleeper(hostile)
+        let honestSleeper = Sleeper(honest)
+        #expect(eventually { pbs_load_seqcst_u32(sleeping) == 1 && pbs_load_seqcst_u32(ring.waitersPointer) == 1 })
+        pbs_store_seqcst_u64(wakeAt, .max)  // what a scribbling plugin may write there
+        burst(producer, 4)
+        #expect(honestSleeper.thread.join(timeout: .seconds(10)), "the honest consumer's batch woke it")
+        // That wake was for everyone on the futex (the worker too); put it back to sleep asking
+        // for the impossible, and only the burst's end wakes it.
+        #expect(hostileSleeper.thread.join(timeout: .seconds(10)))
+        let buffer = UnsafeMutablePointer<UnsafePointer<pb_event>?>.allocate(capacity: 8)
+        defer { buffer.deallocate() }
+        #expect(hostile.poll(max: 8, into: buffer) == .events(4))
+        #expect(hostile.commit())
+        let again = Sleeper(hostile)
+        #expect(eventually { pbs_load_seqcst_u32(sleeping) == 1 })
+        pbs_store_seqcst_u64(wakeAt, .max)
+        burst(producer, 300)
+        usleep(50_000)
+        #expect(!again.returned, "300 events mid-burst: a sequence never reached wakes nobody")
+        producer.flush()
+        #expect(again.thread.join(timeout: .seconds(10)), "the burst's end woke it")
+    }
 }
