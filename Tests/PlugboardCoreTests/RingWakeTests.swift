@@ -27,6 +27,30 @@ struct RingWakeTests {
         }
     }
 
+    /// The words a worker process keeps in its control page (cursor, sleeping flag, wake-at),
+    /// registered with the ring as a remote consumer, and a consumer that uses them as a worker's does.
+    final class WorkerWords {
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        var sleeping: UnsafeMutablePointer<UInt32> { (page + 8).assumingMemoryBound(to: UInt32.self) }
+        var wakeAt: UnsafeMutablePointer<UInt64> { (page + 16).assumingMemoryBound(to: UInt64.self) }
+        let remote: RemoteCursor
+        let consumer: RingConsumer
+        init(_ ring: EventRing, name: String) {
+            page.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+            let cursor = page.assumingMemoryBound(to: UInt64.self)
+            let sleeping = (page + 8).assumingMemoryBound(to: UInt32.self)
+            let wakeAt = (page + 16).assumingMemoryBound(to: UInt64.self)
+            remote = ring.registerRemote(name: name, cursor: cursor, sleeping: sleeping, wakeAt: wakeAt)
+            consumer = ring.makeConsumer(name: name, sleepWord: sleeping, wakeAtWord: wakeAt)
+        }
+        /// After every thread using `consumer` has been joined.
+        func close() {
+            consumer.deregister()
+            remote.deregister()
+            page.deallocate()
+        }
+    }
+
     /// Polls `condition` for up to 10 s.
     func eventually(_ condition: () -> Bool) -> Bool {
         for _ in 0..<10_000 {
@@ -88,16 +112,9 @@ struct RingWakeTests {
     func remoteConsumerWaitsForItsBatch() throws {
         let ring = try EventRing(slotCount: 1024)
         let producer = ring.makeProducer()
-        // The words a worker process keeps in its control page.
-        let page = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-        page.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
-        defer { page.deallocate() }
-        let cursor = page.assumingMemoryBound(to: UInt64.self)
-        let sleeping = (page + 8).assumingMemoryBound(to: UInt32.self)
-        let wakeAt = (page + 16).assumingMemoryBound(to: UInt64.self)
-        let remote = ring.registerRemote(name: "process-plugin", cursor: cursor, sleeping: sleeping, wakeAt: wakeAt)
-        defer { remote.deregister() }
-        let consumer = ring.makeConsumer(name: "process-plugin", sleepWord: sleeping, wakeAtWord: wakeAt)
+        let worker = WorkerWords(ring, name: "process-plugin")
+        defer { worker.close() }
+        let (consumer, sleeping, wakeAt) = (worker.consumer, worker.sleeping, worker.wakeAt)
         consumer.wakeBatch = 8
         let sleeper = Sleeper(consumer)
         #expect(eventually { pbs_load_seqcst_u32(sleeping) == 1 })
@@ -123,16 +140,10 @@ struct RingWakeTests {
     func hostileWakeAtDelaysOnlyItself() throws {
         let ring = try EventRing(slotCount: 1024)
         let producer = ring.makeProducer()
-        let page = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-        page.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
-        defer { page.deallocate() }
-        let cursor = page.assumingMemoryBound(to: UInt64.self)
-        let sleeping = (page + 8).assumingMemoryBound(to: UInt32.self)
-        let wakeAt = (page + 16).assumingMemoryBound(to: UInt64.self)
-        let remote = ring.registerRemote(name: "hostile", cursor: cursor, sleeping: sleeping, wakeAt: wakeAt)
-        defer { remote.deregister() }
         // The worker's consumer, and a well-behaved thread of the host asking for 4 events.
-        let hostile = ring.makeConsumer(name: "hostile", sleepWord: sleeping, wakeAtWord: wakeAt)
+        let worker = WorkerWords(ring, name: "hostile")
+        defer { worker.close() }
+        let (hostile, sleeping, wakeAt) = (worker.consumer, worker.sleeping, worker.wakeAt)
         let honest = ring.makeConsumer(name: "honest")
         honest.wakeBatch = 4
         let hostileSleeper = Sleeper(hostile)
