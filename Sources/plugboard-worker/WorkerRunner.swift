@@ -176,6 +176,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         }
         consumer.deregister()
         control.activity = .drained
+        try? channel.send(.drained)
         // Wait for the host to open the shutdown gate (or to go away).
         while let (t, _) = try? channel.receive() {
             if t == WireType.shutdown.rawValue { break }

@@ -186,6 +186,47 @@ struct ProcessWorkerCoreTests {
         #expect(published.count == 5000 && published.last.map { String(decoding: $0.payload, as: UTF8.self) } == "5000")
     }
 
+    /// Both orders of the graceful stop's two halves, each with the monitor's idle watchdog tick
+    /// set to an hour: the gate opened after the worker drained (only the gate's wake can tell
+    /// the monitor), and the gate opened before the source started (only the worker's `drained`
+    /// frame can). A monitor that waited for its tick would hold the join to its deadline, and
+    /// the worker would be killed there without running its plugin's shutdown. Four rounds each:
+    /// another wake (a host call the worker queued just before it drained) sometimes hides a
+    /// missing `drained` frame (a single round passed in 3 of 5 runs without it; four rounds
+    /// failed in all 4 runs tried).
+    @Test("a graceful stop reaches a worker process at once, whichever comes last: the host's shutdown gate or the worker's drain",
+          arguments: [false, true])
+    func gracefulStopWakesTheMonitor(gateFirst: Bool) throws {
+        for _ in 0..<4 { try gracefulStop(gateFirst: gateFirst) }
+    }
+
+    func gracefulStop(gateFirst: Bool) throws {
+        let dir = try TestSupport.tempDir("gate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = "\(dir)/out.txt"
+        let rt = try runtime { $0.watchdogTick = .seconds(3600) }
+        let path = try Self.recorder(named: "rec-gate", in: dir)
+        #expect(rt.addProcessPlugin(ProcessPluginSpec(path: path, name: "rec-gate", version: "1", configuration: ["output": out],
+                                                      batchSize: 16, deadline: nil, manifest: [])))
+        #expect(rt.startWorkers() == 1, "\(rt.failures.map(\.description))")
+        let proc = try #require(rt.workers.first as? ProcessWorker)
+        if gateFirst { proc.openShutdownGate() }
+        rt.start(source: SyntheticSource(count: 1000))
+        rt.waitUntilSourceDrained()
+        if !gateFirst {
+            // The worker has read everything and waits for the gate (it sent `drained` already).
+            let until = ContinuousClock.now + .seconds(60)
+            while proc.activity != .drained && ContinuousClock.now < until { sleepThread(for: .milliseconds(2)) }
+            #expect(proc.activity == .drained)
+            proc.openShutdownGate()
+        }
+        // Far below the tick: only a wake-up lets the join return before this deadline.
+        #expect(proc.join(until: .now + .seconds(120)), "the monitor slept through the stop")
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 1001 && lines.last == "SHUTDOWN", "every event, then the plugin's own shutdown: \(lines.suffix(2))")
+        #expect(proc.stats.state == .stopped && proc.stats.crashes.isEmpty, "\(proc.stats)")
+    }
+
     @Test("a worker process lapped by a live source resynchronises from the host's device table, fetched over its socket")
     func lappedWorkerResyncs() throws {
         let dir = try TestSupport.tempDir("lap")

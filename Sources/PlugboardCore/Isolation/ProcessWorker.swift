@@ -39,6 +39,10 @@ public struct ProcessPolicy: Sendable {
     /// Start workers as copies of a fork server (`plugboard-worker --zygote`, `ForkServer`)
     /// instead of spawning the executable each time (`plugins.fork_server`).
     public var forkServer = true
+    /// How often an idle monitor thread wakes for its watchdog (deadlines, stalls) when nothing
+    /// else wakes it. What the host asks of a worker (the shutdown gate, a stop) and what a worker
+    /// announces (drained) wake it at once, whatever this is.
+    public var watchdogTick: Duration = .milliseconds(50)
 
     public init(workerExecutable: String) { self.workerExecutable = workerExecutable }
 }
@@ -199,6 +203,9 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     let initSignal = DispatchSemaphore(value: 0)
     let handoverSignal = DispatchSemaphore(value: 0)
     let finishedSignal = DispatchSemaphore(value: 0)
+    /// Wakes the monitor thread's `poll` when the host changes what it waits for (the shutdown
+    /// gate opened, a stop): without it the change is seen at the idle watchdog tick, 50 ms.
+    let monitorWake: EventFD
     nonisolated(unsafe) var monitor: NativeThread?
     /// The running worker's host-call queue: used by the monitor thread only.
     nonisolated(unsafe) var currentQueue: SharedQueue.Consumer?
@@ -223,13 +230,17 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         context = PluginContext(name: spec.name, configuration: spec.configuration, outputQueue: outputQueue,
                                 deviceTable: deviceTable, logger: logger, logLimits: logLimits)
         control = try WorkerControl.create(name: spec.name)
+        monitorWake = try EventFD()
         control.cursor = ring.published
         remote = ring.registerRemote(name: spec.name, cursor: control.cursorWord, sleeping: control.sleepingWord,
                                      wakeAt: control.wakeAtWord)
         st = Mutex(State(name: spec.name, version: spec.version))
     }
 
-    deinit { remote.deregister() }
+    deinit {
+        remote.deregister()
+        try? monitorWake.close()
+    }
 
     static func identity(of path: String) -> [Int64]? {
         guard let st = try? FileStatus.of(path: path) else { return nil }
@@ -702,21 +713,24 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
 
     /// Serves one running process until it ends. Returns how it ended.
     func watch(_ process: ChildProcess, _ channel: WireChannel, _ queue: SharedQueue.Consumer) -> ExitStatus {
+        let tickMilliseconds = Int32(clamping: max(1, policy.watchdogTick.nanoseconds / 1_000_000))
         var lastCursor = control.cursor
         var lastMove = clock.now
         var channelOpen = true
         while true {
             var fds = [Poll.readable(channelOpen ? channel.fd.rawValue : -1), Poll.readable(process.pidfd.rawValue),
-                       Poll.readable(queue.wakeup.rawValue)] + outputs.map { Poll.readable($0.fd.rawValue) }
+                       Poll.readable(queue.wakeup.rawValue), Poll.readable(monitorWake.rawValue)]
+                + outputs.map { Poll.readable($0.fd.rawValue) }
             // Always poll (the pidfd and the socket must be seen even while records keep coming);
             // sleep only when the queue is empty and sound.
             let idle = queue.corruption == nil && queue.prepareToSleep()
-            // Idle, the watchdog ticks every 50 ms: a deadline kill lands within 50 ms of it, and
-            // 100 idle plugins cost 2,000 wake-ups a second, not 10,000.
-            _ = try? Poll.wait(&fds, timeoutMilliseconds: idle ? 50 : 0)
+            // Idle, the watchdog ticks every 50 ms (`watchdogTick`): a deadline kill lands within
+            // 50 ms of it, and 100 idle plugins cost 2,000 wake-ups a second, not 10,000.
+            _ = try? Poll.wait(&fds, timeoutMilliseconds: idle ? tickMilliseconds : 0)
             queue.awake()
-            if idle && fds[0].revents == 0 && fds[1].revents == 0 && fds[2].revents == 0
-                && fds[3...].contains(where: { $0.revents != 0 }) {
+            if fds[3].revents != 0 { _ = try? monitorWake.drain() }
+            if idle && fds[0].revents == 0 && fds[1].revents == 0 && fds[2].revents == 0 && fds[3].revents == 0
+                && fds[4...].contains(where: { $0.revents != 0 }) {
                 // Only the plugin's output woke this thread: let a millisecond's lines gather
                 // first. A plugin that prints a line per event (usb-logger) otherwise wakes it
                 // once per line; the pipe holds 64 KiB, and anything else is seen at the next poll.
@@ -732,7 +746,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                             kill(process, label: "protocol", text: "sent an unknown or malformed message (type \(frame.type))")
                         }
                     }
-                    continue
+                    // On to the checks below: a frame may announce what they look for (`.drained`).
                 } catch {
                     channelOpen = false
                     // A worker that died closes (or resets) its end first: its exit is the reason.
@@ -902,8 +916,8 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
             let saved = has == 1 ? try? r.data() : nil
             st.withLock { $0.snapshot = (cursor, saved) }
             snapshotSignal.signal()
-        case .done:
-            break
+        case .done, .drained:
+            break  // the frame woke the monitor; `watch` reads the activity it announces
         default:
             return false
         }
@@ -956,7 +970,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
 
     // MARK: Stop
 
-    public func openShutdownGate() { st.withLock { $0.gateOpen = true } }
+    public func openShutdownGate() {
+        st.withLock { $0.gateOpen = true }
+        try? monitorWake.signal()
+    }
 
     public func requestStop() {
         let (p, starting, spare) = st.withLock { s -> (ChildProcess?, [ChildProcess], Launched?) in
@@ -966,6 +983,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         }
         control.command = .stop
         ring.wakeAll()
+        try? monitorWake.signal()
         p?.signal(SIGKILL)
         for c in starting { c.signal(SIGKILL) }
         spare?.discard()

@@ -17,6 +17,9 @@ public enum WireType: UInt8, Sendable {
     // worker -> host
     case ready = 10, initFailed = 11, log = 12
     case deviceTableRequest = 17, state = 18, done = 20, snapshot = 21
+    /// The worker read its last event and waits for `shutdown` (its activity is `.drained`):
+    /// the host need not wait for its watchdog tick to notice.
+    case drained = 22
 }
 
 /// Appends little-endian fields to a frame payload.
