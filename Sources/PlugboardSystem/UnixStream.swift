@@ -85,9 +85,11 @@ public final class UnixListener: Sendable {
     /// Waits for a connection (or `timeoutMilliseconds`; -1 without limit). Returns the
     /// connection and its peer's credentials, or nil on timeout.
     /// The corresponding C functions are `poll`, `accept4`, `getsockopt`.
-    public func accept(timeoutMilliseconds: Int32) throws(Errno) -> (UnixStream, PeerCredentials)? {
-        var fds = [Poll.readable(descriptor.rawValue)]
-        if try Poll.wait(&fds, timeoutMilliseconds: timeoutMilliseconds) == 0 { return nil }
+    /// - Parameter wake: when it becomes readable the wait ends early with nil (a stop request);
+    ///   it is left for the caller to read.
+    public func accept(timeoutMilliseconds: Int32, wake: EventFD? = nil) throws(Errno) -> (UnixStream, PeerCredentials)? {
+        var fds = [Poll.readable(descriptor.rawValue), Poll.readable(wake?.rawValue ?? -1)]
+        if try Poll.wait(&fds, timeoutMilliseconds: timeoutMilliseconds) == 0 || fds[0].revents == 0 { return nil }
         let raw = pbs_accept_cloexec(descriptor.rawValue)
         guard raw >= 0 else {
             if errno == EAGAIN || errno == EINTR || errno == ECONNABORTED { return nil }

@@ -58,6 +58,9 @@ public final class ControlServer: Sendable {
     let connections = Atomic<Int>(0)
     let reloading = Mutex<String?>(nil)
     let thread = Mutex<NativeThread?>(nil)
+    /// Ends the accept loop's wait when `stop` is called (nil if no eventfd could be made: the
+    /// loop then sees the stop at its next timeout).
+    let wake = try? EventFD()
     static let maxConnections = 8
     static let maxRequest = 64 * 1024
 
@@ -84,6 +87,8 @@ public final class ControlServer: Sendable {
         self.version = version
         self.logger = logger
     }
+
+    deinit { try? wake?.close() }
 
     public var path: String { listener.path }
 
@@ -113,6 +118,9 @@ public final class ControlServer: Sendable {
     /// Stops accepting, closes the socket and removes its file. A request under way finishes.
     public func stop() {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
+        // The accept loop's wait ends now, not at its next 200 ms timeout (which every daemon
+        // stop used to wait for).
+        try? wake?.signal()
         _ = thread.withLock { $0 }?.join()
         listener.close()
     }
@@ -120,7 +128,7 @@ public final class ControlServer: Sendable {
     func acceptLoop() {
         while !stopping.load(ordering: .acquiring) {
             let accepted: (UnixStream, PeerCredentials)?
-            do { accepted = try listener.accept(timeoutMilliseconds: 200) } catch {
+            do { accepted = try listener.accept(timeoutMilliseconds: 200, wake: wake) } catch {
                 logger.error("control socket: \(error)")
                 sleepThread(for: .milliseconds(200))
                 continue
