@@ -32,11 +32,26 @@ final class CommandEncoder {
     private let topicWord: Text
     private let dataWord: Text
     /// By `EventSchema.entries` index: the stream field names, and `"name":` for the PUBLISH payload.
-    private let fieldNames: [Text]
+    private let fieldNames: UnsafeMutablePointer<Text>
     private let jsonKeys: [Text]
     private let hasMaxLength: Bool
     /// Values of the last encoded event, by `EventSchema.entries` index.
-    private var values: [Text]
+    private let values: UnsafeMutablePointer<Text>
+    /// How each field's value is written, by `EventSchema.entries` index (`Plan`).
+    private let plans: UnsafeMutablePointer<Plan>
+    private let fieldCount: Int
+
+    /// One field of the schema reduced to what its stream-entry text needs, made once. The
+    /// per-event loop used to copy each `EventSchema.Entry` (four strings and arrays, two
+    /// closures: a dozen reference counts per field, 22 fields per event) and to write the
+    /// encoder's own properties under Swift's dynamic exclusivity checks: together about a third
+    /// of the publisher thread's time (docs/benchmarks.md, "The publisher's field loop").
+    private struct Plan {
+        enum Kind { case string(EventStringField), decimal, hex(Int), other }
+        let kind: Kind
+        let read: @Sendable (UnsafePointer<pb_event>) -> UInt64
+        let index: Int
+    }
 
     init(keys: StreamKeys, maxLength: Int?, timeRetention: Bool = false) {
         argv = .allocate(capacity: CommandEncoder.maxArgs)
@@ -55,7 +70,24 @@ final class CommandEncoder {
             return (UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self), bytes.count)
         }
         empty = intern("")
-        values = Array(repeating: empty, count: EventSchema.entries.count)
+        let entries = EventSchema.entries
+        fieldCount = entries.count
+        values = .allocate(capacity: entries.count)
+        values.initialize(repeating: empty, count: entries.count)
+        plans = .allocate(capacity: entries.count)
+        for (i, entry) in entries.enumerated() {
+            let kind: Plan.Kind
+            if let field = entry.stringField {
+                kind = .string(field)
+            } else {
+                switch entry.format {
+                case .decimal: kind = .decimal
+                case .hex(let digits): kind = .hex(digits)
+                default: kind = .other
+                }
+            }
+            (plans + i).initialize(to: Plan(kind: kind, read: entry.read, index: i))
+        }
         xadd = intern("XADD")
         publish = intern("PUBLISH")
         eventsKey = intern(keys.events)
@@ -69,11 +101,16 @@ final class CommandEncoder {
         minID = timeRetention ? 0 : nil
         topicWord = intern("topic")
         dataWord = intern("data")
-        fieldNames = EventSchema.entries.map { intern($0.name) }
+        fieldNames = .allocate(capacity: entries.count)
+        for (i, entry) in entries.enumerated() { (fieldNames + i).initialize(to: intern(entry.name)) }
         jsonKeys = EventSchema.entries.map { intern(PlugboardCore.Text.jsonQuoted($0.name) + ":") }
     }
 
     deinit {
+        plans.deinitialize(count: fieldCount)
+        plans.deallocate()
+        values.deallocate()
+        fieldNames.deallocate()
         argv.deallocate()
         lengths.deallocate()
         scratch.deallocate()
@@ -91,7 +128,7 @@ final class CommandEncoder {
         putTrim(&n)
         put(&n, id(epochMs, e.pointee.sequence))
         fillValues(e)
-        for f in 0..<values.count {
+        for f in 0..<fieldCount {
             put(&n, fieldNames[f]); put(&n, values[f])
         }
         return Int32(n)
@@ -144,17 +181,21 @@ final class CommandEncoder {
     // MARK: Fields
 
     private func fillValues(_ e: UnsafePointer<pb_event>) {
-        for (i, entry) in EventSchema.entries.enumerated() {
-            if let field = entry.stringField {
+        // The scratch position lives in a local sink for the whole loop (one store at the end).
+        var sink = ScratchSink(base: scratch, used: used)
+        for i in 0..<fieldCount {
+            let start = sink.used
+            switch plans[i].kind {
+            case .string(let field):
                 values[i] = string(e, e.pointee[field])
-            } else {
-                var sink = ScratchSink(base: scratch, used: used)
-                let start = used
-                entry.writeText(e, into: &sink)
-                used = sink.used
-                values[i] = text(from: start)
+                continue
+            case .decimal: sink.writeDecimal(plans[i].read(e))
+            case .hex(let digits): sink.writeHex(plans[i].read(e), digits: digits)
+            case .other: EventSchema.entries[plans[i].index].writeText(e, into: &sink)
             }
+            values[i] = (UnsafeRawPointer(scratch + start).assumingMemoryBound(to: CChar.self), sink.used - start)
         }
+        used = sink.used
     }
 
     /// A string of the event, bounds-checked like `pb_event_string`: absent or out of range is "".
