@@ -47,10 +47,9 @@ final class CommandEncoder {
     /// encoder's own properties under Swift's dynamic exclusivity checks: together about a third
     /// of the publisher thread's time (docs/benchmarks.md, "The publisher's field loop").
     private struct Plan {
-        enum Kind { case string(EventStringField), decimal, hex(Int), other }
+        enum Kind { case string(EventStringField), decimal, hex(Int), other(EventValueFormat) }
         let kind: Kind
         let read: @Sendable (UnsafePointer<pb_event>) -> UInt64
-        let index: Int
     }
 
     init(keys: StreamKeys, maxLength: Int?, timeRetention: Bool = false) {
@@ -83,10 +82,10 @@ final class CommandEncoder {
                 switch entry.format {
                 case .decimal: kind = .decimal
                 case .hex(let digits): kind = .hex(digits)
-                default: kind = .other
+                default: kind = .other(entry.format)
                 }
             }
-            (plans + i).initialize(to: Plan(kind: kind, read: entry.read, index: i))
+            (plans + i).initialize(to: Plan(kind: kind, read: entry.read))
         }
         xadd = intern("XADD")
         publish = intern("PUBLISH")
@@ -191,7 +190,8 @@ final class CommandEncoder {
                 continue
             case .decimal: sink.writeDecimal(plans[i].read(e))
             case .hex(let digits): sink.writeHex(plans[i].read(e), digits: digits)
-            case .other: EventSchema.entries[plans[i].index].writeText(e, into: &sink)
+            case .other(let format):
+                EventSchema.Entry.writeText(format: format, read: plans[i].read, stringField: nil, e, into: &sink)
             }
             values[i] = (UnsafeRawPointer(scratch + start).assumingMemoryBound(to: CChar.self), sink.used - start)
         }

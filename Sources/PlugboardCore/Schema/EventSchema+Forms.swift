@@ -39,6 +39,14 @@ extension EventSchema.Entry {
     /// Writes the stream-entry text of this field of event `e` into `sink`.
     @inlinable
     public func writeText<S: JSONSink>(_ e: UnsafePointer<pb_event>, into sink: inout S) {
+        Self.writeText(format: format, read: read, stringField: stringField, e, into: &sink)
+    }
+
+    /// `writeText` from the parts of a row it uses, for a hot loop that keeps those parts and not
+    /// the whole row (copying an `Entry` retains its strings and closures: the Redis encoder).
+    @inlinable
+    public static func writeText<S: JSONSink>(format: EventValueFormat, read: (UnsafePointer<pb_event>) -> UInt64,
+                                              stringField: EventStringField?, _ e: UnsafePointer<pb_event>, into sink: inout S) {
         switch format {
         case .decimal: sink.writeDecimal(read(e))
         case .hex(let digits): sink.writeHex(read(e), digits: digits)
