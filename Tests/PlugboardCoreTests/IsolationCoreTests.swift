@@ -397,12 +397,14 @@ struct ProcessWorkerCoreTests {
         let packed = try TestSupport.run(plugboard, ["pack", TestSupport.packageRoot + "/SamplePlugins/swift-counter/plugin.toml",
                                                      "--library", "\(dir)/libswift-counter.so", "-o", "\(dir)/swift-counter.pbm"])
         #expect(packed.status == 0, "\(packed.output)")
-        // 20,000 events, 12 ms apart: the source outlasts 110 reloads even on a loaded machine; the
-        // run is stopped with SIGTERM after them.
+        // 20,000 events, 3 ms apart: the source outlasts 110 reloads even on a loaded machine (60 s;
+        // the run is stopped with SIGTERM after them), and hundreds of events arrive during them
+        // (a reload takes about 10 ms since the old worker's stop no longer waits for a watchdog
+        // tick; at 12 ms apart, 110 reloads saw barely 100 events).
         let session = "\(dir)/session.jsonl"
         var lines = ""
         for i in 0..<20_000 {
-            lines += "{\"action\":\"\(i % 2 == 0 ? "add" : "remove")\",\"syspath\":\"/sys/devices/w/\(i % 7)\",\"vendor_id\":\"1d6b\",\"product_id\":\"000\(i % 7)\",\"delay_ms\":12}\n"
+            lines += "{\"action\":\"\(i % 2 == 0 ? "add" : "remove")\",\"syspath\":\"/sys/devices/w/\(i % 7)\",\"vendor_id\":\"1d6b\",\"product_id\":\"000\(i % 7)\",\"delay_ms\":3}\n"
         }
         try lines.write(toFile: session, atomically: true, encoding: .utf8)
         let log = "\(dir)/run.log"
@@ -446,7 +448,7 @@ struct ProcessWorkerCoreTests {
         let last = output.split(separator: "\n").last { $0.contains("swift-counter/summary:") }
         #expect(sent.map { $0 > 100 } == true, "\(output.suffix(2000))")
         #expect(last?.contains("{\"events\":\(sent ?? -1),") == true, "\(last ?? "no summary") vs \(sent ?? -1) published")
-        print("watch reloads: host maps \(before.maps) -> \(after.maps), RSS \(before.rssKiB) -> \(after.rssKiB) KiB")
+        print("watch reloads: host maps \(before.maps) -> \(after.maps), RSS \(before.rssKiB) -> \(after.rssKiB) KiB, \(sent ?? -1) events")
     }
 }
 

@@ -746,7 +746,10 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                             kill(process, label: "protocol", text: "sent an unknown or malformed message (type \(frame.type))")
                         }
                     }
-                    // On to the checks below: a frame may announce what they look for (`.drained`).
+                    // A worker that ended may have left more frames (notes before a crash): read
+                    // them all before its exit is handled. Otherwise on to the checks below: a
+                    // frame may announce what they look for (`.drained`).
+                    if fds[1].revents != 0 { continue }
                 } catch {
                     channelOpen = false
                     // A worker that died closes (or resets) its end first: its exit is the reason.
