@@ -389,6 +389,7 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
         }
         guard push(.publish, Self.le(UInt16(topicBytes.count)) + topicBytes, payload) else {
             control?.add(.refused, 1)
+            control?.add(.queueFull, 1)
             return PB_ERR_FULL
         }
         control?.add(.published, 1)

@@ -276,11 +276,45 @@ struct ControlTests {
         _ = try d.port()
         try d.waitFor("the control socket") { FileManager.default.fileExists(atPath: socket) }
         for round in 1...5 {
-            let r = try Self.ctl(["reload", "canary", "--canary", "100ms", "--json"], socket: socket)
-            let report = Self.json(r.stdout) as? [String: Any]
-            #expect(r.status == 0 && report?["verdict"] as? String == "promoted", "round \(round): \(r.stdout) \(r.stderr)")
+            // A round the host fell behind in (a full host-call queue refused a record: void, as
+            // the report says, never "differs") is run again, as an operator would; at most 3 times.
+            var attempt = 0
+            var r: ProcessResult
+            var report: [String: Any]?
+            repeat {
+                attempt += 1
+                r = try Self.ctl(["reload", "canary", "--canary", "100ms", "--json"], socket: socket)
+                report = Self.json(r.stdout) as? [String: Any]
+            } while attempt < 3 && (report?["reason"] as? String)?.contains("the host fell behind and refused") == true
+            #expect(r.status == 0 && report?["verdict"] as? String == "promoted", "round \(round), attempt \(attempt): \(r.stdout) \(r.stderr)")
             #expect((report?["events"] as? Int ?? 0) > 1000, "round \(round): \(r.stdout)")
         }
+    }
+
+    /// A record a worker could not queue (the host behind, PB_ERR_FULL) is a gap in one build's
+    /// output that says nothing about its code: a comparison it spoils is void, named as such, not
+    /// "the output differs". Both builds here are the same and push a million records at once on
+    /// every 4000th event, far past what their queues hold. (A full-suite run once rolled back a
+    /// canary of an equal build, "under a flood" above, for one record a full queue refused.)
+    @Test("a canary during which a build's host-call queue refused records is void, named as such, not a difference; nothing changes")
+    func canaryVoidWhenRecordsRefused() throws {
+        let dir = TempDir(), plugins = dir.path + "/plugins"
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+        try Self.installCanary(in: plugins, version: "1.0.0", defines: ["CANARY_FLOOD"])
+        let socket = dir.path + "/ctl.sock"
+        let d = try DaemonProcess(arguments: ["--listen", "127.0.0.1:0", "--set", "plugins.manifests=true", "--set", "plugins.dirs=\(plugins)",
+                                              "--set", "source=synthetic:1000000000", "--set", "control.socket=\(socket)",
+                                              "--set", "plugins.registry_cache=none"])
+        defer { d.signal(SIGTERM); d.waitForExit() }
+        _ = try d.port()
+        try d.waitFor("the control socket") { FileManager.default.fileExists(atPath: socket) }
+        let pid = try Self.pluginInfo(socket, "canary")?["pid"] as? Int
+        let r = try Self.ctl(["reload", "canary", "--canary", "300ms", "--json"], socket: socket)
+        let report = Self.json(r.stdout) as? [String: Any]
+        #expect(r.status != 0 && report?["verdict"] as? String == "rolled_back", "\(r.stdout) \(r.stderr)")
+        let reason = report?["reason"] as? String ?? ""
+        #expect(reason.contains("the comparison is void") && reason.contains("refused") && !reason.contains("differs"), "\(reason)")
+        #expect(try Self.pluginInfo(socket, "canary")?["pid"] as? Int == pid, "the running build stays")
     }
 
     @Test("a thread plugin gets no canary, with the reason; a plain reload still works for it")

@@ -31,6 +31,7 @@ import Glibc
 ///     188   markLost          (u32)  worker -> host: a mark could not be queued
 ///     192   wakeAt            (u64)  worker -> host: while sleeping, the sequence worth waking it
 ///                                    for in the middle of a burst (0: any; `EventRing.wakeIfDue`)
+///     200   queueFull         (u64)  worker -> host: of `refused`, publishes refused for a full queue
 ///     832   batch sizes       (u64 × 16) `BatchSizes`: the sizes of the batches handed to the plugin
 ///     960   peakAddressSpace  (u64)  worker -> host: the process's VmPeak in bytes, written by its
 ///                                    crash handler as it dies (0: none); see `MemoryLimitReport`
@@ -45,8 +46,17 @@ public final class WorkerControl: @unchecked Sendable {
         case delivered = 0, filtered, errors, laps, missed, resyncs, overruns, published, refused
         /// The settle window's (after `command`: the first nine are packed before it).
         case settleCoalesced, settleFlaps, settleOverflow
+        /// Of `refused`, the publishes refused because the host-call queue was full (the host
+        /// behind), not because they were invalid: a canary's comparison is void after one.
+        case queueFull
 
-        var offset: Int { rawValue < 9 ? 48 + rawValue * 8 : 152 + (rawValue - 9) * 8 }
+        var offset: Int {
+            switch rawValue {
+            case 0..<9: 48 + rawValue * 8
+            case 9..<12: 152 + (rawValue - 9) * 8
+            default: 200
+            }
+        }
     }
 
     public let file: FileDescriptor

@@ -183,6 +183,9 @@ extension Runtime {
             return report
         }
         let errorsBefore = old.counter(.errors)
+        // Records a build's worker could not queue because the host fell behind (the plugin was
+        // told PB_ERR_FULL): a gap in one build's output that says nothing about its code.
+        let refusedBefore = old.counter(.queueFull)
         candidate.startTap(limit: options.recordLimit)
         candidate.requestMarks()
         candidate.go(cursor: snap.cursor, state: snap.state)
@@ -255,8 +258,14 @@ extension Runtime {
             report.reason = "the running build crashed during the canary, so the comparison is void (nothing changed)"
             return report
         }
+        // A record a build could not queue explains a gap in its output, not a change in its code:
+        // with one, a comparison that could not be made or that found a difference is void.
+        let refused = (running: old.counter(.queueFull) &- refusedBefore, candidate: candidate.counter(.queueFull))
+        let refusedReason = refused.running > 0 || refused.candidate > 0
+            ? "the comparison is void: the host fell behind and refused \(refused.running) of the running build's and \(refused.candidate) of the candidate's records while their queues were full (nothing changed; run the canary again at a quieter time)"
+            : nil
         if old.markLost || candidate.markLost || oldTap?.overflowed != false || newTap?.overflowed != false {
-            report.reason = "the comparison is void: more than \(options.recordLimit) records, or a build's queue stayed full (nothing changed)"
+            report.reason = refusedReason ?? "the comparison is void: more than \(options.recordLimit) records, or a build's queue stayed full (nothing changed)"
             return report
         }
         if candidate.counter(.laps) > 0 {
@@ -283,7 +292,7 @@ extension Runtime {
             i += 1
         }
         if !report.firstDifferences.isEmpty {
-            report.reason = "the builds' output differs (first at record \(report.firstDifferences[0].index) of \(max(a.count, b.count)))"
+            report.reason = refusedReason ?? "the builds' output differs (first at record \(report.firstDifferences[0].index) of \(max(a.count, b.count)))"
             return report
         }
         if report.candidateErrors > report.runningErrors {

@@ -6,6 +6,8 @@
  *   -DCANARY_DIFFERENT   every fifth event's record ends in " v2" (a behaviour change)
  *   -DCANARY_DEBUG       also publishes "debug <sequence>" on topic "debug" (allowed by --allow-diff debug)
  *   -DCANARY_CRASH       crashes on the first event it gets (a broken build)
+ *   -DCANARY_FLOOD       also publishes 1,000,000 "flood" records on every 4000th event, far more than
+ *                        a worker's host-call queue holds: some are refused (PB_ERR_FULL)
  * Config `output`: a file each event's sequence is appended to (exactly-once checks), and
  *   "COUNT <n>" at shutdown (the count it carried).
  * Config `crash_file`: while that file exists, the plugin crashes on every event (quarantine).
@@ -83,6 +85,10 @@ static pb_status events(void *s, const pb_event *const *ev, uint32_t n) {
         if (ev[i]->sequence % 5 == 0) len += snprintf(buf + len, sizeof buf - (size_t)len, " v2");
 #endif
         g_api->publish(x->host, "seen", buf, (size_t)len);
+#ifdef CANARY_FLOOD
+        if (ev[i]->sequence % 4000 == 0)
+            for (int k = 0; k < 1000000; k++) g_api->publish(x->host, "flood", buf, (size_t)len);
+#endif
 #ifdef CANARY_DEBUG
         len = snprintf(buf, sizeof buf, "debug %llu", (unsigned long long)ev[i]->sequence);
         g_api->publish(x->host, "debug", buf, (size_t)len);
