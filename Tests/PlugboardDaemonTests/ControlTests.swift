@@ -263,18 +263,32 @@ struct ControlTests {
         #expect(try Self.ctl(["status"], socket: socket).status == 0)
     }
 
-    @Test("under a flood (a synthetic source at full speed, flow-controlled): five canaries of an equal build are each promoted over thousands of events, none lapped")
-    func canaryUnderFlood() throws {
-        let dir = TempDir(), plugins = dir.path + "/plugins"
+    /// `serve` with the canary plugin (built with `defines`) and a synthetic source at full speed
+    /// (flow-controlled), its control socket answering; the daemon and the socket's path.
+    static func floodedDaemon(_ dir: TempDir, defines: [String] = []) throws -> (DaemonProcess, String) {
+        let plugins = dir.path + "/plugins"
         try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
-        try Self.installCanary(in: plugins, version: "1.0.0")
+        try installCanary(in: plugins, version: "1.0.0", defines: defines)
         let socket = dir.path + "/ctl.sock"
         let d = try DaemonProcess(arguments: ["--listen", "127.0.0.1:0", "--set", "plugins.manifests=true", "--set", "plugins.dirs=\(plugins)",
                                               "--set", "source=synthetic:1000000000", "--set", "control.socket=\(socket)",
                                               "--set", "plugins.registry_cache=none"])
-        defer { d.signal(SIGTERM); d.waitForExit() }
-        _ = try d.port()
-        try d.waitFor("the control socket") { FileManager.default.fileExists(atPath: socket) }
+        do {
+            _ = try d.port()
+            try d.waitFor("the control socket") { FileManager.default.fileExists(atPath: socket) }
+        } catch {
+            d.signal(SIGTERM)
+            d.waitForExit()
+            throw error
+        }
+        return (d, socket)
+    }
+
+    @Test("under a flood (a synthetic source at full speed, flow-controlled): five canaries of an equal build are each promoted over thousands of events, none lapped")
+    func canaryUnderFlood() throws {
+        let dir = TempDir()
+        let (d, socket) = try Self.floodedDaemon(dir)
+        defer { d.signal(SIGTERM); d.waitForExit(); withExtendedLifetime(dir) {} }
         for round in 1...5 {
             // A round the host fell behind in (a full host-call queue refused a record: void, as
             // the report says, never "differs") is run again, as an operator would; at most 3 times.
@@ -298,16 +312,9 @@ struct ControlTests {
     /// canary of an equal build, "under a flood" above, for one record a full queue refused.)
     @Test("a canary during which a build's host-call queue refused records is void, named as such, not a difference; nothing changes")
     func canaryVoidWhenRecordsRefused() throws {
-        let dir = TempDir(), plugins = dir.path + "/plugins"
-        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
-        try Self.installCanary(in: plugins, version: "1.0.0", defines: ["CANARY_FLOOD"])
-        let socket = dir.path + "/ctl.sock"
-        let d = try DaemonProcess(arguments: ["--listen", "127.0.0.1:0", "--set", "plugins.manifests=true", "--set", "plugins.dirs=\(plugins)",
-                                              "--set", "source=synthetic:1000000000", "--set", "control.socket=\(socket)",
-                                              "--set", "plugins.registry_cache=none"])
-        defer { d.signal(SIGTERM); d.waitForExit() }
-        _ = try d.port()
-        try d.waitFor("the control socket") { FileManager.default.fileExists(atPath: socket) }
+        let dir = TempDir()
+        let (d, socket) = try Self.floodedDaemon(dir, defines: ["CANARY_FLOOD"])
+        defer { d.signal(SIGTERM); d.waitForExit(); withExtendedLifetime(dir) {} }
         let pid = try Self.pluginInfo(socket, "canary")?["pid"] as? Int
         let r = try Self.ctl(["reload", "canary", "--canary", "300ms", "--json"], socket: socket)
         let report = Self.json(r.stdout) as? [String: Any]
