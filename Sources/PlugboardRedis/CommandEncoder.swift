@@ -47,8 +47,9 @@ final class CommandEncoder {
     /// encoder's own properties under Swift's dynamic exclusivity checks: together about a third
     /// of the publisher thread's time (docs/benchmarks.md, "The publisher's field loop").
     private struct Plan {
-        enum Kind { case string(EventStringField), decimal, hex(Int), other(EventValueFormat) }
-        let kind: Kind
+        /// A string field points into the event; any other is written by the schema's writer.
+        let string: EventStringField?
+        let format: EventValueFormat
         let read: @Sendable (UnsafePointer<pb_event>) -> UInt64
     }
 
@@ -75,17 +76,7 @@ final class CommandEncoder {
         values.initialize(repeating: empty, count: entries.count)
         plans = .allocate(capacity: entries.count)
         for (i, entry) in entries.enumerated() {
-            let kind: Plan.Kind
-            if let field = entry.stringField {
-                kind = .string(field)
-            } else {
-                switch entry.format {
-                case .decimal: kind = .decimal
-                case .hex(let digits): kind = .hex(digits)
-                default: kind = .other(entry.format)
-                }
-            }
-            (plans + i).initialize(to: Plan(kind: kind, read: entry.read))
+            (plans + i).initialize(to: Plan(string: entry.stringField, format: entry.format, read: entry.read))
         }
         xadd = intern("XADD")
         publish = intern("PUBLISH")
@@ -183,16 +174,12 @@ final class CommandEncoder {
         // The scratch position lives in a local sink for the whole loop (one store at the end).
         var sink = ScratchSink(base: scratch, used: used)
         for i in 0..<fieldCount {
-            let start = sink.used
-            switch plans[i].kind {
-            case .string(let field):
+            if let field = plans[i].string {
                 values[i] = string(e, e.pointee[field])
                 continue
-            case .decimal: sink.writeDecimal(plans[i].read(e))
-            case .hex(let digits): sink.writeHex(plans[i].read(e), digits: digits)
-            case .other(let format):
-                EventSchema.Entry.writeText(format: format, read: plans[i].read, stringField: nil, e, into: &sink)
             }
+            let start = sink.used
+            EventSchema.Entry.writeText(format: plans[i].format, read: plans[i].read, stringField: nil, e, into: &sink)
             values[i] = (UnsafeRawPointer(scratch + start).assumingMemoryBound(to: CChar.self), sink.used - start)
         }
         used = sink.used

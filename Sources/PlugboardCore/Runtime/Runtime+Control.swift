@@ -183,8 +183,7 @@ extension Runtime {
             return report
         }
         let errorsBefore = old.counter(.errors)
-        // Records a build's worker could not queue because the host fell behind (the plugin was
-        // told PB_ERR_FULL): a gap in one build's output that says nothing about its code.
+        // Publishes the running build's worker could not queue from here on (see below).
         let refusedBefore = old.counter(.queueFull)
         candidate.startTap(limit: options.recordLimit)
         candidate.requestMarks()
