@@ -1,3 +1,4 @@
+import CPlugboardSupport
 import CUdev
 import PlugboardSystem
 
@@ -77,13 +78,6 @@ final class UdevMonitor {
         guard getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &len) == 0 else { return -1 }
         return Int(size)
     }
-
-    /// The next device, or nil with `errno` set (EAGAIN when nothing is queued, ENOBUFS after an
-    /// overflow). The returned device must be released with `udev_device_unref`.
-    ///
-    /// The corresponding C function is `udev_monitor_receive_device`.
-    @inline(__always)
-    func receive() -> OpaquePointer? { udev_monitor_receive_device(raw) }
 }
 
 /// One enumeration of `usb_device`s. Owns one `struct udev_enumerate` reference.
@@ -123,27 +117,48 @@ final class UdevEnumeration {
     }
 }
 
-/// A non-owning view of a `struct udev_device`, valid while its owner keeps it.
-/// Handed to `UdevSource.onEvent` (for `plugboard monitor --properties`).
+/// A non-owning view of a device's uevent (a `struct udev_device`, or a message the source
+/// parsed itself), valid during the `UdevSource.onEvent` call it is handed to (for
+/// `plugboard monitor --properties`).
 public struct UdevDeviceView {
     let raw: OpaquePointer
+    /// True: `raw` is a `pbs_uevent`; false: a `struct udev_device`.
+    let isUevent: Bool
 
-    /// Every udev property of the device (KEY, VALUE), as libudev reports it.
+    init(raw: OpaquePointer) {
+        self.raw = raw
+        isUevent = false
+    }
+
+    init(uevent: OpaquePointer) {
+        raw = uevent
+        isUevent = true
+    }
+
+    /// Every udev property of the device (KEY, VALUE), sorted by key as libudev lists them.
     public var properties: [(String, String)] {
+        func text(_ p: UnsafePointer<CChar>?) -> String {
+            p.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) } ?? ""
+        }
         var out: [(String, String)] = []
+        if isUevent {
+            // As libudev lists them: one per key (the last), sorted by key.
+            var byKey: [String: String] = [:]
+            for i in 0..<pbs_uevent_count(raw) { byKey[text(pbs_uevent_key(raw, i))] = text(pbs_uevent_value(raw, i)) }
+            return byKey.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
         var entry = udev_device_get_properties_list_entry(raw)
         while let e = entry {
-            if let n = udev_list_entry_get_name(e) {
-                let v = udev_list_entry_get_value(e)
-                out.append((String(cString: n), v.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) } ?? ""))
-            }
+            if let n = udev_list_entry_get_name(e) { out.append((String(cString: n), text(udev_list_entry_get_value(e)))) }
             entry = udev_list_entry_get_next(e)
         }
         return out
     }
 
     /// The device's syspath.
-    public var syspath: String { udev_device_get_syspath(raw).map { String(cString: $0) } ?? "" }
+    public var syspath: String {
+        (isUevent ? pbs_uevent_syspath(raw) : udev_device_get_syspath(raw)).map { String(cString: $0) } ?? ""
+    }
 }
 
 /// "Text (errno N)", as `Errno.reason` writes it.

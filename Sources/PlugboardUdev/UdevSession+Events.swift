@@ -11,10 +11,10 @@ import Glibc
 /// into their device, and the event copies built from device-table records.
 extension UdevSession {
     /// Publishes what one uevent means for the plugins (see docs/udev.md, "Edge cases").
-    func handle(_ dev: OpaquePointer, receipt: UInt64) {
-        guard let syspath = udev_device_get_syspath(dev) else { return }
-        let devtype = udev_device_get_devtype(dev)
-        let action = Self.action(udev_device_get_action(dev))
+    func handle<D: UdevDeviceFields>(_ dev: D, receipt: UInt64) {
+        guard let syspath = dev.syspath else { return }
+        let devtype = dev.devtype
+        let action = Self.action(dev.actionName)
         if let devtype, strcmp(devtype, "usb_interface") == 0 {
             handleInterface(dev, action: action, syspath: syspath, receipt: receipt)
             return
@@ -33,13 +33,13 @@ extension UdevSession {
                     fill(&w, dev, action: action, flags: [], receipt: receipt)
                 }
             }.sequence
-            source.onEvent?(seq, UdevDeviceView(raw: dev))
+            source.onEvent?(seq, dev.view)
         }
     }
 
     /// A remove carries the device's last-known attributes: sysfs is gone (or, after a quick
     /// replug, already holds the next device), so nothing is read from it.
-    private func handleRemove(_ dev: OpaquePointer, syspath: UnsafePointer<CChar>, receipt: UInt64) {
+    private func handleRemove<D: UdevDeviceFields>(_ dev: D, syspath: UnsafePointer<CChar>, receipt: UInt64) {
         let key = String(cString: syspath)
         guard let known = context.deviceTable.lookup(syspath: key) else {
             // A duplicate remove, or the remove of a device whose add was never seen: the
@@ -48,24 +48,24 @@ extension UdevSession {
             logger.debug("udev source: remove of a device not in the table ignored", metadata: ["syspath": "\(key)"])
             return
         }
-        let seqnum = udev_device_get_seqnum(dev)
+        let seqnum = dev.seqnum
         let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .remove, flags: .fromTable, receipt: receipt) }
             w.event.pointee.kernel_seqnum = seqnum
         }.sequence
-        source.onEvent?(seq, UdevDeviceView(raw: dev))
+        source.onEvent?(seq, dev.view)
     }
 
     /// An add at a syspath already in the table is either the coldplug/hotplug race (same
     /// device seen by the enumeration and the monitor: dropped) or a replug whose remove was
     /// lost (another device: a resync remove of the old one is published first).
-    private func handleAdd(_ dev: OpaquePointer, syspath: UnsafePointer<CChar>, receipt: UInt64) {
+    private func handleAdd<D: UdevDeviceFields>(_ dev: D, syspath: UnsafePointer<CChar>, receipt: UInt64) {
         let key = String(cString: syspath)
         guard let known = context.deviceTable.lookup(syspath: key) else {
             let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
                 fill(&w, dev, action: .add, flags: [], receipt: receipt)
             }.sequence
-            source.onEvent?(seq, UdevDeviceView(raw: dev))
+            source.onEvent?(seq, dev.view)
             return
         }
         var s = EventWriter(at: scratch, sequence: 0)
@@ -81,14 +81,14 @@ extension UdevSession {
             Self.writeFromRecord(&w, fresh, action: .add, flags: [], receipt: receipt)
             w.event.pointee.kernel_seqnum = fresh.pointee.kernel_seqnum
         }.sequence
-        source.onEvent?(seq, UdevDeviceView(raw: dev))
+        source.onEvent?(seq, dev.view)
     }
 
     /// `usb_interface` uevents update their device's interface list. Only an add that brings
     /// a new (class, subclass, protocol) triple is published, as a `change` of the device;
     /// interface removes, binds and unbinds are counted and dropped (the device's own
     /// remove, bind and unbind are what plugins act on).
-    private func handleInterface(_ dev: OpaquePointer, action: EventAction, syspath: UnsafePointer<CChar>, receipt: UInt64) {
+    private func handleInterface<D: UdevDeviceFields>(_ dev: D, action: EventAction, syspath: UnsafePointer<CChar>, receipt: UInt64) {
         counters.interfaceEvents.add(1, ordering: .relaxed)
         guard action == .add, let slash = strrchr(syspath, Int32(UInt8(ascii: "/"))) else { return }
         let parent = String(decoding: UnsafeRawBufferPointer(start: syspath, count: syspath.distance(to: slash)), as: UTF8.self)
@@ -100,22 +100,22 @@ extension UdevSession {
             Int(e.pointee.interfaces_len) >= EventLayout.maxInterfaces || e.interfaces.contains { $0 == t }
         }
         if useless { return }
-        let seqnum = udev_device_get_seqnum(dev)
+        let seqnum = dev.seqnum
         let seq = context.publishDeviceEvent(wakeMode: wakeNow()) { w in
             known.withEvent { Self.writeFromRecord(&w, $0, action: .change, flags: .fromTable, receipt: receipt) }
             w.event.pointee.kernel_seqnum = seqnum
             w.appendInterface(class: t.0, subclass: t.1, protocol: t.2)
         }.sequence
-        source.onEvent?(seq, UdevDeviceView(raw: dev))
+        source.onEvent?(seq, dev.view)
     }
 
-    private func interfaceTriple(_ dev: OpaquePointer) -> (UInt8, UInt8, UInt8)? {
-        if let c = UdevValue.hex8(udev_device_get_sysattr_value(dev, "bInterfaceClass")) {
-            let s = UdevValue.hex8(udev_device_get_sysattr_value(dev, "bInterfaceSubClass")) ?? 0
-            let p = UdevValue.hex8(udev_device_get_sysattr_value(dev, "bInterfaceProtocol")) ?? 0
+    private func interfaceTriple<D: UdevDeviceFields>(_ dev: D) -> (UInt8, UInt8, UInt8)? {
+        if let c = UdevValue.hex8(dev.sysattr("bInterfaceClass")) {
+            let s = UdevValue.hex8(dev.sysattr("bInterfaceSubClass")) ?? 0
+            let p = UdevValue.hex8(dev.sysattr("bInterfaceProtocol")) ?? 0
             return (c, s, p)
         }
-        if let (c, s, p) = UdevValue.triple(udev_device_get_property_value(dev, "INTERFACE"), radix: 10, maxDigits: 3, max: 255) {
+        if let (c, s, p) = UdevValue.triple(dev.property("INTERFACE"), radix: 10, maxDigits: 3, max: 255) {
             return (UInt8(c), UInt8(s), UInt8(p))
         }
         counters.badValues.add(1, ordering: .relaxed)

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 extension UdevSession {
-    /// Fills the event being written from a `udev_device`, straight from `udev_device_get_*`.
+    /// Fills the event being written from a device (a received uevent or a libudev device).
     ///
     /// Each field has an ordered list of sources (docs/udev.md, "Where each field comes
     /// from"); the first usable one wins. In kernel mode the udev-only properties (ID_*)
@@ -19,22 +19,18 @@ extension UdevSession {
     /// `known` is the device's table record for a change, bind or unbind: its link speed and
     /// interfaces cannot have changed without a new add (interface adds are folded into the
     /// record), so they are copied instead of read from sysfs again (two to a dozen reads).
-    func fill(_ w: inout EventWriter, _ dev: OpaquePointer, action: EventAction, flags: EventFlags, receipt: UInt64,
+    func fill<D: UdevDeviceFields>(_ w: inout EventWriter, _ dev: D, action: EventAction, flags: EventFlags, receipt: UInt64,
               known: UnsafePointer<pb_event>? = nil) {
         let udevProps = mode == .udev
         let e = w.event
         w.action = action
         w.insert(flags: flags)
         e.pointee.timestamp_ns = receipt
-        e.pointee.kernel_seqnum = udev_device_get_seqnum(dev)
+        e.pointee.kernel_seqnum = dev.seqnum
 
         // StaticString names: no String bridging per lookup.
-        func prop(_ name: StaticString) -> UnsafePointer<CChar>? {
-            udev_device_get_property_value(dev, UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self))
-        }
-        func attr(_ name: StaticString) -> UnsafePointer<CChar>? {
-            udev_device_get_sysattr_value(dev, UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self))
-        }
+        func prop(_ name: StaticString) -> UnsafePointer<CChar>? { dev.property(name) }
+        func attr(_ name: StaticString) -> UnsafePointer<CChar>? { dev.sysattr(name) }
         /// The first of two candidates that parses (the second is read only if needed);
         /// counts present-but-unusable values.
         func first<T>(_ a: UnsafePointer<CChar>?, _ b: @autoclosure () -> UnsafePointer<CChar>? = nil,
@@ -98,8 +94,8 @@ extension UdevSession {
         }
 
         // Strings, in slot order.
-        w.setString(.syspath, cString: udev_device_get_syspath(dev))
-        w.setString(.devnode, cString: udev_device_get_devnode(dev))
+        w.setString(.syspath, cString: dev.syspath)
+        w.setString(.devnode, cString: dev.devnode)
         if !udevProps, let known {
             // Kernel mode: the descriptor strings are read by the kernel once, when the device is
             // enumerated, and cached in sysfs until it goes away, so a known device's are the ones
@@ -121,7 +117,7 @@ extension UdevSession {
             setDescriptorString(&w, .product, encoded: udevProps ? prop("ID_MODEL_ENC") : nil, attr: attr("product"),
                                 plain: udevProps ? prop("ID_MODEL") : nil)
         }
-        w.setString(.driver, cString: udev_device_get_driver(dev))
+        w.setString(.driver, cString: dev.driver)
 
         // Interfaces: the distinct (class, subclass, protocol) triples of every interface descriptor,
         // alternate settings included: ID_USB_INTERFACES (":030101:030102:", which udev builds from
@@ -188,8 +184,8 @@ extension UdevSession {
     /// descriptor, then the raw configuration descriptors), as udev's usb_id builds
     /// ID_USB_INTERFACES from it. Reads at most 4 KiB, on the stack.
     /// - Returns: false when the file cannot be read or holds no interface descriptor.
-    private func appendDescriptorInterfaces(_ w: inout EventWriter, _ dev: OpaquePointer) -> Bool {
-        guard let syspath = udev_device_get_syspath(dev) else { return false }
+    private func appendDescriptorInterfaces<D: UdevDeviceFields>(_ w: inout EventWriter, _ dev: D) -> Bool {
+        guard let syspath = dev.syspath else { return false }
         let before = UnsafePointer(w.event).pointee.interfaces_len
         var found = false
         withUnsafeTemporaryAllocation(byteCount: 4096 + 512, alignment: 1) { buf in
@@ -219,8 +215,18 @@ extension UdevSession {
         return found || UnsafePointer(w.event).pointee.interfaces_len > before
     }
 
-    /// Reads the interface descriptors of the device's `usb_interface` children from sysfs.
-    private func appendChildInterfaces(_ w: inout EventWriter, _ dev: OpaquePointer) {
+    /// Reads the interface descriptors of the device's `usb_interface` children from sysfs
+    /// (through libudev: a received uevent's device is looked up by its syspath first).
+    private func appendChildInterfaces<D: UdevDeviceFields>(_ w: inout EventWriter, _ dev: D) {
+        if let d = dev as? LibudevDevice {
+            appendChildInterfaces(&w, parent: d.raw)
+        } else if let syspath = dev.syspath, let parent = udev_device_new_from_syspath(udev.raw, syspath) {
+            defer { udev_device_unref(parent) }
+            appendChildInterfaces(&w, parent: parent)
+        }
+    }
+
+    private func appendChildInterfaces(_ w: inout EventWriter, parent dev: OpaquePointer) {
         guard let children = try? UdevEnumeration(context: udev, parent: dev) else { return }
         let own = udev_device_get_syspath(dev)
         children.forEachSyspath { path in

@@ -33,11 +33,12 @@ extension UdevSession {
         var attempts = 0
         while attempts < 1 << 22 {
             attempts += 1
-            guard let dev = monitor.receive() else {
+            let status = pbs_uevent_receive(monitor.fd, uevent)
+            if status == PBS_UEVENT_NONE { break }
+            if status == PBS_UEVENT_ERROR {
                 if errno == EINTR || (errno == ENOBUFS && attempts < 8) { continue }
                 break
             }
-            udev_device_unref(dev)
             drained += 1
         }
         counters.drained.add(drained, ordering: .relaxed)
@@ -83,7 +84,7 @@ extension UdevSession {
             seen.insert(key)
             let receipt = pbs_monotonic_ns()
             var s = EventWriter(at: scratch, sequence: 0)
-            fill(&s, dev, action: .add, flags: flags, receipt: receipt)
+            fill(&s, LibudevDevice(raw: dev), action: .add, flags: flags, receipt: receipt)
             let fresh = UnsafePointer(s.event)
             if let known = context.deviceTable.lookup(syspath: key) {
                 if known.withEvent({ Self.sameIdentity($0, fresh) }) { return }
@@ -98,7 +99,7 @@ extension UdevSession {
                 Self.writeFromRecord(&w, fresh, action: .add, flags: flags, receipt: receipt)
             }.sequence
             if resync { context.resynced.add(1, ordering: .relaxed) } else { counters.coldplugged.add(1, ordering: .relaxed) }
-            source.onEvent?(seq, UdevDeviceView(raw: dev))
+            source.onEvent?(seq, LibudevDevice(raw: dev).view)
         }
         if resync {
             for record in context.deviceTable.records() where !seen.contains(record.syspath) {

@@ -28,6 +28,8 @@ final class UdevSession {
     let scratch: UnsafeMutableRawPointer
     /// Room for decoding udev's `\xNN`-escaped strings. Allocated once.
     let decodeBuffer: UnsafeMutableRawBufferPointer
+    /// The buffer each uevent is read and parsed into (`pbs_uevent_receive`). Allocated once.
+    let uevent: OpaquePointer
     var consecutiveErrors = 0
     /// Events published since the last wake-up of the consumers, within one read batch.
     var unwoken = 0
@@ -53,11 +55,28 @@ final class UdevSession {
                                   receiveBufferBytes: options.receiveBufferBytes)
         scratch = UnsafeMutableRawPointer.allocate(byteCount: EventLayout.maxSize, alignment: 64)
         decodeBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+        guard let u = pbs_uevent_create() else {
+            scratch.deallocate()
+            decodeBuffer.deallocate()
+            throw UdevError.make("udev.monitor", reason: "cannot allocate the uevent buffer: out of memory")
+        }
+        uevent = u
     }
 
     deinit {
         scratch.deallocate()
         decodeBuffer.deallocate()
+        pbs_uevent_destroy(uevent)
+    }
+
+    /// Reads the next uevent from the monitor's socket into `uevent` (`pbs_uevent_receive`:
+    /// libudev's checks without its per-message device object; docs/udev.md, "Reading uevents").
+    @inline(__always) func receiveUevent() -> Int32 {
+        if let faults = source.faults, faults.take(faults.receiveErrors) {
+            errno = faults.receiveErrno.load(ordering: .relaxed)
+            return PBS_UEVENT_ERROR
+        }
+        return pbs_uevent_receive(monitor.fd, uevent)
     }
 
     func run() throws {
@@ -143,26 +162,35 @@ final class UdevSession {
             unwoken = 0
         }
         for _ in 0..<max(1, options.batch) {
-            let dev: OpaquePointer?
-            if let faults = source.faults, faults.take(faults.receiveErrors) {
-                errno = faults.receiveErrno.load(ordering: .relaxed)
-                dev = nil
-            } else {
-                dev = monitor.receive()
-            }
+            let status = receiveUevent()
             let receipt = pbs_monotonic_ns()
-            guard let dev else {
+            switch status {
+            case PBS_UEVENT_OK:
+                consecutiveErrors = 0
+                counters.received.add(1, ordering: .relaxed)
+                handle(ReceivedUevent(raw: uevent), receipt: receipt)
+            case PBS_UEVENT_FILTERED:
+                continue  // another subsystem (only under umockdev: the kernel's BPF filter drops them)
+            case PBS_UEVENT_REFUSED:
+                handleRefusal()
+            case PBS_UEVENT_NONE:
+                return
+            default:
                 let err = errno
                 if err == EAGAIN || err == EWOULDBLOCK || err == 0 { return }
                 if err == EINTR { continue }
                 try handleReceiveError(err)
                 return
             }
-            consecutiveErrors = 0
-            counters.received.add(1, ordering: .relaxed)
-            handle(dev, receipt: receipt)
-            udev_device_unref(dev)
         }
+    }
+
+    /// A message refused as libudev would refuse it (an untrusted sender, a malformed message):
+    /// it was consumed, so reading on cannot spin; counted and logged at debug level. It says
+    /// nothing about the socket, which stays.
+    private func handleRefusal() {
+        counters.refusedMessages.add(1, ordering: .relaxed)
+        logger.debug("udev source: uevent refused: \(pbs_uevent_refusal(uevent).map { String(cString: $0) } ?? "unknown")")
     }
 
     private func handleReceiveError(_ err: Int32) throws {
@@ -170,11 +198,10 @@ final class UdevSession {
             try recoverFromOverflow(reason: "ENOBUFS")
             return
         }
-        // A message libudev refused (bad format, untrusted sender...): it was consumed, so
-        // reading on cannot spin; but an error that repeats without any success means the
-        // socket itself is broken.
+        // recvmsg failed with something else: an error that repeats without any success means
+        // the socket itself is broken.
         consecutiveErrors += 1
-        logger.debug("udev source: uevent refused by libudev: \(errnoText(err))")
+        logger.debug("udev source: reading the uevent socket failed: \(errnoText(err))")
         if consecutiveErrors >= 64 {
             try reopenMonitor(reason: "64 receive errors in a row, last: \(errnoText(err))")
         }
@@ -205,14 +232,13 @@ final class UdevSession {
     private func drainOnStop() {
         let end = pbs_monotonic_ns() + UInt64(max(0, options.drainOnStopMilliseconds)) * 1_000_000
         while pbs_monotonic_ns() < end {
-            guard let dev = monitor.receive() else {
-                if errno == EINTR { continue }
-                break
-            }
+            let status = pbs_uevent_receive(monitor.fd, uevent)
+            if status == PBS_UEVENT_FILTERED || status == PBS_UEVENT_REFUSED { continue }
+            if status == PBS_UEVENT_ERROR && errno == EINTR { continue }
+            guard status == PBS_UEVENT_OK else { break }
             let receipt = pbs_monotonic_ns()
             counters.received.add(1, ordering: .relaxed)
-            handle(dev, receipt: receipt)
-            udev_device_unref(dev)
+            handle(ReceivedUevent(raw: uevent), receipt: receipt)
         }
         context.producer.flush()
     }

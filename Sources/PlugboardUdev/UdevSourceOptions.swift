@@ -53,6 +53,9 @@ public final class UdevSourceCounters: Sendable {
     /// `usb_interface` uevents folded into their device (published as a `change` only when
     /// the device's interface list grew).
     public let interfaceEvents = Atomic<UInt64>(0)
+    /// uevents refused as libudev refuses them (a sender that is not root or not the kernel, a
+    /// malformed message): consumed and not published (docs/udev.md, "Reading uevents").
+    public let refusedMessages = Atomic<UInt64>(0)
     /// Values that were present but unusable (non-hex ids, out-of-range numbers): left 0.
     public let badValues = Atomic<UInt64>(0)
     /// Receive errors (ENOBUFS, POLLERR) that started a resync.
@@ -130,7 +133,8 @@ extension UdevSourceCounters {
             "resync_events": "\(context?.resynced.load(ordering: .relaxed) ?? 0)", "overflows": "\(v(overflows))",
             "resync_passes": "\(v(resyncPasses))", "drained": "\(v(drained))", "unknown_removes": "\(v(unknownRemoves))",
             "duplicate_adds": "\(v(duplicateAdds))", "replaced_devices": "\(v(replacedDevices))",
-            "interface_events": "\(v(interfaceEvents))", "bad_values": "\(v(badValues))", "monitor_reopens": "\(v(monitorReopens))",
+            "interface_events": "\(v(interfaceEvents))", "bad_values": "\(v(badValues))",
+            "refused_messages": "\(v(refusedMessages))", "monitor_reopens": "\(v(monitorReopens))",
         ]
         logger.info("udev source counters", metadata: meta)
     }

@@ -218,6 +218,10 @@ extension UdevSourceTests {
         #expect(events[1].action == "change" && events[1].value("syspath") == hub)
         #expect(h.counters.overflows.load(ordering: .relaxed) == 0)
         #expect(h.counters.monitorReopens.load(ordering: .relaxed) == 0)
+        // Each one refused and counted (pbs_uevent_receive: libudev's checks), none published. The
+        // empty datagram never reaches the reader under umockdev (strace: its send returns 0 and
+        // no read returns it), so it is not counted.
+        #expect(h.counters.refusedMessages.load(ordering: .relaxed) == UInt64(garbage.filter { !$0.isEmpty }.count))
         #expect(h.runtime.sourceError == nil)
     }
 }
@@ -227,8 +231,8 @@ extension UdevSourceTests {
         let (h, hub, drive) = try UdevHarness.hubWithDrive()
         defer { h.stop() }
         h.bed.removeDevice(drive)  // gone unannounced: the resync after the reopen must notice
-        // Malformed messages are refused with EAGAIN and consumed (see the test above); an error
-        // that repeats without any message read means the socket is broken: EIO 100 times.
+        // Malformed messages are refused and consumed (see the test above); an error that
+        // repeats without any message read means the socket is broken: EIO 100 times.
         h.faults.failNextReceives(100, errno: EIO)
         h.bed.uevent(hub, "change")  // wakes the loop; lost with the old socket
         try waitUntil("the monitor is reopened") { h.counters.monitorReopens.load(ordering: .relaxed) >= 1 }

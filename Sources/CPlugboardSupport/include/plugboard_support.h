@@ -215,4 +215,7 @@ int pbs_accept_cloexec(int fd);
 /// The SO_PEERCRED credentials of a Unix socket's peer; -1 with errno set on failure.
 int pbs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
+/* Uevents parsed without libudev's device object (the udev source's receive path). */
+#include "pbs_uevent.h"
+
 #endif
