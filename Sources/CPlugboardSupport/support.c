@@ -72,6 +72,8 @@ long pbs_resident_pages(void *base, size_t size) {
 int pbs_memfd_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
 int pbs_flock_exclusive_nonblocking(int fd) { return flock(fd, LOCK_EX | LOCK_NB); }
 int pbs_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on, 0, 0, 0); }
+unsigned long pbs_timer_slack(void) { return (unsigned long)prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0); }
+int pbs_set_timer_slack(unsigned long ns) { return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0); }
 int pbs_seal_seal(void) { return F_SEAL_SEAL; }
 int pbs_seal_shrink(void) { return F_SEAL_SHRINK; }
 int pbs_seal_grow(void) { return F_SEAL_GROW; }

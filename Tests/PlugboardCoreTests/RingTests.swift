@@ -250,6 +250,24 @@ struct RingTests {
         #expect(consumer.nextSpins == 0)
     }
 
+    @Test("a consumer that stopped spinning does not start again for a sleep longer than a spin (an event 20 µs later)")
+    func adaptiveSpinIgnoresSleepsASpinCouldNotSave() throws {
+        let ring = try EventRing(slotCount: 16)
+        let consumer = ring.makeConsumer(name: "c")
+        for _ in 0..<8 { consumer.wait(timeoutNanoseconds: 1_000_000) }
+        #expect(consumer.nextSpins == 0)
+        // Sleeps that end 20 µs or more after they began: a timeout never ends early, and with
+        // the timer slack at 1 ns they end soon after it, below the 50 µs that used to count as
+        // "events come fast" (and turned spinning back on for eight more waits).
+        let saved = pbs_timer_slack()
+        #expect(pbs_set_timer_slack(1) == 0)
+        defer { _ = pbs_set_timer_slack(saved) }
+        for _ in 0..<20 {
+            consumer.wait(timeoutNanoseconds: 20_000)
+            #expect(consumer.nextSpins == 0, "a 20 µs sleep is not one a spin would have saved")
+        }
+    }
+
     @Test("the producer counts events by action")
     func eventsByAction() throws {
         let ring = try EventRing(slotCount: 16)

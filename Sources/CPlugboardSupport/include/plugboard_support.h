@@ -65,6 +65,9 @@ int pbs_memfd_seals(int fd);
 int pbs_flock_exclusive_nonblocking(int fd);
 /* prctl(PR_SET_DUMPABLE, on): 0, or -1 with errno. */
 int pbs_set_dumpable(int on);
+/* The calling thread's timer slack (prctl PR_GET/PR_SET_TIMERSLACK), ns: for tests that time short sleeps. */
+unsigned long pbs_timer_slack(void);
+int pbs_set_timer_slack(unsigned long ns);
 /** Bit values of F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE (for tests and docs). */
 int pbs_seal_seal(void);
 int pbs_seal_shrink(void);

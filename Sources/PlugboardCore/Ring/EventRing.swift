@@ -578,10 +578,14 @@ public final class RingConsumer: @unchecked Sendable {
     /// Waits in a row that spun for nothing and then slept long (see `wait`). Used by the
     /// consumer's thread only.
     var longSleeps = 0
-    /// A sleep shorter than this means the producer publishes often enough for a spin to catch
-    /// the next event. Longer sleeps (a paced source: udev events 100 µs or more apart) mean
-    /// the spin was wasted.
-    static let shortSleepNanoseconds: UInt64 = 50_000
+    /// A sleep shorter than this means the next event came about a spin's length (256 pauses,
+    /// a few µs) after the consumer went to sleep: a spin would have caught it, so spinning
+    /// resumes. Longer sleeps mean the spin would have been wasted. It was 50 µs: then a paced
+    /// source whose events came 10–50 µs apart now and then (umockdev's sender at one per
+    /// 100 µs, with jitter) turned spinning back on for eight waits each time, and the plugin
+    /// threads of the paced udev run spent 4–10 µs more per event (docs/benchmarks.md, "Consumers
+    /// spin again only after a sleep a spin could have saved").
+    static let shortSleepNanoseconds: UInt64 = 10_000
     /// After this many long sleeps in a row the consumer stops spinning, so an idle consumer
     /// costs one futex sleep per event, not a spin. Not after one: on a busy machine a consumer
     /// of a hot ring also sleeps long now and then (descheduled), and it must keep spinning.
