@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config g++ libudev-dev libhiredis-dev libffi-dev libssl-dev 
 
 SAMPLE_PLUGINS := usb-logger device-counter
 
-.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz fuzz-build tsan bench-manifests bench-signatures clean
+.PHONY: all deps build plugins test demo demo-replay bench-udev bench fuzz fuzz-build fuzz-uevent tsan bench-manifests bench-signatures clean
 
 all: build
 
@@ -136,6 +136,19 @@ fuzz: fuzz-build
 	    corpus ../$(FUZZ_SEEDS) > fuzz.log 2>&1; rc=$$?; tail -n 25 fuzz.log; \
 	  runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' fuzz.log); \
 	  echo "fuzz: $${runs:-0} executions of LLVMFuzzerTestOneInput (exit $$rc)"; exit $$rc
+
+## fuzz-uevent: libFuzzer with AddressSanitizer and UBSan on the udev source's uevent parser
+## (Sources/CPlugboardSupport/uevent.c, harness Tests/Fuzz/uevent_fuzz.c), FUZZ_SECONDS seconds,
+## built with the toolchain's clang. Crashes go to $(FUZZ_BUILD)/uevent/crash-*.
+FUZZ_SECONDS ?= 120
+CLANG ?= $(dir $(shell command -v $(SWIFT)))clang
+.PHONY: fuzz-uevent
+fuzz-uevent:
+	@mkdir -p $(FUZZ_BUILD)/uevent/corpus
+	$(CLANG) -g -O1 -fuse-ld=lld -fsanitize=fuzzer,address,undefined -I Sources/CPlugboardSupport/include \
+	  Tests/Fuzz/uevent_fuzz.c Sources/CPlugboardSupport/uevent.c -o $(FUZZ_BUILD)/uevent/uevent-fuzz
+	cd $(FUZZ_BUILD)/uevent && ./uevent-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=9000 -print_final_stats=1 \
+	  corpus ../../Tests/Fuzz/uevent-seeds
 
 ## bench-manifests: figures for docs/benchmarks.md `## Manifests` (release build of a small tool).
 bench-manifests:

@@ -128,6 +128,54 @@ import Testing
                 == "invalid kernel message length")
     }
 
+    @Test("50,000 mutated messages: the parser never traps, and every message it accepts holds what the source relies on")
+    func mutatedMessages() {
+        // A deterministic PRNG (SplitMix64), so a failure reproduces; `make fuzz-uevent` runs
+        // libFuzzer with AddressSanitizer on the same parser for the out-of-bounds reads this
+        // loop cannot see.
+        var state: UInt64 = 0x00ee_7e47
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let body: [UInt8] = Self.usbDevice.flatMap { (e: String) -> [UInt8] in Array(e.utf8) + [0] }
+        let seeds = [Self.udevMessage(Self.usbDevice), Array("add@/devices/usb1/1-2".utf8) + [0] + body]
+        var outcomes: [Int32: Int] = [:]
+        for i in 0..<50_000 {
+            var b = seeds[i % 2]
+            for _ in 0..<(1 + Int(next() % 4)) {
+                let at = b.isEmpty ? 0 : Int(next() % UInt64(b.count))
+                switch next() % 6 {
+                case 0 where !b.isEmpty: b[at] ^= UInt8(1 << (next() % 8))
+                case 1 where !b.isEmpty: b[at] = [0, UInt8(ascii: "="), UInt8(ascii: "\n"), UInt8(ascii: "/"), 0xff][Int(next() % 5)]
+                case 2 where !b.isEmpty: b.remove(at: at)
+                case 3: b.insert(UInt8(truncatingIfNeeded: next()), at: b.isEmpty ? 0 : at)
+                case 4: b = Array(b.prefix(Int(next() % UInt64(b.count + 1))))
+                default: b += Array(b.suffix(Int(next() % 64)))  // repeated entries
+                }
+            }
+            Self.parse(b, groups: i % 3 == 0 ? 1 : 2, pid: 0) { ev, status in
+                outcomes[status, default: 0] += 1
+                guard status == PBS_UEVENT_OK || status == PBS_UEVENT_FILTERED else {
+                    #expect(status == PBS_UEVENT_REFUSED && pbs_uevent_refusal(ev) != nil)
+                    return
+                }
+                #expect(Self.text(pbs_uevent_syspath(ev))?.hasPrefix("/sys/") == true)
+                #expect(pbs_uevent_seqnum(ev) > 0 && pbs_uevent_action(ev) != nil && pbs_uevent_subsystem(ev) != nil)
+                for k in 0..<pbs_uevent_count(ev) {
+                    let key = Self.text(pbs_uevent_key(ev, k)) ?? ""
+                    #expect(!key.contains("=") && Self.text(pbs_uevent_value(ev, k))?.contains("\n") == false)
+                }
+            }
+        }
+        // The mutations reached both sides: some messages still parse, many are refused.
+        #expect(outcomes[PBS_UEVENT_OK, default: 0] > 1000, "\(outcomes)")
+        #expect(outcomes[PBS_UEVENT_REFUSED, default: 0] > 1000, "\(outcomes)")
+    }
+
     @Test("a message of 8192 bytes with as many entries as fit is read without running past its buffer; more entries than the index holds are refused")
     func largeMessagesStayInBounds() {
         // 300 short entries: more than the index's 256.
