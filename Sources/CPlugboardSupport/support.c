@@ -39,6 +39,26 @@ int pbs_futex_wake(uint32_t *word, int count) {
     return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
+int pbs_futex_wait_bits(uint32_t *word, uint32_t expected, uint64_t timeout_ns, uint32_t bits) {
+    if (bits == FUTEX_BITSET_MATCH_ANY) return pbs_futex_wait(word, expected, timeout_ns);
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + timeout_ns % 1000000000ull;
+        ts.tv_sec += (time_t)(timeout_ns / 1000000000ull + ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        tsp = &ts;
+    }
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL, bits);
+    if (r == -1 && errno == EAGAIN) return 0;
+    return r == -1 ? -1 : 0;
+}
+
+int pbs_futex_wake_bits(uint32_t *word, int count, uint32_t bits) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE_BITSET, count, NULL, NULL, bits);
+}
+
 int pbs_prefault(void *base, size_t size) {
 #ifdef MADV_POPULATE_WRITE
     if (madvise(base, size, MADV_POPULATE_WRITE) == 0) return 0;

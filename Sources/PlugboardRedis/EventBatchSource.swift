@@ -29,6 +29,12 @@ public protocol PluginOutputSource: AnyObject {
     /// - Returns: how many records were handed over.
     func drain(max: Int, _ body: (_ plugin: UnsafeRawBufferPointer, _ topic: UnsafeRawBufferPointer,
                                   _ data: UnsafeRawBufferPointer) -> Void) -> Int
+    /// No record waiting (looked at once more before the publisher sleeps).
+    var isEmpty: Bool { get }
+    /// Makes every record queued from now on call `hook` (nil: none). The publisher sets it to
+    /// wake itself when it sleeps on an event source that can be woken (`ConsumerWakeup`);
+    /// a source that cannot call it is polled every millisecond instead.
+    func setPushHook(_ hook: (@Sendable () -> Void)?)
 }
 
 /// The core's output queue: bounded in records and bytes and counting refusals itself; the

@@ -28,6 +28,9 @@ final class PublisherLoop {
     let keys: StreamKeys
     let source: any EventBatchSource
     let pluginSource: (any PluginOutputSource)?
+    /// Wakes this thread from its sleep on the ring for plugin output and for a stop; nil for a
+    /// source that is not a ring consumer (then plugin output is polled every millisecond).
+    let wakeup: ConsumerWakeup?
     let encoder: CommandEncoder
     /// The configured URL, redacted: for log lines and errors.
     let server: String
@@ -76,13 +79,14 @@ final class PublisherLoop {
     let batch: UnsafeMutablePointer<UnsafePointer<pb_event>?>
 
     init(configuration: RedisPublisher.Configuration, control: PublisherControl, logger: Logger,
-         source: any EventBatchSource, pluginSource: (any PluginOutputSource)?) {
+         source: any EventBatchSource, pluginSource: (any PluginOutputSource)?, wakeup: ConsumerWakeup? = nil) {
         self.config = configuration
         self.control = control
         self.logger = logger
         self.keys = StreamKeys(host: configuration.host)
         self.source = source
         self.pluginSource = pluginSource
+        self.wakeup = wakeup
         self.encoder = CommandEncoder(keys: keys, maxLength: configuration.maxLength,
                                       timeRetention: configuration.retentionAge != nil)
         self.server = configuration.url.redacted
@@ -122,8 +126,9 @@ final class PublisherLoop {
     // MARK: The loop
 
     func run() {
-        // The ring wakes us (futex) when events come; plugin output has no wakeup, so poll it each ms.
-        let idleWaitNs: UInt64 = pluginSource == nil ? 20_000_000 : 1_000_000
+        // The ring wakes us (futex) when events come, and `wakeup` when plugin output comes or a
+        // stop is asked for; without a wakeup, plugin output is polled each ms.
+        let idleWaitNs: UInt64 = pluginSource == nil || wakeup != nil ? config.idleWait : 1_000_000
         while true {
             let stopping = control.stopRequested.load(ordering: .acquiring)
             let took = sourceFinished ? 0 : intake()
@@ -160,7 +165,17 @@ final class PublisherLoop {
                 if sourceFinished {
                     sleepThread(for: .milliseconds(1))  // a closed ring's wait returns at once
                 } else if connected {
-                    source.wait(timeoutNanoseconds: idleWaitNs)
+                    if let wakeup {
+                        // Sleeping is announced before the last look at plugin output and the
+                        // stop flag: a record or a stop after the look finds us asleep and wakes us.
+                        wakeup.willSleep()
+                        if (pluginSource?.isEmpty ?? true) && !control.stopRequested.load(ordering: .sequentiallyConsistent) {
+                            source.wait(timeoutNanoseconds: idleWaitNs)
+                        }
+                        wakeup.didWake()
+                    } else {
+                        source.wait(timeoutNanoseconds: idleWaitNs)
+                    }
                 } else {
                     let untilAttempt = Int64(nextAttemptNs) - Int64(monotonicNanos())
                     source.wait(timeoutNanoseconds: UInt64(max(100_000, min(untilAttempt, 20_000_000))))

@@ -48,6 +48,10 @@ public final class RedisPublisher: Sendable {
         /// First reconnect delay; doubles up to `backoffMax`, with jitter.
         public var backoffBase: Duration = .milliseconds(100)
         public var backoffMax: Duration = .seconds(10)
+        /// Longest sleep of an idle publisher, ns, when nothing wakes it sooner (events, plugin
+        /// output and a stop do, on a ring: `ConsumerWakeup`). Tests raise it to show that a
+        /// wakeup, not this timeout, ends the sleep.
+        public var idleWait: UInt64 = 20_000_000
         /// `WAIT waitReplicas waitTimeout` after each pipelined batch: its records count as
         /// acknowledged only once that many replicas have them (an acknowledged entry then survives
         /// the failover of its master); fewer is a retryable failure. 0: no WAIT (docs/redis.md,
@@ -92,7 +96,7 @@ public final class RedisPublisher: Sendable {
     /// delivered); call `stop` to deliver what it holds first.
     deinit {
         control.stopDeadlineNs.store(0, ordering: .releasing)
-        control.stopRequested.store(true, ordering: .releasing)
+        control.requestStop()
     }
 
     /// Counters and state, for logs, `/health` and tests.
@@ -120,8 +124,13 @@ public final class RedisPublisher: Sendable {
     ///   - pluginOutput: plugin `publish` records; nil when no plugin output is wired.
     /// - Throws: `RedisError` (`.authentication`, `.select`, `.wrongType`, `.unexpectedReply`).
     public func start(events: sending any EventBatchSource, pluginOutput: sending (any PluginOutputSource)? = nil) throws {
+        // A ring consumer can be woken for plugin output and for a stop (`ConsumerWakeup`), so the
+        // publisher sleeps until there is something to do; another source is polled.
+        let wakeup = (events as? RingConsumer)?.makeWakeup()
+        if let wakeup { pluginOutput?.setPushHook { wakeup.signal() } }
+        control.wakeup.withLock { $0 = wakeup }
         let loop = PublisherLoop(configuration: configuration, control: control, logger: logger,
-                                 source: events, pluginSource: pluginOutput)
+                                 source: events, pluginSource: pluginOutput, wakeup: wakeup)
         try loop.connectAtStart()
         let done = DispatchSemaphore(value: 0)
         try state.withLock { s in
@@ -159,7 +168,7 @@ public final class RedisPublisher: Sendable {
     public func stop(timeout: Duration = .seconds(5)) -> RedisPublisherStats {
         let deadline = ContinuousClock.now + timeout
         control.stopDeadlineNs.store(monotonicNanos() + UInt64(max(0, timeout.nanoseconds)), ordering: .releasing)
-        control.stopRequested.store(true, ordering: .releasing)
+        control.requestStop()
         let sem: DispatchSemaphore? = state.withLock { s in
             if case .running(let sem) = s { s = .stopped; return sem }
             return nil
@@ -253,6 +262,14 @@ final class PublisherControl: Sendable {
     let redirects = Atomic<UInt64>(0)
     let idleGeneration = Atomic<UInt64>(0)
     let stopRequested = Atomic<Bool>(false)
+    /// Wakes the publisher's thread when it sleeps on the ring (set by `start`).
+    let wakeup = Mutex<ConsumerWakeup?>(nil)
+
+    /// Asks the thread to finish, and wakes it if it sleeps.
+    func requestStop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        wakeup.withLock { $0 }?.signal()
+    }
     let stopDeadlineNs = Atomic<UInt64>(0)
     let exited = Atomic<Bool>(false)
     let lastError = Mutex<String?>(nil)

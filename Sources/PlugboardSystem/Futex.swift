@@ -40,4 +40,29 @@ public enum Futex {
         if r >= 0 { return Int(r) }
         throw Errno(code: errno, call: "futex(FUTEX_WAKE)")
     }
+
+    /// All bits: a waiter or a wake that matches every other (what `wait` and `wake` are).
+    public static let allBits: UInt32 = .max
+
+    /// `wait` as a waiter with `bits`: any plain `wake` wakes it, a `wake(_:count:bits:)` only
+    /// when the two share a bit. The corresponding C function is `futex(FUTEX_WAIT_BITSET)`.
+    @inlinable @discardableResult
+    public static func wait(_ word: UnsafeMutablePointer<UInt32>, expected: UInt32, timeoutNanoseconds: UInt64 = 0,
+                            bits: UInt32) -> WaitResult {
+        if system_futex_wait_bits(word, expected, timeoutNanoseconds, bits) == 0 { return .woken }
+        switch errno {
+        case ETIMEDOUT: return .timedOut
+        case EINTR: return .interrupted
+        case let code: return .failed(Errno(code: code, call: "futex(FUTEX_WAIT_BITSET)"))
+        }
+    }
+
+    /// Wakes up to `count` waiters on `word` whose bits share one with `bits`.
+    /// The corresponding C function is `futex(FUTEX_WAKE_BITSET)`.
+    @inlinable @discardableResult
+    public static func wake(_ word: UnsafeMutablePointer<UInt32>, count: Int32 = .max, bits: UInt32) throws(Errno) -> Int {
+        let r = system_futex_wake_bits(word, count, bits)
+        if r >= 0 { return Int(r) }
+        throw Errno(code: errno, call: "futex(FUTEX_WAKE_BITSET)")
+    }
 }

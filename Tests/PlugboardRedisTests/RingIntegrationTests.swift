@@ -64,4 +64,34 @@ struct RingIntegrationTests {
         let first = try readAll(client, "plugboard:{test-host}:plugin:usb-logger")[0]
         #expect(first["topic"] == "t0" && first["data"] == "payload 0")
     }
+
+    @Test("an idle publisher sleeps until woken: plugin output, an event and a stop each end its sleep, not a timeout (idle wait 1 h)")
+    func idlePublisherIsWokenNotPolled() throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let queue = OutputQueue(maxRecords: 100)
+        let ring = try EventRing(slotCount: 16)
+        let producer = ring.makeProducer()
+        var config = testConfiguration(server.url)
+        config.idleWait = 3_600_000_000_000  // an hour: only a wakeup ends the sleep within the test
+        let publisher = RedisPublisher(configuration: config)
+        try publisher.start(events: ring.makeConsumer(name: "redis"), pluginOutput: queue)
+        #expect(eventually { publisher.stats.connected })
+        for round in 1...3 {
+            // Asleep again (nothing to do for 100 ms), then a record from a plugin.
+            Thread.sleep(forTimeInterval: 0.1)
+            _ = queue.push(OutputRecord(plugin: "p", topic: "t\(round)", payload: Array("r\(round)".utf8)))
+            #expect(eventually(timeout: .seconds(20)) { publisher.stats.pluginPublished == UInt64(round) },
+                    "plugin record \(round) waited for the idle timeout")
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+        let context = SourceContext(producer: producer, deviceTable: DeviceTable(), logger: Logger(label: "test"))
+        try SyntheticSource(count: 1).run(context)
+        #expect(eventually(timeout: .seconds(20)) { publisher.stats.published == 1 })
+        Thread.sleep(forTimeInterval: 0.1)
+        let start = ContinuousClock.now
+        let stats = publisher.stop(timeout: .seconds(30))
+        #expect(ContinuousClock.now - start < .seconds(20), "stop waited for the idle timeout")
+        #expect(stats.pending == 0)
+    }
 }

@@ -5,10 +5,16 @@ import Synchronization
 /// pushes records, the publisher drains them through `PluginOutputSource`.
 final class TestPluginOutput: PluginOutputSource, Sendable {
     private let records = Mutex<[(String, String, [UInt8])]>([])
+    private let hook = Mutex<(@Sendable () -> Void)?>(nil)
 
     func push(plugin: String, topic: String, data: [UInt8]) {
         records.withLock { $0.append((plugin, topic, data)) }
+        hook.withLock { $0 }?()
     }
+
+    var isEmpty: Bool { records.withLock { $0.isEmpty } }
+
+    func setPushHook(_ h: (@Sendable () -> Void)?) { hook.withLock { $0 = h } }
 
     func drain(max: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) -> Int {
         let taken: [(String, String, [UInt8])] = records.withLock { r in

@@ -49,6 +49,13 @@ static inline uint64_t pbs_monotonic_ns(void) {
 int pbs_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns);
 /** Wakes up to `count` waiters on `word` (futex(FUTEX_WAKE)). Returns the number woken or -1. */
 int pbs_futex_wake(uint32_t *word, int count);
+/**
+ * Like pbs_futex_wait, as a waiter with `bits` (FUTEX_WAIT_BITSET): a plain wake wakes it, a
+ * pbs_futex_wake_bits wakes it only when the two bit sets share a bit. 0xffffffff is a plain wait.
+ */
+int pbs_futex_wait_bits(uint32_t *word, uint32_t expected, uint64_t timeout_ns, uint32_t bits);
+/** Wakes up to `count` waiters on `word` whose bits share one with `bits` (FUTEX_WAKE_BITSET). */
+int pbs_futex_wake_bits(uint32_t *word, int count, uint32_t bits);
 
 /**
  * Backs every page of a shared writable mapping now, so the hot path never takes a page

@@ -399,8 +399,46 @@ public final class EventRing: Sendable {
         _ = try? Futex.wake(futexPointer, count: .max)
     }
 
+    /// Wakes the sleepers on the ring whose waiter bits share one with `bits`, and no others
+    /// (`ConsumerWakeup`): the word moves first, so one about to sleep on the old word does not.
+    func wake(bits: UInt32) {
+        _ = pbs_fetch_add_u32(futexPointer, 1)
+        _ = try? Futex.wake(futexPointer, count: .max, bits: bits)
+    }
+
     /// The seals in force on the ring's memfd (for tests and `/debug`).
     public var seals: Int32 { pbs_memfd_seals(fd) }
+}
+
+/// Wakes one in-process consumer of the ring for something other than an event: more work it
+/// serves from elsewhere (the Redis publisher's plugin output), or a stop. The consumer then
+/// sleeps as a waiter with its own futex bit (`RingConsumer.makeWakeup`), so the producer's wakes
+/// still reach it and these reach no other consumer. Without it the publisher polled plugin output
+/// every millisecond: 3 % of a core for an idle daemon (docs/benchmarks.md, "An idle daemon").
+///
+/// The consumer calls `willSleep()`, then looks at its other work once more, then `wait`s, then
+/// `didWake()`; whoever adds work or asks it to stop does so first, then calls `signal()`. Both
+/// sides use sequentially consistent order, so either the consumer sees the work or `signal`
+/// sees it sleeping.
+public final class ConsumerWakeup: Sendable {
+    let ring: EventRing
+    let bits: UInt32
+    private let sleeping = Atomic<Bool>(false)
+
+    init(ring: EventRing, bits: UInt32) {
+        self.ring = ring
+        self.bits = bits
+    }
+
+    public func willSleep() { sleeping.store(true, ordering: .sequentiallyConsistent) }
+    public func didWake() { sleeping.store(false, ordering: .relaxed) }
+    /// True between `willSleep` and `didWake` (for tests).
+    public var isSleeping: Bool { sleeping.load(ordering: .sequentiallyConsistent) }
+
+    /// Wakes the consumer if it sleeps (a load and nothing else when it is awake).
+    public func signal() {
+        if sleeping.load(ordering: .sequentiallyConsistent) { ring.wake(bits: bits) }
+    }
 }
 
 /// The single writer of an `EventRing`. Use it from one thread only.
@@ -590,6 +628,19 @@ public final class RingConsumer: @unchecked Sendable {
     /// costs one futex sleep per event, not a spin. Not after one: on a busy machine a consumer
     /// of a hot ring also sleeps long now and then (descheduled), and it must keep spinning.
     static let longSleepsBeforeNoSpin = 8
+    /// The futex bits this consumer sleeps with: every consumer has `eventBits`, which the
+    /// producer's plain wake matches too; a consumer with a `ConsumerWakeup` also has
+    /// `wakeupBits`, so that wakeup reaches it and no other consumer.
+    var waitBits: UInt32 = RingConsumer.eventBits
+    static let eventBits: UInt32 = 1
+    static let wakeupBits: UInt32 = 2
+
+    /// Lets something other than the producer wake this consumer (see `ConsumerWakeup`).
+    public func makeWakeup() -> ConsumerWakeup {
+        waitBits = Self.eventBits | Self.wakeupBits
+        return ConsumerWakeup(ring: ring, bits: Self.wakeupBits)
+    }
+
     /// The spins the next `wait` will make before sleeping (for tests and `/debug`).
     public var nextSpins: Int { longSleeps >= Self.longSleepsBeforeNoSpin ? 0 : spinLimit }
     /// The cursor, published for the producer's flow control and for lag metrics.
@@ -718,7 +769,7 @@ public final class RingConsumer: @unchecked Sendable {
         if pbs_load_seqcst_u64(ring.publishedPointer) == cursor && !ring.isClosed {
             // Any outcome (woken, timed out, a signal) sends the caller back to poll.
             let slept = pbs_monotonic_ns()
-            Futex.wait(ring.futexPointer, expected: word, timeoutNanoseconds: timeoutNanoseconds)
+            Futex.wait(ring.futexPointer, expected: word, timeoutNanoseconds: timeoutNanoseconds, bits: waitBits)
             if pbs_monotonic_ns() &- slept < Self.shortSleepNanoseconds {
                 longSleeps = 0
             } else if longSleeps < Self.longSleepsBeforeNoSpin {

@@ -41,6 +41,8 @@ public final class OutputQueue: Sendable {
         var rejected: UInt64 = 0
         /// Publishes refused because the queue was full (a subset of `rejected`).
         var full: UInt64 = 0
+        /// Called after each record queued (outside the lock): wakes the sleeping publisher.
+        var onPush: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
     /// Called once, outside the lock, the first time a publish finds the queue full (the host logs
@@ -65,19 +67,25 @@ public final class OutputQueue: Sendable {
             state.withLock { $0.rejected += 1 }
             return .failure(.tooLarge)
         }
-        let (result, first, held) = state.withLock { s -> (Result<Void, Refusal>, Bool, (Int, Int)) in
+        let (result, first, held, hook) = state.withLock { s -> (Result<Void, Refusal>, Bool, (Int, Int), (@Sendable () -> Void)?) in
             if s.records.count - s.head >= maxRecords || s.bytes + record.payload.count > maxBytes {
                 s.rejected += 1
                 s.full += 1
-                return (.failure(.full), s.full == 1, (s.records.count - s.head, s.bytes))
+                return (.failure(.full), s.full == 1, (s.records.count - s.head, s.bytes), nil)
             }
             s.records.append(record)
             s.bytes += record.payload.count
             s.accepted += 1
-            return (.success(()), false, (0, 0))
+            return (.success(()), false, (0, 0), s.onPush)
         }
         if first { onFirstFull?(held.0, held.1) }
+        hook?()
         return result
+    }
+
+    /// Sets what runs after each record is queued (the publisher's `ConsumerWakeup.signal`).
+    public func setPushHook(_ hook: (@Sendable () -> Void)?) {
+        state.withLock { $0.onPush = hook }
     }
 
     /// Removes and returns up to `max` records, oldest first.
@@ -109,6 +117,8 @@ public final class OutputQueue: Sendable {
 
     /// Records waiting.
     public var count: Int { state.withLock { $0.records.count - $0.head } }
+    /// No record waiting.
+    public var isEmpty: Bool { count == 0 }
     /// Records accepted so far.
     public var accepted: UInt64 { state.withLock { $0.accepted } }
     /// Records refused (full or too large) so far.

@@ -183,6 +183,23 @@ func system_futex_wait(_ word: UnsafeMutablePointer<UInt32>, _ expected: UInt32,
     return pbs_futex_wait(word, expected, timeout)
 }
 
+/// A wait as a waiter with `bits` (FUTEX_WAIT_BITSET); the `futexWait` mock stands in for it too.
+@usableFromInline
+func system_futex_wait_bits(_ word: UnsafeMutablePointer<UInt32>, _ expected: UInt32, _ timeout: UInt64, _ bits: UInt32) -> CInt {
+    #if ENABLE_MOCKING
+    if let mock = Syscalls.mocks?.futexWait { return mock(word, expected, timeout) }
+    #endif
+    return pbs_futex_wait_bits(word, expected, timeout, bits)
+}
+
+@usableFromInline
+func system_futex_wake_bits(_ word: UnsafeMutablePointer<UInt32>, _ count: CInt, _ bits: UInt32) -> CInt {
+    #if ENABLE_MOCKING
+    if let mock = Syscalls.mocks?.futexWake { return mock(word, count) }
+    #endif
+    return pbs_futex_wake_bits(word, count, bits)
+}
+
 @usableFromInline
 func system_futex_wake(_ word: UnsafeMutablePointer<UInt32>, _ count: CInt) -> CInt {
     #if ENABLE_MOCKING
