@@ -314,10 +314,13 @@ final class WorkerRunner: RemoteHost, @unchecked Sendable {
                 }
                 lapped(consumer: consumer, plugin: plugin, control: control)
             case .empty:
+                // Events and every command of the host (stop, hand over, a canary's mark or fence)
+                // wake this process through the ring's futex; the timeout is only a safety net,
+                // long so that an idle plugin costs nothing (docs/benchmarks.md, "An idle daemon").
                 if let settle {
-                    consumer.wait(timeoutNanoseconds: settle.sleepNanoseconds(now: pbs_monotonic_ns(), idle: 100_000_000))
+                    consumer.wait(timeoutNanoseconds: settle.sleepNanoseconds(now: pbs_monotonic_ns(), idle: 1_000_000_000))
                 } else {
-                    consumer.wait(timeoutNanoseconds: 100_000_000)
+                    consumer.wait(timeoutNanoseconds: 1_000_000_000)
                 }
             case .finished:
                 if let settle, settle.held > 0 { deliverSettled(settle, upTo: .max) }
