@@ -233,6 +233,7 @@ final class UdevSession {
         let end = pbs_monotonic_ns() + UInt64(max(0, options.drainOnStopMilliseconds)) * 1_000_000
         while pbs_monotonic_ns() < end {
             let status = pbs_uevent_receive(monitor.fd, uevent)
+            if status == PBS_UEVENT_REFUSED { handleRefusal() }
             if status == PBS_UEVENT_FILTERED || status == PBS_UEVENT_REFUSED { continue }
             if status == PBS_UEVENT_ERROR && errno == EINTR { continue }
             guard status == PBS_UEVENT_OK else { break }

@@ -432,8 +432,6 @@ public final class ConsumerWakeup: Sendable {
 
     public func willSleep() { sleeping.store(true, ordering: .sequentiallyConsistent) }
     public func didWake() { sleeping.store(false, ordering: .relaxed) }
-    /// True between `willSleep` and `didWake` (for tests).
-    public var isSleeping: Bool { sleeping.load(ordering: .sequentiallyConsistent) }
 
     /// Wakes the consumer if it sleeps (a load and nothing else when it is awake).
     public func signal() {
