@@ -29,13 +29,21 @@ final class RedisCluster {
         guard ok else { throw TestFailure("the cluster did not reach cluster_state:ok (with its replicas online)") }
     }
 
-    /// The node `CLUSTER NODES` (asked of a running node) lists as `node`'s replica.
+    /// The node `CLUSTER NODES` (asked of a running node) lists as `node`'s replica. The node
+    /// asked may learn of the replica a moment after the cluster reports ok (gossip): asked
+    /// again for up to 10 s (a `make test` under load once found none on the first look).
     func replica(of node: RedisServer) throws -> RedisServer {
-        let lines = try clusterNodes()
-        guard let id = lines.first(where: { $0[1].hasPrefix("127.0.0.1:\(node.port)@") })?[0],
-              let line = lines.first(where: { $0[3] == id }) else { throw TestFailure("no replica of \(node.port)") }
-        guard let r = nodes.first(where: { line[1].hasPrefix("127.0.0.1:\($0.port)@") }) else { throw TestFailure("unknown node \(line[1])") }
-        return r
+        let end = Date().addingTimeInterval(10)
+        while true {
+            let lines = try clusterNodes()
+            if let id = lines.first(where: { $0[1].hasPrefix("127.0.0.1:\(node.port)@") })?[0],
+               let line = lines.first(where: { $0[3] == id }) {
+                guard let r = nodes.first(where: { line[1].hasPrefix("127.0.0.1:\($0.port)@") }) else { throw TestFailure("unknown node \(line[1])") }
+                return r
+            }
+            if Date() > end { throw TestFailure("no replica of \(node.port) in CLUSTER NODES after 10 s") }
+            usleep(100_000)
+        }
     }
 
     /// Whether a running node sees `node` as a master that is not failing.
