@@ -198,6 +198,30 @@ extension UdevSourceTests {
         #expect(after[2].value("flags") == "\(flagTruncated | flagFromTable)")
     }
 
+    /// A hotplug add with neither ID_USB_INTERFACES nor a `descriptors` file: the interfaces come
+    /// from the device's `<name>:<config>.<interface>` children in sysfs, in sorted order, read
+    /// straight from its directory (not through a libudev device; docs/udev.md, "Reading uevents").
+    @Test func anAddWithoutInterfacePropertiesReadsItsInterfaceChildrenFromSysfs() throws {
+        var hub = "", path = ""
+        var d = flashDrive(serial: "CHILDREN")
+        d.udevProperties = false
+        d.interfaces = [(0x08, 0x06, 0x50), (0x03, 0x01, 0x02), (0x08, 0x06, 0x50)]
+        let h = try UdevHarness { bed in
+            hub = try bed.addRootHub()
+            path = try bed.add(d, parent: hub)
+        }
+        defer { h.stop() }
+        _ = try h.waitForEvents(2)  // the coldplug of hub and drive
+        // The device leaves and comes back with its children already in sysfs, as a replug
+        // whose interfaces were bound before its uevent was read.
+        h.bed.uevent(path, "remove")
+        h.bed.uevent(path, "add")
+        let events = try h.waitForEvents(4)
+        #expect(events[3].action == "add" && events[3].value("syspath") == path)
+        #expect(events[3].value("ifs") == "080650,030102", "distinct triples of 1.0, 1.1, 1.2, in that order")
+        #expect(h.counters.badValues.load(ordering: .relaxed) == 0)
+    }
+
     @Test func malformedDatagramsAreRefusedWithoutAResyncOrACrash() throws {
         var hub = ""
         let h = try UdevHarness { bed in hub = try bed.addRootHub() }
