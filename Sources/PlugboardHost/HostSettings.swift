@@ -277,6 +277,7 @@ public struct HostSettings: Sendable {
             }
             r.waitReplicas = config.redis.waitReplicas
             r.waitTimeout = config.redis.waitTimeout
+            r.linger = UInt64(config.redis.linger.nanoseconds)
             // One limit: a record publish accepted always fits what the publisher carries.
             r.pluginMaxRecord = maxRecordBytes + OutputQueue.maxTopicBytes + OutputQueue.maxNameBytes
             redis = r
@@ -323,6 +324,7 @@ public struct HostSettings: Sendable {
                 s.append(("redis_maxlen", redis.maxLength.map { "\($0)" } ?? "0"))
             }
             s.append(("redis_batch", "\(redis.maxBatch)"))
+            s.append(("redis_linger", redis.linger == 0 ? "off" : formatDuration(.nanoseconds(Int64(redis.linger)))))
             if !redis.clusterNodes.isEmpty { s.append(("redis_cluster_nodes", redis.clusterNodes.map(\.redacted).joined(separator: ","))) }
             if redis.waitReplicas > 0 { s.append(("redis_wait", "\(redis.waitReplicas) replica(s), \(redis.waitTimeout)")) }
             if let tls = redis.url.tls {

@@ -75,6 +75,8 @@ final class PublisherLoop {
     var droppedThisOutage: UInt64 = 0
     var spilledThisOutage: UInt64 = 0
     var rejectedLogged: UInt64 = 0
+    /// While a small batch lingers (`Configuration.linger`): when it is sent, CLOCK_MONOTONIC ns.
+    var lingerUntil: UInt64?
     /// The source's batch of event pointers, allocated once.
     let batch: UnsafeMutablePointer<UnsafePointer<pb_event>?>
 
@@ -134,8 +136,10 @@ final class PublisherLoop {
             let took = sourceFinished ? 0 : intake()
             let pluginTook = drainPlugins()
             var sent = false
+            var held = false
             if connected {
-                if eventWindow.unsent > 0 || pluginWindow.unsent > 0 || batches.count > 0 {
+                held = linger(stopping: stopping)
+                if !held && (eventWindow.unsent > 0 || pluginWindow.unsent > 0 || batches.count > 0) {
                     pump()
                     sent = true
                 }
@@ -161,7 +165,13 @@ final class PublisherLoop {
                 }
                 break
             }
-            if !sent && took == 0 && pluginTook == 0 {
+            if held {
+                // Not asleep on the ring: the source does not wake this thread for each event
+                // that joins the batch meanwhile. In steps of at most 1 ms, so that a batch that
+                // fills up or a stop is not held for a long linger.
+                let left = Int64(lingerUntil ?? 0) - Int64(monotonicNanos())
+                if left > 0 { sleepThread(for: .nanoseconds(min(left, 1_000_000))) }
+            } else if !sent && took == 0 && pluginTook == 0 {
                 if sourceFinished {
                     sleepThread(for: .milliseconds(1))  // a closed ring's wait returns at once
                 } else if connected {
@@ -186,6 +196,31 @@ final class PublisherLoop {
         control.connected.store(false, ordering: .releasing)
         control.exited.store(true, ordering: .releasing)
         connection = nil
+    }
+}
+
+extension PublisherLoop {
+    /// Whether to hold the records waiting to be sent a little longer (`Configuration.linger`):
+    /// only a small batch with nothing in flight (a reply still to read means the batch waits
+    /// anyway), never while stopping or after the source finished. The first such turn of a
+    /// quiet spell starts the clock; later ones only wait out what is left of it.
+    func linger(stopping: Bool) -> Bool {
+        let waiting = eventWindow.unsent + pluginWindow.unsent
+        guard config.linger > 0, waiting > 0, batches.count == 0, !stopping, !sourceFinished,
+              eventWindow.unsent < UInt64(config.maxBatch), pluginWindow.unsent < UInt64(config.maxBatch) else {
+            lingerUntil = nil
+            return false
+        }
+        let now = monotonicNanos()
+        guard let until = lingerUntil else {
+            lingerUntil = now &+ config.linger
+            return true
+        }
+        if now >= until {
+            lingerUntil = nil
+            return false
+        }
+        return true
     }
 }
 

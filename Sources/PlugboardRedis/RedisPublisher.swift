@@ -52,6 +52,13 @@ public final class RedisPublisher: Sendable {
         /// output and a stop do, on a ring: `ConsumerWakeup`). Tests raise it to show that a
         /// wakeup, not this timeout, ends the sleep.
         public var idleWait: UInt64 = 20_000_000
+        /// How long a small batch may wait for more before it is sent, ns (0: send at once).
+        /// A publisher woken for one event at a time (paced traffic) sends, waits for and reads
+        /// one reply per event; holding the first event of a quiet spell this long lets the
+        /// events behind it share its round trip, and the source stops waking this thread per
+        /// event. A full batch (`maxBatch`), a stop and a finished source send at once
+        /// (docs/redis.md, "Linger").
+        public var linger: UInt64 = 0
         /// `WAIT waitReplicas waitTimeout` after each pipelined batch: its records count as
         /// acknowledged only once that many replicas have them (an acknowledged entry then survives
         /// the failover of its master); fewer is a retryable failure. 0: no WAIT (docs/redis.md,

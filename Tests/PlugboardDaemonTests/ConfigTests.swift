@@ -48,6 +48,7 @@ struct ConfigTests {
         #expect(d.performance.ringSlots == 4096)
         #expect(d.redis.maxlen == 100_000)
         #expect(d.redis.batch == 1024)
+        #expect(d.redis.linger == .milliseconds(1))
         #expect(d.monitoring.enabled)
         #expect(d.monitoring.listen == ListenAddress(host: "127.0.0.1", port: 8080))
         #expect(d.monitoring.listen.isLoopback)
@@ -121,7 +122,7 @@ struct ConfigTests {
     func everyKeyFromEnvironment() throws {
         let samples: [String: String] = [
             "source": "replay:/tmp/s.jsonl", "udev.receive_buffer": "1MiB", "redis.url": "redis://127.0.0.1:6390/2",
-            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.retention": "7d", "redis.batch": "3", "redis.wait_replicas": "1", "redis.cluster_nodes": "10.0.0.2:6379, 10.0.0.3:6379", "redis.wait_timeout": "250ms", "performance.debounce_ms": "0",
+            "redis.host": "h", "redis.mode": "both", "udev.mode": "kernel", "plugins.manifests": "false", "plugins.registry_cache": "/r", "redis.maxlen": "10", "redis.retention": "7d", "redis.batch": "3", "redis.wait_replicas": "1", "redis.cluster_nodes": "10.0.0.2:6379, 10.0.0.3:6379", "redis.wait_timeout": "250ms", "redis.linger": "0ms", "performance.debounce_ms": "0",
             "performance.batch_size": "1", "performance.event_buffer_size": "16", "monitoring.enabled": "false",
             "monitoring.listen": "[::1]:9000", "plugins.dirs": "/a, /b", "plugins.cache_size": "0", "shutdown.deadline": "1.5s",
             "shutdown.state_file": "/var/lib/plugboard/last-shutdown", "performance.cpu_affinity": "3, 0-1",
@@ -157,6 +158,7 @@ struct ConfigTests {
         #expect(d.udevMode == "kernel" && d.redis.host == "h" && d.redis.mode == "both")
         #expect(d.redis.retention == .age(.seconds(7 * 86400)))
         #expect(d.redis.waitReplicas == 1 && d.redis.waitTimeout == .milliseconds(250))
+        #expect(d.redis.linger == .zero)
         #expect(d.redis.clusterNodes == ["10.0.0.2:6379", "10.0.0.3:6379"])
         #expect(d.redis.tlsCAFile == "/etc/ssl/redis-ca.pem" && d.redis.tlsCertFile == "/etc/plugboard/client.pem"
                 && d.redis.tlsKeyFile == "/etc/plugboard/client.key" && d.redis.tlsServerName == "redis.internal")
@@ -381,6 +383,17 @@ struct ConfigTests {
         #expect(t?.key == "redis.wait_timeout" && t?.problem.contains("10s") == true, "\(String(describing: t))")
         #expect(t?.fix.contains("4s") == true, "\(String(describing: t))")
         #expect(problems(toml: "[redis]\nwait_replicas = 1\nwait_timeout = \"250ms\"\n").isEmpty)
+    }
+
+    @Test("redis.linger: 0ms turns it off; past 100ms, or not a duration, names the key, the value and the fix")
+    func lingerKey() {
+        #expect(problems(toml: "[redis]\nlinger = \"0ms\"\n").isEmpty)
+        #expect(problems(toml: "[redis]\nlinger = \"100ms\"\n").isEmpty)
+        let long = problems(toml: "[redis]\nlinger = \"1s\"\n").first
+        #expect(long?.key == "redis.linger" && long?.problem == "1s is out of range", "\(String(describing: long))")
+        #expect(long?.fix.contains("100ms") == true, "\(String(describing: long))")
+        let bad = problems(toml: "[redis]\nlinger = \"soon\"\n").first
+        #expect(bad?.key == "redis.linger" && bad?.problem == "\"soon\" is not a duration", "\(String(describing: bad))")
     }
 
     @Test("a bad duration or one out of range is an error")

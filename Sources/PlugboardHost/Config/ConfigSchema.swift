@@ -88,6 +88,8 @@ public enum ConfigSchema {
                   help: "What the streams keep: a time (\"7d\", \"12h\", \"30m\": XADD MINID ~ now minus it, on the IDs' milliseconds) or an entry count (\"1000000\": MAXLEN ~); empty: redis.maxlen decides (docs/redis.md, \"Retention\")."),
         ConfigKey(path: "redis.batch", kind: .integer(1...10_000), defaultValue: .integer(1024),
                   help: "Most commands pipelined per round trip (also the unacknowledged window)."),
+        ConfigKey(path: "redis.linger", kind: .duration(.zero...(.milliseconds(100))), defaultValue: .duration(.milliseconds(1)),
+                  help: "How long a small batch of events waits for more before it is sent (\"0ms\": at once). Paced traffic then shares round trips instead of one XADD, one wake and one reply per event; a full batch (redis.batch), a stop and a finished source send at once. Adds up to this much to an event's way to Redis (docs/redis.md, \"Linger\")."),
         ConfigKey(path: "redis.cluster_nodes", kind: .stringList(minCount: 0), defaultValue: .stringList([]),
                   help: "Redis Cluster: more nodes (\"HOST:PORT\", with redis.url's credentials and TLS) to try when the one to connect to is unreachable, also at start; the publisher learns the rest with CLUSTER NODES once connected."),
         ConfigKey(path: "redis.wait_replicas", kind: .integer(0...16), defaultValue: .integer(0),

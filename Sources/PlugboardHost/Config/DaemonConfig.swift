@@ -91,6 +91,8 @@ public struct DaemonConfig: Sendable, Equatable {
         /// `redis.wait_replicas` (0: no WAIT) and `redis.wait_timeout`.
         public var waitReplicas: Int = 0
         public var waitTimeout: Duration = .seconds(1)
+        /// `redis.linger`: how long a small batch waits for more before it is sent.
+        public var linger: Duration = .milliseconds(1)
     }
     public struct Performance: Sendable, Equatable {
         /// The settle window of plugins whose manifest says `settle_ms = "default"`, ms.
@@ -213,6 +215,7 @@ public struct DaemonConfig: Sendable, Equatable {
         self.redis.clusterNodes = list("redis.cluster_nodes")
         self.redis.waitReplicas = int("redis.wait_replicas")
         self.redis.waitTimeout = duration("redis.wait_timeout")
+        self.redis.linger = duration("redis.linger")
         self.monitoring = Monitoring(enabled: bool("monitoring.enabled"), listen: listen, tokenFile: str("monitoring.token_file"),
                                      protectMetrics: bool("monitoring.protect_metrics"),
                                      requestTimeout: duration("monitoring.request_timeout"))
