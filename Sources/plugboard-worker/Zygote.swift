@@ -52,7 +52,6 @@ enum Zygote {
             try? pair.0.close()
             try? pair.1.close()
             try? ringRO.close()
-            try? control.file.close()
             try? q.memoryFile.close()
             _ = page
         } catch {

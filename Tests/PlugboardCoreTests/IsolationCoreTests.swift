@@ -186,6 +186,64 @@ struct ProcessWorkerCoreTests {
         #expect(published.count == 5000 && published.last.map { String(decoding: $0.payload, as: UTF8.self) } == "5000")
     }
 
+    /// What every open descriptor of this process is, as (device, inode) of what it refers to.
+    static func openFiles() -> Set<[UInt64]> {
+        var found: Set<[UInt64]> = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            var st = stat()
+            if stat("/proc/self/fd/\(entry)", &st) == 0 { found.insert([UInt64(st.st_dev), UInt64(st.st_ino)]) }
+        }
+        return found
+    }
+
+    static func identity(_ path: String) -> [UInt64]? {
+        var st = stat()
+        return stat(path, &st) == 0 ? [UInt64(st.st_dev), UInt64(st.st_ino)] : nil
+    }
+
+    /// Found by the isolation bench, which makes a runtime per round: the source's thread kept
+    /// its closure, which held the runtime, which held the thread, so no runtime was ever
+    /// freed, nor its ring and its workers' descriptors (60 rounds: 4,700 descriptors, then
+    /// EMFILE); and a worker's control page and output pipes were never closed even when it was.
+    @Test("a runtime run to its end and dropped is freed, and so is every descriptor it and its worker processes held")
+    func droppedRuntimeIsFreed() throws {
+        let dir = try TestSupport.tempDir("freed")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        weak var weakRuntime: Runtime?
+        weak var weakWorker: ProcessWorker?
+        var held: [[UInt64]] = []
+        do {
+            let rt = try runtime()
+            rt.addPlugin(try PluginLoader.open(TestSupport.plugin("pbtest-recorder")), configuration: ["output": "\(dir)/thread.txt"])
+            let path = try Self.recorder(named: "rec-freed", in: dir)
+            #expect(rt.addProcessPlugin(ProcessPluginSpec(path: path, name: "rec-freed", version: "1",
+                                                          configuration: ["output": "\(dir)/process.txt"], batchSize: 7,
+                                                          deadline: nil, manifest: [])))
+            #expect(rt.startWorkers() == 2, "\(rt.failures.map(\.description))")
+            let proc = try #require(rt.workers.first { $0.name == "rec-freed" } as? ProcessWorker)
+            // The ring, and the pipes the worker's stdout and stderr are (the host holds their
+            // read ends), by identity: descriptor numbers are reused.
+            held = [Self.identity("/proc/self/fd/\(rt.ring.fd)"), Self.identity("/proc/\(proc.pid)/fd/1"),
+                    Self.identity("/proc/\(proc.pid)/fd/2")].compactMap { $0 }
+            #expect(held.count == 3)
+            weakWorker = proc
+            weakRuntime = rt
+            rt.start(source: SyntheticSource(count: 100))
+            rt.waitUntilDrained()
+            #expect(Self.openFiles().isSuperset(of: held))
+            #expect(rt.workers.count == 2)
+        }
+        // The worker's monitor thread may still be on its way out.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (weakRuntime != nil || weakWorker != nil) && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(weakRuntime == nil, "the runtime was not freed")
+        #expect(weakWorker == nil, "the worker was not freed")
+        #expect(Self.openFiles().isDisjoint(with: held), "a descriptor of the ring or of the worker's output pipes is still open")
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [])
+            .compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+        #expect(!names.contains { $0.contains("plugboard-worker-rec-freed") }, "the worker's control page is still open")
+    }
+
     /// Both orders of the graceful stop's two halves, each with the monitor's idle watchdog tick
     /// set to an hour: the gate opened after the worker drained (only the gate's wake can tell
     /// the monitor), and the gate opened before the source started (only the worker's `drained`
@@ -379,12 +437,13 @@ struct ProcessWorkerCoreTests {
     }
 
     /// Lines of /proc/PID/maps and VmRSS (KiB) of another process.
-    static func mappingsAndRSS(pid: Int32) -> (maps: Int, rssKiB: Int) {
+    static func mappingsAndRSS(pid: Int32) -> (maps: Int, rssKiB: Int, descriptors: Int) {
         let maps = (try? FileDescriptor.readContents(of: "/proc/\(pid)/maps")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let status = (try? FileDescriptor.readContents(of: "/proc/\(pid)/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?
             .split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) } ?? 0
-        return (maps.split(separator: "\n").count, rss)
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count ?? -1
+        return (maps.split(separator: "\n").count, rss, fds)
     }
 
     @Test("plugboard run --watch, a Swift plugin in process mode renamed into place 100 times: the host's mappings and RSS stay flat, every event counted once",
@@ -442,13 +501,15 @@ struct ProcessWorkerCoreTests {
         #expect(reloads() == 110)
         #expect(after.maps - before.maps <= 4, "host mappings \(before.maps) -> \(after.maps) over 100 reloads")
         #expect(after.rssKiB - before.rssKiB <= 1024, "host RSS \(before.rssKiB) KiB -> \(after.rssKiB) KiB over 100 reloads")
+        #expect(before.descriptors > 0 && after.descriptors - before.descriptors <= 2,
+                "host descriptors \(before.descriptors) -> \(after.descriptors) over 100 reloads")
         // The last build's summary counts every event the source published: state carried across
         // 111 builds, nothing twice, nothing lost.
         let sent = output.firstMatch(of: /replay:\S+: (\d+) events in/).flatMap { Int($0.1) }
         let last = output.split(separator: "\n").last { $0.contains("swift-counter/summary:") }
         #expect(sent.map { $0 > 100 } == true, "\(output.suffix(2000))")
         #expect(last?.contains("{\"events\":\(sent ?? -1),") == true, "\(last ?? "no summary") vs \(sent ?? -1) published")
-        print("watch reloads: host maps \(before.maps) -> \(after.maps), RSS \(before.rssKiB) -> \(after.rssKiB) KiB, \(sent ?? -1) events")
+        print("watch reloads: host maps \(before.maps) -> \(after.maps), RSS \(before.rssKiB) -> \(after.rssKiB) KiB, descriptors \(before.descriptors) -> \(after.descriptors), \(sent ?? -1) events")
     }
 }
 

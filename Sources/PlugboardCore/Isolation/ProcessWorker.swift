@@ -116,7 +116,7 @@ final class Launched: @unchecked Sendable {
     func discard() {
         process.signal(SIGKILL)
         _ = process.wait(timeout: .seconds(2))
-        for o in outputs { try? o.fd.close() }
+        for o in outputs { o.close() }
     }
 }
 
@@ -128,11 +128,22 @@ final class CapturedStream {
     var pending: [UInt8] = []
     /// What one read takes, kept for the stream's life (not allocated per drain).
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 1)
+    private var isClosed = false
     init(fd: FileDescriptor, kind: Kind) {
         self.fd = fd
         self.kind = kind
     }
-    deinit { scratch.deallocate() }
+    /// Closes the pipe's read end, once: a second close would close whatever descriptor
+    /// another thread got under the same number meanwhile.
+    func close() {
+        if isClosed { return }
+        isClosed = true
+        try? fd.close()
+    }
+    deinit {
+        close()
+        scratch.deallocate()
+    }
 }
 
 public final class ProcessWorker: PluginWorker, @unchecked Sendable {
@@ -344,7 +355,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
                 message: "\(spec.path): stopped during init (the daemon is shutting down)"))
         }
         drainOutput(final: true)
-        for o in outputs { try? o.fd.close() }
+        for o in outputs { o.close() }
         outputs = []
         if let spare = takeSpare() {
             control.resetForRestart()
@@ -448,7 +459,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
         var ready: Launched?
         defer {
             st.withLock { $0.initializing.removeAll { $0 === process } }
-            if ready == nil { for o in outputs { try? o.fd.close() } }
+            if ready == nil { for o in outputs { o.close() } }
         }
         func fail(_ e: PluginLoadError) -> Result<Launched, PluginLoadError> { .failure(e) }
         try? channel.send(.setup, setup().encode())

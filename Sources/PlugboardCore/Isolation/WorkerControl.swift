@@ -67,9 +67,14 @@ public final class WorkerControl: @unchecked Sendable {
     /// The sizes of the batches the worker handed its plugin (kept across restarts).
     public let batchSizes: BatchSizes
 
-    init(file: FileDescriptor, region: MappedRegion) {
+    /// The host's page owns its memfd and closes it when freed; a page attached to a
+    /// descriptor someone else owns (the worker's 5, a test's) leaves it open.
+    private let ownsFile: Bool
+
+    init(file: FileDescriptor, region: MappedRegion, ownsFile: Bool) {
         self.file = file
         self.region = region
+        self.ownsFile = ownsFile
         base = region.baseAddress
         latency = LatencyHistogram(storage: (base + 1024).assumingMemoryBound(to: UInt64.self))
         callbackDuration = LatencyHistogram(storage: (base + 4096).assumingMemoryBound(to: UInt64.self))
@@ -82,7 +87,7 @@ public final class WorkerControl: @unchecked Sendable {
         do {
             let region = try MappedRegion(fd: fd, count: size, protection: [.read, .write], shared: true)
             region.baseAddress.storeBytes(of: magic, as: UInt64.self)
-            return WorkerControl(file: fd, region: region)
+            return WorkerControl(file: fd, region: region, ownsFile: true)
         } catch {
             try? fd.close()
             throw error
@@ -95,7 +100,11 @@ public final class WorkerControl: @unchecked Sendable {
         guard region.baseAddress.load(as: UInt64.self) == magic else {
             throw Errno(code: EINVAL, call: "mmap", path: fd.path, detail: "not a worker control page")
         }
-        return WorkerControl(file: fd, region: region)
+        return WorkerControl(file: fd, region: region, ownsFile: false)
+    }
+
+    deinit {
+        if ownsFile { try? file.close() }
     }
 
     func u64(_ offset: Int) -> UnsafeMutablePointer<UInt64> { (base + offset).assumingMemoryBound(to: UInt64.self) }

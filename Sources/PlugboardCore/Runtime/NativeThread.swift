@@ -20,13 +20,26 @@ public final class NativeThread: Sendable {
         let tid = Atomic<Int32>(0)
         let name: String
         let cpus: CPUAffinity
-        let body: @Sendable () -> Void
+        /// Taken out (and so released) by the thread when it runs: what the closure captured
+        /// must not live on with this object. An owner that keeps its thread (a runtime keeps
+        /// its source's to join it) and is captured by the closure would otherwise never be freed,
+        /// nor anything it holds: the ring, and every worker process's descriptors.
+        let body: Mutex<(@Sendable () -> Void)?>
         let done: DispatchSemaphore
         init(name: String, cpus: CPUAffinity, body: @escaping @Sendable () -> Void, done: DispatchSemaphore) {
             self.name = name
             self.cpus = cpus
-            self.body = body
+            self.body = Mutex(body)
             self.done = done
+        }
+
+        /// Runs the body once and lets it go before `done` is signalled.
+        func run() {
+            let body = self.body.withLock { b -> (@Sendable () -> Void)? in
+                defer { b = nil }
+                return b
+            }
+            body?()
         }
     }
 
@@ -40,7 +53,7 @@ public final class NativeThread: Sendable {
             box.tid.store(pbs_thread_id(), ordering: .releasing)
             pbs_set_thread_name(box.name)
             box.cpus.pinCurrentThread()
-            box.body()
+            box.run()
             box.done.signal()
             return nil
         }, Unmanaged.passRetained(box).toOpaque())
