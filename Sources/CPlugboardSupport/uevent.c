@@ -261,6 +261,9 @@ static int read_attribute(pbs_uevent *ev, const char *path) {
         if (r < 0) { got = -1; break; }
         if (r == 0) break;
         got += (int)r;
+        /* sysfs serves an attribute whole in the first read (and a regular file reads short
+         * only at its end): a short read is the end, without a second read(2) to hear it. */
+        if (got < room) break;
     }
     close(fd);
     if (got < 0) return -1;
