@@ -815,7 +815,7 @@ public final class ProcessWorker: PluginWorker, @unchecked Sendable {
     /// messages (labelled, rate-limited); both escaped like a log record. `final`: the process
     /// ended, so a last line without its newline is taken too.
     /// How long the monitor waits, when only output woke it, before reading it (see `watch`).
-    static let outputGather: Duration = .milliseconds(1)
+    static let outputGather: Duration = .milliseconds(5)
 
     func drainOutput(final: Bool = false) { drainOutput(outputs, final: final) }
 
