@@ -27,6 +27,8 @@ typedef struct pbs_uevent {
     uint16_t count;
     uint16_t key[PBS_UEVENT_MAX_PROPERTIES];
     uint16_t value[PBS_UEVENT_MAX_PROPERTIES];
+    /* Each key's length and first byte (key_tag), so a lookup compares bytes only on a match. */
+    uint32_t tag[PBS_UEVENT_MAX_PROPERTIES];
     /* The special entries (pointers into `buf`), as libudev reads them. */
     const char *action;
     const char *subsystem;
@@ -98,6 +100,11 @@ static int parse_u64(const char *s, uint64_t *out) {
     return 1;
 }
 
+/* A key's length (up to 2^24) and first byte: equal keys have equal tags. */
+static inline uint32_t key_tag(const char *key, size_t n) {
+    return (uint32_t)(n & 0xffffff) << 8 | (unsigned char)key[0];
+}
+
 static int known_action(const char *a) {
     static const char *const actions[] = {"add", "remove", "change", "move", "online", "offline", "bind", "unbind"};
     for (size_t i = 0; i < sizeof actions / sizeof *actions; i++)
@@ -148,34 +155,61 @@ int pbs_uevent_parse(pbs_uevent *ev, int length, uint32_t sender_groups, uint32_
         char *end = memchr(key, 0, (size_t)length - pos);
         if (!end) return refuse(ev, "an entry is not NUL-terminated");
         pos += (size_t)(end - key) + 1;
-        key[strcspn(key, "\n\r")] = 0;
-        char *eq = strchr(key, '=');
+        /* One pass: the entry ends at its first newline (as libudev cuts it), the key at the
+         * first '=' before that. */
+        char *eq = NULL;
+        for (char *p = key; *p; p++) {
+            if (*p == '\n' || *p == '\r') {
+                *p = 0;
+                break;
+            }
+            if (*p == '=' && !eq) eq = p;
+        }
         if (!eq) return refuse(ev, "an entry is not a KEY=VALUE pair");
         *eq = 0;
         const char *value = eq + 1;
+        size_t klen = (size_t)(eq - key);
         if (ev->count == PBS_UEVENT_MAX_PROPERTIES) return refuse(ev, "too many properties");
         ev->key[ev->count] = (uint16_t)(key - ev->buf);
         ev->value[ev->count] = (uint16_t)(value - ev->buf);
+        ev->tag[ev->count] = key_tag(key, klen);
         ev->count++;
-        if (strcmp(key, "DEVPATH") == 0) {
-            if (value[0] != '/') return refuse(ev, "DEVPATH does not start with /");
-            devpath = value;
-        } else if (strcmp(key, "ACTION") == 0) {
-            if (!known_action(value)) return refuse(ev, "unknown ACTION");
-            ev->action = value;
-        } else if (strcmp(key, "SUBSYSTEM") == 0) {
-            ev->subsystem = value;
-        } else if (strcmp(key, "DEVTYPE") == 0) {
-            ev->devtype = value;
-        } else if (strcmp(key, "DEVNAME") == 0) {
-            ev->devname = value;
-        } else if (strcmp(key, "DRIVER") == 0) {
-            ev->driver_property = value;
-        } else if (strcmp(key, "SEQNUM") == 0) {
-            if (!parse_u64(value, &ev->seqnum)) return refuse(ev, "SEQNUM is not a number");
-        } else if (strcmp(key, "USEC_INITIALIZED") == 0 || strcmp(key, "DISKSEQ") == 0 || strcmp(key, "IFINDEX") == 0) {
-            uint64_t ignored;
-            if (!parse_u64(value, &ignored)) return refuse(ev, "a numeric property is not a number");
+        /* The keys libudev reads specially, told apart by length first. */
+        switch (klen) {
+        case 6:
+            if (memcmp(key, "ACTION", 6) == 0) {
+                if (!known_action(value)) return refuse(ev, "unknown ACTION");
+                ev->action = value;
+            } else if (memcmp(key, "DRIVER", 6) == 0) {
+                ev->driver_property = value;
+            } else if (memcmp(key, "SEQNUM", 6) == 0) {
+                if (!parse_u64(value, &ev->seqnum)) return refuse(ev, "SEQNUM is not a number");
+            }
+            break;
+        case 7:
+            if (memcmp(key, "DEVPATH", 7) == 0) {
+                if (value[0] != '/') return refuse(ev, "DEVPATH does not start with /");
+                devpath = value;
+            } else if (memcmp(key, "DEVTYPE", 7) == 0) {
+                ev->devtype = value;
+            } else if (memcmp(key, "DEVNAME", 7) == 0) {
+                ev->devname = value;
+            } else if (memcmp(key, "DISKSEQ", 7) == 0 || memcmp(key, "IFINDEX", 7) == 0) {
+                uint64_t ignored;
+                if (!parse_u64(value, &ignored)) return refuse(ev, "a numeric property is not a number");
+            }
+            break;
+        case 9:
+            if (memcmp(key, "SUBSYSTEM", 9) == 0) ev->subsystem = value;
+            break;
+        case 16:
+            if (memcmp(key, "USEC_INITIALIZED", 16) == 0) {
+                uint64_t ignored;
+                if (!parse_u64(value, &ignored)) return refuse(ev, "a numeric property is not a number");
+            }
+            break;
+        default:
+            break;
         }
     }
     if (!devpath || !ev->subsystem || !ev->action || ev->seqnum == 0)
@@ -242,8 +276,10 @@ int pbs_uevent_receive(int fd, pbs_uevent *ev) {
 }
 
 const char *pbs_uevent_get(const pbs_uevent *ev, const char *key) {
+    size_t n = strlen(key);
+    uint32_t tag = key_tag(key, n);
     for (int i = (int)ev->count - 1; i >= 0; i--)
-        if (strcmp(ev->buf + ev->key[i], key) == 0) return ev->buf + ev->value[i];
+        if (ev->tag[i] == tag && memcmp(ev->buf + ev->key[i], key, n + 1) == 0) return ev->buf + ev->value[i];
     return NULL;
 }
 
