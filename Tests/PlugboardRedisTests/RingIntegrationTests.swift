@@ -65,56 +65,75 @@ struct RingIntegrationTests {
         #expect(first["topic"] == "t0" && first["data"] == "payload 0")
     }
 
-    @Test("linger (1 h here): a small batch waits for more; a batch that fills up, a stop and a finished source each send at once")
+    /// A publisher on a fresh server and ring with a linger of an hour: only a full batch, a stop
+    /// or a finished source can send what it holds within a test.
+    struct Lingering {
+        let server: RedisServer
+        let ring: EventRing
+        let producer: RingProducer
+        let queue = OutputQueue(maxRecords: 100)
+        let publisher: RedisPublisher
+        let context: SourceContext
+
+        init(maxBatch: Int = 1024) throws {
+            server = try RedisServer()
+            ring = try EventRing(slotCount: 64)
+            producer = ring.makeProducer()
+            var config = testConfiguration(server.url)
+            config.linger = 3_600_000_000_000
+            config.maxBatch = maxBatch
+            publisher = RedisPublisher(configuration: config)
+            try publisher.start(events: ring.makeConsumer(name: "redis"), pluginOutput: queue)
+            context = SourceContext(producer: producer, deviceTable: DeviceTable(), logger: Logger(label: "test"))
+            #expect(eventually { publisher.stats.connected })
+        }
+    }
+
+    @Test("linger (1 h here): small batches of events and of plugin output wait for more; a batch that fills up and a stop send at once")
     func smallBatchesLinger() throws {
-        let server = try RedisServer()
-        defer { server.stop() }
-        let ring = try EventRing(slotCount: 64)
-        let producer = ring.makeProducer()
-        var config = testConfiguration(server.url)
-        config.linger = 3_600_000_000_000
-        config.maxBatch = 8
-        let publisher = RedisPublisher(configuration: config)
-        try publisher.start(events: ring.makeConsumer(name: "redis"))
-        #expect(eventually { publisher.stats.connected })
-        let context = SourceContext(producer: producer, deviceTable: DeviceTable(), logger: Logger(label: "test"))
-        let client = try server.client()
+        let l = try Lingering(maxBatch: 8)
+        defer { l.server.stop() }
+        let publisher = l.publisher
+        let client = try l.server.client()
 
         // Three events: taken from the ring, held.
-        try SyntheticSource(count: 3).run(context)
+        try SyntheticSource(count: 3).run(l.context)
         #expect(eventually(timeout: .seconds(20)) { publisher.stats.pending == 3 })
         Thread.sleep(forTimeInterval: 0.3)
         #expect(publisher.stats.published == 0, "a batch of 3 (of 8) was sent without lingering")
         #expect(try client.command(["XLEN", publisher.streamKey]) == .integer(0))
 
         // Five more fill the batch: all eight go, without waiting out the hour.
-        try SyntheticSource(count: 5).run(context)
+        try SyntheticSource(count: 5).run(l.context)
         #expect(eventually(timeout: .seconds(20)) { publisher.stats.published == 8 }, "a full batch waited for the linger")
 
-        // Two more are held again; a stop sends them.
-        try SyntheticSource(count: 2).run(context)
+        // Plugin output lingers the same way, and a full batch of it goes at once too.
+        for i in 0..<3 { _ = l.queue.push(OutputRecord(plugin: "p", topic: "t", payload: Array("r\(i)".utf8))) }
+        #expect(eventually(timeout: .seconds(20)) { publisher.stats.pluginPending == 3 })
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(publisher.stats.pluginPublished == 0, "3 plugin records (of 8) were sent without lingering")
+        for i in 3..<8 { _ = l.queue.push(OutputRecord(plugin: "p", topic: "t", payload: Array("r\(i)".utf8))) }
+        #expect(eventually(timeout: .seconds(20)) { publisher.stats.pluginPublished == 8 }, "a full batch of plugin records waited")
+
+        // Two more events are held again; a stop sends them.
+        try SyntheticSource(count: 2).run(l.context)
         #expect(eventually(timeout: .seconds(20)) { publisher.stats.pending == 2 })
         #expect(publisher.stats.published == 8)
         let stats = publisher.stop(timeout: .seconds(30))
         #expect(stats.published == 10 && stats.pending == 0, "the stop waited for the linger: \(stats)")
         let entries = try readAll(client, publisher.streamKey)
         #expect(entries.compactMap { UInt64($0["sequence"] ?? "") } == Array(1...10))
+    }
 
-        // A finished source (the ring closed) sends what is held at once too.
-        let server2 = try RedisServer()
-        defer { server2.stop() }
-        let ring2 = try EventRing(slotCount: 64)
-        let producer2 = ring2.makeProducer()
-        var config2 = testConfiguration(server2.url)
-        config2.linger = 3_600_000_000_000
-        let publisher2 = RedisPublisher(configuration: config2)
-        try publisher2.start(events: ring2.makeConsumer(name: "redis"))
-        #expect(eventually { publisher2.stats.connected })
-        try SyntheticSource(count: 2).run(SourceContext(producer: producer2, deviceTable: DeviceTable(), logger: Logger(label: "test")))
-        #expect(eventually(timeout: .seconds(20)) { publisher2.stats.pending == 2 })
-        producer2.close()
-        #expect(eventually(timeout: .seconds(20)) { publisher2.stats.published == 2 }, "a finished source's last batch waited for the linger")
-        publisher2.stop()
+    @Test("linger (1 h here): the last events of a finished source (the ring closed) are sent at once")
+    func finishedSourceDoesNotLinger() throws {
+        let l = try Lingering()
+        defer { l.server.stop() }
+        try SyntheticSource(count: 2).run(l.context)
+        #expect(eventually(timeout: .seconds(20)) { l.publisher.stats.pending == 2 })
+        l.producer.close()
+        #expect(eventually(timeout: .seconds(20)) { l.publisher.stats.published == 2 }, "a finished source's last batch waited for the linger")
+        l.publisher.stop()
     }
 
     @Test("an idle publisher sleeps until woken: plugin output, an event and a stop each end its sleep, not a timeout (idle wait 1 h)")
